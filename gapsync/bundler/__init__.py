@@ -1,0 +1,1 @@
+"""The connected side: spec, lock, sources, cache, the bundle format and the TUF repository."""
