@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/gapsync demo --workdir demo-run
 
 test: setup
-	$(BIN)/ruff check gapsync tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: setup
