@@ -6,6 +6,8 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    from gapsync.cli.commands import keys
+    from gapsync.cli.commands import audit, bundle, channel, demo, importing, keys, resolve, serve, trust
 
-    cli.add_command(keys.keys)
+    for cmd in (keys.keys, channel.channel, trust.trust, resolve.resolve, bundle.bundle, importing.import_,
+                serve.serve, audit.audit, demo.demo):
+        cli.add_command(cmd)

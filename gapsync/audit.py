@@ -1,0 +1,117 @@
+"""A hash-chained JSON-lines audit log, used by both sides.
+
+Each line holds ``prev`` (the hash of the line before) and ``hash`` (sha256 of its own canonical
+JSON without ``hash``). Editing a line breaks its hash; deleting or reordering lines breaks the
+chain; cutting lines off the end is caught by the head file (``<log>.head``), which records the
+last sequence number and hash. Appends are serialized with flock and fsynced.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def _canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class AuditLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.head_path = path.with_name(path.name + ".head")
+
+    def append(self, action: str, result: str, **details: Any) -> dict[str, Any]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                seq, prev = self._last(f)
+                entry = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "actor": _actor(), "action": action, "result": result, "details": details,
+                         "prev": prev}
+                entry["hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
+                f.seek(0, os.SEEK_END)
+                f.write(_canonical(entry) + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+                tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+                tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n")
+                os.replace(tmp, self.head_path)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return entry
+
+    @staticmethod
+    def _last(f) -> tuple[int, str]:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        if end == 0:
+            return 0, GENESIS
+        back = min(end, 65536)
+        f.seek(end - back)
+        lines = f.read(back).rstrip(b"\n").split(b"\n")
+        last = json.loads(lines[-1])
+        return int(last["seq"]), str(last["hash"])
+
+
+@dataclass
+class AuditReport:
+    entries: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: Path) -> AuditReport:
+    problems: list[str] = []
+    prev, seq, n = GENESIS, 0, 0
+    if not path.exists():
+        return AuditReport(0, [f"{path}: no audit log"])
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            n += 1
+            try:
+                entry = json.loads(raw)
+                claimed = entry.pop("hash")
+            except (ValueError, KeyError, AttributeError):
+                problems.append(f"{path}:{lineno}: not an audit entry")
+                continue
+            if hashlib.sha256(_canonical(entry)).hexdigest() != claimed:
+                problems.append(f"{path}:{lineno}: entry {entry.get('seq')} was edited (hash mismatch)")
+            if entry.get("prev") != prev:
+                problems.append(f"{path}:{lineno}: chain broken before entry {entry.get('seq')} (an entry was removed or reordered)")
+            if entry.get("seq") != seq + 1:
+                problems.append(f"{path}:{lineno}: sequence jumps from {seq} to {entry.get('seq')}")
+            prev, seq = claimed, entry.get("seq", seq + 1)
+    head = path.with_name(path.name + ".head")
+    if head.exists():
+        try:
+            h = json.loads(head.read_text())
+            if h.get("seq") != seq or h.get("hash") != prev:
+                problems.append(f"{path}: ends at entry {seq} but the head file records entry {h.get('seq')} (entries cut off the end)")
+        except ValueError:
+            problems.append(f"{head}: unreadable head file")
+    elif n:
+        problems.append(f"{head}: head file missing")
+    return AuditReport(n, problems)

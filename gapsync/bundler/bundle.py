@@ -1,0 +1,297 @@
+"""THE bundle format, v1: the contract between two gapsync versions that may be years apart.
+
+One POSIX tar (pax), not compressed as a whole. Members, in this order:
+
+    metadata/1.root.json ... metadata/N.root.json   the whole root chain
+    metadata/timestamp.json, metadata/snapshot.json, metadata/targets.json
+    blobs/sha256/<64 lowercase hex>                  one per distinct blob carried
+
+Anything else is a reason to refuse the whole bundle: another member name, a link, a device, a
+sparse file, a duplicate, metadata after a blob, a header that hides bytes after a NUL, a pax
+header larger than a few KiB, missing end-of-archive blocks, or junk after them. The reader never
+extracts: it hands out each member as a stream bounded by the member's size (which the caller
+compares with the signed length before reading a byte). See docs/bundle-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from gapsync.errors import BundleFormatError, DigestMismatchError
+from gapsync.hashing import CHUNK, copy_verified, read_chunks
+from gapsync.model import BlobRef
+
+FORMAT_VERSION = 1
+SUFFIX = ".gapsync"
+METADATA_RE = re.compile(r"^metadata/((?:[1-9][0-9]{0,8})\.root|timestamp|snapshot|targets)\.json$")
+BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+METADATA_LIMITS = {"root": 512_000, "timestamp": 16_384, "snapshot": 4_000_000, "targets": 64_000_000}
+MAX_EXTENDED_HEADER = 64 * 1024
+MAX_TRAILER = 1 << 20
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+
+
+def bundle_file_name(name: str, channel: str, version: int) -> str:
+    return f"{name}-{channel}-{version}{SUFFIX}"
+
+
+def _metadata_role(member_name: str) -> str:
+    role = METADATA_RE.match(member_name).group(1)  # type: ignore[union-attr]
+    return "root" if role.endswith(".root") else role
+
+
+# -- writer ---------------------------------------------------------------------------------
+
+class BundleWriter:
+    """Writes a bundle to ``<path>.partial`` and renames it only when complete, so an
+    interrupted run never leaves a file that looks like a bundle. The BLAKE2b-512 of the whole
+    file (for the minisign signature) is computed while writing."""
+
+    def __init__(self, path: Path, mtime: int):
+        self.path = path
+        self.partial = path.with_name(path.name + ".partial")
+        self.mtime = mtime
+        self._f = self.partial.open("wb")
+        self._blake = hashlib.blake2b()
+        self._names: set[str] = set()
+        self._in_blobs = False
+        self.size = 0
+
+    def _write(self, data: bytes) -> None:
+        self._f.write(data)
+        self._blake.update(data)
+        self.size += len(data)
+
+    def _header(self, name: str, size: int) -> None:
+        if name in self._names:
+            raise ValueError(f"duplicate member {name}")
+        self._names.add(name)
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mtime, ti.mode, ti.type = size, self.mtime, 0o644, tarfile.REGTYPE
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        self._write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
+
+    def _pad(self, size: int) -> None:
+        rem = size % BLOCK
+        if rem:
+            self._write(b"\0" * (BLOCK - rem))
+
+    def add_metadata(self, name: str, data: bytes) -> None:
+        member = f"metadata/{name}"
+        if self._in_blobs or not METADATA_RE.match(member):
+            raise ValueError(f"bad metadata member {member}")
+        self._header(member, len(data))
+        self._write(data)
+        self._pad(len(data))
+
+    def add_blob(self, blob: BlobRef, src: Path) -> None:
+        """Copy a cached blob in, checking its sha256 on the way (a corrupt cache must not
+        produce a bundle that the other side would refuse after the trip)."""
+        self._in_blobs = True
+        self._header(f"blobs/sha256/{blob.digest}", blob.size)
+        with src.open("rb") as f:
+            copy_verified(read_chunks(f), _Sink(self), what=f"cached blob {src}", sha256=blob.digest, size=blob.size)
+        self._pad(blob.size)
+
+    def close(self) -> bytes:
+        """Finish the archive, make it durable, rename it into place; returns the BLAKE2b-512."""
+        self._write(b"\0" * (2 * BLOCK))
+        rem = self.size % RECORD
+        if rem:
+            self._write(b"\0" * (RECORD - rem))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.partial, self.path)
+        return self._blake.digest()
+
+    def abort(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        self.partial.unlink(missing_ok=True)
+
+
+class _Sink:
+    def __init__(self, w: BundleWriter):
+        self.w = w
+
+    def write(self, data: bytes) -> None:
+        self.w._write(data)
+
+
+# -- reader ---------------------------------------------------------------------------------
+
+def _check_raw_header(buf: bytes) -> None:
+    """Refuse ustar fields that hide bytes after their NUL terminator (name, linkname, prefix):
+    tarfile would silently cut ``blobs/sha256/<hex>\\0../../x`` down to the valid part."""
+    for start, length, field in ((0, 100, "name"), (157, 100, "linkname"), (345, 155, "prefix")):
+        raw = buf[start:start + length]
+        nul = raw.find(b"\0")
+        if nul != -1 and raw[nul:].strip(b"\0"):
+            raise BundleFormatError(f"tar header {field} field has bytes after a NUL: {raw[:nul]!r}")
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        if len(buf) == BLOCK and buf.count(b"\0") != BLOCK:
+            _check_raw_header(buf)
+        return super().frombuf(buf, encoding, errors)
+
+    def _proc_member(self, tarfile_):
+        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                         tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) and self.size > MAX_EXTENDED_HEADER:
+            raise BundleFormatError(f"tar extended header of {self.size} bytes (limit {MAX_EXTENDED_HEADER})")
+        if self.type == tarfile.XGLTYPE:
+            raise BundleFormatError("tar global extended header is not allowed in a bundle")
+        return super()._proc_member(tarfile_)
+
+
+@dataclass(frozen=True)
+class BlobMember:
+    digest: str
+    size: int
+    _info: tarfile.TarInfo
+
+
+class BundleReader:
+    """One forward pass over a bundle: ``read_metadata()`` then ``iter_blobs()``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._f: BinaryIO = path.open("rb")
+        except OSError as e:
+            raise BundleFormatError(f"{path}: cannot open ({e.strerror})") from e
+        self.file_size = os.fstat(self._f.fileno()).st_size
+        try:
+            self._tar = tarfile.TarFile(fileobj=self._f, mode="r", tarinfo=_StrictTarInfo,
+                                        encoding="utf-8", errors="strict")
+        except BundleFormatError as e:
+            self.close()
+            raise BundleFormatError(f"{path}: {e}") from e
+        except (tarfile.TarError, UnicodeError, ValueError) as e:
+            self.close()
+            raise BundleFormatError(f"{path}: not a bundle (unreadable tar: {e})") from e
+        self._pending: tarfile.TarInfo | None = None
+        self._names: set[str] = set()
+        self._metadata_done = False
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> BundleReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _fail(self, reason: str) -> BundleFormatError:
+        return BundleFormatError(f"{self.path}: {reason}")
+
+    def _next(self) -> tarfile.TarInfo | None:
+        try:
+            ti = self._tar.next()
+        except BundleFormatError as e:
+            raise self._fail(str(e)) from e
+        except (tarfile.TarError, UnicodeError, ValueError, OSError) as e:
+            raise self._fail(f"damaged tar ({e})") from e
+        if ti is None:
+            self._check_end()
+            return None
+        name = ti.name
+        if not ti.isreg() or ti.sparse is not None:
+            kind = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.DIRTYPE: "directory",
+                    tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo"}.get(ti.type, "special file")
+            raise self._fail(f"member {name!r} is a {kind}; only regular files are allowed")
+        if not (METADATA_RE.match(name) or BLOB_RE.match(name)):
+            raise self._fail(f"unexpected member {name!r}")
+        if name in self._names:
+            raise self._fail(f"duplicate member {name!r}")
+        self._names.add(name)
+        if ti.offset_data + ti.size > self.file_size:
+            raise self._fail(f"truncated: member {name!r} needs {ti.size} bytes past the end of the file")
+        return ti
+
+    def _check_end(self) -> None:
+        """tarfile stops quietly at a bad header or at EOF; a bundle must end with zero blocks."""
+        end = self._tar.offset
+        tail = self.file_size - end
+        if tail < 2 * BLOCK:
+            raise self._fail("truncated: the end-of-archive blocks are missing")
+        if tail > MAX_TRAILER:
+            raise self._fail(f"{tail} bytes of unreadable data after the last member")
+        self._f.seek(end)
+        if self._f.read(tail).strip(b"\0"):
+            raise self._fail(f"damaged member header or data after the end at offset {end}")
+
+    def read_metadata(self) -> dict[str, bytes]:
+        """Every ``metadata/*`` member (name without the prefix -> bytes), size-capped by role."""
+        out: dict[str, bytes] = {}
+        while True:
+            ti = self._next()
+            if ti is None or BLOB_RE.match(ti.name):
+                self._pending = ti
+                break
+            role = _metadata_role(ti.name)
+            if ti.size > METADATA_LIMITS[role]:
+                raise self._fail(f"member {ti.name!r} is {ti.size} bytes (limit {METADATA_LIMITS[role]})")
+            out[ti.name.removeprefix("metadata/")] = self._read_all(ti)
+        self._metadata_done = True
+        return out
+
+    def _read_all(self, ti: tarfile.TarInfo) -> bytes:
+        f = self._tar.extractfile(ti)
+        assert f is not None
+        try:
+            data = f.read(ti.size)
+        except (tarfile.TarError, OSError) as e:
+            raise self._fail(f"truncated member {ti.name!r} ({e})") from e
+        if len(data) != ti.size:
+            raise self._fail(f"truncated member {ti.name!r}")
+        return data
+
+    def iter_blobs(self) -> Iterator[BlobMember]:
+        if not self._metadata_done:
+            self.read_metadata()
+        ti = self._pending
+        while ti is not None:
+            m = BLOB_RE.match(ti.name)
+            if not m:
+                raise self._fail(f"metadata member {ti.name!r} after the blobs")
+            yield BlobMember(m.group(1), ti.size, ti)
+            ti = self._next()
+
+    def chunks(self, member: BlobMember) -> Iterator[bytes]:
+        """The member's bytes, never more than its size; truncation is an error, not a short read."""
+        f = self._tar.extractfile(member._info)
+        assert f is not None
+        got = 0
+        try:
+            while got < member.size:
+                chunk = f.read(min(CHUNK, member.size - got))
+                if not chunk:
+                    break
+                got += len(chunk)
+                yield chunk
+        except (tarfile.TarError, OSError) as e:
+            raise self._fail(f"truncated blob {member.digest} ({e})") from e
+        if got != member.size:
+            raise self._fail(f"truncated blob {member.digest}")
+
+    def read_blob_bytes(self, member: BlobMember, limit: int) -> bytes:
+        if member.size > limit:
+            raise self._fail(f"blob {member.digest} is {member.size} bytes (limit {limit})")
+        data = b"".join(self.chunks(member))
+        if hashlib.sha256(data).hexdigest() != member.digest:
+            raise DigestMismatchError(f"{self.path}: blob {member.digest} does not match its name")
+        return data

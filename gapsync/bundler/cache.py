@@ -1,0 +1,65 @@
+"""The content-addressed cache: every blob once, under ``sha256/ab/<hex>``, shared by all runs.
+
+A blob only ever appears under its name after its bytes were hashed and matched; partial
+downloads live in ``partial/`` and are resumed, never trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from gapsync.hashing import copy_verified
+from gapsync.model import SHA256_RE
+
+DEFAULT_CACHE_ENV = "GAPSYNC_CACHE"
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(DEFAULT_CACHE_ENV):
+        return Path(os.environ[DEFAULT_CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "gapsync"
+
+
+class BlobCache:
+    def __init__(self, root: Path):
+        self.root = root
+        (root / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "partial").mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        if not SHA256_RE.match(digest):
+            raise ValueError(f"not a sha256 digest: {digest!r}")
+        return self.root / "sha256" / digest[:2] / digest
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def partial_path(self, key: str) -> Path:
+        return self.root / "partial" / f"{key}.part"
+
+    def put(self, chunks: Iterable[bytes], *, what: str, sha256: str | None, size: int | None = None) -> tuple[str, int]:
+        """Store a stream, verified; returns (digest, size). Used for small derived blobs too."""
+        fd, tmp = tempfile.mkstemp(dir=self.root / "partial", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                digest, n = copy_verified(chunks, f, what=what, sha256=sha256, size=size)
+            self.adopt(Path(tmp), digest)
+            return digest, n
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def put_bytes(self, data: bytes, *, what: str) -> tuple[str, int]:
+        return self.put([data], what=what, sha256=None, size=len(data))
+
+    def adopt(self, verified_file: Path, digest: str) -> Path:
+        """Move a file whose digest the caller has just verified into its place."""
+        dst = self.path(digest)
+        dst.parent.mkdir(exist_ok=True)
+        os.chmod(verified_file, 0o444)
+        os.replace(verified_file, dst)
+        return dst

@@ -1,0 +1,148 @@
+"""``bundle create``: spec (or lock) -> cache -> signed TUF release -> bundle file + .minisig.
+
+The state of the channel advances only after the bundle is complete on disk, so an interrupted
+run leaves the channel as it was (and a ``.partial`` file that no reader mistakes for a bundle);
+the re-run reuses every blob already in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gapsync import __version__
+from gapsync.audit import AuditLog
+from gapsync.bundler import minisign
+from gapsync.bundler.bundle import BundleWriter, bundle_file_name
+from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
+from gapsync.bundler.keys import SigningKey
+from gapsync.bundler.lock import Lock, read_lock
+from gapsync.bundler.sources.pypi import resolve
+from gapsync.bundler.spec import load_spec
+from gapsync.bundler.trust_repo import ChannelRepo
+from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
+from gapsync.errors import GapsyncError, InputError
+from gapsync.locking import exclusive
+from gapsync.model import BlobRef, Target
+
+BUNDLE_INFO_PATH = "gapsync/bundle.json"
+
+
+@dataclass
+class CreateResult:
+    bundle: Path
+    signature: Path
+    channel: str
+    version: int
+    targets: list[Target]
+    bundle_size: int
+    downloaded: int
+    artifacts: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle), "signature": str(self.signature), "channel": self.channel,
+                "version": self.version, "targets": len(self.targets), "bundle_size": self.bundle_size,
+                "downloaded_bytes": self.downloaded, "artifacts": self.artifacts}
+
+
+def python_targets(lock: Lock, cache: BlobCache, sizes: dict[str, int]) -> tuple[list[Target], list[dict]]:
+    """One target per file, plus one per wheel's core metadata (PEP 658)."""
+    targets: list[Target] = []
+    artifacts: dict[tuple[str, str], dict] = {}
+    for f in sorted(lock.files, key=lambda f: (f.name, f.filename)):
+        blob = BlobRef(f.sha256, sizes[f.sha256])
+        path = f"python/{f.name}/{f.filename}"
+        custom = {"kind": "python", "name": f.name, "version": f.version, "filename": f.filename,
+                  "requires_python": f.requires_python, "yanked": f.yanked, "tags": f.targets,
+                  "upstream": f.url}
+        if f.filename.endswith(".whl"):
+            meta = read_core_metadata(cache.path(f.sha256), f.filename)
+            digest, size = cache.put_bytes(meta, what=f"{f.filename}.metadata")
+            custom["requires_python"] = requires_python(meta) or f.requires_python
+            custom["metadata"] = f"{path}.metadata"
+            targets.append(Target(f"{path}.metadata", BlobRef(digest, size),
+                                  {"kind": "python-metadata", "name": f.name, "of": f.filename}))
+        targets.append(Target(path, blob, custom))
+        art = artifacts.setdefault((f.name, f.version), {"kind": "python", "name": f.name, "version": f.version, "files": []})
+        art["files"].append({"path": path, "filename": f.filename, "sha256": f.sha256, "size": blob.size,
+                             "targets": f.targets})
+    return targets, list(artifacts.values())
+
+
+def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: list[SigningKey], out_dir: Path,
+                  cache: BlobCache, jobs: int = 8, expires: timedelta = timedelta(days=30),
+                  now: datetime | None = None) -> CreateResult:
+    spec = load_spec(spec_path)
+    repo = ChannelRepo(state, spec.channel)
+    audit = AuditLog(state / "audit.log")
+    if not keys:
+        raise InputError("bundle create: give the signing key with --key")
+    with exclusive(repo.dir / ".lock", f"channel state {repo.dir}"):
+        try:
+            result = _create(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now)
+        except GapsyncError as e:
+            audit.append("bundle.create", "error", spec=str(spec_path), channel=spec.channel, reason=str(e))
+            raise
+    audit.append("bundle.create", "ok", spec=str(spec_path), channel=spec.channel, version=result.version,
+                 bundle=result.bundle.name, bundle_size=result.bundle_size, targets=len(result.targets),
+                 signer=keys[0].public.tuf_key().keyid,
+                 digests={t.path: t.blob.digest for t in result.targets if t.kind == "python"})
+    return result
+
+
+def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now) -> CreateResult:
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    if lock_path is not None:
+        lock = read_lock(lock_path)
+        if lock.spec_digest != spec.digest():
+            raise InputError(f"{lock_path}: made from another version of {spec.path}; run gapsync resolve again")
+    else:
+        lock = resolve(spec, cache, jobs)
+    fetched = fetch_all(cache, [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files], jobs,
+                        progress=tty_progress)
+    sizes = {r.sha256: r.size for r in fetched}
+    targets, artifacts = python_targets(lock, cache, sizes)
+    version = repo.next_version()
+    info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",
+            "created": now.isoformat(), "producer": f"gapsync {__version__}", "host": platform.node(),
+            "spec_digest": spec.digest(), "lock_digest": _digest_text(lock.dumps()),
+            "artifacts": artifacts, "findings": [], "decisions": []}
+    digest, size = cache.put_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
+    targets.insert(0, Target(BUNDLE_INFO_PATH, BlobRef(digest, size), {"kind": "bundle-info"}))
+    release = repo.sign_release(targets, keys, expires, now)
+    assert release.version == version
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / bundle_file_name(spec.name, spec.channel, version)
+    if path.exists():
+        raise InputError(f"{path}: already exists")
+    writer = BundleWriter(path, mtime=int(now.timestamp()))
+    try:
+        for name, data in release.members.items():
+            writer.add_metadata(name, data)
+        seen: set[str] = set()
+        for t in targets:  # bundle.json first, then by target path: inspect finds it early
+            if t.blob.digest not in seen:
+                seen.add(t.blob.digest)
+                writer.add_blob(t.blob, cache.path(t.blob.digest))
+        file_hash = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    sig = path.with_name(path.name + ".minisig")
+    comment = (f"gapsync bundle file:{path.name} channel:{spec.channel} version:{version} "
+               f"timestamp:{int(now.timestamp())}")
+    minisign.write_signature(sig, keys[0], file_hash, comment)
+    repo.commit(release, {"version": version, "bundle": path.name, "created": now.isoformat(),
+                          "size": writer.size, "targets": len(targets), "kind": "full"})
+    return CreateResult(path, sig, spec.channel, version, targets, writer.size,
+                        sum(r.downloaded for r in fetched), artifacts)
+
+
+def _digest_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,90 @@
+"""The lock (``gapsync.lock``): the spec resolved to exact files with sha256.
+
+JSON with sorted keys and no timestamps, so the same spec and index give byte-identical locks
+and a diff shows exactly what moved. Unknown fields are kept and written back (python-tuf's
+``unrecognized_fields`` idea), so an older gapsync round-trips a newer lock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gapsync.errors import InputError
+from gapsync.model import SHA256_RE
+
+LOCK_VERSION = 1
+
+
+@dataclass
+class LockedFile:
+    name: str  # PEP 503 normalized
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int | None
+    requires_python: str | None
+    yanked: str | None
+    targets: list[str]
+    unrecognized: dict[str, Any] = field(default_factory=dict)
+
+    FIELDS = ("name", "version", "filename", "url", "sha256", "size", "requires_python", "yanked", "targets")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LockedFile:
+        d = dict(d)
+        kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
+        if not SHA256_RE.match(str(kw.get("sha256", ""))):
+            raise ValueError(f"file {kw.get('filename')!r}: bad sha256")
+        return cls(**kw, unrecognized=d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.FIELDS}
+        d.update(self.unrecognized)
+        return d
+
+
+@dataclass
+class Lock:
+    spec_digest: str
+    index_url: str
+    pins: dict[str, list[str]]  # target id -> ["name==version", ...]
+    files: list[LockedFile]
+    unrecognized: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Lock:
+        d = dict(d)
+        if d.pop("lock_version", None) != LOCK_VERSION:
+            raise ValueError(f"unsupported lock_version (this gapsync reads {LOCK_VERSION})")
+        py = dict(d.pop("python"))
+        lock = cls(spec_digest=d.pop("spec_digest"), index_url=py.pop("index_url"), pins=py.pop("pins"),
+                   files=[LockedFile.from_dict(f) for f in py.pop("files")], unrecognized=d)
+        return lock
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"lock_version": LOCK_VERSION, "spec_digest": self.spec_digest,
+             "python": {"index_url": self.index_url, "pins": self.pins,
+                        "files": [f.to_dict() for f in sorted(self.files, key=lambda f: (f.name, f.filename))]}}
+        d.update(self.unrecognized)
+        return d
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.dumps())
+        tmp.replace(path)
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        return Lock.from_dict(json.loads(path.read_text()))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read lock ({e.strerror})") from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a valid gapsync lock ({e})") from e

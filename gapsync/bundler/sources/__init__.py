@@ -1,0 +1,1 @@
+"""Sources: where artifacts come from. One module per kind."""

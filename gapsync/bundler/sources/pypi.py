@@ -1,0 +1,167 @@
+"""Python packages from any PEP 503 index: resolve a spec to exact files, one resolution per
+target interpreter.
+
+The version resolution is uv's (``uv pip compile --python-platform --python-version``), which
+evaluates environment markers for the target rather than for this host. The choice of file for
+each pinned version is ours, made with ``packaging.tags`` in the order pip would prefer, so
+that the lock names exactly the files the air-gapped pip will ask for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.fetch import FetchItem, fetch_all
+from gapsync.bundler.lock import Lock, LockedFile
+from gapsync.bundler.platforms import PythonTarget
+from gapsync.bundler.sources.simple_index import IndexFile, project_files
+from gapsync.bundler.spec import Spec
+from gapsync.errors import FetchError, InputError
+
+_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+_UV_ENV_KEEP = {"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS", "UV_OFFLINE"}
+
+
+def _uv_bin() -> str:
+    """uv ships as a wheel with its binary in the environment's scripts directory."""
+    import shutil
+
+    beside = Path(sys.executable).with_name("uv")
+    if beside.is_file():
+        return str(beside)
+    try:  # uv's own finder fails on some Pythons (sysconfig EXE unset), so it comes second
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except Exception:
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise FetchError("uv (the resolver) is not installed: pip install uv")
+
+
+def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache) -> list[tuple[str, str]]:
+    py = spec.python
+    assert py is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _UV_ENV_KEEP}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    with tempfile.TemporaryDirectory(prefix="gapsync-resolve-") as tmp:
+        req_in = Path(tmp) / "requirements.in"
+        req_in.write_text("".join(f"{r}\n" for r in py.requirements))
+        cmd = [_uv_bin(), "pip", "compile", "--no-config", "--no-header", "--no-annotate", "--quiet",
+               "--color", "never", "--python", sys.executable, "--python-version", target.python,
+               "--python-platform", target.uv_platform, "--index-url", py.index_url,
+               "--cache-dir", str(cache.root / "uv"), str(req_in), *map(str, py.requirements_files)]
+        if not py.sdists:
+            cmd += ["--only-binary", ":all:"]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(spec.path.parent))
+    if r.returncode != 0:
+        lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("warning")]
+        msg = " ".join(lines)[-600:] or f"uv exited {r.returncode}"
+        if re.search(r"(Failed to fetch|network|connect|timed out|dns error)", msg, re.I):
+            raise FetchError(f"{py.index_url}: cannot reach the index while resolving for {target.id}: {msg}")
+        raise InputError(f"{spec.path}: requirements cannot be resolved for {target.id}: {msg}")
+    pins = []
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "-", "--")):
+            continue
+        m = _PIN_RE.match(line)
+        if not m:
+            raise InputError(f"{spec.path}: unexpected resolver output for {target.id}: {line!r}")
+        pins.append((str(canonicalize_name(m.group(1))), m.group(2)))
+    return sorted(pins)
+
+
+def _python_ok(requires_python: str | None, target: PythonTarget) -> bool:
+    if not requires_python:
+        return True
+    try:
+        return SpecifierSet(requires_python).contains(Version(target.python), prereleases=True)
+    except InvalidSpecifier:
+        return True  # as pip does: an unparsable requires-python does not exclude a file
+
+
+def select_files(files: list[IndexFile], name: str, version: str, target: PythonTarget,
+                 sdists: bool) -> list[IndexFile]:
+    """The best wheel for the target (pip's preference order), plus the sdist when asked."""
+    want = Version(version)
+    best: tuple[tuple[int, int, str], IndexFile] | None = None
+    sdist: IndexFile | None = None
+    for f in files:
+        if not _python_ok(f.requires_python, target):
+            continue
+        try:
+            if f.filename.endswith(".whl"):
+                wname, wver, build, wtags = parse_wheel_filename(f.filename)
+                if canonicalize_name(wname) != name or wver != want:
+                    continue
+                prio = min((target.tag_priority.get(t, 1 << 30) for t in wtags), default=1 << 30)
+                if prio == 1 << 30:
+                    continue
+                key = (prio, -(build[0] if build else 0), f.filename)
+                if best is None or key < best[0]:
+                    best = (key, f)
+            else:
+                sname, sver = parse_sdist_filename(f.filename)
+                if canonicalize_name(sname) == name and sver == want:
+                    if sdist is None or f.filename.endswith(".tar.gz"):
+                        sdist = f
+        except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+            continue
+    chosen = [best[1]] if best else []
+    if sdists and sdist is not None:
+        chosen.append(sdist)
+    return chosen
+
+
+def resolve(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
+    py = spec.python
+    assert py is not None
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(py.targets)))) as pool:
+        per_target = dict(zip([t.id for t in py.targets],
+                              pool.map(lambda t: uv_compile(spec, t, cache), py.targets), strict=True))
+    names = sorted({n for pins in per_target.values() for n, _ in pins})
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pages = dict(zip(names, pool.map(lambda n: project_files(py.index_url, n), names), strict=True))
+    chosen: dict[str, LockedFile] = {}
+    for target in py.targets:
+        for name, version in per_target[target.id]:
+            files = select_files(pages[name], name, version, target, py.sdists)
+            if not files:
+                hint = "" if py.sdists else " (set sdists: true to carry the source distribution)"
+                raise InputError(f"{spec.path}: no file of {name}=={version} fits {target.id}{hint}")
+            for f in files:
+                lf = chosen.get(f.filename)
+                if lf is None:
+                    lf = chosen[f.filename] = LockedFile(
+                        name=name, version=version, filename=f.filename, url=f.url, sha256=f.sha256 or "",
+                        size=f.size, requires_python=f.requires_python, yanked=f.yanked, targets=[])
+                lf.targets.append(target.id)
+    missing = [lf for lf in chosen.values() if not lf.sha256]
+    if missing:  # an index without hashes: learn them by downloading (the bytes are needed anyway)
+        results = fetch_all(cache, [FetchItem(lf.url, None, lf.size, lf.filename) for lf in missing], jobs)
+        by_url = {r.item.url: r for r in results}
+        for lf in missing:
+            lf.sha256, lf.size = by_url[lf.url].sha256, by_url[lf.url].size
+    for lf in chosen.values():
+        lf.targets.sort()
+    pins = {tid: [f"{n}=={v}" for n, v in pins] for tid, pins in per_target.items()}
+    return Lock(spec_digest=spec.digest(), index_url=py.index_url, pins=pins, files=list(chosen.values()))

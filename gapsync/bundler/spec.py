@@ -1,0 +1,187 @@
+"""The spec (``gapsync.yaml``): what the air-gapped side needs.
+
+Errors name the file, the line and the key, because the person who fixes a spec is looking at it
+in an editor. Unknown keys are errors too: a typo (``requirement:``) must not silently select
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gapsync.bundler.platforms import PythonTarget
+from gapsync.errors import InputError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class _Located:
+    """Maps a key path like ('python', 'targets', 0, 'platform') to a line in the YAML file."""
+
+    def __init__(self, path: Path, node: yaml.Node | None):
+        self.path = path
+        self.node = node
+
+    def line(self, keys: tuple) -> int | None:
+        node = self.node
+        best = node.start_mark.line + 1 if node is not None else None
+        for k in keys:
+            if isinstance(node, yaml.MappingNode):
+                for kn, vn in node.value:
+                    if kn.value == k:
+                        best = kn.start_mark.line + 1
+                        node = vn
+                        break
+                else:
+                    return best
+            elif isinstance(node, yaml.SequenceNode) and isinstance(k, int) and k < len(node.value):
+                node = node.value[k]
+                best = node.start_mark.line + 1
+            else:
+                return best
+        return best
+
+    def error(self, keys: tuple, reason: str) -> InputError:
+        dotted = "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(keys))
+        line = self.line(keys)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return InputError(f"{where}: {dotted or 'spec'}: {reason}")
+
+
+@dataclass(frozen=True)
+class PythonSpec:
+    index_url: str
+    requirements: tuple[str, ...]
+    requirements_files: tuple[Path, ...]
+    targets: tuple[PythonTarget, ...]
+    sdists: bool = False
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "index_url": self.index_url,
+            "requirements": list(self.requirements),
+            "requirements_files": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in self.requirements_files},
+            "targets": [t.id for t in self.targets],
+            "sdists": self.sdists,
+        }
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    name: str
+    channel: str
+    python: PythonSpec | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """What a lock was made from; a lock whose digest differs is stale."""
+        body = {"python": self.python.canonical() if self.python else None}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _expect(loc: _Located, keys: tuple, value: Any, typ: type | tuple, what: str) -> Any:
+    if not isinstance(value, typ) or (typ is str and not value):
+        raise loc.error(keys, f"expected {what}, got {type(value).__name__} {value!r}"[:200])
+    return value
+
+
+def _check_keys(loc: _Located, keys: tuple, mapping: dict, allowed: set[str]) -> None:
+    for k in mapping:
+        if k not in allowed:
+            raise loc.error((*keys, k), f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+def load_spec(path: Path) -> Spec:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read spec ({e.strerror})") from e
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+    loc = _Located(path, node)
+    if not isinstance(data, dict):
+        raise loc.error((), "expected a mapping with name, channel and python")
+    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "policy"})
+    for later in ("images", "models", "policy"):
+        if later in data:
+            raise loc.error((later,), "not supported by this version of gapsync yet")
+    name = _expect(loc, ("name",), data.get("name"), str, "a bundle name")
+    channel = _expect(loc, ("channel",), data.get("channel"), str, "a channel name")
+    for key, value in (("name", name), ("channel", channel)):
+        if not NAME_RE.match(value):
+            raise loc.error((key,), f"{value!r}: use letters, digits, '.', '_' or '-'")
+    py = data.get("python")
+    python = _load_python(loc, py, path.parent) if py is not None else None
+    if python is None:
+        raise loc.error((), "nothing to carry: add a python section")
+    return Spec(path=path, name=name, channel=channel, python=python)
+
+
+def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
+    k = ("python",)
+    _expect(loc, k, py, dict, "a mapping")
+    _check_keys(loc, k, py, {"index_url", "requirements", "requirements_files", "targets", "sdists"})
+    index_url = py.get("index_url", "https://pypi.org/simple/")
+    _expect(loc, (*k, "index_url"), index_url, str, "a URL")
+    if not re.match(r"^https?://", index_url):
+        raise loc.error((*k, "index_url"), f"{index_url!r}: expected an http(s) URL of a PEP 503 index")
+    if not index_url.endswith("/"):
+        index_url += "/"
+    reqs = py.get("requirements", [])
+    _expect(loc, (*k, "requirements"), reqs, list, "a list of requirement strings")
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for i, r in enumerate(reqs):
+        _expect(loc, (*k, "requirements", i), r, str, "a requirement string")
+        try:
+            Requirement(r)
+        except InvalidRequirement as e:
+            raise loc.error((*k, "requirements", i), f"{r!r}: {e}") from e
+    files = py.get("requirements_files", [])
+    _expect(loc, (*k, "requirements_files"), files, list, "a list of file paths")
+    req_files = []
+    for i, f in enumerate(files):
+        _expect(loc, (*k, "requirements_files", i), f, str, "a file path")
+        p = (base / f).resolve()
+        if not p.is_file():
+            raise loc.error((*k, "requirements_files", i), f"{p}: no such file")
+        req_files.append(p)
+    if not reqs and not req_files:
+        raise loc.error(k, "no requirements and no requirements_files")
+    raw_targets = py.get("targets")
+    if raw_targets is None:
+        raise loc.error(k, "missing targets: list the air-gapped side's interpreters, e.g. {python: '3.11', platform: manylinux_2_17_x86_64}")
+    _expect(loc, (*k, "targets"), raw_targets, list, "a list of {python, platform}")
+    targets = []
+    for i, t in enumerate(raw_targets):
+        tk = (*k, "targets", i)
+        _expect(loc, tk, t, dict, "a mapping {python, platform}")
+        _check_keys(loc, tk, t, {"python", "platform"})
+        pyv = t.get("python")
+        if isinstance(pyv, float):  # YAML reads 3.10 as 3.1: make the user quote it
+            raise loc.error((*tk, "python"), f"{pyv!r}: quote the version, e.g. \"3.10\"")
+        _expect(loc, (*tk, "python"), pyv, str, "a Python version like \"3.11\"")
+        plat = t.get("platform")
+        _expect(loc, (*tk, "platform"), plat, str, "a platform tag like manylinux_2_17_x86_64")
+        try:
+            targets.append(PythonTarget.parse(pyv, plat))
+        except ValueError as e:
+            raise loc.error(tk, str(e)) from e
+    if len({t.id for t in targets}) != len(targets):
+        raise loc.error((*k, "targets"), "duplicate target")
+    sdists = py.get("sdists", False)
+    _expect(loc, (*k, "sdists"), sdists, bool, "true or false")
+    return PythonSpec(index_url, tuple(reqs), tuple(req_files), tuple(targets), sdists)

@@ -1,0 +1,220 @@
+"""The connected side's TUF repository for one channel, through python-tuf's Metadata API.
+
+State on disk (``STATE/<channel>/``): the root chain as ``N.root.json``, the last signed
+``targets.json``, ``snapshot.json`` and ``timestamp.json``, and ``history.jsonl`` (one line per
+bundle shipped). Each bundle advances targets, snapshot and timestamp together to version N, so
+"bundle N" and "metadata version N" are the same number on both sides.
+
+Every signed document carries ``x-gapsync: {channel, format}`` among its fields, so that a bundle
+of one channel can never be taken for another's even when a site uses one key for both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import (
+    SPECIFICATION_VERSION,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from gapsync.bundler.keys import SigningKey
+from gapsync.errors import InputError, TrustError
+from gapsync.model import Target
+
+FORMAT = 1
+EXT_FIELD = "x-gapsync"
+TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
+_SERIALIZER = JSONSerializer(compact=False)
+
+
+def ext(channel: str) -> dict:
+    return {EXT_FIELD: {"channel": channel, "format": FORMAT}}
+
+
+def channel_of(md: Metadata) -> str | None:
+    info = md.signed.unrecognized_fields.get(EXT_FIELD)
+    return info.get("channel") if isinstance(info, dict) else None
+
+
+def to_bytes(md: Metadata) -> bytes:
+    return md.to_bytes(_SERIALIZER)
+
+
+def duplicate_key_material(root: Root) -> list[str]:
+    """Key ids that share key material with another id: TUF counts ids, so this would let one
+    key count twice towards a threshold."""
+    seen: dict[tuple, str] = {}
+    dups = []
+    for keyid, key in root.keys.items():
+        material = (key.keytype, key.scheme, json.dumps(key.keyval, sort_keys=True))
+        if material in seen:
+            dups.append(keyid)
+        seen.setdefault(material, keyid)
+    return dups
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Release:
+    """One signed version of the channel, ready to be written into a bundle."""
+
+    version: int
+    channel: str
+    members: dict[str, bytes]  # metadata member name (e.g. "2.root.json", "targets.json") -> bytes
+    targets_md: Metadata
+
+
+class ChannelRepo:
+    def __init__(self, state: Path, channel: str):
+        self.channel = channel
+        self.dir = state / channel
+        if not (self.dir / "1.root.json").is_file():
+            raise InputError(f"{self.dir}: channel {channel!r} is not initialised (run gapsync channel init)")
+
+    # -- set-up ---------------------------------------------------------------------------
+    @staticmethod
+    def init(state: Path, channel: str, keys: list[SigningKey], threshold: int,
+             online: SigningKey | None = None, expires: timedelta = timedelta(days=365)) -> Path:
+        """Create root v1: root and targets held by ``keys`` with ``threshold``; snapshot and
+        timestamp by the online key (the first key unless given)."""
+        cdir = state / channel
+        if (cdir / "1.root.json").exists():
+            raise InputError(f"{cdir}: channel {channel!r} already exists")
+        unique = list({k.public.raw: k for k in keys}.values())
+        if not unique:
+            raise InputError("channel init: give at least one --key")
+        if not 1 <= threshold <= len(unique):
+            raise InputError(f"--threshold {threshold}: must be between 1 and the number of distinct keys ({len(unique)})")
+        online = online or unique[0]
+        root = Root(expires=datetime.now(UTC).replace(microsecond=0) + expires,
+                    consistent_snapshot=False, unrecognized_fields=ext(channel))
+        for k in unique:
+            root.add_key(k.public.tuf_key(), Root.type)
+            root.add_key(k.public.tuf_key(), Targets.type)
+        root.add_key(online.public.tuf_key(), Snapshot.type)
+        root.add_key(online.public.tuf_key(), Timestamp.type)
+        root.roles[Root.type].threshold = threshold
+        root.roles[Targets.type].threshold = threshold
+        md = Metadata(root)
+        for k in unique:
+            md.sign(k.tuf_signer(), append=True)
+        root.verify_delegate(Root.type, _signed_bytes(md), md.signatures)
+        cdir.mkdir(parents=True, exist_ok=True)
+        path = cdir / "1.root.json"
+        _write_atomic(path, to_bytes(md))
+        return path
+
+    # -- reading --------------------------------------------------------------------------
+    def root_chain(self) -> list[tuple[int, bytes]]:
+        chain = []
+        for p in self.dir.glob("*.root.json"):
+            m = re.match(r"^(\d+)\.root\.json$", p.name)
+            if m:
+                chain.append((int(m.group(1)), p.read_bytes()))
+        chain.sort()
+        if [v for v, _ in chain] != list(range(1, len(chain) + 1)):
+            raise InputError(f"{self.dir}: root chain has a gap: {[v for v, _ in chain]}")
+        return chain
+
+    def root(self) -> Metadata[Root]:
+        return Metadata[Root].from_bytes(self.root_chain()[-1][1])
+
+    def _last(self, role: str) -> Metadata | None:
+        p = self.dir / f"{role}.json"
+        return Metadata.from_file(str(p)) if p.exists() else None
+
+    def last_targets(self) -> Metadata[Targets] | None:
+        return self._last(Targets.type)
+
+    def next_version(self) -> int:
+        versions = [md.signed.version for r in ("targets", "snapshot", "timestamp") if (md := self._last(r))]
+        return max(versions, default=0) + 1
+
+    # -- signing --------------------------------------------------------------------------
+    def _sign(self, md: Metadata, role: str, root: Root, keys: list[SigningKey]) -> None:
+        allowed = set(root.roles[role].keyids)
+        for k in keys:
+            if k.public.tuf_key().keyid in allowed:
+                md.sign(k.tuf_signer(), append=True)
+        try:
+            root.verify_delegate(role, _signed_bytes(md), md.signatures)
+        except UnsignedMetadataError as e:
+            need = root.roles[role].threshold
+            raise InputError(
+                f"channel {self.channel!r}: the {role} role needs {need} signature(s) from its keys "
+                f"and the --key options give {len(md.signatures)}") from e
+
+    def sign_release(self, targets: list[Target], keys: list[SigningKey], expires: timedelta,
+                     now: datetime | None = None) -> Release:
+        now = (now or datetime.now(UTC)).replace(microsecond=0)
+        root_md = self.root()
+        root = root_md.signed
+        if root.is_expired(now):
+            raise TrustError(f"channel {self.channel!r}: root v{root.version} expired on {root.expires:%Y-%m-%d}; rotate it")
+        version = self.next_version()
+        expiry = now + expires
+        tmd = Metadata(Targets(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))
+        for t in targets:
+            tmd.signed.targets[t.path] = TargetFile(
+                length=t.blob.size, hashes={"sha256": t.blob.digest}, path=t.path,
+                unrecognized_fields={"custom": t.custom})
+        self._sign(tmd, Targets.type, root, keys)
+        targets_bytes = to_bytes(tmd)
+        smd = Metadata(Snapshot(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))
+        smd.signed.meta["targets.json"] = _metafile(version, targets_bytes)
+        self._sign(smd, Snapshot.type, root, keys)
+        snapshot_bytes = to_bytes(smd)
+        tsmd = Metadata(Timestamp(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))
+        tsmd.signed.snapshot_meta = _metafile(version, snapshot_bytes)
+        self._sign(tsmd, Timestamp.type, root, keys)
+        members = {f"{v}.root.json": data for v, data in self.root_chain()}
+        members["timestamp.json"] = to_bytes(tsmd)
+        members["snapshot.json"] = snapshot_bytes
+        members["targets.json"] = targets_bytes
+        return Release(version=version, channel=self.channel, members=members, targets_md=tmd)
+
+    def commit(self, release: Release, history: dict) -> None:
+        """Record that ``release`` shipped; only after its bundle file is complete on disk."""
+        for role in ("targets", "snapshot", "timestamp"):
+            _write_atomic(self.dir / f"{role}.json", release.members[f"{role}.json"])
+        with (self.dir / "history.jsonl").open("a") as f:
+            f.write(json.dumps(history, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _signed_bytes(md: Metadata) -> bytes:
+    from tuf.api.serialization.json import CanonicalJSONSerializer
+
+    return CanonicalJSONSerializer().serialize(md.signed)
+
+
+def _metafile(version: int, data: bytes) -> MetaFile:
+    import hashlib
+
+    return MetaFile(version=version, length=len(data), hashes={"sha256": hashlib.sha256(data).hexdigest()})
+
+
+__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "Release", "channel_of", "duplicate_key_material"]

@@ -1,0 +1,99 @@
+"""``gapsync bundle``: create, inspect and verify bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gapsync.cli.exit_codes import ExitCode
+from gapsync.cli.options import (
+    DURATION,
+    cache_option,
+    jobs_option,
+    json_option,
+    key_option,
+    load_keys,
+    mirror_option,
+    passphrase_option,
+    state_option,
+)
+from gapsync.cli.output import emit_json, human_size, table
+
+bundle_arg = click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+@click.group()
+def bundle() -> None:
+    """Create, inspect and verify bundles."""
+
+
+@bundle.command("create")
+@click.option("-f", "--file", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default="gapsync.yaml", show_default=True)
+@click.option("--lock", "lock_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this lock instead of resolving afresh (reproducible).")
+@state_option
+@key_option
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--expires", type=DURATION, default="30d", show_default=True,
+              help="How long the air-gapped side accepts this bundle.")
+@cache_option
+@jobs_option
+@passphrase_option
+@json_option
+def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs, passphrase_file, as_json) -> None:
+    """Fetch, sign and write OUT/<name>-<channel>-<version>.gapsync (+ .minisig)."""
+    from gapsync.bundler.cache import BlobCache, default_cache_dir
+    from gapsync.bundler.create import create_bundle
+
+    keys = load_keys(key_files, passphrase_file)
+    r = create_bundle(spec_path, lock_path, state, keys, out_dir, BlobCache(cache or default_cache_dir()),
+                      jobs=jobs, expires=expires)
+    if as_json:
+        emit_json(r.to_dict())
+        return
+    click.echo(f"{r.bundle}  ({human_size(r.bundle_size)}, channel {r.channel} version {r.version}, "
+               f"{len(r.targets)} targets, {human_size(r.downloaded)} downloaded)")
+    click.echo(f"{r.signature}  (check with: minisign -Vm {r.bundle} -p KEY.pub)")
+
+
+@bundle.command("inspect")
+@bundle_arg
+@json_option
+def inspect_(bundle_path: Path, as_json: bool) -> None:
+    """Show what BUNDLE carries (unverified: use `bundle verify` for trust)."""
+    from gapsync.bundler.inspect import inspect_bundle
+
+    info = inspect_bundle(bundle_path)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{info['file']}: channel {info['channel']} version {info['version']}, {human_size(info['size'])}, "
+               f"expires {info['expires']} (NOT verified)")
+    click.echo(f"root versions {info['root_versions']}; targets signed by {', '.join(k[:16] for k in info['signatures'])}")
+    rows = [[a["kind"], a["name"], a["version"], f["filename"], human_size(f["size"]), f["sha256"][:16], ",".join(f["targets"])]
+            for a in info["artifacts"] for f in a["files"]]
+    if rows:
+        click.echo(table(rows, ["kind", "name", "version", "file", "size", "sha256", "targets"]))
+    click.echo(f"{info['targets']} targets ({human_size(info['targets_bytes'])}); {info['blobs_carried']} blobs carried "
+               f"({human_size(info['blob_bytes'])})")
+
+
+@bundle.command("verify")
+@bundle_arg
+@mirror_option
+@json_option
+def verify(bundle_path: Path, mirror: Path, as_json: bool) -> None:
+    """Check BUNDLE fully against MIRROR's pinned root and state; publish nothing."""
+    from gapsync.mirror.importer import import_bundle
+
+    r = import_bundle(bundle_path, mirror, verify_only=True)
+    if as_json:
+        emit_json(r.to_dict())
+        return
+    click.echo(f"{bundle_path}: OK, channel {r.channel} version {r.version}, {r.targets} targets, "
+               f"{r.blobs_read} blobs ({human_size(r.bytes_read)}) verified")
+
+
+__all__ = ["ExitCode", "bundle"]

@@ -1,0 +1,33 @@
+"""``gapsync import``: verify a bundle and publish it into the mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gapsync.cli.exit_codes import ExitCode
+from gapsync.cli.options import json_option, mirror_option
+from gapsync.cli.output import emit_json, human_size
+
+
+@click.command("import")
+@click.argument("bundles", metavar="BUNDLE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@mirror_option
+@json_option
+def import_(bundles: tuple[Path, ...], mirror: Path, as_json: bool) -> int:
+    """Verify each BUNDLE (in order) and publish it into MIRROR. Exit 5 when nothing was new."""
+    from gapsync.mirror.importer import import_bundle
+
+    results = [import_bundle(b, mirror) for b in bundles]
+    if as_json:
+        emit_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+    else:
+        for r in results:
+            if r.nothing_new:
+                click.echo(f"{r.bundle}: nothing new (channel {r.channel} version {r.version} already imported)")
+            else:
+                click.echo(f"{r.bundle}: imported channel {r.channel} version {r.version}: {r.blobs_read} blobs "
+                           f"({human_size(r.bytes_read)}), {len(r.published)} files published")
+    return ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) else ExitCode.OK

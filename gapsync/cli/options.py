@@ -1,0 +1,48 @@
+"""Options and small parsers shared by several commands (each defined once, as pip does)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+mirror_option = click.option("--mirror", type=click.Path(file_okay=False, path_type=Path), required=True,
+                             help="The air-gapped side's mirror directory.")
+state_option = click.option("--state", type=click.Path(file_okay=False, path_type=Path), required=True,
+                            help="The connected side's state directory (TUF repositories of the channels).")
+key_option = click.option("--key", "key_files", multiple=True, required=True,
+                          type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                          help="A private signing key (PKCS#8 PEM); repeat for several.")
+passphrase_option = click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                 help="File holding the keys' passphrase (or set GAPSYNC_KEY_PASSPHRASE).")
+cache_option = click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+                            help="Content-addressed download cache [default: $GAPSYNC_CACHE or ~/.cache/gapsync].")
+jobs_option = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True,
+                           help="Parallel downloads.")
+
+
+class DurationType(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, timedelta):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", str(value))
+        if not m:
+            self.fail(f"{value!r}: expected a duration like 12h, 30d or 2w", param, ctx)
+        n, unit = int(m.group(1)), m.group(2)
+        if n <= 0:
+            self.fail(f"{value!r}: must be positive", param, ctx)
+        return {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+
+
+DURATION = DurationType()
+
+
+def load_keys(paths: tuple[Path, ...], passphrase_file: Path | None):
+    from gapsync.bundler.keys import load_signing_key
+
+    return [load_signing_key(p, passphrase_file) for p in paths]

@@ -1,0 +1,199 @@
+"""``gapsync demo``: the three zones on one machine, run through the real command line.
+
+External zone: real wheels from PyPI (cached after the first run) served as a plain PEP 503
+index on 127.0.0.1. DMZ: keys, channel, resolve, bundle create; the bundle goes to a "usb"
+folder. Air-gapped side: pin the root, verify, import, serve, and pip installs from the mirror
+alone (isolated: no config, no other index, no cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from gapsync.bundler.platforms import host_target
+from gapsync.errors import FetchError, GapsyncError
+
+REQUIREMENTS = ["requests==2.32.*", "pyyaml"]
+PYTHONS = ["3.11", "3.12"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise FetchError(f"{url}: server did not start")
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+class Demo:
+    def __init__(self, workdir: Path, out=print):
+        self.w = workdir.resolve()
+        self.out = out
+        self.gapsync = str(Path(sys.executable).with_name("gapsync"))
+        self.procs: list[subprocess.Popen] = []
+
+    def banner(self, text: str) -> None:
+        self.out(f"\n=== {text} " + "=" * max(0, 70 - len(text)))
+
+    def run(self, *argv: str, cwd: Path | None = None, show: bool = True) -> subprocess.CompletedProcess:
+        shown = " ".join(a.replace(str(self.w) + "/", "") for a in argv)
+        if show:
+            self.out(f"$ {shown}")
+        r = subprocess.run(list(argv), cwd=cwd or self.w, capture_output=True, text=True, env=_clean_env())
+        text = (r.stdout + r.stderr).strip()
+        if show and text:
+            self.out("\n".join("  " + ln for ln in text.splitlines()[-12:]))
+        if r.returncode != 0:
+            raise GapsyncError(f"demo step failed (exit {r.returncode}): {shown}")
+        return r
+
+    def g(self, *argv: str, show: bool = True) -> subprocess.CompletedProcess:
+        return self.run(self.gapsync, *argv, show=show)
+
+    def start(self, argv: list[str], url: str, cwd: Path) -> None:
+        p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_clean_env())
+        self.procs.append(p)
+        _wait(url)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    # -- zones ----------------------------------------------------------------------------
+    def external(self) -> str:
+        self.banner("EXTERNAL ZONE: a Python index with real wheels from PyPI")
+        seed = Path(os.environ.get("GAPSYNC_DEMO_SEED", Path.home() / ".cache" / "gapsync" / "demo-seed"))
+        target = host_target()
+        for py in PYTHONS:
+            d = seed / f"cp{py.replace('.', '')}-{target.platform}"
+            d.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-cache-dir", "-q",
+                                "--only-binary=:all:", "--platform", target.platform, "--python-version", py,
+                                "--implementation", "cp", "-d", str(d), *REQUIREMENTS],
+                               capture_output=True, text=True, env=_clean_env())
+            if r.returncode != 0 and not any(d.glob("*.whl")):
+                raise FetchError(f"cannot download the demo's wheels from PyPI: {r.stderr.strip()[-300:]}")
+        ext = self.w / "external"
+        files = ext / "files"
+        files.mkdir(parents=True)
+        projects: dict[str, list[str]] = {}
+        for whl in sorted(seed.glob("*/*.whl")):
+            if not (files / whl.name).exists():
+                shutil.copy(whl, files / whl.name)
+                projects.setdefault(canonicalize_name(parse_wheel_filename(whl.name)[0]), []).append(whl.name)
+        for name, fns in projects.items():
+            page = ext / "simple" / name / "index.html"
+            page.parent.mkdir(parents=True)
+            page.write_text("".join(
+                f'<a href="../../files/{f}#sha256={hashlib.sha256((files / f).read_bytes()).hexdigest()}">{f}</a><br/>\n'
+                for f in fns))
+        port = _free_port()
+        self.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                   f"http://127.0.0.1:{port}/simple/", ext)
+        self.out(f"{sum(len(v) for v in projects.values())} wheels of {len(projects)} projects on http://127.0.0.1:{port}/simple/")
+        return f"http://127.0.0.1:{port}/simple/"
+
+    def dmz(self, index_url: str) -> Path:
+        self.banner("DMZ: resolve, download, sign a bundle")
+        d = self.w / "dmz"
+        d.mkdir()
+        target = host_target()
+        (d / "gapsync.yaml").write_text(
+            "name: demo\nchannel: prod\npython:\n"
+            f"  index_url: {index_url}\n"
+            f"  requirements: {json.dumps(REQUIREMENTS)}\n"
+            "  targets:\n" + "".join(f'    - {{python: "{py}", platform: {target.platform}}}\n' for py in PYTHONS))
+        self.out(f"spec dmz/gapsync.yaml: {REQUIREMENTS} for Python {', '.join(PYTHONS)} on {target.platform}")
+        self.g("keys", "generate", "--out", str(d / "keys"), "--name", "dmz")
+        self.g("channel", "init", "prod", "--state", str(d / "state"), "--key", str(d / "keys/dmz.key"))
+        self.g("resolve", "-f", str(d / "gapsync.yaml"), "-o", str(d / "gapsync.lock"), "--cache", str(d / "cache"))
+        self.g("bundle", "create", "-f", str(d / "gapsync.yaml"), "--lock", str(d / "gapsync.lock"), "--state", str(d / "state"),
+               "--key", str(d / "keys/dmz.key"), "-o", str(d / "out"), "--cache", str(d / "cache"))
+        bundle = next((d / "out").glob("*.gapsync"))
+        usb = self.w / "usb"
+        usb.mkdir()
+        for f in (bundle, bundle.with_name(bundle.name + ".minisig"), d / "keys/dmz.pub", d / "state/prod/1.root.json"):
+            shutil.copy(f, usb / f.name)
+        self.banner("TRANSFER: usb/ holds the bundle, its .minisig, the public key and root v1")
+        for f in sorted(usb.iterdir()):
+            self.out(f"  {f.name}  ({f.stat().st_size:,} bytes)")
+        if shutil.which("minisign"):
+            self.run("minisign", "-Vm", str(usb / bundle.name), "-p", str(usb / "dmz.pub"))
+        return usb / bundle.name
+
+    def air(self, bundle: Path) -> dict:
+        self.banner("AIR-GAPPED SIDE: pin, verify, import, serve, pip install")
+        a = self.w / "air"
+        a.mkdir()
+        mirror = a / "mirror"
+        self.g("trust", "pin", str(bundle.parent / "1.root.json"), "--mirror", str(mirror))
+        self.g("bundle", "verify", str(bundle), "--mirror", str(mirror))
+        self.g("import", str(bundle), "--mirror", str(mirror))
+        port = _free_port()
+        self.start([self.gapsync, "serve", "--mirror", str(mirror), "--listen", f"127.0.0.1:{port}"],
+                   f"http://127.0.0.1:{port}/simple/", a)
+        self.run(sys.executable, "-m", "venv", str(a / "venv"), show=False)
+        names = [r.split("=")[0].split("<")[0].split(">")[0] for r in REQUIREMENTS]
+        self.run(str(a / "venv/bin/pip"), "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
+                 "--index-url", f"http://127.0.0.1:{port}/simple/", *REQUIREMENTS)
+        r = self.run(str(a / "venv/bin/python"), "-c",
+                     "import requests, yaml; print('requests', requests.__version__, '| pyyaml', yaml.__version__)")
+        self.g("audit", "verify", "--mirror", str(mirror))
+        info = json.loads(self.g("bundle", "inspect", str(bundle), "--json", show=False).stdout)
+        info["installed"] = r.stdout.strip()
+        info["names"] = names
+        return info
+
+    def summary(self, info: dict) -> None:
+        self.banner("SUMMARY: what crossed the air gap")
+        total = 0
+        for a in info["artifacts"]:
+            for f in a["files"]:
+                total += f["size"]
+                self.out(f"  {f['filename'][:70]:<70} {f['size']:>10,} B  sha256:{f['sha256'][:16]}…")
+        self.out(f"bundle {Path(info['file']).name}: channel {info['channel']} version {info['version']}, "
+                 f"{info['size']:,} bytes, {info['targets']} signed targets, {total:,} bytes of packages")
+        self.out(f"installed on the air-gapped side from the mirror alone: {info['installed']}")
+
+    def main(self) -> None:
+        if self.w.exists():
+            shutil.rmtree(self.w)
+        self.w.mkdir(parents=True)
+        try:
+            index = self.external()
+            bundle = self.dmz(index)
+            info = self.air(bundle)
+            self.summary(info)
+        finally:
+            self.stop()

@@ -1,0 +1,72 @@
+"""Streaming hash helpers: bytes are hashed while they move, never read twice, never held whole."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from gapsync.errors import DigestMismatchError
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def copy_verified(
+    chunks: Iterable[bytes], dst: BinaryIO, *, what: str, sha256: str | None, size: int | None,
+    hasher=None, already: int = 0,
+) -> tuple[str, int]:
+    """Copy chunks into ``dst``, hashing as they pass; refuse more than ``size`` bytes in all.
+
+    To resume, pass ``hasher`` already fed with the ``already`` bytes that are on disk.
+    """
+    h = hasher or hashlib.sha256()
+    total = already
+    for chunk in chunks:
+        total += len(chunk)
+        if size is not None and total > size:
+            raise DigestMismatchError(f"{what}: more than the announced {size} bytes")
+        h.update(chunk)
+        dst.write(chunk)
+    digest = h.hexdigest()
+    if size is not None and total != size:
+        raise DigestMismatchError(f"{what}: got {total} bytes, expected {size}")
+    if sha256 is not None and digest != sha256:
+        raise DigestMismatchError(f"{what}: sha256 {digest} does not match the expected {sha256}")
+    return digest, total
+
+
+def read_chunks(f: BinaryIO, limit: int | None = None) -> Iterable[bytes]:
+    """Yield chunks from a file object, at most ``limit`` bytes in all."""
+    left = limit
+    while left is None or left > 0:
+        chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+        if not chunk:
+            return
+        if left is not None:
+            left -= len(chunk)
+        yield chunk
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

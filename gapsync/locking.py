@@ -1,0 +1,40 @@
+"""Advisory file locks so that two gapsync runs never write one mirror or state at once."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gapsync.errors import LockedError
+
+
+@contextmanager
+def exclusive(path: Path, what: str, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive flock on ``path``. The kernel drops it when a process dies, so a lock
+    left by a killed run is never stale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = ""
+                    try:
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    except OSError:
+                        pass
+                    raise LockedError(f"{what} is in use by another gapsync process{f' (pid {holder})' if holder else ''}; try again when it has finished") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

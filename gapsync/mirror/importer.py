@@ -1,0 +1,166 @@
+"""``import`` and ``bundle verify``: one forward pass over the bundle.
+
+1. read the metadata members; 2. TUF checks against the pinned root and the stored state
+(python-tuf's Updater, in scratch space); 3. stream each needed blob into staging, hashing as it
+copies, never past the signed length; 4. only when every blob the release needs is verified,
+move blobs into the store, publish into the targets, then commit the TUF state and the channel
+state. A failure at any step leaves the published mirror as it was; the audit log records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gapsync.audit import AuditLog
+from gapsync.bundler.bundle import BundleReader
+from gapsync.errors import BundleFormatError, DigestMismatchError, GapsyncError
+from gapsync.hashing import copy_verified
+from gapsync.locking import exclusive
+from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.targets.pep503 import Pep503Index
+from gapsync.mirror.trust import VerifiedRelease, claimed_channel, verify_release
+from gapsync.model import Target
+
+KNOWN_KINDS = {"bundle-info"} | set(Pep503Index.kinds)
+
+
+@dataclass
+class ImportResult:
+    bundle: Path
+    channel: str
+    version: int
+    nothing_new: bool = False
+    verified_only: bool = False
+    blobs_read: int = 0
+    bytes_read: int = 0
+    published: list[str] = field(default_factory=list)
+    targets: int = 0
+    signers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle), "channel": self.channel, "version": self.version,
+                "result": "nothing-new" if self.nothing_new else ("verified" if self.verified_only else "imported"),
+                "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
+                "published": self.published, "signers": self.signers}
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+def _check_kinds(release: VerifiedRelease, bundle: Path) -> None:
+    unknown = sorted({t.kind or "?" for t in release.targets} - KNOWN_KINDS)
+    if unknown:
+        raise BundleFormatError(f"{bundle}: carries target kinds this gapsync cannot publish ({', '.join(unknown)}); upgrade gapsync")
+
+
+def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now: datetime | None = None) -> ImportResult:
+    layout = MirrorLayout(mirror)
+    layout.require()
+    audit = AuditLog(layout.audit_path)
+    now = now or datetime.now(UTC)  # fixed once for every check of this run
+    action = "bundle.verify" if verify_only else "import"
+    try:
+        with exclusive(layout.lock_path, f"mirror {mirror}", wait_seconds=0 if verify_only else 5):
+            result = _run(bundle, layout, verify_only, now)
+    except GapsyncError as e:
+        audit.append(action, "refused" if _is_verification(e) else "error", bundle=str(bundle),
+                     bundle_sha256=_quick_id(bundle), reason=str(e))
+        raise
+    audit.append(action, "nothing-new" if result.nothing_new else "ok", bundle=str(bundle),
+                 bundle_sha256=_quick_id(bundle), channel=result.channel, version=result.version,
+                 blobs=result.blobs_read, bytes=result.bytes_read, published=result.published)
+    return result
+
+
+def _is_verification(e: Exception) -> bool:
+    from gapsync.errors import VerificationError
+
+    return isinstance(e, VerificationError)
+
+
+def _quick_id(bundle: Path) -> str | None:
+    """Identify the bundle in the audit log without a second full read: size + first/last MiB."""
+    try:
+        with bundle.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h = hashlib.sha256(str(size).encode())
+            h.update(f.read(1 << 20))
+            if size > 2 << 20:
+                f.seek(size - (1 << 20))
+                h.update(f.read())
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -> ImportResult:
+    index = Pep503Index(layout)
+    scratch = layout.new_staging()
+    try:
+        with BundleReader(bundle) as reader:
+            members = reader.read_metadata()
+            channel = claimed_channel(members, bundle)
+            release = verify_release(layout, channel, members, scratch, bundle, now)
+            _check_kinds(release, bundle)
+            py_targets = [t for t in release.targets if t.kind in Pep503Index.kinds]
+            index.check(py_targets)
+            result = ImportResult(bundle, channel, release.version, verified_only=verify_only,
+                                  targets=len(release.targets), signers=release.signers)
+            state = layout.state(channel)
+            by_digest: dict[str, Target] = {t.blob.digest: t for t in release.targets}
+            needed = {d for d, t in by_digest.items() if not layout.has_blob(d, t.blob.size)}
+            if (not verify_only and release.version == state.version and not needed
+                    and all(index.is_published(t) for t in py_targets)):
+                result.nothing_new = True
+                return result
+            seen: set[str] = set()
+            for member in reader.iter_blobs():
+                target = by_digest.get(member.digest)
+                if target is None:
+                    raise BundleFormatError(f"{bundle}: member blobs/sha256/{member.digest} is not a target of version {release.version}")
+                if member.size != target.blob.size:
+                    raise DigestMismatchError(f"{bundle}: blob {member.digest} ({target.path}) is {member.size} bytes, "
+                                              f"signed length is {target.blob.size}")
+                seen.add(member.digest)
+                if member.digest not in needed and not verify_only:
+                    continue
+                what = f"{bundle}: blob {member.digest} ({target.path})"
+                if verify_only:
+                    copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size)
+                else:
+                    with (scratch / member.digest).open("wb") as f:
+                        copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
+                        f.flush()
+                        os.fsync(f.fileno())
+                result.blobs_read += 1
+                result.bytes_read += member.size
+            missing = sorted(needed - seen)
+            if missing:
+                sample = ", ".join(by_digest[d].path for d in missing[:3])
+                raise BundleFormatError(f"{bundle}: lacks {len(missing)} blob(s) that this mirror does not have ({sample}"
+                                        f"{', …' if len(missing) > 3 else ''})")
+        if verify_only:
+            return result
+        # -- publish: blobs into the store, then the index, then the trust and channel state --
+        for digest in sorted(needed):
+            dst = layout.blob_path(digest)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(scratch / digest, 0o444)
+            os.replace(scratch / digest, dst)
+        result.published = index.publish(py_targets, layout.blob_path)
+        layout.commit_tuf(channel, release.tuf_dir, release.version)
+        state.version = release.version
+        state.last_import = now.isoformat()
+        state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,
+                                                  "imported": now.isoformat(timespec="seconds")}]
+        layout.write_state(channel, state)
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,149 @@
+"""Where things live under MIRROR. Only this module builds paths from names.
+
+    MIRROR/pypi/simple/...            the static PEP 503/691 index (servable by any web server)
+    MIRROR/pypi/files/...             wheels, sdists and their PEP 658 .metadata files
+    MIRROR/.gapsync/blobs/sha256/ab/  every verified blob once; published files are hard links
+    MIRROR/.gapsync/trust/<channel>/  pinned.json, state.json, current -> md-<N> (TUF client state)
+    MIRROR/.gapsync/staging/          per-import scratch space, removed at the end
+    MIRROR/.gapsync/audit.log(.head)  the hash-chained audit log
+    MIRROR/.gapsync/lock              held during import
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gapsync.errors import InputError, TrustError
+from gapsync.model import SHA256_RE
+
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass
+class ChannelState:
+    version: int = 0
+    last_import: str | None = None  # this machine's clock at the last import (ISO 8601)
+    bundles: list[dict] | None = None
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "last_import": self.last_import, "bundles": self.bundles or []}
+
+
+class MirrorLayout:
+    def __init__(self, root: Path):
+        self.root = root
+        self.meta = root / ".gapsync"
+        self.pypi = root / "pypi"
+
+    # -- basics ---------------------------------------------------------------------------
+    def ensure(self) -> None:
+        for d in (self.meta / "blobs" / "sha256", self.meta / "staging", self.meta / "trust"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.meta / "lock"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.meta / "audit.log"
+
+    def require(self) -> None:
+        if not (self.meta / "trust").is_dir() or not self.channels():
+            raise InputError(f"{self.root}: not a gapsync mirror with a pinned channel (run gapsync trust pin ROOT.json --mirror {self.root})")
+
+    # -- blobs ----------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        if not SHA256_RE.match(digest):
+            raise ValueError(f"not a sha256 digest: {digest!r}")
+        return self.meta / "blobs" / "sha256" / digest[:2] / digest
+
+    def has_blob(self, digest: str, size: int) -> bool:
+        try:
+            return self.blob_path(digest).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
+    def new_staging(self) -> Path:
+        self.ensure()
+        return Path(tempfile.mkdtemp(prefix="import-", dir=self.meta / "staging"))
+
+    # -- channels -------------------------------------------------------------------------
+    def channels(self) -> list[str]:
+        d = self.meta / "trust"
+        return sorted(p.name for p in d.iterdir() if (p / "pinned.json").is_file()) if d.is_dir() else []
+
+    def channel_dir(self, channel: str) -> Path:
+        if not CHANNEL_RE.match(channel):
+            raise TrustError(f"bad channel name {channel!r}")
+        return self.meta / "trust" / channel
+
+    def pinned(self, channel: str) -> dict:
+        p = self.channel_dir(channel) / "pinned.json"
+        if not p.is_file():
+            pinned = ", ".join(self.channels()) or "none"
+            raise TrustError(f"bundle is for channel {channel!r}, which is not pinned in {self.root} (pinned: {pinned})")
+        return json.loads(p.read_text())
+
+    def tuf_dir(self, channel: str) -> Path:
+        return self.channel_dir(channel) / "current"
+
+    def state(self, channel: str) -> ChannelState:
+        p = self.channel_dir(channel) / "state.json"
+        if not p.exists():
+            return ChannelState(bundles=[])
+        d = json.loads(p.read_text())
+        return ChannelState(d.get("version", 0), d.get("last_import"), d.get("bundles", []))
+
+    def write_state(self, channel: str, state: ChannelState) -> None:
+        write_atomic(self.channel_dir(channel) / "state.json", json.dumps(state.to_dict(), indent=1).encode())
+
+    def commit_tuf(self, channel: str, new_dir: Path, version: int) -> None:
+        """Swap the channel's TUF client state to ``new_dir`` with one atomic symlink rename."""
+        cdir = self.channel_dir(channel)
+        final = Path(tempfile.mkdtemp(prefix=f"md-{version}-", dir=cdir))
+        final.rmdir()
+        os.rename(new_dir, final)
+        link_tmp = cdir / ".current.tmp"
+        link_tmp.unlink(missing_ok=True)
+        old = os.readlink(cdir / "current") if (cdir / "current").is_symlink() else None
+        os.symlink(final.name, link_tmp)
+        os.replace(link_tmp, cdir / "current")
+        if old and old != final.name:
+            shutil.rmtree(cdir / old, ignore_errors=True)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Publish ``src`` at ``dst`` atomically: a hard link when possible (no second copy of the
+    bytes), a copy when the file system refuses."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o444)
+    os.replace(tmp, dst)

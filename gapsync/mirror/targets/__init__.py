@@ -1,0 +1,1 @@
+"""Publish targets on the air-gapped side: one module per kind of registry."""

@@ -1,0 +1,152 @@
+"""A static Python package index under MIRROR/pypi: PEP 503 HTML and PEP 691 JSON pages with
+sha256 fragments, ``data-requires-python``, yanked markers and PEP 658/714 metadata files.
+
+Any web server can serve it; ``gapsync serve`` adds PEP 691 content negotiation. The pages are
+rendered from an inventory (``.gapsync/pypi/<project>.json``), so a later bundle adds files to a
+project without losing what earlier bundles brought; every page and file is replaced atomically,
+so a reader never sees a half-written page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from packaging.utils import canonicalize_name
+
+from gapsync.errors import BundleFormatError, PublishError
+from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
+from gapsync.model import Target
+
+SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]{0,254}$")
+PROJECT_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+class Pep503Index:
+    kinds: ClassVar[frozenset[str]] = frozenset({"python", "python-metadata"})
+
+    def __init__(self, layout: MirrorLayout):
+        self.layout = layout
+        self.simple = layout.pypi / "simple"
+        self.files = layout.pypi / "files"
+        self.inventory_dir = layout.meta / "pypi"
+
+    # -- naming (the only place where names from a bundle become paths) ------------------
+    @staticmethod
+    def _project(t: Target) -> str:
+        name = str(t.custom.get("name", ""))
+        if not PROJECT_RE.match(name) or canonicalize_name(name) != name:
+            raise BundleFormatError(f"target {t.path!r}: bad project name {name!r}")
+        return name
+
+    def _file_name(self, t: Target) -> str:
+        fn = str(t.custom.get("filename" if t.kind == "python" else "of", ""))
+        if t.kind == "python-metadata":
+            fn += ".metadata"
+        if not SAFE_FILENAME.match(fn) or ".." in fn:
+            raise BundleFormatError(f"target {t.path!r}: unsafe file name {fn!r}")
+        expected = f"python/{self._project(t)}/{fn}"
+        if t.path != expected:
+            raise BundleFormatError(f"target {t.path!r}: path does not match its file name (expected {expected!r})")
+        return fn
+
+    def _inventory(self, project: str) -> dict:
+        p = self.inventory_dir / f"{project}.json"
+        return json.loads(p.read_text()) if p.exists() else {"name": project, "files": {}}
+
+    # -- the interface --------------------------------------------------------------------
+    def check(self, targets: list[Target]) -> None:
+        for t in targets:
+            fn = self._file_name(t)
+            inv = self._inventory(self._project(t))
+            rec = inv["files"].get(fn.removesuffix(".metadata")) if t.kind == "python" else None
+            if rec and rec["sha256"] != t.blob.digest:
+                raise PublishError(f"{fn}: the mirror already has a different file with this name "
+                                   f"(sha256 {rec['sha256'][:16]}…, bundle {t.blob.digest[:16]}…)")
+
+    def is_published(self, t: Target) -> bool:
+        dst = self.files / self._file_name(t)
+        try:
+            return dst.stat().st_size == t.blob.size and (
+                t.kind != "python" or self._inventory(self._project(t))["files"].get(dst.name, {}).get("sha256") == t.blob.digest)
+        except FileNotFoundError:
+            return False
+
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path]) -> list[str]:
+        self.check(targets)
+        by_project: dict[str, list[Target]] = {}
+        for t in targets:
+            by_project.setdefault(self._project(t), []).append(t)
+        meta_digest = {str(t.custom.get("of")): t.blob.digest for t in targets if t.kind == "python-metadata"}
+        published = []
+        # files first (metadata before its wheel), then pages: a page never names a missing file
+        for t in sorted(targets, key=lambda t: t.kind != "python-metadata"):
+            dst = self.files / self._file_name(t)
+            if not (dst.exists() and dst.stat().st_size == t.blob.size):
+                link_or_copy(blob_path(t.blob.digest), dst)
+        for project, ts in sorted(by_project.items()):
+            inv = self._inventory(project)
+            for t in ts:
+                if t.kind != "python":
+                    continue
+                fn = self._file_name(t)
+                inv["files"][fn] = {"sha256": t.blob.digest, "size": t.blob.size, "version": t.custom.get("version"),
+                                    "requires_python": t.custom.get("requires_python"),
+                                    "yanked": t.custom.get("yanked"), "metadata_sha256": meta_digest.get(fn)}
+                published.append(fn)
+            self._render_project(project, inv)
+            write_atomic(self.inventory_dir / f"{project}.json", json.dumps(inv, indent=1, sort_keys=True).encode())
+        self._render_root()
+        return sorted(published)
+
+    # -- rendering ------------------------------------------------------------------------
+    def _render_project(self, project: str, inv: dict) -> None:
+        rows, jfiles, versions = [], [], set()
+        for fn, rec in sorted(inv["files"].items()):
+            href = f"../../files/{fn}"
+            attrs = [f'href="{html.escape(href)}#sha256={rec["sha256"]}"']
+            jf: dict = {"filename": fn, "url": href, "hashes": {"sha256": rec["sha256"]}, "size": rec["size"]}
+            if rec.get("requires_python"):
+                attrs.append(f'data-requires-python="{html.escape(rec["requires_python"])}"')
+                jf["requires-python"] = rec["requires_python"]
+            if rec.get("metadata_sha256"):
+                attrs.append(f'data-dist-info-metadata="sha256={rec["metadata_sha256"]}"')
+                attrs.append(f'data-core-metadata="sha256={rec["metadata_sha256"]}"')
+                jf["core-metadata"] = jf["dist-info-metadata"] = {"sha256": rec["metadata_sha256"]}
+            if rec.get("yanked") is not None:
+                attrs.append(f'data-yanked="{html.escape(rec["yanked"])}"')
+                jf["yanked"] = rec["yanked"] or True
+            if rec.get("version"):
+                versions.add(rec["version"])
+            rows.append(f"    <a {' '.join(attrs)}>{html.escape(fn)}</a><br/>\n")
+            jfiles.append(jf)
+        page = ('<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
+                f"    <title>Links for {html.escape(project)}</title>\n  </head>\n  <body>\n"
+                f"    <h1>Links for {html.escape(project)}</h1>\n{''.join(rows)}  </body>\n</html>\n")
+        from packaging.version import InvalidVersion, Version
+
+        def vkey(v: str):
+            try:
+                return (0, Version(v), v)
+            except InvalidVersion:
+                return (1, None, v)
+
+        doc = {"meta": {"api-version": "1.1"}, "name": project,
+               "versions": sorted(versions, key=vkey), "files": jfiles}
+        d = self.simple / project
+        write_atomic(d / "index.json", json.dumps(doc, indent=1).encode())
+        write_atomic(d / "index.html", page.encode())
+
+    def _render_root(self) -> None:
+        projects = sorted(p.stem for p in self.inventory_dir.glob("*.json"))
+        links = "".join(f'    <a href="{p}/">{p}</a><br/>\n' for p in projects)
+        page = ('<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
+                f"    <title>Simple index</title>\n  </head>\n  <body>\n{links}  </body>\n</html>\n")
+        doc = {"meta": {"api-version": "1.1"}, "projects": [{"name": p} for p in projects]}
+        write_atomic(self.simple / "index.json", json.dumps(doc, indent=1).encode())
+        write_atomic(self.simple / "index.html", page.encode())

@@ -1,0 +1,189 @@
+"""Pinning a channel's first root on the air-gapped side, and TUF verification of a bundle's
+metadata with python-tuf's ``ngclient.Updater``, whose fetcher reads from the bundle.
+
+The Updater runs in a scratch copy of the channel's client state; the copy replaces the real
+state only after the whole import succeeded, so a bundle that fails later (a bad blob) leaves
+the mirror's trust state exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tuf.api import exceptions as tuf_exc
+from tuf.api.metadata import Metadata, Root, Targets
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+
+from gapsync.bundler.bundle import METADATA_LIMITS
+from gapsync.bundler.trust_repo import channel_of, duplicate_key_material
+from gapsync.errors import BundleFormatError, InputError, TrustError
+from gapsync.mirror.layout import MirrorLayout, write_atomic
+from gapsync.model import BlobRef, Target
+
+BASE_URL = "bundle:///metadata/"
+
+
+def fingerprint(root_bytes: bytes) -> str:
+    h = hashlib.sha256(root_bytes).hexdigest()
+    return ":".join(h[i:i + 4] for i in range(0, 64, 4))
+
+
+def _load_root(data: bytes, what: str) -> Metadata[Root]:
+    try:
+        md = Metadata[Root].from_bytes(data)
+    except Exception as e:
+        raise TrustError(f"{what}: not a TUF root ({e})") from e
+    dups = duplicate_key_material(md.signed)
+    if dups:
+        raise TrustError(f"{what}: root lists the same key material under more than one key id ({', '.join(d[:12] for d in dups)}); "
+                         "a threshold could be met by one key")
+    return md
+
+
+def pin_root(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
+    """Trust-on-first-use, made deliberate: store root v1 for its channel; return (channel, fingerprint)."""
+    try:
+        data = root_file.read_bytes()
+    except OSError as e:
+        raise InputError(f"{root_file}: cannot read ({e.strerror})") from e
+    md = _load_root(data, str(root_file))
+    try:
+        md.signed.verify_delegate(Root.type, _canonical(md), md.signatures)
+    except tuf_exc.UnsignedMetadataError as e:
+        raise TrustError(f"{root_file}: root is not signed by its own threshold ({e})") from e
+    channel = channel_of(md)
+    if not channel:
+        raise TrustError(f"{root_file}: not a gapsync channel root (no x-gapsync channel field)")
+    if md.signed.version != 1:
+        raise InputError(f"{root_file}: pin the channel's first root (version 1), not version {md.signed.version}")
+    layout.ensure()
+    cdir = layout.channel_dir(channel)
+    fp = fingerprint(data)
+    if (cdir / "pinned.json").exists():
+        old = json.loads((cdir / "pinned.json").read_text())
+        if old.get("fingerprint") == fp:
+            return channel, fp
+        raise InputError(f"{layout.root}: channel {channel!r} is already pinned to another root ({old.get('fingerprint')})")
+    staging = layout.new_staging()
+    try:
+        tuf = staging / "tuf"
+        (tuf / "root_history").mkdir(parents=True)
+        (tuf / "root_history" / "1.root.json").write_bytes(data)
+        (tuf / "root.json").symlink_to("root_history/1.root.json")
+        cdir.mkdir(parents=True, exist_ok=True)
+        layout.commit_tuf(channel, tuf, 1)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_atomic(cdir / "pinned.json", json.dumps(
+        {"channel": channel, "fingerprint": fp, "pinned_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        indent=1).encode())
+    return channel, fp
+
+
+def _canonical(md: Metadata) -> bytes:
+    from tuf.api.serialization.json import CanonicalJSONSerializer
+
+    return CanonicalJSONSerializer().serialize(md.signed)
+
+
+class BundleMetadataFetcher(FetcherInterface):
+    """Serves the bundle's ``metadata/*`` members to the Updater; anything absent is a 404,
+    which is how the Updater learns that the root chain ends."""
+
+    def __init__(self, members: dict[str, bytes]):
+        self.members = members
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        if not url.startswith(BASE_URL):
+            raise tuf_exc.DownloadHTTPError(f"{url}: outside the bundle", 404)
+        name = url[len(BASE_URL):]
+        if name not in self.members:
+            raise tuf_exc.DownloadHTTPError(f"metadata/{name} is not in the bundle", 404)
+        return iter([self.members[name]])
+
+
+@dataclass
+class VerifiedRelease:
+    channel: str
+    version: int
+    targets: list[Target]
+    tuf_dir: Path  # scratch client state to commit on success
+    signers: list[str]
+    expires: datetime
+
+
+def claimed_channel(members: dict[str, bytes], bundle: Path) -> str:
+    """The channel the (not yet verified) targets metadata claims: only used to pick the pinned root."""
+    raw = members.get("targets.json")
+    if raw is None:
+        raise BundleFormatError(f"{bundle}: no metadata/targets.json")
+    try:
+        signed = json.loads(raw)["signed"]
+        channel = signed["x-gapsync"]["channel"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise BundleFormatError(f"{bundle}: metadata/targets.json is not gapsync metadata") from e
+    if not isinstance(channel, str):
+        raise BundleFormatError(f"{bundle}: metadata/targets.json names no channel")
+    return channel
+
+
+def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes], scratch: Path,
+                   bundle: Path, now: datetime) -> VerifiedRelease:
+    pinned = layout.pinned(channel)
+    state = layout.state(channel)
+    if state.last_import and now < datetime.fromisoformat(state.last_import):
+        raise TrustError(f"{layout.root}: this machine's clock ({now:%Y-%m-%dT%H:%M:%SZ}) is before the last import "
+                         f"({state.last_import}); fix the clock before importing")
+    for name, data in members.items():
+        if name.endswith(".root.json"):
+            _load_root(data, f"{bundle}: metadata/{name}")
+    tuf = scratch / "tuf"
+    shutil.copytree(layout.tuf_dir(channel), tuf, symlinks=True)
+    config = UpdaterConfig(max_root_rotations=64, root_max_length=METADATA_LIMITS["root"],
+                           timestamp_max_length=METADATA_LIMITS["timestamp"],
+                           snapshot_max_length=METADATA_LIMITS["snapshot"],
+                           targets_max_length=METADATA_LIMITS["targets"])
+    try:
+        updater = Updater(str(tuf), BASE_URL, fetcher=BundleMetadataFetcher(members), config=config, bootstrap=None)
+        # python-tuf takes "now" when the trusted set is made; check against our fixed instant too
+        updater.refresh()
+    except tuf_exc.ExpiredMetadataError as e:
+        raise TrustError(f"{bundle}: expired metadata ({e})") from e
+    except tuf_exc.BadVersionNumberError as e:
+        raise TrustError(f"{bundle}: older or replayed bundle ({e})") from e
+    except tuf_exc.UnsignedMetadataError as e:
+        raise TrustError(f"{bundle}: signatures do not meet the pinned keys' threshold ({e})") from e
+    except tuf_exc.RepositoryError as e:
+        raise TrustError(f"{bundle}: metadata refused ({type(e).__name__}: {e})") from e
+    except tuf_exc.DownloadError as e:
+        raise BundleFormatError(f"{bundle}: missing or oversized metadata ({e})") from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise TrustError(f"{bundle}: malformed metadata ({e})") from e
+    root = Metadata[Root].from_file(str(tuf / "root.json"))
+    _load_root((tuf / "root.json").read_bytes(), f"{bundle}: trusted root")
+    tmd = Metadata[Targets].from_file(str(tuf / "targets.json"))
+    for role_name, md in (("root", root), ("targets", tmd),
+                          ("snapshot", Metadata.from_file(str(tuf / "snapshot.json"))),
+                          ("timestamp", Metadata.from_file(str(tuf / "timestamp.json")))):
+        if channel_of(md) != channel or pinned.get("channel") != channel:
+            raise TrustError(f"{bundle}: {role_name} metadata belongs to channel {channel_of(md)!r}, not {channel!r}")
+    if tmd.signed.is_expired(now):
+        raise TrustError(f"{bundle}: targets metadata expired on {tmd.signed.expires:%Y-%m-%d %H:%M}Z")
+    targets = []
+    for path, tf in sorted(tmd.signed.targets.items()):
+        sha = tf.hashes.get("sha256")
+        if not sha:
+            raise TrustError(f"{bundle}: target {path!r} has no sha256")
+        try:
+            blob = BlobRef(sha, tf.length)
+        except ValueError as e:
+            raise TrustError(f"{bundle}: target {path!r}: {e}") from e
+        targets.append(Target(path, blob, tf.custom if isinstance(tf.custom, dict) else {}))
+    return VerifiedRelease(channel, tmd.signed.version, targets, tuf, sorted(s for s in tmd.signatures),
+                           tmd.signed.expires)
