@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -34,3 +35,36 @@ class Target:
     @property
     def kind(self) -> str:
         return str(self.custom.get("kind", ""))
+
+
+class Severity(StrEnum):
+    """Ordered from worst to least; UNKNOWN is its own value so the policy must decide it."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+    UNKNOWN = "unknown"
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 5, "high": 4, "medium": 3, "low": 2, "info": 1, "unknown": 0}[self.value]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a scanner says about one file of an artifact. Scanners read bytes; they never load."""
+
+    scanner: str  # "model", "vulns", "license", ...
+    rule: str  # stable id, e.g. "pickle.global.unsafe" or an advisory id
+    severity: Severity
+    message: str  # one line for people: what and why
+    file: str | None = None  # the artifact file (or path scanned)
+    location: str | None = None  # inner path, e.g. a zip entry
+    offset: int | None = None  # byte offset inside ``location`` (or ``file``)
+    evidence: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scanner": self.scanner, "rule": self.rule, "severity": self.severity.value, "message": self.message,
+                "file": self.file, "location": self.location, "offset": self.offset, "evidence": self.evidence}
