@@ -1,23 +1,36 @@
-"""Shared fixtures. Servers run on 127.0.0.1 on free ports and are stopped by PID."""
+"""Shared fixtures. Servers run on 127.0.0.1 on free ports and are stopped by PID.
+
+The session builds one small "world" once: an external index of tiny real wheels (served over
+HTTP), a channel with one key, and bundles v1 and v2 of it. Tests copy what they change.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from tests.helpers import make_wheel, static_server, write_index
+
 ROOT = Path(__file__).resolve().parents[1]
 GAPSYNC = str(Path(sys.executable).with_name("gapsync"))
+ARCH = platform.machine()
 
 
 def isolated_env(**extra: str) -> dict[str, str]:
-    """An environment where pip sees no global config, find-links or extra index."""
+    """An environment where pip and uv see no global config, find-links or extra index."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "GAPSYNC_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["UV_NO_CONFIG"] = "1"
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env.update(extra)
@@ -25,10 +38,28 @@ def isolated_env(**extra: str) -> dict[str, str]:
 
 
 def run(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """The real command line, in a subprocess."""
     r = subprocess.run([GAPSYNC, *args], cwd=cwd, capture_output=True, text=True, env=env or isolated_env())
     if check and r.returncode != 0:
         raise AssertionError(f"gapsync {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str) -> Result:
+    """The command line in-process (fast): same entry point, same exit-code mapping."""
+    from gapsync.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -42,3 +73,81 @@ def minisign_bin() -> str:
     if not path:
         pytest.skip("minisign not installed (apt-get install minisign)")
     return path
+
+
+@pytest.fixture(scope="session")
+def ext_index(tmp_path_factory):
+    """The external zone: a PEP 503 index of tiny real wheels, served over HTTP with Range."""
+    root = tmp_path_factory.mktemp("external")
+    files = root / "files"
+    make_wheel(files, "alpha", "1.0", requires=("beta>=1",))
+    make_wheel(files, "beta", "1.0")
+    make_wheel(files, "beta", "2.0", requires_python=">=3.8")
+    make_wheel(files, "beta", "3.0")  # yanked below: the resolver must not pick it
+    make_wheel(files, "gamma", "1.0", requires=('delta; python_version >= "3.12"', 'winonly; sys_platform == "win32"'))
+    make_wheel(files, "delta", "1.0")
+    make_wheel(files, "winonly", "1.0")
+    make_wheel(files, "native", "1.0", tag=f"cp311-cp311-manylinux_2_17_{ARCH}")
+    make_wheel(files, "native", "1.0", tag=f"cp312-cp312-manylinux_2_17_{ARCH}")
+    make_wheel(files, "native", "1.0", tag="cp311-cp311-win_amd64")
+    make_wheel(files, "newpy", "1.0", requires_python=">=3.12")
+    make_wheel(files, "later", "1.0")
+    write_index(root, yanked={"beta-3.0-py3-none-any.whl": "broken release"})
+    log = root / "requests.log"
+    server = static_server(root, "--log", str(log))
+    yield SimpleNamespace(root=root, url=server.url, log=log)
+    server.stop()
+
+
+def write_spec(path: Path, index_url: str, requirements: list[str], channel: str = "prod",
+               pythons: tuple[str, ...] = ("3.11", "3.12"), extra: str = "") -> Path:
+    targets = "".join(f'    - {{python: "{p}", platform: manylinux_2_17_{ARCH}}}\n' for p in pythons)
+    path.write_text(f"name: t\nchannel: {channel}\npython:\n  index_url: {index_url}\n"
+                    f"  requirements: {requirements!r}\n  targets:\n{targets}{extra}")
+    return path
+
+
+def new_channel(base: Path, channel: str = "prod", keys: int = 1, threshold: int = 1) -> SimpleNamespace:
+    """Keys + a channel's state; returns paths."""
+    key_files = []
+    for i in range(keys):
+        r = cli("keys", "generate", "--out", base / "keys", "--name", f"{channel}{i}")
+        assert r.code == 0, r.err
+        key_files.append(base / "keys" / f"{channel}{i}.key")
+    args = ["channel", "init", channel, "--state", base / "state", "--threshold", str(threshold)]
+    for k in key_files:
+        args += ["--key", k]
+    r = cli(*args)
+    assert r.code == 0, r.err
+    return SimpleNamespace(base=base, keys=key_files, state=base / "state", root=base / "state" / channel / "1.root.json",
+                           pub=[k.with_suffix(".pub") for k in key_files], channel=channel)
+
+
+def create(ch: SimpleNamespace, spec: Path, out: Path, *extra, keys=None) -> Path:
+    args = ["bundle", "create", "-f", spec, "--state", ch.state, "-o", out, "--cache", ch.base / "cache", *extra]
+    for k in keys if keys is not None else ch.keys[:1]:
+        args += ["--key", k]
+    r = cli(*args)
+    assert r.code == 0, r.err
+    return next(out.glob("*.gapsync"))
+
+
+@pytest.fixture(scope="session")
+def world(ext_index, tmp_path_factory):
+    """Channel 'prod' with bundle v1 (alpha, gamma, native) and v2 (v1 + newpy), both full."""
+    base = tmp_path_factory.mktemp("world")
+    ch = new_channel(base)
+    spec = write_spec(base / "gapsync.yaml", ext_index.url, ["alpha", "gamma", "native"])
+    b1 = create(ch, spec, base / "out1")
+    spec2 = write_spec(base / "gapsync2.yaml", ext_index.url, ["alpha", "gamma", "native", 'newpy; python_version >= "3.12"'])
+    b2 = create(ch, spec2, base / "out2")
+    return SimpleNamespace(**vars(ch), spec=spec, spec2=spec2, b1=b1, b2=b2, index=ext_index)
+
+
+@pytest.fixture
+def mirror(world, tmp_path) -> Path:
+    """A fresh mirror with the world's root pinned."""
+    m = tmp_path / "mirror"
+    r = cli("trust", "pin", world.root, "--mirror", m)
+    assert r.code == 0, r.err
+    return m
