@@ -35,6 +35,7 @@ BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 METADATA_LIMITS = {"root": 512_000, "timestamp": 16_384, "snapshot": 4_000_000, "targets": 64_000_000}
 MAX_EXTENDED_HEADER = 64 * 1024
 MAX_TRAILER = 1 << 20
+MAX_MEMBERS = 500_000
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 
@@ -164,9 +165,11 @@ class BlobMember:
 
 
 class BundleReader:
-    """One forward pass over a bundle: ``read_metadata()`` then ``iter_blobs()``."""
+    """Reads a bundle in two cheap steps: a header pass that checks every member's name, type,
+    order and size and the end of the archive (before any TUF or hashing work, so a damaged
+    50 GB bundle is refused in seconds), then ``read_metadata()`` and ``iter_blobs()``."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_members: int = MAX_MEMBERS):
         self.path = path
         try:
             self._f: BinaryIO = path.open("rb")
@@ -174,17 +177,21 @@ class BundleReader:
             raise BundleFormatError(f"{path}: cannot open ({e.strerror})") from e
         self.file_size = os.fstat(self._f.fileno()).st_size
         try:
-            self._tar = tarfile.TarFile(fileobj=self._f, mode="r", tarinfo=_StrictTarInfo,
-                                        encoding="utf-8", errors="strict")
-        except BundleFormatError as e:
+            if self.file_size % BLOCK:
+                raise self._fail(f"truncated or padded: {self.file_size} bytes is not a whole number of tar blocks")
+            try:
+                self._tar = tarfile.TarFile(fileobj=self._f, mode="r", tarinfo=_StrictTarInfo,
+                                            encoding="utf-8", errors="strict")
+            except BundleFormatError as e:
+                raise self._fail(str(e)) from e
+            except (tarfile.TarError, UnicodeError, ValueError) as e:
+                raise self._fail(f"not a bundle (unreadable tar: {e})") from e
+            self._metadata: list[tarfile.TarInfo] = []
+            self._blobs: list[tarfile.TarInfo] = []
+            self._scan(max_members)
+        except BaseException:
             self.close()
-            raise BundleFormatError(f"{path}: {e}") from e
-        except (tarfile.TarError, UnicodeError, ValueError) as e:
-            self.close()
-            raise BundleFormatError(f"{path}: not a bundle (unreadable tar: {e})") from e
-        self._pending: tarfile.TarInfo | None = None
-        self._names: set[str] = set()
-        self._metadata_done = False
+            raise
 
     def close(self) -> None:
         self._f.close()
@@ -198,6 +205,35 @@ class BundleReader:
     def _fail(self, reason: str) -> BundleFormatError:
         return BundleFormatError(f"{self.path}: {reason}")
 
+    def _scan(self, max_members: int) -> None:
+        names: set[str] = set()
+        count = 0
+        while (ti := self._next()) is not None:
+            count += 1
+            if count > max_members:
+                raise self._fail(f"more than {max_members} members")
+            name = ti.name
+            if not ti.isreg() or ti.sparse is not None:
+                kind = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.DIRTYPE: "directory",
+                        tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo"}.get(ti.type, "special file")
+                raise self._fail(f"member {name!r} is a {kind}; only regular files are allowed")
+            if not (METADATA_RE.match(name) or BLOB_RE.match(name)):
+                raise self._fail(f"unexpected member {name!r}")
+            if name in names:
+                raise self._fail(f"duplicate member {name!r}")
+            names.add(name)
+            if ti.offset_data + ti.size > self.file_size:
+                raise self._fail(f"truncated: member {name!r} needs {ti.size} bytes past the end of the file")
+            if METADATA_RE.match(name):
+                if self._blobs:
+                    raise self._fail(f"metadata member {name!r} after the blobs")
+                role = _metadata_role(name)
+                if ti.size > METADATA_LIMITS[role]:
+                    raise self._fail(f"member {name!r} is {ti.size} bytes (limit {METADATA_LIMITS[role]})")
+                self._metadata.append(ti)
+            else:
+                self._blobs.append(ti)
+
     def _next(self) -> tarfile.TarInfo | None:
         try:
             ti = self._tar.next()
@@ -207,19 +243,6 @@ class BundleReader:
             raise self._fail(f"damaged tar ({e})") from e
         if ti is None:
             self._check_end()
-            return None
-        name = ti.name
-        if not ti.isreg() or ti.sparse is not None:
-            kind = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.DIRTYPE: "directory",
-                    tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo"}.get(ti.type, "special file")
-            raise self._fail(f"member {name!r} is a {kind}; only regular files are allowed")
-        if not (METADATA_RE.match(name) or BLOB_RE.match(name)):
-            raise self._fail(f"unexpected member {name!r}")
-        if name in self._names:
-            raise self._fail(f"duplicate member {name!r}")
-        self._names.add(name)
-        if ti.offset_data + ti.size > self.file_size:
-            raise self._fail(f"truncated: member {name!r} needs {ti.size} bytes past the end of the file")
         return ti
 
     def _check_end(self) -> None:
@@ -234,20 +257,13 @@ class BundleReader:
         if self._f.read(tail).strip(b"\0"):
             raise self._fail(f"damaged member header or data after the end at offset {end}")
 
+    @property
+    def blob_count(self) -> int:
+        return len(self._blobs)
+
     def read_metadata(self) -> dict[str, bytes]:
         """Every ``metadata/*`` member (name without the prefix -> bytes), size-capped by role."""
-        out: dict[str, bytes] = {}
-        while True:
-            ti = self._next()
-            if ti is None or BLOB_RE.match(ti.name):
-                self._pending = ti
-                break
-            role = _metadata_role(ti.name)
-            if ti.size > METADATA_LIMITS[role]:
-                raise self._fail(f"member {ti.name!r} is {ti.size} bytes (limit {METADATA_LIMITS[role]})")
-            out[ti.name.removeprefix("metadata/")] = self._read_all(ti)
-        self._metadata_done = True
-        return out
+        return {ti.name.removeprefix("metadata/"): self._read_all(ti) for ti in self._metadata}
 
     def _read_all(self, ti: tarfile.TarInfo) -> bytes:
         f = self._tar.extractfile(ti)
@@ -261,15 +277,8 @@ class BundleReader:
         return data
 
     def iter_blobs(self) -> Iterator[BlobMember]:
-        if not self._metadata_done:
-            self.read_metadata()
-        ti = self._pending
-        while ti is not None:
-            m = BLOB_RE.match(ti.name)
-            if not m:
-                raise self._fail(f"metadata member {ti.name!r} after the blobs")
-            yield BlobMember(m.group(1), ti.size, ti)
-            ti = self._next()
+        for ti in self._blobs:
+            yield BlobMember(BLOB_RE.match(ti.name).group(1), ti.size, ti)  # type: ignore[union-attr]
 
     def chunks(self, member: BlobMember) -> Iterator[bytes]:
         """The member's bytes, never more than its size; truncation is an error, not a short read."""

@@ -173,6 +173,8 @@ class ChannelRepo:
         root = root_md.signed
         if root.is_expired(now):
             raise TrustError(f"channel {self.channel!r}: root v{root.version} expired on {root.expires:%Y-%m-%d}; rotate it")
+        if duplicate_key_material(root):
+            raise TrustError(f"channel {self.channel!r}: root v{root.version} lists the same key under two key ids")
         version = self.next_version()
         expiry = now + expires
         tmd = Metadata(Targets(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))

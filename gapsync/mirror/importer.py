@@ -129,10 +129,10 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -
                     raise DigestMismatchError(f"{bundle}: blob {member.digest} ({target.path}) is {member.size} bytes, "
                                               f"signed length is {target.blob.size}")
                 seen.add(member.digest)
-                if member.digest not in needed and not verify_only:
-                    continue
+                # every blob carried is hashed, even one the mirror has: a damaged or tampered
+                # bundle is reported, not silently half-used
                 what = f"{bundle}: blob {member.digest} ({target.path})"
-                if verify_only:
+                if verify_only or member.digest not in needed:
                     copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size)
                 else:
                     with (scratch / member.digest).open("wb") as f:

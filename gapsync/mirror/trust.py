@@ -135,7 +135,10 @@ def claimed_channel(members: dict[str, bytes], bundle: Path) -> str:
 
 def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes], scratch: Path,
                    bundle: Path, now: datetime) -> VerifiedRelease:
-    pinned = layout.pinned(channel)
+    try:
+        pinned = layout.pinned(channel)
+    except TrustError as e:
+        raise TrustError(f"{bundle}: {e}") from e
     state = layout.state(channel)
     if state.last_import and now < datetime.fromisoformat(state.last_import):
         raise TrustError(f"{layout.root}: this machine's clock ({now:%Y-%m-%dT%H:%M:%SZ}) is before the last import "
@@ -145,6 +148,10 @@ def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes]
             _load_root(data, f"{bundle}: metadata/{name}")
     tuf = scratch / "tuf"
     shutil.copytree(layout.tuf_dir(channel), tuf, symlinks=True)
+    for name, data in members.items():  # roots we already trust must be carried unchanged
+        known = tuf / "root_history" / name
+        if name.endswith(".root.json") and known.is_file() and known.read_bytes() != data:
+            raise TrustError(f"{bundle}: metadata/{name} differs from the trusted root of that version")
     config = UpdaterConfig(max_root_rotations=64, root_max_length=METADATA_LIMITS["root"],
                            timestamp_max_length=METADATA_LIMITS["timestamp"],
                            snapshot_max_length=METADATA_LIMITS["snapshot"],

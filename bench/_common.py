@@ -1,0 +1,332 @@
+"""Shared helpers of the bench scripts (not a bench itself: run_all.py only runs bench_*.py).
+
+Measuring a command: each measurement runs the command as a fresh child under ``/usr/bin/time``
+(wall clock from ``time.perf_counter`` here, peak RSS, user and system CPU from ``time``); when
+``/usr/bin/time`` is missing, a small Python wrapper reports ``getrusage(RUSAGE_CHILDREN)``
+instead, which is the same number (the largest RSS among the waited-for descendants).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OUT = BENCH / "out"
+VENV_BIN = Path(sys.executable).parent
+GAPSYNC = str(VENV_BIN / "gapsync") if (VENV_BIN / "gapsync").exists() else str(ROOT / ".venv" / "bin" / "gapsync")
+TIME_BIN = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+MB = 1_000_000
+
+_RUSAGE_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[2:])\n"
+    "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "open(sys.argv[1], 'w').write(f'0 {ru.ru_maxrss} {ru.ru_utime} {ru.ru_stime}\\n')\n"
+    "sys.exit(rc)\n"
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This machine's pip has a global config and PIP_* variables (extra indexes, find-links):
+    every child runs without them, and without any GAPSYNC_* or UV_* setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "GAPSYNC_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url}: server did not start")
+
+
+class Server:
+    """A child HTTP server on 127.0.0.1, stopped by its own PID (never by name)."""
+
+    def __init__(self, argv: list[str], cwd: Path, url: str, log: Path | None = None):
+        self.url = url
+        self._log = log.open("wb") if log else None
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=self._log or subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env=clean_env())
+        try:
+            wait_http(url)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log:
+            self._log.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Run:
+    wall: float
+    maxrss_kb: int
+    user: float
+    sys: float
+
+
+@dataclass
+class Measure:
+    label: str
+    kind: str  # "gapsync" or "baseline" (or "info")
+    runs: list[Run] = field(default_factory=list)
+    bytes: int | None = None  # payload bytes moved, for MB/s
+    note: str = ""
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(r.wall for r in self.runs)
+
+    @property
+    def maxrss_mb(self) -> float:
+        return max(r.maxrss_kb for r in self.runs) / 1024
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(r.user + r.sys for r in self.runs)
+
+    @property
+    def mbps(self) -> float | None:
+        return self.bytes / MB / self.wall if self.bytes else None
+
+    def to_dict(self) -> dict:
+        d = {"label": self.label, "kind": self.kind, "wall_s_median": round(self.wall, 3),
+             "wall_s_all": [round(r.wall, 3) for r in self.runs], "cpu_s_median": round(self.cpu, 3),
+             "peak_rss_mb": round(self.maxrss_mb, 1), "bytes": self.bytes, "note": self.note,
+             "runs": [asdict(r) for r in self.runs]}
+        if self.mbps is not None:
+            d["mb_per_s"] = round(self.mbps, 1)
+        return d
+
+
+def measure(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+            check: bool = True, ok_codes: tuple[int, ...] = (0,)) -> tuple[Run, subprocess.CompletedProcess]:
+    """Run ``argv`` once as a fresh child; return its wall time, peak RSS and CPU time."""
+    fd, tfile = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
+    os.close(fd)
+    try:
+        if TIME_BIN:
+            cmd = [TIME_BIN, "-f", "%e %M %U %S", "-o", tfile, *argv]
+        else:
+            cmd = [sys.executable, "-c", _RUSAGE_WRAPPER, tfile, *argv]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, cwd=cwd, env=env or clean_env(), capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        last = Path(tfile).read_text().strip().splitlines()[-1].split()
+    finally:
+        os.unlink(tfile)
+    if check and r.returncode not in ok_codes:
+        raise RuntimeError(f"command failed (exit {r.returncode}): {' '.join(argv)[:300]}\n"
+                           f"{(r.stdout + r.stderr).strip()[-2000:]}")
+    return Run(wall=wall, maxrss_kb=int(float(last[1])), user=float(last[2]), sys=float(last[3])), r
+
+
+def sh(script: str) -> list[str]:
+    return ["bash", "-o", "pipefail", "-c", script]
+
+
+# -- wheels and static indexes ---------------------------------------------------------------
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def make_wheel(dest_dir: Path, name: str, version: str, payload: bytes) -> Path:
+    """A valid py3-none-any wheel: the package, one big payload stored uncompressed, and the
+    dist-info (METADATA, WHEEL, RECORD)."""
+    norm = name.replace("-", "_")
+    dist = f"{norm}-{version}.dist-info"
+    members = {
+        f"{norm}/__init__.py": f'"""Benchmark filler package {name}."""\n'.encode(),
+        f"{norm}/payload.bin": payload,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: benchmark filler\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: gapsync-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in members.items()) + f"{dist}/RECORD,,\n"
+    path = dest_dir / f"{norm}-{version}-py3-none-any.whl"
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        for p, d in members.items():
+            zf.writestr(zipfile.ZipInfo(p, (2024, 1, 1, 0, 0, 0)), d,
+                        compress_type=zipfile.ZIP_STORED if p.endswith(".bin") else zipfile.ZIP_DEFLATED)
+        zf.writestr(zipfile.ZipInfo(f"{dist}/RECORD", (2024, 1, 1, 0, 0, 0)), record,
+                    compress_type=zipfile.ZIP_DEFLATED)
+    tmp.replace(path)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _wheel_metadata(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        name = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        return zf.read(name)
+
+
+def build_index(files_dir: Path, root: Path, *, core_metadata: bool = True) -> dict[str, list[str]]:
+    """A static PEP 503 index at ``root/simple`` for the wheels in ``files_dir`` (served from
+    ``root``, so ``files_dir`` must be ``root/files``): ``#sha256=`` fragments,
+    ``data-requires-python`` and, like PyPI, PEP 658/714 ``.metadata`` files."""
+    from email.parser import BytesHeaderParser
+
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    assert files_dir == root / "files"
+    simple = root / "simple"
+    if simple.exists():
+        shutil.rmtree(simple)
+    for old in files_dir.glob("*.metadata"):
+        old.unlink()
+    projects: dict[str, list[str]] = {}
+    for whl in sorted(files_dir.glob("*.whl")):
+        projects.setdefault(str(canonicalize_name(parse_wheel_filename(whl.name)[0])), []).append(whl.name)
+    for name, fns in sorted(projects.items()):
+        rows = []
+        for fn in fns:
+            whl = files_dir / fn
+            meta = _wheel_metadata(whl)
+            attrs = [f'href="../../files/{fn}#sha256={sha256_file(whl)}"']
+            rp = BytesHeaderParser().parsebytes(meta).get("Requires-Python")
+            if rp:
+                attrs.append(f'data-requires-python="{html.escape(str(rp).strip())}"')
+            if core_metadata:
+                (files_dir / f"{fn}.metadata").write_bytes(meta)
+                mh = hashlib.sha256(meta).hexdigest()
+                attrs += [f'data-dist-info-metadata="sha256={mh}"', f'data-core-metadata="sha256={mh}"']
+            rows.append(f"<a {' '.join(attrs)}>{html.escape(fn)}</a><br/>\n")
+        page = simple / name / "index.html"
+        page.parent.mkdir(parents=True)
+        page.write_text(f"<!DOCTYPE html>\n<html><body>\n<h1>Links for {name}</h1>\n{''.join(rows)}</body></html>\n")
+    (simple / "index.html").write_text(
+        "<!DOCTYPE html>\n<html><body>\n" + "".join(f'<a href="{n}/">{n}</a><br/>\n' for n in sorted(projects))
+        + "</body></html>\n")
+    return projects
+
+
+# -- gapsync set-up --------------------------------------------------------------------------
+
+def gapsync(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    r = subprocess.run([GAPSYNC, *argv], cwd=cwd, env=clean_env(), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"gapsync {' '.join(argv)} failed (exit {r.returncode}):\n{(r.stdout + r.stderr).strip()[-2000:]}")
+    return r
+
+
+def write_spec(path: Path, index_url: str, requirements: list[str], channel: str = "bench") -> None:
+    path.write_text(
+        f"name: bench\nchannel: {channel}\npython:\n  index_url: {index_url}\n"
+        f"  requirements: {json.dumps(requirements)}\n"
+        '  targets:\n    - {python: "3.11", platform: manylinux_2_17_x86_64}\n')
+
+
+def setup_channel(d: Path, channel: str = "bench") -> tuple[Path, Path]:
+    """Key, channel state; returns (key, root v1 to pin)."""
+    gapsync("keys", "generate", "--out", str(d / "keys"), "--name", "bench")
+    gapsync("channel", "init", channel, "--state", str(d / "state"), "--key", str(d / "keys" / "bench.key"))
+    return d / "keys" / "bench.key", d / "state" / channel / "1.root.json"
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+def machine() -> dict:
+    info = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+            "kernel": platform.release()}
+    try:
+        osr = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+        info["os"] = osr.get("PRETTY_NAME", "").strip('"')
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        mem = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
+        info["mem_gb"] = round(int(mem.split()[1]) / 1024 / 1024, 1)
+    except (OSError, StopIteration):
+        pass
+    try:
+        info["gapsync_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                                capture_output=True, text=True).stdout.strip()
+        info["gapsync_dirty"] = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "gapsync"],
+                                                    capture_output=True, text=True).stdout.strip())
+    except OSError:
+        pass
+    return info
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    out = [line.format(*headers), line.format(*("-" * w for w in widths))]
+    out += [line.format(*map(str, r)) for r in rows]
+    return "\n".join(out)
+
+
+def measures_table(ms: list[Measure]) -> str:
+    rows = []
+    for m in ms:
+        rows.append([m.label, f"{m.wall:.2f}", f"{m.cpu:.2f}", f"{m.mbps:.0f}" if m.mbps else "-",
+                     f"{m.maxrss_mb:.0f}", str(len(m.runs))])
+    return table(rows, ["step", "wall s", "cpu s", "MB/s", "peak RSS MB", "runs"])
+
+
+def write_result(name: str, data: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = OUT / f"{name}-{stamp}.json"
+    text = json.dumps(data, indent=1, sort_keys=True)
+    path.write_text(text)
+    (OUT / f"{name}.json").write_text(text)
+    return path
