@@ -58,7 +58,8 @@ def make_wheel(out: Path, name: str, version: str, *, requires: tuple[str, ...] 
     return out / fn
 
 
-def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_python_attr: bool = True) -> None:
+def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_python_attr: bool = True,
+                hashes: bool = True) -> None:
     """PEP 503 pages under root/simple for every wheel in root/files (links ../../files/X#sha256=)."""
     yanked = yanked or {}
     projects: dict[str, list[Path]] = {}
@@ -67,7 +68,8 @@ def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_py
     for name, wheels in projects.items():
         rows = []
         for w in wheels:
-            attrs = f'href="../../files/{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}"'
+            frag = f"#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}" if hashes else ""
+            attrs = f'href="../../files/{w.name}{frag}"'
             if requires_python_attr:
                 with zipfile.ZipFile(w) as zf:
                     meta = next(zf.read(n) for n in zf.namelist() if n.endswith(".dist-info/METADATA")).decode()

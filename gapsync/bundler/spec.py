@@ -149,7 +149,7 @@ def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
         try:
             Requirement(r)
         except InvalidRequirement as e:
-            raise loc.error((*k, "requirements", i), f"{r!r}: {e}") from e
+            raise loc.error((*k, "requirements", i), f"{r!r}: {str(e).splitlines()[0]}") from e
     files = py.get("requirements_files", [])
     _expect(loc, (*k, "requirements_files"), files, list, "a list of file paths")
     req_files = []

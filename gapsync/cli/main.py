@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="gapsync", standalone_mode=False)
     except GapsyncError as e:
-        click.echo(f"gapsync: error: {e}", err=True)
+        click.echo("gapsync: error: " + " ".join(str(e).split()), err=True)  # always one line
         code = exit_code_for(e)
     except click.exceptions.Exit as e:
         code = e.exit_code
