@@ -129,6 +129,9 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                 seen.add(t.blob.digest)
                 writer.add_blob(t.blob, cache.path(t.blob.digest))
         file_hash = writer.close()
+    except OSError as e:
+        writer.abort()
+        raise GapsyncError(f"{path}: cannot write the bundle ({e.strerror or e}); nothing was signed or shipped") from e
     except BaseException:
         writer.abort()
         raise

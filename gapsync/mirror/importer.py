@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gapsync.audit import AuditLog
 from gapsync.bundler.bundle import BundleReader
-from gapsync.errors import BundleFormatError, DigestMismatchError, GapsyncError
+from gapsync.errors import BundleFormatError, DigestMismatchError, GapsyncError, PublishError
 from gapsync.hashing import copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror.layout import MirrorLayout
@@ -148,19 +148,25 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -
                                         f"{', …' if len(missing) > 3 else ''})")
         if verify_only:
             return result
-        # -- publish: blobs into the store, then the index, then the trust and channel state --
-        for digest in sorted(needed):
-            dst = layout.blob_path(digest)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(scratch / digest, 0o444)
-            os.replace(scratch / digest, dst)
-        result.published = index.publish(py_targets, layout.blob_path)
-        layout.commit_tuf(channel, release.tuf_dir, release.version)
-        state.version = release.version
-        state.last_import = now.isoformat()
-        state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,
-                                                  "imported": now.isoformat(timespec="seconds")}]
-        layout.write_state(channel, state)
+        # -- publish: blobs into the store, then the index, then the trust and channel state.
+        # Files go in before the pages that name them, so a reader never follows a dangling
+        # link; the channel advances last, so a re-run after a failure redoes the publish.
+        try:
+            for digest in sorted(needed):
+                dst = layout.blob_path(digest)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(scratch / digest, 0o444)
+                os.replace(scratch / digest, dst)
+            result.published = index.publish(py_targets, layout.blob_path)
+            layout.commit_tuf(channel, release.tuf_dir, release.version)
+            state.version = release.version
+            state.last_import = now.isoformat()
+            state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,
+                                                      "imported": now.isoformat(timespec="seconds")}]
+            layout.write_state(channel, state)
+        except OSError as e:
+            raise PublishError(f"{layout.root}: publishing version {release.version} failed ({e.strerror or e}); "
+                               "the channel did not advance: run the import again to finish") from e
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

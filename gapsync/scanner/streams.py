@@ -109,31 +109,28 @@ class ByteReader:
             self._base += len(more)
 
     def readline(self, limit: int) -> tuple[bytes, bool]:
-        """Read through the next ``\\n``; return (line without it, truncated_to_limit).
+        """Read through the next ``\\n``; return (line without it, longer_than_limit).
 
         A line longer than ``limit`` is consumed to its end but only its first ``limit`` bytes
         are returned, so a hostile multi-GB "line" costs time, not memory.
         """
         parts: list[bytes] = []
-        kept = 0
-        cut = False
+        kept = total = 0
         while True:
             if self._i >= len(self._buf) and not self._fill(1):
                 raise Truncated(1, 0, self.pos)
             j = self._buf.find(b"\n", self._i)
             end = len(self._buf) if j < 0 else j
             piece = self._buf[self._i:end]
+            total += len(piece)
             if kept < limit:
-                parts.append(piece[:limit - kept])
-                kept += min(len(piece), limit - kept)
-            if len(piece) > 0 and kept >= limit and (j < 0 or len(piece) > limit):
-                cut = cut or sum(len(p) for p in parts) < kept + len(piece) or len(piece) > limit
+                take = piece[:limit - kept]
+                parts.append(take)
+                kept += len(take)
             self._i = end
             if j >= 0:
                 self._i += 1
-                return b"".join(parts), cut
-            if kept >= limit:
-                cut = True
+                return b"".join(parts), total > limit
 
 
 class Window(io.RawIOBase):
@@ -169,60 +166,57 @@ class Window(io.RawIOBase):
 
 
 class _Decompressing(io.RawIOBase):
-    """A forward-only stream of what a decompressor makes of ``src``; reports corrupt data as OSError."""
+    """A forward-only stream of what a decompressor makes of ``src``.
 
-    def __init__(self, src: BinaryIO, decomp, limit: int | None = None) -> None:
+    Works with any decompressor object that has ``decompress(data, max_length)`` and ``eof``
+    (zlib, bz2, lzma, lz4.frame). Output is produced a chunk at a time, so a decompression bomb
+    costs time, not memory. Corrupt input raises ``OSError``; a cut-off stream simply ends.
+    """
+
+    def __init__(self, src: BinaryIO, decomp) -> None:
         super().__init__()
         self._src, self._d, self._pending, self._done = src, decomp, b"", False
-        self._limit = limit
-        self._out = 0
+        self._zlib = hasattr(decomp, "unconsumed_tail")
 
     def readable(self) -> bool:
         return True
 
+    def _more(self) -> bytes:
+        d = self._d
+        if d.eof:
+            self._done = True
+            return b""
+        if self._zlib:
+            data = d.unconsumed_tail or self._src.read(CHUNK)
+        else:
+            data = self._src.read(CHUNK) if d.needs_input else b""
+        if not data and (self._zlib or d.needs_input):
+            self._done = True
+            return b""
+        try:
+            return d.decompress(data, CHUNK)
+        except (zlib.error, OSError, EOFError, ValueError, RuntimeError) as e:
+            raise OSError(f"corrupt compressed data: {e}") from e
+
     def readinto(self, b) -> int:  # type: ignore[override]
         want = len(b)
         while len(self._pending) < want and not self._done:
-            if self._limit is not None and self._out >= self._limit:
-                self._done = True
-                break
-            if getattr(self._d, "eof", False):
-                self._done = True
-                break
-            tail = getattr(self._d, "unconsumed_tail", b"")
-            data = tail if tail else self._src.read(CHUNK)
-            if not data and not tail:
-                if hasattr(self._d, "flush"):
-                    self._pending += self._d.flush()
-                self._done = True
-                break
-            try:
-                if isinstance(self._d, zlib._Decompress):  # type: ignore[attr-defined]
-                    out = self._d.decompress(data, CHUNK)
-                else:
-                    out = self._d.decompress(data, CHUNK)
-            except (zlib.error, OSError, EOFError, ValueError) as e:
-                raise OSError(f"corrupt compressed data: {e}") from e
-            self._out += len(out)
-            self._pending += out
-            if not isinstance(self._d, zlib._Decompress):  # type: ignore[attr-defined]
-                # bz2/lzma keep their own unconsumed input; keep feeding b"" until they ask for more
-                while getattr(self._d, "needs_input", True) is False and len(self._pending) < want:
-                    out = self._d.decompress(b"", CHUNK)
-                    if not out:
-                        break
-                    self._pending += out
-                    self._out += len(out)
+            self._pending += self._more()
         n = min(want, len(self._pending))
         b[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
 
 
-def inflate_stream(src: BinaryIO, raw: bool = True) -> BinaryIO:
-    """Deflate data (zip method 8 when ``raw``; a zlib stream otherwise) as a readable stream."""
-    return io.BufferedReader(_Decompressing(src, zlib.decompressobj(-15 if raw else 15)), CHUNK)
+def decompressing(src: BinaryIO, decomp) -> BinaryIO:
+    """Wrap ``src`` so that reads return what ``decomp`` makes of it (see :class:`_Decompressing`)."""
+    return io.BufferedReader(_Decompressing(src, decomp), CHUNK)
+
+
+def inflate_stream(src: BinaryIO, wbits: int = -15) -> BinaryIO:
+    """Deflate data: raw (zip method 8, the default), zlib (``wbits=15``) or gzip (``wbits=31``)."""
+    return decompressing(src, zlib.decompressobj(wbits))
 
 
 def bunzip_stream(src: BinaryIO) -> BinaryIO:
-    return io.BufferedReader(_Decompressing(src, bz2.BZ2Decompressor()), CHUNK)
+    return decompressing(src, bz2.BZ2Decompressor())
