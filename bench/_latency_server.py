@@ -55,6 +55,9 @@ def main() -> None:
     LatencyHandler.latency = a.latency
     handler = functools.partial(LatencyHandler, directory=a.dir)
     ThreadingHTTPServer.daemon_threads = True
+    # socketserver's default listen backlog is 5: a client that opens 40 connections at once
+    # (uv does) would see dropped SYNs and 1 s retransmits, which no real index causes
+    ThreadingHTTPServer.request_queue_size = 256
     with ThreadingHTTPServer(("127.0.0.1", a.port), handler) as srv:
         srv.serve_forever()
 
