@@ -71,10 +71,10 @@ def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now:
             result = _run(bundle, layout, verify_only, now)
     except GapsyncError as e:
         audit.append(action, "refused" if _is_verification(e) else "error", bundle=str(bundle),
-                     bundle_sha256=_quick_id(bundle), reason=str(e))
+                     bundle_id=_quick_id(bundle), reason=str(e))
         raise
     audit.append(action, "nothing-new" if result.nothing_new else "ok", bundle=str(bundle),
-                 bundle_sha256=_quick_id(bundle), channel=result.channel, version=result.version,
+                 bundle_id=_quick_id(bundle), channel=result.channel, version=result.version,
                  blobs=result.blobs_read, bytes=result.bytes_read, published=result.published)
     return result
 
@@ -86,7 +86,8 @@ def _is_verification(e: Exception) -> bool:
 
 
 def _quick_id(bundle: Path) -> str | None:
-    """Identify the bundle in the audit log without a second full read: size + first/last MiB."""
+    """Identify the bundle file in the audit log without a second full read: sha256 over its size,
+    first and last MiB (the signed content is identified by channel and version next to it)."""
     try:
         with bundle.open("rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -35,6 +35,7 @@ class Pep503Index:
         self.simple = layout.pypi / "simple"
         self.files = layout.pypi / "files"
         self.inventory_dir = layout.meta / "pypi"
+        self._inventories: dict[str, dict] = {}
 
     # -- naming (the only place where names from a bundle become paths) ------------------
     @staticmethod
@@ -56,8 +57,10 @@ class Pep503Index:
         return fn
 
     def _inventory(self, project: str) -> dict:
-        p = self.inventory_dir / f"{project}.json"
-        return json.loads(p.read_text()) if p.exists() else {"name": project, "files": {}}
+        if project not in self._inventories:
+            p = self.inventory_dir / f"{project}.json"
+            self._inventories[project] = json.loads(p.read_text()) if p.exists() else {"name": project, "files": {}}
+        return self._inventories[project]
 
     # -- the interface --------------------------------------------------------------------
     def check(self, targets: list[Target]) -> None:
