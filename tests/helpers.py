@@ -6,23 +6,16 @@ import base64
 import hashlib
 import html
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from gapsync.demo import free_port, wait_http
+
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_wheel(out: Path, name: str, version: str, *, requires: tuple[str, ...] = (), requires_python: str | None = None,
@@ -83,17 +76,6 @@ def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_py
         d.mkdir(parents=True, exist_ok=True)
         (d / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(rows) + "</body></html>\n")
     (root / "simple" / "index.html").write_text("".join(f'<a href="{n}/">{n}</a>\n' for n in projects))
-
-
-def wait_http(url: str, seconds: float = 20) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 class Server:

@@ -28,13 +28,14 @@ REQUIREMENTS = ["requests==2.32.*", "pyyaml"]
 PYTHONS = ["3.11", "3.12"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (demo, tests and benchmarks run their servers there only)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait(url: str, seconds: float = 20) -> None:
+def wait_http(url: str, seconds: float = 20) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -80,7 +81,7 @@ class Demo:
     def start(self, argv: list[str], url: str, cwd: Path) -> None:
         p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_clean_env())
         self.procs.append(p)
-        _wait(url)
+        wait_http(url)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -118,7 +119,7 @@ class Demo:
             page.write_text("".join(
                 f'<a href="../../files/{f}#sha256={hashlib.sha256((files / f).read_bytes()).hexdigest()}">{f}</a><br/>\n'
                 for f in fns))
-        port = _free_port()
+        port = free_port()
         self.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
                    f"http://127.0.0.1:{port}/simple/", ext)
         self.out(f"{sum(len(v) for v in projects.values())} wheels of {len(projects)} projects on http://127.0.0.1:{port}/simple/")
@@ -160,7 +161,7 @@ class Demo:
         self.g("trust", "pin", str(bundle.parent / "1.root.json"), "--mirror", str(mirror))
         self.g("bundle", "verify", str(bundle), "--mirror", str(mirror))
         self.g("import", str(bundle), "--mirror", str(mirror))
-        port = _free_port()
+        port = free_port()
         self.start([self.gapsync, "serve", "--mirror", str(mirror), "--listen", f"127.0.0.1:{port}"],
                    f"http://127.0.0.1:{port}/simple/", a)
         self.run(sys.executable, "-m", "venv", str(a / "venv"), show=False)
