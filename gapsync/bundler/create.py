@@ -21,7 +21,8 @@ from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.lock import Lock, read_lock
-from gapsync.bundler.sources.pypi import resolve
+from gapsync.bundler.resolve import resolve_spec
+from gapsync.bundler.sources import oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
@@ -73,6 +74,40 @@ def python_targets(lock: Lock, cache: BlobCache, sizes: dict[str, int]) -> tuple
     return targets, list(artifacts.values())
 
 
+def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Target], list[dict]]:
+    """One target per image reference (its top manifest), per platform manifest and per blob;
+    a blob shared by several images is one target, carried once."""
+    from gapsync.oci import hex_of
+
+    targets: dict[str, Target] = {}
+    artifacts = []
+    for p in plans:
+        img = p.image
+        top_hex = hex_of(p.top_digest)
+        where = f"{img.name}:{img.tag}" if img.tag else f"{img.name}@{img.digest}"
+        unique: dict[str, int] = {}
+        for d, (data, media_type, plat) in p.manifests.items():
+            targets.setdefault(f"oci/manifest/sha256/{hex_of(d)}", Target(
+                f"oci/manifest/sha256/{hex_of(d)}", BlobRef(hex_of(d), len(data)),
+                {"kind": "oci-manifest", "media_type": media_type, "platform": plat}))
+            unique[d] = len(data)
+        for d, info in p.blobs.items():
+            size = cache.path(hex_of(d)).stat().st_size
+            targets.setdefault(f"oci/blob/sha256/{hex_of(d)}", Target(
+                f"oci/blob/sha256/{hex_of(d)}", BlobRef(hex_of(d), size), {"kind": "oci-blob", "media_type": info["media_type"]}))
+            unique[d] = size
+        custom = {"kind": "oci-image", "name": img.name, "tag": img.tag, "digest": p.top_digest,
+                  "upstream_digest": img.digest, "media_type": img.media_type, "platforms": img.platforms,
+                  "missing_platforms": img.missing_platforms, "manifests": sorted(p.manifests),
+                  "blobs": sorted(p.blobs), "source": img.ref}
+        targets[f"oci/image/{where}"] = Target(f"oci/image/{where}", BlobRef(top_hex, len(p.top)), custom)
+        artifacts.append({"kind": "oci", "name": img.name, "version": img.tag or img.digest, "digest": p.top_digest,
+                          "platforms": img.platforms, "missing_platforms": img.missing_platforms,
+                          "size": len(p.top) + sum(unique.values()), "blobs": {d: s for d, s in unique.items()},
+                          "files": []})
+    return sorted(targets.values(), key=lambda t: t.path), artifacts
+
+
 def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: list[SigningKey], out_dir: Path,
                   cache: BlobCache, jobs: int = 8, expires: timedelta = timedelta(days=30),
                   now: datetime | None = None) -> CreateResult:
@@ -101,11 +136,19 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         if lock.spec_digest != spec.digest():
             raise InputError(f"{lock_path}: made from another version of {spec.path}; run gapsync resolve again")
     else:
-        lock = resolve(spec, cache, jobs)
-    fetched = fetch_all(cache, [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files], jobs,
-                        progress=tty_progress)
+        lock = resolve_spec(spec, cache, jobs)
+    items = [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files]
+    plans: list[oci.ImagePlan] = []
+    if lock.images:
+        clients = oci.Clients(spec.images.insecure if spec.images else ())
+        plans = [oci.plan_image(clients, img, cache) for img in lock.images]
+        items += [i for p in plans for i in oci.blob_items(clients, p)]
+    fetched = fetch_all(cache, items, jobs, progress=tty_progress)
     sizes = {r.sha256: r.size for r in fetched}
     targets, artifacts = python_targets(lock, cache, sizes)
+    img_targets, img_artifacts = image_targets(plans, cache)
+    targets += img_targets
+    artifacts += img_artifacts
     version = repo.next_version()
     info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",
             "created": now.isoformat(), "producer": f"gapsync {__version__}", "host": platform.node(),

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -27,6 +27,9 @@ class FetchItem:
     sha256: str | None  # None: learn the digest by downloading (index without hashes)
     size: int | None
     what: str  # how to name it in messages, e.g. a file name
+    # how to open the stream from a byte offset, when a plain GET of ``url`` is not enough
+    # (a registry blob needs a token); None: GET ``url`` with a Range header
+    opener: Callable[[int], requests.Response] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -64,7 +67,7 @@ def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
         part.unlink(missing_ok=True)
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
-        resp = session().get(item.url, stream=True, timeout=TIMEOUT, headers=headers)
+        resp = item.opener(have) if item.opener else session().get(item.url, stream=True, timeout=TIMEOUT, headers=headers)
     except requests.RequestException as e:
         raise FetchError(f"{item.url}: {e}") from e
     with resp:
@@ -91,8 +94,9 @@ def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
 
 def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS,
               progress: Callable[[FetchResult, int, int], None] | None = None) -> list[FetchResult]:
-    """Fetch every item (each URL once); the first failure is raised after the others finish."""
-    unique = list({i.url: i for i in items}.values())
+    """Fetch every item (each blob once: by digest when known, else by URL); the first failure
+    is raised after the others finish."""
+    unique = list({i.sha256 or i.url: i for i in items}.values())
     results: list[FetchResult] = []
     errors: list[GapsyncError] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

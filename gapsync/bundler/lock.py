@@ -48,11 +48,44 @@ class LockedFile:
 
 
 @dataclass
+class LockedImage:
+    """One image reference pinned: the top digest (an index or a manifest) and the platform
+    manifests selected from it. Layers are not listed: the manifests name them by digest."""
+
+    ref: str  # as the spec wrote it
+    name: str  # registry/repository
+    tag: str | None
+    digest: str
+    media_type: str
+    size: int
+    platforms: list[str]
+    missing_platforms: list[str]
+    manifests: list[dict[str, Any]]  # [{digest, media_type, size, platform}] under an index
+    rewrite_index: bool = False
+    unrecognized: dict[str, Any] = field(default_factory=dict)
+
+    FIELDS = ("ref", "name", "tag", "digest", "media_type", "size", "platforms", "missing_platforms",
+              "manifests", "rewrite_index")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LockedImage:
+        d = dict(d)
+        kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
+        return cls(**kw, unrecognized=d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.FIELDS}
+        d.update(self.unrecognized)
+        return d
+
+
+@dataclass
 class Lock:
     spec_digest: str
-    index_url: str
-    pins: dict[str, list[str]]  # target id -> ["name==version", ...]
-    files: list[LockedFile]
+    index_url: str | None = None
+    pins: dict[str, list[str]] = field(default_factory=dict)  # target id -> ["name==version", ...]
+    files: list[LockedFile] = field(default_factory=list)
+    images: list[LockedImage] = field(default_factory=list)
     unrecognized: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -60,15 +93,23 @@ class Lock:
         d = dict(d)
         if d.pop("lock_version", None) != LOCK_VERSION:
             raise ValueError(f"unsupported lock_version (this gapsync reads {LOCK_VERSION})")
-        py = dict(d.pop("python"))
-        lock = cls(spec_digest=d.pop("spec_digest"), index_url=py.pop("index_url"), pins=py.pop("pins"),
-                   files=[LockedFile.from_dict(f) for f in py.pop("files")], unrecognized=d)
+        lock = cls(spec_digest=d.pop("spec_digest"))
+        py = d.pop("python", None)
+        if py is not None:
+            py = dict(py)
+            lock.index_url, lock.pins = py.pop("index_url"), py.pop("pins")
+            lock.files = [LockedFile.from_dict(f) for f in py.pop("files")]
+        lock.images = [LockedImage.from_dict(i) for i in d.pop("images", [])]
+        lock.unrecognized = d
         return lock
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"lock_version": LOCK_VERSION, "spec_digest": self.spec_digest,
-             "python": {"index_url": self.index_url, "pins": self.pins,
-                        "files": [f.to_dict() for f in sorted(self.files, key=lambda f: (f.name, f.filename))]}}
+        d: dict[str, Any] = {"lock_version": LOCK_VERSION, "spec_digest": self.spec_digest}
+        if self.index_url is not None:
+            d["python"] = {"index_url": self.index_url, "pins": self.pins,
+                           "files": [f.to_dict() for f in sorted(self.files, key=lambda f: (f.name, f.filename))]}
+        if self.images:
+            d["images"] = [i.to_dict() for i in sorted(self.images, key=lambda i: i.ref)]
         d.update(self.unrecognized)
         return d
 

@@ -18,6 +18,8 @@ import yaml
 
 from gapsync.bundler.platforms import PythonTarget
 from gapsync.errors import InputError
+from gapsync.oci import ImageRef, Platform
+from gapsync.oci_client import LOOPBACK
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -74,16 +76,31 @@ class PythonSpec:
 
 
 @dataclass(frozen=True)
+class ImagesSpec:
+    refs: tuple[ImageRef, ...]
+    platforms: tuple[Platform, ...]
+    rewrite_index: bool = False
+    insecure: tuple[str, ...] = ()  # registries reached over plain HTTP (loopback only)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"refs": [str(r) for r in self.refs], "platforms": [str(p) for p in self.platforms],
+                "rewrite_index": self.rewrite_index, "insecure": list(self.insecure)}
+
+
+@dataclass(frozen=True)
 class Spec:
     path: Path
     name: str
     channel: str
     python: PythonSpec | None
+    images: ImagesSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def digest(self) -> str:
         """What a lock was made from; a lock whose digest differs is stale."""
-        body = {"python": self.python.canonical() if self.python else None}
+        body: dict[str, Any] = {"python": self.python.canonical() if self.python else None}
+        if self.images:
+            body["images"] = self.images.canonical()
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -115,7 +132,7 @@ def load_spec(path: Path) -> Spec:
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")
     _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "policy"})
-    for later in ("images", "models", "policy"):
+    for later in ("models", "policy"):
         if later in data:
             raise loc.error((later,), "not supported by this version of gapsync yet")
     name = _expect(loc, ("name",), data.get("name"), str, "a bundle name")
@@ -125,9 +142,47 @@ def load_spec(path: Path) -> Spec:
             raise loc.error((key,), f"{value!r}: use letters, digits, '.', '_' or '-'")
     py = data.get("python")
     python = _load_python(loc, py, path.parent) if py is not None else None
-    if python is None:
-        raise loc.error((), "nothing to carry: add a python section")
-    return Spec(path=path, name=name, channel=channel, python=python)
+    images = _load_images(loc, data["images"]) if data.get("images") is not None else None
+    if python is None and images is None:
+        raise loc.error((), "nothing to carry: add a python or an images section")
+    return Spec(path=path, name=name, channel=channel, python=python, images=images)
+
+
+def _load_images(loc: _Located, im: Any) -> ImagesSpec:
+    k = ("images",)
+    _expect(loc, k, im, dict, "a mapping with refs and platforms")
+    _check_keys(loc, k, im, {"refs", "platforms", "rewrite_index", "insecure"})
+    raw = im.get("refs")
+    _expect(loc, (*k, "refs"), raw, list, "a list of image references")
+    refs = []
+    for i, r in enumerate(raw):
+        _expect(loc, (*k, "refs", i), r, str, "an image reference like docker.io/library/python:3.12-slim")
+        try:
+            refs.append(ImageRef.parse(r))
+        except ValueError as e:
+            raise loc.error((*k, "refs", i), str(e)) from e
+    if len({str(r) for r in refs}) != len(refs):
+        raise loc.error((*k, "refs"), "duplicate image reference")
+    plats = im.get("platforms", ["linux/amd64"])
+    _expect(loc, (*k, "platforms"), plats, list, "a list like [linux/amd64, linux/arm64]")
+    platforms = []
+    for i, p in enumerate(plats):
+        _expect(loc, (*k, "platforms", i), p, str, "os/arch[/variant]")
+        try:
+            platforms.append(Platform.parse(p))
+        except ValueError as e:
+            raise loc.error((*k, "platforms", i), str(e)) from e
+    if not platforms:
+        raise loc.error((*k, "platforms"), "name at least one platform")
+    rewrite = im.get("rewrite_index", False)
+    _expect(loc, (*k, "rewrite_index"), rewrite, bool, "true or false")
+    insecure = im.get("insecure", [])
+    _expect(loc, (*k, "insecure"), insecure, list, "a list of loopback registries (host:port) reached over HTTP")
+    for i, h in enumerate(insecure):
+        _expect(loc, (*k, "insecure", i), h, str, "host:port")
+        if not LOOPBACK.match(h):
+            raise loc.error((*k, "insecure", i), f"{h!r}: plain HTTP is only allowed to a loopback registry (127.0.0.1, localhost)")
+    return ImagesSpec(tuple(refs), tuple(platforms), rewrite, tuple(insecure))
 
 
 def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:

@@ -19,13 +19,13 @@ from gapsync.cli.options import cache_option, jobs_option
 def resolve(spec_path: Path, output: Path, cache: Path | None, jobs: int) -> None:
     """Resolve the spec for every target interpreter into a hash-pinned lock."""
     from gapsync.bundler.cache import BlobCache, default_cache_dir
-    from gapsync.bundler.sources.pypi import resolve as do_resolve
+    from gapsync.bundler.resolve import resolve_spec
     from gapsync.bundler.spec import load_spec
 
     spec = load_spec(spec_path)
-    lock = do_resolve(spec, BlobCache(cache or default_cache_dir()), jobs)
+    lock = resolve_spec(spec, BlobCache(cache or default_cache_dir()), jobs)
     if str(output) == "-":
         click.echo(lock.dumps(), nl=False)
         return
     lock.write(output)
-    click.echo(f"{output}: {len(lock.files)} files for {len(lock.pins)} target(s)", err=True)
+    click.echo(f"{output}: {len(lock.files)} files for {len(lock.pins)} target(s), {len(lock.images)} image(s)", err=True)

@@ -1,0 +1,287 @@
+"""A client for the OCI distribution API, used to pull on the connected side and to push on the
+air-gapped side. Plain ``requests``; no engine, no skopeo.
+
+Authentication as Docker Hub, GHCR and the CNCF distribution server do it: a 401 names a
+``Bearer`` realm (a token per scope, anonymous or with Basic credentials) or ``Basic``.
+Redirects are followed by hand: to the same host always; to another host only for blob
+downloads (registries hand those to a CDN), and then without credentials; the bytes are checked
+against their digest anyway. A manifest, token or upload redirected to another host is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from gapsync import __version__
+from gapsync.errors import DigestMismatchError, FetchError, InputError, PublishError
+from gapsync.oci import ACCEPT_MANIFESTS, DIGEST_RE, DOCKER_HUB, DOCKER_HUB_API
+from gapsync.oci_auth import Credentials, credentials_for
+
+MAX_MANIFEST = 4 * 1024 * 1024
+TIMEOUT = (10, 120)
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), params
+
+
+class RegistryClient:
+    def __init__(self, registry: str, *, scheme: str = "https", credentials: Credentials | None = None,
+                 use_docker_config: bool = True, retries: int = 4):
+        self.registry = registry
+        host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        self.base = f"{scheme}://{host}"
+        self.host = host
+        self.credentials = credentials if credentials is not None else (credentials_for(registry) if use_docker_config else None)
+        self._tokens: dict[str, str] = {}
+        self._basic = False
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.retries = retries
+
+    @classmethod
+    def from_url(cls, url: str, credentials: Credentials | None = None) -> tuple[RegistryClient, str]:
+        """``http(s)://host[:port][/prefix]`` -> (client, prefix)."""
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InputError(f"{url!r}: expected a registry URL like https://registry.internal or http://127.0.0.1:5000")
+        return cls(parts.netloc, scheme=parts.scheme, credentials=credentials), parts.path.strip("/")
+
+    # -- transport ---------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "s", None)
+        if s is None:
+            s = requests.Session()
+            retry = Retry(total=self.retries, connect=self.retries, read=2, status=self.retries, backoff_factor=0.5,
+                          status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
+                          respect_retry_after_header=True, raise_on_status=False)
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=retry)
+            s.mount("http://", adapter)
+            s.mount("https://", adapter)
+            s.headers["User-Agent"] = f"gapsync/{__version__}"
+            self._local.s = s
+        return s
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        with self._lock:
+            token = self._tokens.get(scope)
+            basic = self._basic
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if basic and self.credentials:
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        return {}
+
+    def _fetch_token(self, params: dict[str, str], scopes: list[str]) -> str:
+        realm = params.get("realm")
+        if not realm:
+            raise FetchError(f"{self.registry}: Bearer challenge without a realm")
+        query = [("service", params["service"])] if "service" in params else []
+        query += [("scope", s) for s in scopes]
+        auth = None
+        if self.credentials and self.credentials.identity_token:
+            r = self._session().post(realm, data={"grant_type": "refresh_token", "refresh_token": self.credentials.identity_token,
+                                                 "service": params.get("service", ""), "scope": " ".join(scopes),
+                                                 "client_id": "gapsync"}, timeout=TIMEOUT, allow_redirects=False)
+        else:
+            if self.credentials:
+                auth = (self.credentials.username, self.credentials.password)
+            r = self._session().get(f"{realm}?{urlencode(query)}", auth=auth, timeout=TIMEOUT, allow_redirects=False)
+        if r.status_code in (401, 403):
+            raise FetchError(f"{self.registry}: token server refused the credentials for {' '.join(scopes)} (HTTP {r.status_code})")
+        if r.status_code != 200:
+            raise FetchError(f"{realm}: token request failed (HTTP {r.status_code})")
+        try:
+            doc = r.json()
+            return doc.get("token") or doc["access_token"]
+        except (ValueError, KeyError) as e:
+            raise FetchError(f"{realm}: token response has no token") from e
+
+    def request(self, method: str, url: str, *, scope: str, extra_scopes: tuple[str, ...] = (), blob: bool = False,
+                headers: dict[str, str] | None = None, data=None, stream: bool = False, ok_redirect: bool = True) -> requests.Response:
+        """One API call with auth and hand-followed redirects. Returns the final response."""
+        url = url if url.startswith("http") else f"{self.base}{url}"
+        scopes = [scope, *extra_scopes]
+        key = " ".join(scopes)
+        tried_auth = False
+        hops = 0
+        send_auth = True
+        while True:
+            h = dict(headers or {})
+            if send_auth:
+                h.update(self._auth_header(key))
+            try:
+                r = self._session().request(method, url, headers=h, data=data, stream=stream, timeout=TIMEOUT,
+                                            allow_redirects=False)
+            except requests.RequestException as e:
+                raise FetchError(f"{self.registry}: {method} {urlsplit(url).path}: {e}") from e
+            if r.status_code == 401 and not tried_auth and send_auth:
+                tried_auth = True
+                scheme, params = _challenge(r.headers.get("WWW-Authenticate", ""))
+                r.close()
+                if scheme == "bearer":
+                    token = self._fetch_token(params, scopes)
+                    with self._lock:
+                        self._tokens[key] = token
+                elif scheme == "basic":
+                    if not self.credentials:
+                        raise FetchError(f"{self.registry}: needs credentials (add them to ~/.docker/config.json)")
+                    with self._lock:
+                        self._basic = True
+                else:
+                    raise FetchError(f"{self.registry}: unsupported authentication {scheme!r}")
+                continue
+            if r.status_code in (301, 302, 303, 307, 308) and ok_redirect:
+                hops += 1
+                loc = r.headers.get("Location")
+                r.close()
+                if not loc or hops > 5:
+                    raise FetchError(f"{self.registry}: bad redirect for {urlsplit(url).path}")
+                nxt = urljoin(url, loc)
+                if urlsplit(nxt).netloc != urlsplit(url).netloc:
+                    if not (blob and method in ("GET", "HEAD")):
+                        raise FetchError(f"{self.registry}: {method} {urlsplit(url).path} redirected to another host "
+                                         f"({urlsplit(nxt).netloc}); refused")
+                    send_auth = False  # never hand our token to a CDN
+                url = nxt
+                if r.status_code == 303:
+                    method, data = "GET", None
+                continue
+            return r
+
+    # -- read ------------------------------------------------------------------------------
+    def get_manifest(self, repo: str, reference: str) -> Manifest:
+        r = self.request("GET", f"/v2/{repo}/manifests/{reference}", scope=f"repository:{repo}:pull",
+                         headers={"Accept": ACCEPT_MANIFESTS}, stream=True)
+        with r:
+            if r.status_code == 404:
+                raise FetchError(f"{self.registry}/{repo}:{reference}: manifest not found")
+            if r.status_code != 200:
+                raise FetchError(f"{self.registry}/{repo}:{reference}: manifest request failed (HTTP {r.status_code})")
+            data = r.raw.read(MAX_MANIFEST + 1, decode_content=True)
+            if len(data) > MAX_MANIFEST:
+                raise FetchError(f"{self.registry}/{repo}:{reference}: manifest larger than {MAX_MANIFEST} bytes")
+            media_type = r.headers.get("Content-Type", "").split(";")[0].strip()
+            header_digest = r.headers.get("Docker-Content-Digest")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if DIGEST_RE.match(reference) and digest != reference:
+            raise DigestMismatchError(f"{self.registry}/{repo}@{reference}: registry served a manifest whose digest is {digest}")
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise DigestMismatchError(f"{self.registry}/{repo}:{reference}: Docker-Content-Digest {header_digest} "
+                                      f"does not match the bytes ({digest})")
+        try:
+            declared = json.loads(data).get("mediaType")
+        except ValueError as e:
+            raise FetchError(f"{self.registry}/{repo}:{reference}: manifest is not JSON") from e
+        return Manifest(data, declared or media_type, digest)
+
+    def open_blob(self, repo: str, digest: str, start: int = 0) -> requests.Response:
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull", blob=True,
+                         headers=headers, stream=True)
+        if r.status_code == 404:
+            r.close()
+            raise FetchError(f"{self.registry}/{repo}: blob {digest} not found (the manifest references a blob the registry does not serve)")
+        return r
+
+    # -- write -----------------------------------------------------------------------------
+    def _push_scope(self, repo: str) -> str:
+        return f"repository:{repo}:pull,push"
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=self._push_scope(repo), blob=True)
+        r.close()
+        return r.status_code == 200
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        r = self.request("POST", f"/v2/{repo}/blobs/uploads/?{urlencode({'mount': digest, 'from': from_repo})}",
+                         scope=self._push_scope(repo), extra_scopes=(f"repository:{from_repo}:pull",), ok_redirect=False)
+        r.close()
+        if r.status_code == 201:
+            return True
+        if r.status_code == 202 and r.headers.get("Location"):  # a plain session was opened instead: cancel it
+            self.request("DELETE", urljoin(self.base + "/", r.headers["Location"]), scope=self._push_scope(repo),
+                         ok_redirect=False).close()
+        return False
+
+    def upload_blob(self, repo: str, digest: str, path: Path, size: int, chunk_size: int) -> None:
+        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=self._push_scope(repo), ok_redirect=False)
+        r.close()
+        if r.status_code != 202 or not r.headers.get("Location"):
+            raise PublishError(f"{self.registry}/{repo}: cannot start an upload of {digest} (HTTP {r.status_code})")
+        location = urljoin(self.base + "/", r.headers["Location"])
+        scope = self._push_scope(repo)
+        with path.open("rb") as f:
+            if size > chunk_size:
+                offset = 0
+                while offset < size:
+                    chunk = f.read(chunk_size)
+                    end = offset + len(chunk) - 1
+                    r = self.request("PATCH", location, scope=scope, data=chunk, ok_redirect=False,
+                                     headers={"Content-Type": "application/octet-stream",
+                                              "Content-Range": f"{offset}-{end}", "Content-Length": str(len(chunk))})
+                    r.close()
+                    if r.status_code != 202 or not r.headers.get("Location"):
+                        raise PublishError(f"{self.registry}/{repo}: chunk {offset}-{end} of {digest} refused (HTTP {r.status_code})")
+                    location = urljoin(self.base + "/", r.headers["Location"])
+                    offset = end + 1
+                body: Iterable[bytes] | bytes = b""
+            else:
+                body = f.read()
+            sep = "&" if "?" in location else "?"
+            r = self.request("PUT", f"{location}{sep}{urlencode({'digest': digest})}", scope=scope, data=body,
+                             ok_redirect=False, headers={"Content-Type": "application/octet-stream"})
+            r.close()
+        if r.status_code != 201:
+            raise PublishError(f"{self.registry}/{repo}: upload of {digest} refused (HTTP {r.status_code})")
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        r = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", scope=self._push_scope(repo),
+                         headers={"Accept": ACCEPT_MANIFESTS})
+        r.close()
+        return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
+
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> requests.Response:
+        r = self.request("PUT", f"/v2/{repo}/manifests/{reference}", scope=self._push_scope(repo), data=data,
+                         headers={"Content-Type": media_type}, ok_redirect=False)
+        r.close()
+        return r
+
+
+def with_retries(what: str, fn, attempts: int = 4, base_delay: float = 0.5):
+    """Run ``fn`` again after transient failures (connection trouble, 5xx), with backoff."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except (FetchError, PublishError) as e:
+            if i == attempts - 1:
+                raise
+            msg = str(e)
+            if not any(s in msg for s in ("HTTP 5", "Connection", "connection", "timed out", "Max retries")):
+                raise
+            time.sleep(base_delay * (2 ** i))
+    raise AssertionError(what)
