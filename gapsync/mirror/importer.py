@@ -22,11 +22,13 @@ from gapsync.errors import BundleFormatError, DigestMismatchError, GapsyncError,
 from gapsync.hashing import copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.targets.oci_layout import OciLayout, ref_name
 from gapsync.mirror.targets.pep503 import Pep503Index
 from gapsync.mirror.trust import VerifiedRelease, claimed_channel, verify_release
 from gapsync.model import Target
 
-KNOWN_KINDS = {"bundle-info"} | set(Pep503Index.kinds)
+TARGET_CLASSES = (Pep503Index, OciLayout)
+KNOWN_KINDS = {"bundle-info"}.union(*(c.kinds for c in TARGET_CLASSES))
 
 
 @dataclass
@@ -39,6 +41,7 @@ class ImportResult:
     blobs_read: int = 0
     bytes_read: int = 0
     published: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # image references this bundle carries
     targets: int = 0
     signers: list[str] = field(default_factory=list)
 
@@ -46,7 +49,7 @@ class ImportResult:
         return {"bundle": str(self.bundle), "channel": self.channel, "version": self.version,
                 "result": "nothing-new" if self.nothing_new else ("verified" if self.verified_only else "imported"),
                 "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
-                "published": self.published, "signers": self.signers}
+                "published": self.published, "images": self.images, "signers": self.signers}
 
 
 class _Discard:
@@ -102,7 +105,7 @@ def _quick_id(bundle: Path) -> str | None:
 
 
 def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -> ImportResult:
-    index = Pep503Index(layout)
+    handlers = [cls(layout) for cls in TARGET_CLASSES]
     scratch = layout.new_staging()
     try:
         with BundleReader(bundle) as reader:
@@ -110,15 +113,17 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -
             channel = claimed_channel(members, bundle)
             release = verify_release(layout, channel, members, scratch, bundle, now)
             _check_kinds(release, bundle)
-            py_targets = [t for t in release.targets if t.kind in Pep503Index.kinds]
-            index.check(py_targets)
+            groups = [(h, [t for t in release.targets if t.kind in h.kinds]) for h in handlers]
+            for h, ts in groups:
+                h.check(ts)
             result = ImportResult(bundle, channel, release.version, verified_only=verify_only,
-                                  targets=len(release.targets), signers=release.signers)
+                                  targets=len(release.targets), signers=release.signers,
+                                  images=sorted(ref_name(t) for t in release.targets if t.kind == "oci-image"))
             state = layout.state(channel)
             by_digest: dict[str, Target] = {t.blob.digest: t for t in release.targets}
             needed = {d for d, t in by_digest.items() if not layout.has_blob(d, t.blob.size)}
             if (not verify_only and release.version == state.version and not needed
-                    and all(index.is_published(t) for t in py_targets)):
+                    and all(h.is_published(t) for h, ts in groups for t in ts)):
                 result.nothing_new = True
                 return result
             seen: set[str] = set()
@@ -158,7 +163,8 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(scratch / digest, 0o444)
                 os.replace(scratch / digest, dst)
-            result.published = index.publish(py_targets, layout.blob_path)
+            for h, ts in groups:
+                result.published += h.publish(ts, layout.blob_path)
             layout.commit_tuf(channel, release.tuf_dir, release.version)
             state.version = release.version
             state.last_import = now.isoformat()

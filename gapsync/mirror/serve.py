@@ -1,15 +1,18 @@
 """``gapsync serve``: the mirror, read-only, over HTTP.
 
 ``/simple/`` answers PEP 691 JSON or PEP 503 HTML by the client's ``Accept`` header (pip and uv
-prefer JSON), ``/files/`` serves the files. GET and HEAD only; every path is resolved inside the
-mirror's ``pypi`` directory, and anything else is a 404.
+prefer JSON), ``/files/`` serves the files, and ``/v2/`` answers the read side of the OCI
+distribution API from the mirror's OCI layout (manifests by tag and digest, blobs with Range,
+tag lists), so ``skopeo copy docker://HOST:PORT/library/app:1.0`` and ``podman pull`` work. An
+image answers under its full name (``docker.io/library/app``) and, when unambiguous, under its
+repository alone (``library/app``). GET and HEAD only; anything else is a 404.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 from gapsync import __version__
+from gapsync.oci import DIGEST_RE, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, REF_NAME
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
@@ -51,6 +55,7 @@ def negotiate(accept: str | None) -> str:
 class MirrorHandler(BaseHTTPRequestHandler):
     server_version = f"gapsync/{__version__}"
     root: Path  # MIRROR/pypi, set by make_server
+    oci_root: Path  # MIRROR/oci
 
     def log_message(self, fmt, *args):  # quiet unless asked
         if getattr(self.server, "verbose", False):
@@ -62,7 +67,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         self._handle(head=False)
 
-    def _send_file(self, path: Path, ctype: str, head: bool) -> None:
+    def _send_file(self, path: Path, ctype: str, head: bool, extra: dict[str, str] | None = None) -> None:
         try:
             f = path.open("rb")
         except OSError:
@@ -70,13 +75,38 @@ class MirrorHandler(BaseHTTPRequestHandler):
             return
         with f:
             size = os.fstat(f.fileno()).st_size
-            self.send_response(HTTPStatus.OK)
+            start, end = 0, size - 1
+            rng = self.headers.get("Range")
+            m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
+            if m and size:
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                if start > end:
+                    self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(HTTPStatus.PARTIAL_CONTENT)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            else:
+                self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Length", str(end - start + 1 if size else 0))
+            self.send_header("Accept-Ranges", "bytes")
             self.send_header("Cache-Control", "max-age=60")
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
             self.end_headers()
-            if not head:
-                shutil.copyfileobj(f, self.wfile, 1 << 20)
+            if not head and size:
+                f.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    chunk = f.read(min(1 << 20, left))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    left -= len(chunk)
 
     def _handle(self, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
@@ -91,6 +121,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
             return
         if path.startswith("/simple"):
             return self._simple(path, head)
+        if path == "/v2" or path.startswith("/v2/"):
+            return self._v2(path, head)
         m = re.match(r"^/files/([^/]+)$", path)
         if m and not m.group(1).startswith("."):
             name = m.group(1)
@@ -113,6 +145,96 @@ class MirrorHandler(BaseHTTPRequestHandler):
             return self._redirect(f"/simple/{normalized}/")
         self._send_file(self.root / "simple" / normalized / fname, ctype + ("; charset=utf-8" if "html" in ctype else ""), head)
 
+    # -- OCI distribution API, read side ---------------------------------------------------
+    def _oci_error(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _images(self) -> dict[str, dict[str, dict]]:
+        """name -> tag -> index entry, with repository-only aliases when unambiguous."""
+        try:
+            index = json.loads((self.oci_root / "index.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        full: dict[str, dict[str, dict]] = {}
+        for m in index.get("manifests", []):
+            ref = m.get("annotations", {}).get(REF_NAME, "")
+            name, sep, tag = ref.rpartition(":") if "@" not in ref else (ref.split("@")[0], "@", m["digest"])
+            if sep:
+                full.setdefault(name, {})[tag] = m
+        out = dict(full)
+        short: dict[str, list[str]] = {}
+        for name in full:
+            short.setdefault(name.split("/", 1)[1] if "/" in name else name, []).append(name)
+        for alias, names in short.items():
+            if len(names) == 1 and alias not in out:
+                out[alias] = full[names[0]]
+        return out
+
+    def _v2(self, path: str, head: bool) -> None:
+        if path in ("/v2", "/v2/"):
+            body = b"{}"
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+            return
+        images = self._images()
+        if path == "/v2/_catalog":
+            return self._json({"repositories": sorted(images)}, head)
+        m = re.fullmatch(r"/v2/(.+)/tags/list", path)
+        if m:
+            if m.group(1) not in images:
+                return self._oci_error(404, "NAME_UNKNOWN", "repository name not known to registry")
+            return self._json({"name": m.group(1), "tags": sorted(images[m.group(1)])}, head)
+        m = re.fullmatch(r"/v2/(.+)/(manifests|blobs)/([^/]+)", path)
+        if not m or m.group(1) not in images:
+            return self._oci_error(404, "NAME_UNKNOWN", "repository name not known to registry")
+        name, kind, ref = m.groups()
+        if kind == "blobs":
+            if not DIGEST_RE.match(ref):
+                return self._oci_error(404, "BLOB_UNKNOWN", "blob unknown to registry")
+            blob = self.oci_root / "blobs" / "sha256" / ref.split(":", 1)[1]
+            if not blob.is_file():
+                return self._oci_error(404, "BLOB_UNKNOWN", "blob unknown to registry")
+            return self._send_file(blob, "application/octet-stream", head, {"Docker-Content-Digest": ref})
+        if DIGEST_RE.match(ref):
+            digest = ref
+        elif ref in images[name]:
+            digest = images[name][ref]["digest"]
+        else:
+            return self._oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        blob = self.oci_root / "blobs" / "sha256" / digest.split(":", 1)[1]
+        try:
+            doc = json.loads(blob.read_bytes())
+        except (OSError, ValueError):
+            return self._oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        if not isinstance(doc, dict) or not ("manifests" in doc or "layers" in doc):
+            return self._oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        media_type = doc.get("mediaType") or (OCI_INDEX if "manifests" in doc else OCI_MANIFEST)
+        if media_type not in (*INDEX_TYPES, OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"):
+            return self._oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        self._send_file(blob, media_type, head, {"Docker-Content-Digest": digest,
+                                                 "Docker-Distribution-API-Version": "registry/2.0"})
+
+    def _json(self, doc: dict, head: bool) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
     def _redirect(self, location: str) -> None:
         self.send_response(HTTPStatus.MOVED_PERMANENTLY)
         self.send_header("Location", location)
@@ -121,7 +243,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
 
 def make_server(mirror: Path, host: str, port: int, verbose: bool = False) -> ThreadingHTTPServer:
-    handler = type("BoundMirrorHandler", (MirrorHandler,), {"root": mirror / "pypi"})
+    handler = type("BoundMirrorHandler", (MirrorHandler,), {"root": mirror / "pypi", "oci_root": mirror / "oci"})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     server.verbose = verbose  # type: ignore[attr-defined]

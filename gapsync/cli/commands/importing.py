@@ -15,14 +15,23 @@ from gapsync.cli.output import emit_json, human_size
 @click.argument("bundles", metavar="BUNDLE...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @mirror_option
+@click.option("--oci-push", "oci_push", metavar="URL",
+              help="Also push the images of these bundles into this registry (e.g. https://registry.internal/mirror).")
 @json_option
-def import_(bundles: tuple[Path, ...], mirror: Path, as_json: bool) -> int:
+def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, as_json: bool) -> int:
     """Verify each BUNDLE (in order) and publish it into MIRROR. Exit 5 when nothing was new."""
     from gapsync.mirror.importer import import_bundle
 
     results = [import_bundle(b, mirror) for b in bundles]
+    report = None
+    if oci_push:
+        from gapsync.mirror.push import push_and_audit
+
+        images = {p for r in results for p in r.images}
+        report = push_and_audit(mirror, oci_push, images) if images else None
     if as_json:
-        emit_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+        doc = [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict()
+        emit_json({"imports": doc, "push": report.to_dict()} if report else doc)
     else:
         for r in results:
             if r.nothing_new:
@@ -30,4 +39,7 @@ def import_(bundles: tuple[Path, ...], mirror: Path, as_json: bool) -> int:
             else:
                 click.echo(f"{r.bundle}: imported channel {r.channel} version {r.version}: {r.blobs_read} blobs "
                            f"({human_size(r.bytes_read)}), {len(r.published)} files published")
-    return ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) else ExitCode.OK
+        if report:
+            click.echo(f"pushed {len(report.images)} image(s) to {report.registry}: {report.blobs_uploaded} blobs uploaded "
+                       f"({human_size(report.bytes_uploaded)}), {report.blobs_skipped} already there, {report.blobs_mounted} mounted")
+    return ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) and not report else ExitCode.OK

@@ -1,0 +1,93 @@
+"""One OCI image layout under MIRROR/oci for every image of every channel, blobs shared.
+
+Stock tools read it (``skopeo inspect oci:MIRROR/oci:docker.io/library/python:3.12``); ``gapsync
+serve`` answers the distribution API's read side from it; ``gapsync push`` copies it into a
+registry. Each image reference is one ``index.json`` entry whose ``org.opencontainers.image.ref.name``
+is the full ``registry/repository:tag``; a later bundle that moved a tag replaces its entry.
+Blobs (manifests, configs, layers) are hard links to the mirror's verified blob store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from gapsync.errors import BundleFormatError
+from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
+from gapsync.model import Target
+from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, REPOSITORY_RE, TAG_RE, hex_of
+
+LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+
+
+def ref_name(t: Target) -> str:
+    c = t.custom
+    return f"{c['name']}:{c['tag']}" if c.get("tag") else f"{c['name']}@{c['digest']}"
+
+
+class OciLayout:
+    kinds: ClassVar[frozenset[str]] = frozenset({"oci-image", "oci-manifest", "oci-blob"})
+
+    def __init__(self, layout: MirrorLayout):
+        self.root = layout.root / "oci"
+
+    def blob_file(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / hex_of(digest)
+
+    def read_index(self) -> dict:
+        p = self.root / "index.json"
+        if not p.exists():
+            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        return json.loads(p.read_text())
+
+    def check(self, targets: list[Target]) -> None:
+        for t in targets:
+            c = t.custom
+            if t.kind == "oci-image":
+                name, tag, digest = str(c.get("name", "")), c.get("tag"), str(c.get("digest", ""))
+                registry, _, repo = name.partition("/")
+                if not registry or not REPOSITORY_RE.match(repo) or (tag is not None and not TAG_RE.match(str(tag))):
+                    raise BundleFormatError(f"target {t.path!r}: bad image name {name!r} or tag {tag!r}")
+                if not DIGEST_RE.match(digest) or hex_of(digest) != t.blob.digest:
+                    raise BundleFormatError(f"target {t.path!r}: digest {digest!r} is not the target's sha256")
+                if t.path != f"oci/image/{ref_name(t)}":
+                    raise BundleFormatError(f"target {t.path!r}: path does not match the image reference")
+            elif t.path != f"oci/{'manifest' if t.kind == 'oci-manifest' else 'blob'}/sha256/{t.blob.digest}":
+                raise BundleFormatError(f"target {t.path!r}: path does not match its digest")
+
+    def is_published(self, t: Target) -> bool:
+        f = self.blob_file("sha256:" + t.blob.digest)
+        if not (f.exists() and f.stat().st_size == t.blob.size):
+            return False
+        if t.kind != "oci-image":
+            return True
+        want = ref_name(t)
+        return any(m.get("annotations", {}).get(REF_NAME) == want and m.get("digest") == t.custom["digest"]
+                   for m in self.read_index()["manifests"])
+
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path]) -> list[str]:
+        self.check(targets)
+        if not targets:
+            return []
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        if not (self.root / "oci-layout").exists():
+            write_atomic(self.root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
+        # every blob and manifest before the index entry that makes an image visible
+        for t in sorted(targets, key=lambda t: t.kind == "oci-image"):
+            dst = self.root / "blobs" / "sha256" / t.blob.digest
+            if not (dst.exists() and dst.stat().st_size == t.blob.size):
+                link_or_copy(blob_path(t.blob.digest), dst)
+        index = self.read_index()
+        published = []
+        for t in (t for t in targets if t.kind == "oci-image"):
+            name = ref_name(t)
+            entry = {"mediaType": t.custom["media_type"], "digest": t.custom["digest"], "size": t.blob.size,
+                     "annotations": {REF_NAME: name}}
+            index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != name]
+            index["manifests"].append(entry)
+            published.append(name)
+        index["manifests"].sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
+        write_atomic(self.root / "index.json", json.dumps(index, indent=1).encode())
+        return sorted(published)
