@@ -7,6 +7,7 @@ without '.' or ':' (and not 'localhost') is a Docker Hub path, single names ther
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,13 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def rewritten_index(original: bytes, keep: list[str]) -> bytes:
+    """The index with only the listed manifests; deterministic, so both sides compute the same bytes."""
+    doc = json.loads(original)
+    doc["manifests"] = [d for d in doc.get("manifests", []) if d.get("digest") in keep]
+    return json.dumps(doc, indent=2, sort_keys=False).encode()
 
 
 def hex_of(digest: str) -> str:

@@ -87,8 +87,8 @@ class Server:
                                      start_new_session=True)
         try:
             wait_http(url)
-        except RuntimeError:
-            self.stop()
+        except BaseException:
+            self.stop()  # never leak a server that did not come up
             raise
 
     def stop(self) -> None:

@@ -36,6 +36,15 @@ def inspect_bundle(path: Path) -> dict:
                 info = json.loads(reader.read_blob_bytes(m, MAX_INFO))
     roots = sorted(int(n.split(".")[0]) for n in members if n.endswith(".root.json"))
     total = sum(int(t.get("length", 0)) for t in targets.values())
+    artifacts = (info or {}).get("artifacts", [])
+    images = [a for a in artifacts if a.get("kind") == "oci"]
+    unique: dict[str, int] = {}
+    for a in images:
+        unique.update(a.get("blobs", {}))
+    image_bytes = sum(a.get("size", 0) for a in images)
+    dedupe = {"images": len(images), "bytes_if_separate": image_bytes,
+              "bytes_carried": sum(unique.values()) + sum(a.get("size", 0) - sum(a.get("blobs", {}).values()) for a in images)}
+    dedupe["saved"] = dedupe["bytes_if_separate"] - dedupe["bytes_carried"]
     return {
         "file": str(path), "size": path.stat().st_size, "verified": False,
         "channel": (signed.get("x-gapsync") or {}).get("channel"), "version": signed.get("version"),
@@ -43,5 +52,5 @@ def inspect_bundle(path: Path) -> dict:
         "signatures": [s.get("keyid") for s in targets_doc.get("signatures", [])],
         "targets": len(targets), "targets_bytes": total, "blobs_carried": blobs, "blob_bytes": blob_bytes,
         "bundle": {k: v for k, v in (info or {}).items() if k not in ("artifacts", "findings", "decisions")},
-        "artifacts": (info or {}).get("artifacts", []),
+        "artifacts": artifacts, "image_dedupe": dedupe,
     }

@@ -18,7 +18,7 @@ from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.lock import LockedImage
 from gapsync.bundler.spec import ImagesSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError
-from gapsync.oci import INDEX_TYPES, MANIFEST_TYPES, ImageRef, Platform, hex_of
+from gapsync.oci import INDEX_TYPES, MANIFEST_TYPES, ImageRef, Platform, hex_of, rewritten_index
 from gapsync.oci_client import RegistryClient
 
 MAX_CONFIG = 8 * 1024 * 1024
@@ -104,13 +104,6 @@ class ImagePlan:
     top_digest: str
     manifests: dict[str, tuple[bytes, str, str]]  # digest -> (bytes, media type, platform) under an index
     blobs: dict[str, dict]  # digest -> {"size", "media_type"} for configs and layers
-
-
-def rewritten_index(original: bytes, keep: list[str]) -> bytes:
-    """The index with only the selected manifests, deterministic (used when asked to rewrite)."""
-    doc = json.loads(original)
-    doc["manifests"] = [d for d in doc.get("manifests", []) if d.get("digest") in keep]
-    return json.dumps(doc, indent=2, sort_keys=False).encode()
 
 
 def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> ImagePlan:

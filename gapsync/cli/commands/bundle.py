@@ -76,6 +76,13 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
             for a in info["artifacts"] for f in a["files"]]
     if rows:
         click.echo(table(rows, ["kind", "name", "version", "file", "size", "sha256", "targets"]))
+    images = [[a["name"], a["version"], ",".join(a["platforms"]) + (f" (absent: {','.join(a['missing_platforms'])})" if a["missing_platforms"] else ""),
+               human_size(a["size"]), a["digest"][:19]] for a in info["artifacts"] if a["kind"] == "oci"]
+    if images:
+        click.echo(table(images, ["image", "tag", "platforms", "size", "digest"]))
+        d = info["image_dedupe"]
+        click.echo(f"images: {human_size(d['bytes_if_separate'])} as separate copies, {human_size(d['bytes_carried'])} carried "
+                   f"(shared blobs saved {human_size(d['saved'])})")
     click.echo(f"{info['targets']} targets ({human_size(info['targets_bytes'])}); {info['blobs_carried']} blobs carried "
                f"({human_size(info['blob_bytes'])})")
 

@@ -12,6 +12,7 @@ under an optional prefix taken from the URL path (``https://reg.internal/mirror`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from gapsync.errors import InputError, PublishError
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.oci_layout import OciLayout
-from gapsync.oci import INDEX_TYPES, REF_NAME, ImageRef
+from gapsync.oci import INDEX_TYPES, REF_NAME, ImageRef, rewritten_index
 from gapsync.oci_client import RegistryClient, with_retries
 
 DEFAULT_CHUNK = 64 * 1024 * 1024
@@ -112,13 +113,14 @@ def push_images(mirror: MirrorLayout, url: str, *, only: set[str] | None = None,
         reference = tag or entry["digest"]
         r = client.put_manifest(repo, reference, top, entry["mediaType"])
         if r.status_code == 400 and missing and children:
-            # the registry insists on every platform of an index; tag what we have instead
-            fallback = children[0] if len(children) == 1 else None
-            if fallback is None:
-                raise PublishError(f"{client.registry}/{repo}:{reference}: the registry refuses an index with "
-                                   f"{missing} absent platform(s); bundle it with images.rewrite_index: true")
-            _put(client, repo, reference, fallback[2], fallback[1])
-            report.notes.append(f"{dest}: index has {missing} absent platform(s); tagged the {fallback[0]} manifest instead")
+            # The registry insists that every manifest of an index is present. Tag an index of
+            # the platforms we carry instead: the platform manifests keep their digests, only
+            # the index's changes (bundle with images.rewrite_index: true to carry it that way).
+            filtered = rewritten_index(top, [c[0] for c in children])
+            _put(client, repo, reference, filtered, entry["mediaType"])
+            new = "sha256:" + hashlib.sha256(filtered).hexdigest()
+            report.notes.append(f"{dest}: the registry refused the original index {entry['digest']} ({missing} absent "
+                                f"platform(s)); tagged an index of the {len(children)} present platforms, {new}")
         elif r.status_code not in (200, 201):
             raise PublishError(f"{client.registry}/{repo}:{reference}: manifest refused (HTTP {r.status_code})")
         report.images.append(f"{client.registry}/{dest}")
