@@ -13,9 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
+# Debian tools the tests and the demo use as real parts: minisign (checks the detached signature),
+# docker-registry (the CNCF distribution server), skopeo and umoci (OCI clients), htpasswd.
+DEB_TOOLS := minisign:minisign docker-registry:docker-registry skopeo:skopeo umoci:umoci htpasswd:apache2-utils
+
 setup: $(STAMP)
-	@# minisign is the independent verifier of the detached bundle signature (Debian package).
-	@command -v minisign >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q minisign >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q minisign >/dev/null)) || echo "note: minisign not installed (apt-get install minisign); its test will be skipped"; }
+	@need=""; for t in $(DEB_TOOLS); do command -v $${t%%:*} >/dev/null || need="$$need $${t##*:}"; done; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q $$need >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$need >/dev/null)); \
+	  else echo "note: not root, so not installing$$need (apt-get install$$need); the tests that need them are skipped"; fi; \
+	fi
 
 demo: setup
 	$(BIN)/gapsync demo --workdir demo-run
