@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@# The scanner's benign PyTorch test needs torch; install it only from a CPU wheel already on
+	@# this disk (never a multi-GB download); without it that one test is skipped.
+	@w="$(firstword $(wildcard /opt/wheels/torch-2.13.0*cp311*.whl))"; [ -z "$$w" ] || $(BIN)/pip install -q "$$w"
 	@touch $(STAMP)
 
 # Debian tools the tests and the demo use as real parts: minisign (checks the detached signature),

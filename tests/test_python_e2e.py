@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GAPSYNC, cli, isolated_env
+from tests.conftest import ARCH, GAPSYNC, cli, isolated_env
 from tests.helpers import Server, free_port, snapshot
 
 
@@ -107,7 +107,7 @@ def test_bundle_layout_is_v1(world):
     assert set(digests) == {t["hashes"]["sha256"] for t in tmap.values()}  # every blob a target, every target carried
     alpha = tmap["python/alpha/alpha-1.0-py3-none-any.whl"]
     assert alpha["custom"]["kind"] == "python" and alpha["custom"]["tags"] == [
-        f"cp311-manylinux_2_17_{__import__('platform').machine()}", f"cp312-manylinux_2_17_{__import__('platform').machine()}"]
+        f"cp311-manylinux_2_17_{ARCH}", f"cp312-manylinux_2_17_{ARCH}"]
     assert "gapsync/bundle.json" in tmap and targets["x-gapsync"]["channel"] == "prod"
     assert targets["version"] == 2
 

@@ -1,9 +1,11 @@
 """``gapsync demo``: the three zones on one machine, run through the real command line.
 
 External zone: real wheels from PyPI (cached after the first run) served as a plain PEP 503
-index on 127.0.0.1. DMZ: keys, channel, resolve, bundle create; the bundle goes to a "usb"
-folder. Air-gapped side: pin the root, verify, import, serve, and pip installs from the mirror
-alone (isolated: no config, no other index, no cache).
+index on 127.0.0.1, and a real registry (Debian's docker-registry) holding two small images
+that share a base layer, built here without an engine. DMZ: keys, channel, resolve, bundle
+create; the bundle goes to a "usb" folder. Air-gapped side: pin the root, verify, import, serve;
+pip installs from the mirror alone (isolated: no config, no other index, no cache) and skopeo
+pulls an image from it. Without docker-registry and skopeo the demo carries packages only.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Demo:
         self.out = out
         self.gapsync = str(Path(sys.executable).with_name("gapsync"))
         self.procs: list[subprocess.Popen] = []
+        self.registry: str | None = None
+        self.images: list[str] = []
 
     def banner(self, text: str) -> None:
         self.out(f"\n=== {text} " + "=" * max(0, 70 - len(text)))
@@ -123,7 +127,32 @@ class Demo:
         self.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
                    f"http://127.0.0.1:{port}/simple/", ext)
         self.out(f"{sum(len(v) for v in projects.values())} wheels of {len(projects)} projects on http://127.0.0.1:{port}/simple/")
+        self.external_images()
         return f"http://127.0.0.1:{port}/simple/"
+
+    def external_images(self) -> None:
+        if not (shutil.which("docker-registry") and shutil.which("skopeo")):
+            self.out("(docker-registry or skopeo not installed: the demo carries packages only; apt-get install docker-registry skopeo)")
+            return
+        import platform as _platform
+
+        from gapsync.demo.images import build_demo_layout
+
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(_platform.machine(), _platform.machine())
+        reg = self.w / "external" / "registry"
+        reg.mkdir(parents=True)
+        port = free_port()
+        (reg / "config.yml").write_text(
+            f"version: 0.1\nstorage: {{filesystem: {{rootdirectory: {reg / 'data'}}}}}\n"
+            f"http: {{addr: 127.0.0.1:{port}, secret: demo}}\nlog: {{level: error}}\n")
+        self.start(["docker-registry", "serve", str(reg / "config.yml")], f"http://127.0.0.1:{port}/v2/", reg)
+        names = build_demo_layout(reg / "layout", arch)
+        self.registry = f"127.0.0.1:{port}"
+        for n in names:
+            self.run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{reg / 'layout'}:{n}",
+                     f"docker://{self.registry}/demo/{n}:1.0", show=False)
+            self.images.append(f"{self.registry}/demo/{n}:1.0")
+        self.out(f"2 images sharing a base layer on a local registry: {', '.join(self.images)}")
 
     def dmz(self, index_url: str) -> Path:
         self.banner("DMZ: resolve, download, sign a bundle")
@@ -134,8 +163,11 @@ class Demo:
             "name: demo\nchannel: prod\npython:\n"
             f"  index_url: {index_url}\n"
             f"  requirements: {json.dumps(REQUIREMENTS)}\n"
-            "  targets:\n" + "".join(f'    - {{python: "{py}", platform: {target.platform}}}\n' for py in PYTHONS))
-        self.out(f"spec dmz/gapsync.yaml: {REQUIREMENTS} for Python {', '.join(PYTHONS)} on {target.platform}")
+            "  targets:\n" + "".join(f'    - {{python: "{py}", platform: {target.platform}}}\n' for py in PYTHONS)
+            + (f"images:\n  platforms: [linux/{'arm64' if 'aarch64' in target.platform else 'amd64'}]\n"
+               f"  insecure: [\"{self.registry}\"]\n  refs: {json.dumps(self.images)}\n" if self.images else ""))
+        self.out(f"spec dmz/gapsync.yaml: {REQUIREMENTS} for Python {', '.join(PYTHONS)} on {target.platform}"
+                 + (f", and images {', '.join(self.images)}" if self.images else ""))
         self.g("keys", "generate", "--out", str(d / "keys"), "--name", "dmz")
         self.g("channel", "init", "prod", "--state", str(d / "state"), "--key", str(d / "keys/dmz.key"))
         self.g("resolve", "-f", str(d / "gapsync.yaml"), "-o", str(d / "gapsync.lock"), "--cache", str(d / "cache"))
@@ -170,6 +202,11 @@ class Demo:
                  "--index-url", f"http://127.0.0.1:{port}/simple/", *REQUIREMENTS)
         r = self.run(str(a / "venv/bin/python"), "-c",
                      "import requests, yaml; print('requests', requests.__version__, '| pyyaml', yaml.__version__)")
+        if self.images:
+            name = self.images[0].split("/", 1)[1]
+            self.run("skopeo", "copy", "--src-tls-verify=false", f"docker://127.0.0.1:{port}/{name}", f"dir:{a / 'pulled'}")
+            self.run("skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}} {{.Digest}} {{.Architecture}}",
+                     f"docker://127.0.0.1:{port}/{name}")
         self.g("audit", "verify", "--mirror", str(mirror))
         info = json.loads(self.g("bundle", "inspect", str(bundle), "--json", show=False).stdout)
         info["installed"] = r.stdout.strip()
@@ -183,6 +220,11 @@ class Demo:
             for f in a["files"]:
                 total += f["size"]
                 self.out(f"  {f['filename'][:70]:<70} {f['size']:>10,} B  sha256:{f['sha256'][:16]}…")
+            if a["kind"] == "oci":
+                total += a["size"]
+                self.out(f"  {'image ' + a['name'] + ':' + a['version']:<70} {a['size']:>10,} B  {a['digest'][:23]}…")
+        if info.get("image_dedupe", {}).get("images"):
+            self.out(f"  (images share their base layer: {info['image_dedupe']['saved']:,} bytes carried once instead of twice)")
         self.out(f"bundle {Path(info['file']).name}: channel {info['channel']} version {info['version']}, "
                  f"{info['size']:,} bytes, {info['targets']} signed targets, {total:,} bytes of packages")
         self.out(f"installed on the air-gapped side from the mirror alone: {info['installed']}")

@@ -34,6 +34,7 @@ class ByteReader:
         self._i = 0
         self._base = start  # stream position of _buf[0]
         self._eof = False
+        self._read = getattr(stream, "read1", stream.read)
         try:
             self._seekable = bool(stream.seekable())
         except (AttributeError, OSError, ValueError):
@@ -46,7 +47,9 @@ class ByteReader:
     def _fill(self, n: int) -> bool:
         """Make ``n`` bytes available from the current position; False if the stream ends first."""
         while len(self._buf) - self._i < n and not self._eof:
-            more = self._f.read(max(CHUNK, n - (len(self._buf) - self._i)))
+            # read1: what is there with at most one underlying read, so data that precedes a
+            # failure underneath (corrupt compression) is delivered before the error is
+            more = self._read(max(CHUNK, n - (len(self._buf) - self._i)))
             if not more:
                 self._eof = True
                 break
@@ -170,13 +173,18 @@ class _Decompressing(io.RawIOBase):
 
     Works with any decompressor object that has ``decompress(data, max_length)`` and ``eof``
     (zlib, bz2, lzma, lz4.frame). Output is produced a chunk at a time, so a decompression bomb
-    costs time, not memory. Corrupt input raises ``OSError``; a cut-off stream simply ends.
+    costs time, not memory. Corrupt input: everything decompressed before the damage is still
+    returned (for zlib, to within a few dozen input bytes), then reads raise ``OSError``, so the
+    scanner analyses what a loader would have read before it failed. A cut-off stream just ends.
     """
+
+    IN_CHUNK = 64 * 1024
 
     def __init__(self, src: BinaryIO, decomp) -> None:
         super().__init__()
         self._src, self._d, self._pending, self._done = src, decomp, b"", False
         self._zlib = hasattr(decomp, "unconsumed_tail")
+        self._error: OSError | None = None
 
     def readable(self) -> bool:
         return True
@@ -187,21 +195,44 @@ class _Decompressing(io.RawIOBase):
             self._done = True
             return b""
         if self._zlib:
-            data = d.unconsumed_tail or self._src.read(CHUNK)
+            data = d.unconsumed_tail or self._src.read(self.IN_CHUNK)
         else:
-            data = self._src.read(CHUNK) if d.needs_input else b""
+            data = self._src.read(self.IN_CHUNK) if d.needs_input else b""
         if not data and (self._zlib or d.needs_input):
             self._done = True
             return b""
+        snapshot = d.copy() if self._zlib else None
         try:
             return d.decompress(data, CHUNK)
         except (zlib.error, OSError, EOFError, ValueError, RuntimeError) as e:
-            raise OSError(f"corrupt compressed data: {e}") from e
+            self._done = True
+            self._error = OSError(f"corrupt compressed data: {e}")
+            return self._salvage(snapshot, data) if snapshot is not None else b""
+
+    @staticmethod
+    def _salvage(d, data: bytes) -> bytes:
+        """Output of ``data`` up to the damage, fed in small pieces to a copy of the old state."""
+        out = []
+        for i in range(0, len(data), 32):
+            before = d.copy()
+            try:
+                out.append(d.decompress(data[i:i + 32]))
+            except zlib.error:
+                d = before
+                for j in range(i, min(i + 32, len(data))):  # the last good bytes, one at a time
+                    try:
+                        out.append(d.decompress(data[j:j + 1]))
+                    except zlib.error:
+                        break
+                break
+        return b"".join(out)
 
     def readinto(self, b) -> int:  # type: ignore[override]
         want = len(b)
         while len(self._pending) < want and not self._done:
             self._pending += self._more()
+        if not self._pending and self._error is not None:
+            raise self._error
         n = min(want, len(self._pending))
         b[:n] = self._pending[:n]
         self._pending = self._pending[n:]

@@ -6,8 +6,20 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    from gapsync.cli.commands import audit, bundle, channel, demo, importing, keys, push, resolve, serve, trust
+    from gapsync.cli.commands import (
+        audit,
+        bundle,
+        channel,
+        demo,
+        importing,
+        keys,
+        push,
+        resolve,
+        scan,
+        serve,
+        trust,
+    )
 
     for cmd in (keys.keys, channel.channel, trust.trust, resolve.resolve, bundle.bundle, importing.import_,
-                serve.serve, push.push, audit.audit, demo.demo):
+                serve.serve, push.push, audit.audit, demo.demo, scan.scan):
         cli.add_command(cmd)

@@ -1,0 +1,176 @@
+"""Loader and matcher for the pickle-globals allowlist (``pickle_globals.yaml``).
+
+Why data and not code: the list of what a model may import changes with the libraries people
+use; reviewers should be able to read and extend it without reading the scanner. The rules of
+precedence are documented at the top of the YAML file and in docs/scanner.md; this module only
+implements them. A malformed policy file is an :class:`~gapsync.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gapsync.errors import InputError
+from gapsync.model import Severity
+
+DEFAULT_POLICY = "pickle_globals.yaml"
+# Modules under an allowed prefix that are still not allowed: test helpers run code on purpose.
+_TEST_COMPONENTS = frozenset({"tests", "test", "testing", "_testing", "conftest", "estimator_checks"})
+
+
+class GlobalAction(StrEnum):
+    """What the allowlist says about one global."""
+
+    ALLOW = "allow"
+    REVIEW = "review"
+    DENY = "deny"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class GlobalVerdict:
+    """The decision for one global and the reason, so a finding can say *why*."""
+
+    action: GlobalAction
+    severity: Severity | None
+    why: str
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class _Rule:
+    severity: Severity | None
+    why: str
+    category: str | None
+
+
+def normalize(module: str, name: str) -> tuple[str, str]:
+    """Map Python 2 names to Python 3 ones exactly as ``pickle`` does with ``fix_imports``."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+@dataclass
+class PicklePolicy:
+    """The parsed allowlist; :meth:`classify` is a pure function of (module, name)."""
+
+    unknown_severity: Severity = Severity.HIGH
+    allow_globals: dict[str, str] = field(default_factory=dict)  # "mod:name" -> why
+    allow_modules: dict[str, str] = field(default_factory=dict)  # prefix -> why
+    review_globals: dict[str, _Rule] = field(default_factory=dict)
+    deny_globals: dict[str, _Rule] = field(default_factory=dict)
+    deny_modules: dict[str, _Rule] = field(default_factory=dict)
+    nested_loaders: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "policy") -> PicklePolicy:
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise InputError(f"{source}: not a version-1 pickle globals policy")
+        try:
+            pol = cls(unknown_severity=Severity(data.get("unknown_severity", "high")))
+            for group in data.get("allow") or []:
+                why = str(group.get("why", ""))
+                for g in group.get("globals") or []:
+                    pol.allow_globals[_check_ref(g, source)] = why
+                for m in group.get("modules") or []:
+                    pol.allow_modules[str(m)] = why
+            for section, gtarget, mtarget in (("review", pol.review_globals, None),
+                                              ("deny", pol.deny_globals, pol.deny_modules)):
+                for group in data.get(section) or []:
+                    rule = _Rule(Severity(group["severity"]), str(group.get("why", "")), group.get("category"))
+                    for g in group.get("globals") or []:
+                        gtarget[_check_ref(g, source)] = rule
+                    for m in group.get("modules") or []:
+                        if mtarget is None:
+                            raise InputError(f"{source}: '{section}' takes globals only")
+                        mtarget[str(m)] = rule
+            pol.nested_loaders = frozenset(_check_ref(g, source) for g in data.get("nested_loaders") or [])
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise InputError(f"{source}: malformed pickle globals policy: {e}") from e
+        return pol
+
+    def classify(self, module: str, name: str) -> GlobalVerdict:
+        """Decide one global; see the precedence rules in pickle_globals.yaml."""
+        module, name = normalize(module, name)
+        ref = f"{module}:{name}"
+        if ref in self.deny_globals:
+            r = self.deny_globals[ref]
+            return GlobalVerdict(GlobalAction.DENY, r.severity, r.why, r.category)
+        if ref in self.allow_globals:
+            return GlobalVerdict(GlobalAction.ALLOW, None, self.allow_globals[ref])
+        if ref in self.review_globals:
+            r = self.review_globals[ref]
+            return GlobalVerdict(GlobalAction.REVIEW, r.severity, r.why, r.category)
+        denied = self._deny_module(module)
+        if "." in name:
+            # "pathlib:os.system": an attribute chain; explain it by what it reaches when that is worse.
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                inner_mod, inner_name = ".".join(parts[:i]), ".".join(parts[i:])
+                r = self.deny_globals.get(f"{inner_mod}:{inner_name}") or self._deny_module(inner_mod)
+                if r is not None and (denied is None or r.severity.rank > denied.severity.rank):
+                    denied = r
+                    break
+        if denied is not None:
+            return GlobalVerdict(GlobalAction.DENY, denied.severity, denied.why, denied.category)
+        if self._allowed_by_module(module, name):
+            return GlobalVerdict(GlobalAction.ALLOW, None, "allowed module prefix")
+        if "." in name:
+            return GlobalVerdict(GlobalAction.UNKNOWN, self.unknown_severity,
+                                 "reaches an attribute through a chain of names, not on the allowlist")
+        return GlobalVerdict(GlobalAction.UNKNOWN, self.unknown_severity,
+                             "not on the allowlist: loading imports it and can call it with any arguments")
+
+    def is_nested_loader(self, module: str, name: str) -> bool:
+        module, name = normalize(module, name)
+        return f"{module}:{name}" in self.nested_loaders
+
+    def _deny_module(self, module: str) -> _Rule | None:
+        best = None
+        for prefix, rule in self.deny_modules.items():
+            if _under(module, prefix) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, rule)
+        return best[1] if best else None
+
+    def _allowed_by_module(self, module: str, name: str) -> bool:
+        if not name.isidentifier() or (name.startswith("__") and name.endswith("__")):
+            return False
+        if any(part in _TEST_COMPONENTS for part in module.split(".")):
+            return False
+        return any(_under(module, prefix) for prefix in self.allow_modules)
+
+
+def _check_ref(ref: Any, source: str) -> str:
+    if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
+        raise InputError(f"{source}: {ref!r} is not a 'module:name' reference")
+    return ref
+
+
+def load_pickle_policy(path: Path | None = None) -> PicklePolicy:
+    """The shipped allowlist, or the one at ``path`` (same schema)."""
+    if path is None:
+        return _default_policy()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(f"{path}: cannot read pickle globals policy: {e}") from e
+    return PicklePolicy.from_dict(data, str(path))
+
+
+@lru_cache(maxsize=1)
+def _default_policy() -> PicklePolicy:
+    text = resources.files("gapsync.policies").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
+    return PicklePolicy.from_dict(yaml.safe_load(text), DEFAULT_POLICY)

@@ -1,0 +1,89 @@
+"""Format detection by content: magic bytes and header structure, never the file name.
+
+Why: an attacker chooses the file name. picklescan once skipped pickles named ``.bin`` and zip
+entries named ``data.txt`` (CVE-2025-1889, CVE-2025-10155); loaders such as ``torch.load`` do not
+care about names at all. So the scanner decides what a file *is* from its first bytes, and a
+file that matches nothing is still offered to the pickle analyser, which accepts it only if it
+really parses as a pickle (protocol 0 and 1 pickles have no magic number).
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import StrEnum
+
+HEAD_SIZE = 4096  # bytes read to decide; HDF5 may start at 0, 512, 1024 or 2048
+
+
+class Format(StrEnum):
+    ZIP = "zip"
+    SEVENZIP = "7z"
+    GZIP = "gzip"
+    BZIP2 = "bzip2"
+    XZ = "xz"
+    LZMA = "lzma"
+    ZLIB = "zlib"
+    LZ4 = "lz4"
+    NPY = "npy"
+    SAFETENSORS = "safetensors"
+    GGUF = "gguf"
+    HDF5 = "hdf5"
+    PICKLE = "pickle"  # protocol 2+ (starts with PROTO); protocol 0/1 are found by parsing
+    JSON = "json"
+    PROTOBUF = "protobuf"  # ONNX ModelProto or TensorFlow SavedModel; told apart by their fields
+    UNKNOWN = "unknown"
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+COMPRESSED = frozenset({Format.GZIP, Format.BZIP2, Format.XZ, Format.LZMA, Format.ZLIB, Format.LZ4})
+
+
+def detect(head: bytes, size: int | None = None) -> Format:
+    """The format of a file that starts with ``head`` (at least the first HEAD_SIZE bytes, if any)."""
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
+        return Format.ZIP
+    if head[:6] == b"7z\xbc\xaf\x27\x1c":
+        return Format.SEVENZIP
+    if head[:6] == b"\x93NUMPY":
+        return Format.NPY
+    if head[:4] == b"GGUF":
+        return Format.GGUF
+    if any(head[o:o + 8] == HDF5_MAGIC for o in (0, 512, 1024, 2048)):
+        return Format.HDF5
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+        return Format.PICKLE
+    if head[:3] == b"\x1f\x8b\x08":
+        return Format.GZIP
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return Format.BZIP2
+    if head[:6] == b"\xfd7zXZ\x00":
+        return Format.XZ
+    if head[:3] == b"\x5d\x00\x00":
+        return Format.LZMA
+    if head[:4] == b"\x04\x22\x4d\x18":
+        return Format.LZ4
+    if len(head) >= 2 and head[0] == 0x78 and ((head[0] << 8) | head[1]) % 31 == 0:
+        return Format.ZLIB
+    if is_safetensors_head(head, size):
+        return Format.SAFETENSORS
+    stripped = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    if stripped[:1] in (b"{", b"["):
+        return Format.JSON
+    if looks_like_protobuf(head):
+        return Format.PROTOBUF
+    return Format.UNKNOWN
+
+
+def is_safetensors_head(head: bytes, size: int | None) -> bool:
+    """8-byte little-endian header length, then a JSON object that fits in the file."""
+    if len(head) < 10:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    if head[8:9] != b"{" or n < 2:
+        return False
+    return size is None or 8 + n <= size
+
+
+def looks_like_protobuf(head: bytes) -> bool:
+    """ONNX and SavedModel files start with field 1 as a varint (ir_version / schema version)."""
+    return len(head) >= 4 and head[0] == 0x08 and head[1] < 0x80 and head[2] in (0x12, 0x1A, 0x22, 0x2A, 0x3A, 0x42)

@@ -1,0 +1,157 @@
+"""The model scanner: detect each file's format by content and hand it to that format's analyser.
+
+This is the one dispatcher. Every container (zip, compressed stream, nested pickle) calls
+:func:`scan_stream` again for what it holds, so a pickle is found whether it is a file, a zip
+entry, the payload of an ``.npy`` object array or the inside of a gzip'd joblib file.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+from gapsync.model import Finding, Severity
+from gapsync.scanner.base import MAX_DEPTH, Where, finding
+from gapsync.scanner.detect import COMPRESSED, HEAD_SIZE, Format, detect
+from gapsync.scanner.pickles import analyse_pickles
+from gapsync.scanner.streams import CHUNK, ByteReader
+
+SPOOL_IN_MEMORY = 32 << 20  # a container that must be seeked but came from a compressed entry
+
+
+class ModelScanner:
+    """Scans model files of every supported format; reads bytes, never loads them."""
+
+    name: ClassVar[str] = "model"
+
+    def scan_file(self, path: Path, display_name: str) -> Iterator[Finding]:
+        with open(path, "rb") as f:
+            size = f.seek(0, io.SEEK_END)
+            f.seek(0)
+            kind, findings = scan_stream(f, Where(display_name, size=size))
+            yield from findings
+
+
+Handler = Callable[[BinaryIO, Where], list[Finding]]
+
+
+def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False) -> tuple[Format, list[Finding]]:
+    """Detect the format of the bytes in ``f`` (positioned at their start) and analyse them.
+
+    ``pickle_hint``: the container says this is a pickle (a ``*.pkl`` entry of a torch zip), so
+    bytes that fail to parse as a pickle are reported rather than left alone.
+    Returns the detected format (``PICKLE`` for protocol 0/1 pickles found by parsing) and the
+    findings.
+    """
+    if where.depth > MAX_DEPTH:
+        return Format.UNKNOWN, [finding(where, "scan.too_deep", Severity.HIGH,
+                                        f"containers nested more than {MAX_DEPTH} deep; not scanned further")]
+    f, head = _peekable(f)
+    fmt = detect(head, where.size)
+    if fmt in _NEEDS_SEEK and not _seekable(f):
+        f = _spool(f)
+    handler = _handlers().get(fmt)
+    if handler is not None:
+        found = handler(f, where)
+        if fmt is Format.PICKLE:
+            found += _zip_behind(f, where)
+        return fmt, found
+    # No magic number: a protocol 0/1 pickle, or data that no loader here would run.
+    result = analyse_pickles(ByteReader(f), where, known_pickle=pickle_hint or fmt is Format.PICKLE)
+    if result.is_pickle:
+        return Format.PICKLE, result.findings.to_list() + _zip_behind(f, where)
+    zipped = _zip_behind(f, where)
+    if zipped:
+        return Format.ZIP, zipped
+    if where.depth == 0 and fmt is Format.UNKNOWN:
+        return fmt, [finding(where, "format.unrecognised", Severity.INFO,
+                             "not a model format gapsync recognises and not a pickle; nothing in it is loadable as a model")]
+    return fmt, []
+
+
+def _zip_behind(f: BinaryIO, where: Where) -> list[Finding]:
+    """A zip whose start is not at offset 0 (self-extractors, pickle/zip polyglots).
+
+    ``zipfile`` finds a zip by its end record, so such a file is a zip to some loaders and
+    something else to others: scan it both ways.
+    """
+    from gapsync.scanner import zips
+
+    if not _seekable(f) or where.size is None:
+        return []
+    if not zips.has_zip_tail(f, where.size):
+        return []
+    found = zips.scan_zip(f, where)
+    if all(x.rule == "zip.malformed" for x in found):
+        return []  # an end-record signature by chance in other data
+    return found
+
+
+_NEEDS_SEEK = frozenset({Format.ZIP, Format.HDF5, Format.SEVENZIP})
+
+
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return bool(f.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _peekable(f: BinaryIO) -> tuple[BinaryIO, bytes]:
+    """The first HEAD_SIZE bytes, without consuming them."""
+    if _seekable(f):
+        start = f.tell()
+        head = f.read(HEAD_SIZE)
+        f.seek(start)
+        return f, head
+    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f, CHUNK)  # type: ignore[arg-type]
+    head = buffered.peek(HEAD_SIZE)[:HEAD_SIZE]
+    return buffered, head
+
+
+def _spool(f: BinaryIO) -> BinaryIO:
+    """Copy a forward-only stream to a temporary file (memory first, then disk) to allow seeking."""
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # returned to the caller, who closes it
+    shutil.copyfileobj(f, spooled, CHUNK)
+    spooled.seek(0)
+    return spooled  # type: ignore[return-value]
+
+
+def _pickle_handler(f: BinaryIO, where: Where) -> list[Finding]:
+    return analyse_pickles(ByteReader(f), where, known_pickle=True).findings.to_list()
+
+
+@lru_cache(maxsize=1)
+def _handlers() -> dict[Format, Handler]:
+    # Imported here: each format module imports this one for nested scans.
+    from gapsync.scanner import (
+        compressed,
+        gguf,
+        hdf5,
+        jsonfiles,
+        numpy_files,
+        protobuf_models,
+        safetensors,
+        sevenzip,
+        zips,
+    )
+
+    table: dict[Format, Handler] = {
+        Format.PICKLE: _pickle_handler,
+        Format.ZIP: zips.scan_zip,
+        Format.NPY: numpy_files.scan_npy,
+        Format.SAFETENSORS: safetensors.scan_safetensors,
+        Format.GGUF: gguf.scan_gguf,
+        Format.HDF5: hdf5.scan_hdf5,
+        Format.JSON: jsonfiles.scan_json,
+        Format.PROTOBUF: protobuf_models.scan_protobuf,
+        Format.SEVENZIP: sevenzip.scan_7z,
+    }
+    for fmt in COMPRESSED:
+        table[fmt] = compressed.handler_for(fmt)
+    return table

@@ -1,0 +1,37 @@
+"""Every file of the shared corpus gets the verdict its manifest expects.
+
+Verdict: "malicious" when the scanner reports at least one finding of severity high or worse
+(the default of ``gapsync scan --fail-on``), "benign" otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from scanner_samples import is_malicious, scan
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "models"
+MANIFEST = CORPUS / "manifest.json"
+RECORDS = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else []
+
+
+@pytest.mark.skipif(not RECORDS, reason=f"corpus not found at {CORPUS}")
+@pytest.mark.parametrize("record", RECORDS, ids=[r["path"] for r in RECORDS])
+def test_corpus_verdict(record: dict) -> None:
+    path = CORPUS / record["path"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"], "corpus file changed"
+    findings = scan(path)
+    verdict = "malicious" if is_malicious(findings) else "benign"
+    assert verdict == record["expected"], (record["why"], [(f.rule, f.severity.value, f.message) for f in findings])
+
+
+@pytest.mark.skipif(not RECORDS, reason=f"corpus not found at {CORPUS}")
+def test_corpus_has_no_internal_errors() -> None:
+    from gapsync.scanner.base import scan_path
+
+    report = scan_path(CORPUS)
+    assert report.files == len(RECORDS) + 2  # + README.md and manifest.json
+    assert not [f for f in report.findings if f.rule.startswith("scan.")]
