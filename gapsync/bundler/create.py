@@ -141,8 +141,10 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     plans: list[oci.ImagePlan] = []
     if lock.images:
         clients = oci.Clients(spec.images.insecure if spec.images else ())
-        plans = [oci.plan_image(clients, img, cache) for img in lock.images]
-        items += [i for p in plans for i in oci.blob_items(clients, p)]
+        for img in lock.images:
+            plan, origin = oci.plan_image(clients, img, cache)
+            plans.append(plan)
+            items += origin.blob_items(plan.blobs, img.name)
     fetched = fetch_all(cache, items, jobs, progress=tty_progress)
     sizes = {r.sha256: r.size for r in fetched}
     targets, artifacts = python_targets(lock, cache, sizes)

@@ -62,10 +62,11 @@ class LockedImage:
     missing_platforms: list[str]
     manifests: list[dict[str, Any]]  # [{digest, media_type, size, platform}] under an index
     rewrite_index: bool = False
+    source: dict[str, Any] | None = None  # None: the registry in ``name``; else {kind, location, ref}
     unrecognized: dict[str, Any] = field(default_factory=dict)
 
     FIELDS = ("ref", "name", "tag", "digest", "media_type", "size", "platforms", "missing_platforms",
-              "manifests", "rewrite_index")
+              "manifests", "rewrite_index", "source")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LockedImage:
@@ -74,7 +75,7 @@ class LockedImage:
         return cls(**kw, unrecognized=d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.FIELDS}
+        d = {k: getattr(self, k) for k in self.FIELDS if k != "source" or self.source}
         d.update(self.unrecognized)
         return d
 

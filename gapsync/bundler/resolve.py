@@ -11,5 +11,15 @@ from gapsync.bundler.spec import Spec
 def resolve_spec(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     lock = pypi.resolve(spec, cache, jobs) if spec.python else Lock(spec_digest=spec.digest())
     if spec.images:
-        lock.images = oci.resolve(spec.images, [str(r) for r in spec.images.refs], jobs)
+        lock.images = oci.resolve(spec.images, _raw_refs(spec), cache, jobs)
     return lock
+
+
+def _raw_refs(spec: Spec) -> list[str]:
+    """How each image was written, for the lock: the reference, or ``KIND:LOCATION[:REF] as NAME``."""
+    assert spec.images
+    out = []
+    for i, r in enumerate(spec.images.refs):
+        src = spec.images.source_of(i)
+        out.append(str(r) if src is None else f"{src.kind}:{src.location}{':' + src.ref if src.ref else ''} as {r}")
+    return out

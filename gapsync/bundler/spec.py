@@ -76,15 +76,30 @@ class PythonSpec:
 
 
 @dataclass(frozen=True)
+class ImageSource:
+    """Where an image comes from when it is not a registry: ``oci_layout`` (a directory and the
+    reference inside it) or ``docker`` (a local engine's image name)."""
+
+    kind: str  # "oci_layout" | "docker"
+    location: str  # layout directory (absolute) or engine image name
+    ref: str | None = None  # ref.name or digest inside the layout
+
+
+@dataclass(frozen=True)
 class ImagesSpec:
-    refs: tuple[ImageRef, ...]
+    refs: tuple[ImageRef, ...]  # the names the images get (for registry images: where they come from)
     platforms: tuple[Platform, ...]
     rewrite_index: bool = False
     insecure: tuple[str, ...] = ()  # registries reached over plain HTTP (loopback only)
+    sources: tuple[ImageSource | None, ...] = ()  # parallel to refs; None: the registry named by the ref
+
+    def source_of(self, i: int) -> ImageSource | None:
+        return self.sources[i] if i < len(self.sources) else None
 
     def canonical(self) -> dict[str, Any]:
         return {"refs": [str(r) for r in self.refs], "platforms": [str(p) for p in self.platforms],
-                "rewrite_index": self.rewrite_index, "insecure": list(self.insecure)}
+                "rewrite_index": self.rewrite_index, "insecure": list(self.insecure),
+                "sources": [s.__dict__ if s else None for s in self.sources]}
 
 
 @dataclass(frozen=True)
@@ -142,25 +157,44 @@ def load_spec(path: Path) -> Spec:
             raise loc.error((key,), f"{value!r}: use letters, digits, '.', '_' or '-'")
     py = data.get("python")
     python = _load_python(loc, py, path.parent) if py is not None else None
-    images = _load_images(loc, data["images"]) if data.get("images") is not None else None
+    images = _load_images(loc, data["images"], path.parent) if data.get("images") is not None else None
     if python is None and images is None:
         raise loc.error((), "nothing to carry: add a python or an images section")
     return Spec(path=path, name=name, channel=channel, python=python, images=images)
 
 
-def _load_images(loc: _Located, im: Any) -> ImagesSpec:
+def _load_images(loc: _Located, im: Any, base: Path) -> ImagesSpec:
     k = ("images",)
     _expect(loc, k, im, dict, "a mapping with refs and platforms")
     _check_keys(loc, k, im, {"refs", "platforms", "rewrite_index", "insecure"})
     raw = im.get("refs")
     _expect(loc, (*k, "refs"), raw, list, "a list of image references")
-    refs = []
+    refs, sources = [], []
     for i, r in enumerate(raw):
-        _expect(loc, (*k, "refs", i), r, str, "an image reference like docker.io/library/python:3.12-slim")
+        rk = (*k, "refs", i)
+        source = None
+        if isinstance(r, dict):
+            _check_keys(loc, rk, r, {"oci_layout", "ref", "docker", "as"})
+            if ("oci_layout" in r) == ("docker" in r):
+                raise loc.error(rk, "give exactly one of oci_layout: DIR (with ref:) or docker: IMAGE, and as: NAME:TAG")
+            name = _expect(loc, (*rk, "as"), r.get("as"), str, "the name the image gets, e.g. team/app:1.0")
+            if "oci_layout" in r:
+                d = (base / _expect(loc, (*rk, "oci_layout"), r["oci_layout"], str, "a directory")).resolve()
+                if not (d / "index.json").is_file():
+                    raise loc.error((*rk, "oci_layout"), f"{d}: not an OCI image layout (no index.json)")
+                source = ImageSource("oci_layout", str(d), _expect(loc, (*rk, "ref"), r.get("ref"), str, "a ref.name in the layout"))
+            else:
+                source = ImageSource("docker", _expect(loc, (*rk, "docker"), r["docker"], str, "an image name in the engine"))
+            r = name
+        _expect(loc, rk, r, str, "an image reference like docker.io/library/python:3.12-slim")
         try:
-            refs.append(ImageRef.parse(r))
+            ref = ImageRef.parse(r)
         except ValueError as e:
-            raise loc.error((*k, "refs", i), str(e)) from e
+            raise loc.error(rk, str(e)) from e
+        if source and ref.digest:
+            raise loc.error((*rk, "as"), "name a local image with a tag, not a digest")
+        refs.append(ref)
+        sources.append(source)
     if len({str(r) for r in refs}) != len(refs):
         raise loc.error((*k, "refs"), "duplicate image reference")
     plats = im.get("platforms", ["linux/amd64"])
@@ -182,7 +216,7 @@ def _load_images(loc: _Located, im: Any) -> ImagesSpec:
         _expect(loc, (*k, "insecure", i), h, str, "host:port")
         if not LOOPBACK.match(h):
             raise loc.error((*k, "insecure", i), f"{h!r}: plain HTTP is only allowed to a loopback registry (127.0.0.1, localhost)")
-    return ImagesSpec(tuple(refs), tuple(platforms), rewrite, tuple(insecure))
+    return ImagesSpec(tuple(refs), tuple(platforms), rewrite, tuple(insecure), tuple(sources))
 
 
 def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:

@@ -12,14 +12,16 @@ import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.lock import LockedImage
-from gapsync.bundler.spec import ImagesSpec
+from gapsync.bundler.sources.oci_local import LayoutSource, docker_save_into_cache
+from gapsync.bundler.spec import ImageSource, ImagesSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError
-from gapsync.oci import INDEX_TYPES, MANIFEST_TYPES, ImageRef, Platform, hex_of, rewritten_index
-from gapsync.oci_client import RegistryClient
+from gapsync.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_MANIFEST, ImageRef, Platform, hex_of, rewritten_index
+from gapsync.oci_client import Manifest, RegistryClient
 
 MAX_CONFIG = 8 * 1024 * 1024
 
@@ -48,26 +50,93 @@ def _json(data: bytes, what: str) -> dict:
     return doc
 
 
-def _config_platform(client: RegistryClient, ref: ImageRef, manifest: dict) -> Platform:
+class Origin:
+    """Where one image's bytes come from: a registry, an OCI layout, or a docker save archive."""
+
+    def __init__(self, clients: Clients, ref: ImageRef, source: dict | ImageSource | None, cache: BlobCache):
+        self.ref, self.cache = ref, cache
+        src = source.__dict__ if isinstance(source, ImageSource) else source
+        self.kind = src["kind"] if src else "registry"
+        self.source = src
+        self.client = clients.get(ref.registry) if self.kind == "registry" else None
+        self.layout = LayoutSource(Path(src["location"]), src["ref"]) if self.kind == "oci_layout" else None
+        self._docker: tuple[str, bytes] | None = None
+
+    def describe(self) -> str:
+        return str(self.ref) if self.kind == "registry" else f"{self.kind}:{self.source['location']}"
+
+    def top(self) -> Manifest:
+        if self.client:
+            return self.client.get_manifest(self.ref.repository, self.ref.reference)
+        if self.layout:
+            digest, media_type = self.layout.top()
+            return Manifest(self.layout.manifest_bytes(digest), media_type, digest)
+        if self._docker is None:
+            self._docker = docker_save_into_cache(self.source["location"], self.cache)
+        digest, data = self._docker
+        return Manifest(data, OCI_MANIFEST, digest)
+
+    def manifest(self, digest: str) -> bytes:
+        hexd = hex_of(digest)
+        if self.cache.has(hexd):
+            return self.cache.path(hexd).read_bytes()
+        if self.client:
+            data = self.client.get_manifest(self.ref.repository, digest).data
+        elif self.layout:
+            data = self.layout.manifest_bytes(digest)
+        else:
+            raise FetchError(f"{self.describe()}: manifest {digest} is gone from the cache; run resolve again")
+        self.cache.put_bytes(data, what=f"{self.describe()}@{digest}")
+        return data
+
+    def small_blob(self, digest: str, size: int, limit: int) -> bytes:
+        if size > limit:
+            raise FetchError(f"{self.describe()}: blob {digest} of {size} bytes (limit {limit})")
+        hexd = hex_of(digest)
+        if not self.cache.has(hexd):
+            if self.client:
+                r = self.client.open_blob(self.ref.repository, digest)
+                with r:
+                    data = r.raw.read(limit + 1, decode_content=True)
+                if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                    raise DigestMismatchError(f"{self.describe()}: blob {digest} does not match its bytes")
+                self.cache.put_bytes(data, what=f"{self.describe()}@{digest}")
+            elif self.layout:
+                self.layout.copy_into(self.cache, digest, size)
+            else:
+                raise FetchError(f"{self.describe()}: blob {digest} is gone from the cache; run resolve again")
+        return self.cache.path(hexd).read_bytes()
+
+    def blob_items(self, blobs: dict[str, dict], what: str) -> list[FetchItem]:
+        """Fetch items for a registry; local sources copy straight into the cache."""
+        items = []
+        client, repo = self.client, self.ref.repository
+        for digest, info in blobs.items():
+            size = info["size"] if info["size"] >= 0 else None
+            if client:
+                items.append(FetchItem(url=f"{client.base}/v2/{repo}/blobs/{digest}", sha256=hex_of(digest), size=size,
+                                       what=f"{what}@{digest[:19]}",
+                                       opener=lambda start, d=digest, c=client: c.open_blob(repo, d, start)))
+            elif self.layout:
+                self.layout.copy_into(self.cache, digest, size)
+            elif not self.cache.has(hex_of(digest)):
+                raise FetchError(f"{self.describe()}: blob {digest} is gone from the cache; run resolve again")
+        return items
+
+
+def _config_platform(origin: Origin, manifest: dict) -> Platform:
     desc = manifest.get("config") or {}
-    digest, size = desc.get("digest", ""), int(desc.get("size", 0))
-    if size > MAX_CONFIG:
-        raise FetchError(f"{ref}: config blob of {size} bytes")
-    r = client.open_blob(ref.repository, digest)
-    with r:
-        data = r.raw.read(MAX_CONFIG + 1, decode_content=True)
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise DigestMismatchError(f"{ref}: config {digest} does not match its bytes")
-    cfg = _json(data, f"{ref} config")
+    data = origin.small_blob(desc.get("digest", ""), int(desc.get("size", 0)), MAX_CONFIG)
+    cfg = _json(data, f"{origin.describe()} config")
     return Platform(cfg.get("os", ""), cfg.get("architecture", ""), cfg.get("variant") or None)
 
 
-def resolve_image(clients: Clients, ref: ImageRef, spec: ImagesSpec, raw: str) -> LockedImage:
-    client = clients.get(ref.registry)
-    top = client.get_manifest(ref.repository, ref.reference)
-    doc = _json(top.data, str(ref))
+def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
+    ref = origin.ref
+    top = origin.top()
+    doc = _json(top.data, origin.describe())
     common = {"ref": raw, "name": ref.name, "tag": ref.tag, "digest": top.digest, "media_type": top.media_type,
-              "size": len(top.data), "rewrite_index": spec.rewrite_index}
+              "size": len(top.data), "rewrite_index": spec.rewrite_index, "source": origin.source}
     if top.media_type in INDEX_TYPES or "manifests" in doc:
         chosen, found = [], []
         for want in spec.platforms:
@@ -81,20 +150,21 @@ def resolve_image(clients: Clients, ref: ImageRef, spec: ImagesSpec, raw: str) -
         missing = [str(p) for p in spec.platforms if str(p) not in found]
         if not chosen:
             have = sorted({str(Platform.from_descriptor(d.get("platform") or {})) for d in doc.get("manifests", [])})
-            raise InputError(f"{ref}: none of the platforms {[str(p) for p in spec.platforms]} is in the index (it has {have})")
+            raise InputError(f"{origin.describe()}: none of the platforms {[str(p) for p in spec.platforms]} is in the index (it has {have})")
         return LockedImage(**common, platforms=[c["platform"] for c in chosen], missing_platforms=missing, manifests=chosen)
     if top.media_type not in MANIFEST_TYPES and "layers" not in doc:
-        raise FetchError(f"{ref}: unsupported manifest type {top.media_type!r}")
-    platform = _config_platform(client, ref, doc)
+        raise FetchError(f"{origin.describe()}: unsupported manifest type {top.media_type!r}")
+    platform = _config_platform(origin, doc)
     if not any(w.matches(platform) for w in spec.platforms):
-        raise InputError(f"{ref}: a single-platform image for {platform}, not one of {[str(p) for p in spec.platforms]}")
+        raise InputError(f"{origin.describe()}: a single-platform image for {platform}, not one of {[str(p) for p in spec.platforms]}")
     return LockedImage(**common, platforms=[str(platform)], missing_platforms=[], manifests=[])
 
 
-def resolve(spec: ImagesSpec, raw_refs: list[str], jobs: int = 8) -> list[LockedImage]:
+def resolve(spec: ImagesSpec, raw_refs: list[str], cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
     clients = Clients(spec.insecure)
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(spec.refs)))) as pool:
-        return list(pool.map(lambda rr: resolve_image(clients, rr[0], spec, rr[1]), zip(spec.refs, raw_refs, strict=True)))
+    origins = [Origin(clients, r, spec.source_of(i), cache) for i, r in enumerate(spec.refs)]
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(origins)))) as pool:
+        return list(pool.map(lambda o, raw: resolve_image(o, spec, raw), origins, raw_refs))
 
 
 @dataclass
@@ -106,25 +176,16 @@ class ImagePlan:
     blobs: dict[str, dict]  # digest -> {"size", "media_type"} for configs and layers
 
 
-def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> ImagePlan:
-    """Fetch (or take from the cache) the manifests of a locked image, verified by digest."""
-    ref = ImageRef.parse(image.name + "@" + image.digest)
-    client = clients.get(ref.registry)
-
-    def manifest_bytes(digest: str) -> bytes:
-        hexd = hex_of(digest)
-        if cache.has(hexd):
-            return cache.path(hexd).read_bytes()
-        m = client.get_manifest(ref.repository, digest)
-        cache.put_bytes(m.data, what=f"{image.name}@{digest}")
-        return m.data
-
-    top = manifest_bytes(image.digest)
+def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> tuple[ImagePlan, Origin]:
+    """The manifests of a locked image (from the cache when there), verified by digest, and the
+    blobs they name."""
+    origin = Origin(clients, ImageRef.parse(image.name + "@" + image.digest), image.source, cache)
+    top = origin.manifest(image.digest)
     manifests: dict[str, tuple[bytes, str, str]] = {}
     image_docs: list[tuple[str, dict]] = []
     if image.manifests:
         for m in image.manifests:
-            data = manifest_bytes(m["digest"])
+            data = origin.manifest(m["digest"])
             manifests[m["digest"]] = (data, m["media_type"], m["platform"])
             image_docs.append((m["digest"], _json(data, f"{image.name}@{m['digest']}")))
     else:
@@ -141,15 +202,4 @@ def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> ImageP
             d = desc.get("digest", "")
             hex_of(d)
             blobs[d] = {"size": int(desc.get("size", -1)), "media_type": desc.get("mediaType", "")}
-    return ImagePlan(image, top, top_digest, manifests, blobs)
-
-
-def blob_items(clients: Clients, plan: ImagePlan) -> list[FetchItem]:
-    ref = ImageRef.parse(plan.image.name + "@" + plan.image.digest)
-    client = clients.get(ref.registry)
-    items = []
-    for digest, info in plan.blobs.items():
-        items.append(FetchItem(url=f"{client.base}/v2/{ref.repository}/blobs/{digest}", sha256=hex_of(digest),
-                               size=info["size"] if info["size"] >= 0 else None, what=f"{plan.image.name}@{digest[:19]}",
-                               opener=lambda start, d=digest: client.open_blob(ref.repository, d, start)))
-    return items
+    return ImagePlan(image, top, top_digest, manifests, blobs), origin
