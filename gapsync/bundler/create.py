@@ -22,7 +22,7 @@ from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.lock import Lock, read_lock
 from gapsync.bundler.resolve import resolve_spec
-from gapsync.bundler.sources import oci
+from gapsync.bundler.sources import huggingface, model_local, oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
@@ -108,6 +108,35 @@ def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Ta
     return sorted(targets.values(), key=lambda t: t.path), artifacts
 
 
+def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[dict]]:
+    """One target per model revision (its manifest: files, commit, metadata) and one per
+    distinct file, so a file shared by two revisions or two models is carried once."""
+    from gapsync.bundler.sources.model_files import manifest
+
+    targets: dict[str, Target] = {}
+    artifacts = []
+    for m in models:
+        for f in m.files:
+            if not cache.has(f["sha256"]):
+                raise GapsyncError(f"{m.name}: {f['path']} ({f['sha256'][:16]}…) is not in the cache; run gapsync resolve again")
+            f["size"] = cache.path(f["sha256"]).stat().st_size
+            path = f"model/blob/sha256/{f['sha256']}"
+            targets.setdefault(path, Target(path, BlobRef(f["sha256"], f["size"]), {"kind": "model-blob"}))
+        data = manifest(m)
+        digest, size = cache.put_bytes(data, what=f"{m.name} manifest")
+        path = f"model/{m.source}/{m.name}@{m.revision}"
+        total = sum(f["size"] for f in m.files)
+        targets[path] = Target(path, BlobRef(digest, size), {
+            "kind": "model", "source": m.source, "name": m.name, "revision": m.revision, "commit": m.commit,
+            "license": m.meta.get("license"), "library": m.meta.get("library"), "formats": m.meta.get("formats", []),
+            "origin": m.meta.get("origin"), "files": len(m.files), "size": total})
+        artifacts.append({"kind": "model", "name": m.name, "version": m.revision, "source": m.source, "commit": m.commit,
+                          "license": m.meta.get("license"), "formats": m.meta.get("formats", []), "size": total,
+                          "files": [{"path": f["path"], "filename": f["path"], "sha256": f["sha256"], "size": f["size"],
+                                     "targets": []} for f in m.files]})
+    return sorted(targets.values(), key=lambda t: t.path), artifacts
+
+
 def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: list[SigningKey], out_dir: Path,
                   cache: BlobCache, jobs: int = 8, expires: timedelta = timedelta(days=30),
                   now: datetime | None = None) -> CreateResult:
@@ -145,12 +174,20 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
             plan, origin = oci.plan_image(clients, img, cache)
             plans.append(plan)
             items += origin.blob_items(plan.blobs, img.name)
+    for model in lock.models:
+        if model.source == "hf":
+            items += huggingface.fetch_items(model)
+        elif model.source == "url":
+            items += model_local.url_items(model)
+        elif model.source == "path":
+            model_local.copy_path_files(model, cache)
+        # mlflow: resolve already put every artifact into the cache
     fetched = fetch_all(cache, items, jobs, progress=tty_progress)
     sizes = {r.sha256: r.size for r in fetched}
     targets, artifacts = python_targets(lock, cache, sizes)
-    img_targets, img_artifacts = image_targets(plans, cache)
-    targets += img_targets
-    artifacts += img_artifacts
+    for more_targets, more_artifacts in (image_targets(plans, cache), model_targets(lock.models, cache)):
+        targets += more_targets
+        artifacts += more_artifacts
     version = repo.next_version()
     info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",
             "created": now.isoformat(), "producer": f"gapsync {__version__}", "host": platform.node(),

@@ -81,12 +81,45 @@ class LockedImage:
 
 
 @dataclass
+class LockedModel:
+    """A model pinned: its commit (the Hub's, or a digest of the file list for other sources)
+    and every file with sha256 and size. ``etag`` is the name the Hugging Face cache gives the
+    blob (the git blob sha1 for regular files, the sha256 for LFS files)."""
+
+    source: str  # hf | mlflow | url | path
+    name: str
+    revision: str  # as asked (a branch, a tag, a version), "main" for sources without revisions
+    commit: str  # 40 hex
+    files: list[dict[str, Any]]  # [{path, sha256, size, etag, lfs, url?}]
+    meta: dict[str, Any] = field(default_factory=dict)  # license, library, formats, origin, ...
+    unrecognized: dict[str, Any] = field(default_factory=dict)
+
+    FIELDS = ("source", "name", "revision", "commit", "files", "meta")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LockedModel:
+        d = dict(d)
+        kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
+        for f in kw.get("files", []):
+            if not SHA256_RE.match(str(f.get("sha256", ""))):
+                raise ValueError(f"model {kw.get('name')!r}: file {f.get('path')!r} has a bad sha256")
+        return cls(**kw, unrecognized=d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.FIELDS}
+        d["files"] = sorted(self.files, key=lambda f: f["path"])
+        d.update(self.unrecognized)
+        return d
+
+
+@dataclass
 class Lock:
     spec_digest: str
     index_url: str | None = None
     pins: dict[str, list[str]] = field(default_factory=dict)  # target id -> ["name==version", ...]
     files: list[LockedFile] = field(default_factory=list)
     images: list[LockedImage] = field(default_factory=list)
+    models: list[LockedModel] = field(default_factory=list)
     unrecognized: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -101,6 +134,7 @@ class Lock:
             lock.index_url, lock.pins = py.pop("index_url"), py.pop("pins")
             lock.files = [LockedFile.from_dict(f) for f in py.pop("files")]
         lock.images = [LockedImage.from_dict(i) for i in d.pop("images", [])]
+        lock.models = [LockedModel.from_dict(m) for m in d.pop("models", [])]
         lock.unrecognized = d
         return lock
 
@@ -111,6 +145,8 @@ class Lock:
                            "files": [f.to_dict() for f in sorted(self.files, key=lambda f: (f.name, f.filename))]}
         if self.images:
             d["images"] = [i.to_dict() for i in sorted(self.images, key=lambda i: i.ref)]
+        if self.models:
+            d["models"] = [m.to_dict() for m in sorted(self.models, key=lambda m: (m.source, m.name, m.revision))]
         d.update(self.unrecognized)
         return d
 

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.lock import Lock
-from gapsync.bundler.sources import oci, pypi
-from gapsync.bundler.spec import Spec
+from gapsync.bundler.lock import Lock, LockedModel
+from gapsync.bundler.sources import huggingface, model_local, oci, pypi
+from gapsync.bundler.spec import ModelSpec, Spec
 
 
 def resolve_spec(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     lock = pypi.resolve(spec, cache, jobs) if spec.python else Lock(spec_digest=spec.digest())
     if spec.images:
         lock.images = oci.resolve(spec.images, _raw_refs(spec), cache, jobs)
+    lock.models = [resolve_model(m, cache, jobs) for m in spec.models]
     return lock
+
+
+def resolve_model(m: ModelSpec, cache: BlobCache, jobs: int) -> LockedModel:
+    if m.source == "hf":
+        return huggingface.resolve(m, cache, jobs)
+    if m.source == "url":
+        return model_local.resolve_url(m)
+    if m.source == "path":
+        return model_local.resolve_path(m)
+    from gapsync.bundler.sources import mlflow_models
+
+    return mlflow_models.resolve(m, cache)
 
 
 def _raw_refs(spec: Spec) -> list[str]:

@@ -103,12 +103,29 @@ class ImagesSpec:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """One model: ``source`` is hf | mlflow | url | path; the other fields as that source needs."""
+
+    source: str
+    name: str  # hub repo id, registered model name, or the name given
+    revision: str | None = None  # hf revision (branch, tag, sha); mlflow version
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    location: str | None = None  # endpoint / tracking URI / URL / absolute path
+    sha256: str | None = None  # url
+
+    def canonical(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
 class Spec:
     path: Path
     name: str
     channel: str
     python: PythonSpec | None
     images: ImagesSpec | None = None
+    models: tuple[ModelSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def digest(self) -> str:
@@ -116,6 +133,8 @@ class Spec:
         body: dict[str, Any] = {"python": self.python.canonical() if self.python else None}
         if self.images:
             body["images"] = self.images.canonical()
+        if self.models:
+            body["models"] = [m.canonical() for m in self.models]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -147,7 +166,7 @@ def load_spec(path: Path) -> Spec:
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")
     _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "policy"})
-    for later in ("models", "policy"):
+    for later in ("policy",):
         if later in data:
             raise loc.error((later,), "not supported by this version of gapsync yet")
     name = _expect(loc, ("name",), data.get("name"), str, "a bundle name")
@@ -158,9 +177,23 @@ def load_spec(path: Path) -> Spec:
     py = data.get("python")
     python = _load_python(loc, py, path.parent) if py is not None else None
     images = _load_images(loc, data["images"], path.parent) if data.get("images") is not None else None
-    if python is None and images is None:
-        raise loc.error((), "nothing to carry: add a python or an images section")
-    return Spec(path=path, name=name, channel=channel, python=python, images=images)
+    models = _load_models(loc, data["models"], path.parent) if data.get("models") is not None else ()
+    if python is None and images is None and not models:
+        raise loc.error((), "nothing to carry: add a python, images or models section")
+    return Spec(path=path, name=name, channel=channel, python=python, images=images, models=models)
+
+
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+
+
+def _load_models(loc: _Located, raw: Any, base: Path) -> tuple[ModelSpec, ...]:
+    k = ("models",)
+    _expect(loc, k, raw, list, "a list of models (hf:, mlflow:, url: or path: entries)")
+    out = [_load_model(loc, (*k, i), m, base) for i, m in enumerate(raw)]
+    names = [(m.source, m.name, m.revision) for m in out]
+    if len(set(names)) != len(names):
+        raise loc.error(k, "the same model is listed twice")
+    return tuple(out)
 
 
 def _load_images(loc: _Located, im: Any, base: Path) -> ImagesSpec:
@@ -274,3 +307,64 @@ def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
     sdists = py.get("sdists", False)
     _expect(loc, (*k, "sdists"), sdists, bool, "true or false")
     return PythonSpec(index_url, tuple(reqs), tuple(req_files), tuple(targets), sdists)
+
+
+def _load_model(loc: _Located, mk: tuple, m: Any, base: Path) -> ModelSpec:
+    _expect(loc, mk, m, dict, "a mapping with one of hf, mlflow, url, path")
+    kinds = [s for s in ("hf", "mlflow", "url", "path") if s in m]
+    if len(kinds) != 1:
+        raise loc.error(mk, "give exactly one of hf:, mlflow:, url: or path:")
+    src = kinds[0]
+    allowed = {"hf": {"hf", "revision", "include", "exclude", "endpoint"},
+               "mlflow": {"mlflow", "tracking_uri", "name"},
+               "url": {"url", "sha256", "name"},
+               "path": {"path", "name"}}[src]
+    _check_keys(loc, mk, m, allowed)
+    value = _expect(loc, (*mk, src), m[src], str, f"a {src} reference")
+
+    def strings(key: str) -> tuple[str, ...]:
+        v = m.get(key, [])
+        v = [v] if isinstance(v, str) else v
+        _expect(loc, (*mk, key), v, list, "a list of glob patterns")
+        for j, p in enumerate(v):
+            _expect(loc, (*mk, key, j), p, str, "a glob pattern")
+        return tuple(v)
+
+    def name_of(default: str | None) -> str:
+        name = m.get("name", default)
+        if name is None:
+            raise loc.error(mk, f"a {src}: model needs name: (e.g. team/my-model)")
+        _expect(loc, (*mk, "name"), name, str, "a model name like team/my-model")
+        if not MODEL_NAME_RE.match(name) or ".." in name:
+            raise loc.error((*mk, "name"), f"{name!r}: use org/name with letters, digits, '.', '_', '-'")
+        return name
+
+    if src == "hf":
+        if not MODEL_NAME_RE.match(value) or ".." in value:
+            raise loc.error((*mk, "hf"), f"{value!r}: not a Hub repository id (org/name)")
+        rev = m.get("revision", "main")
+        _expect(loc, (*mk, "revision"), rev, str, "a branch, tag or commit sha")
+        endpoint = m.get("endpoint")
+        if endpoint is not None:
+            _expect(loc, (*mk, "endpoint"), endpoint, str, "a Hub URL")
+        return ModelSpec("hf", value, rev, strings("include"), strings("exclude"), endpoint)
+    elif src == "mlflow":
+        mm = re.fullmatch(r"models:/([^/]+)/(\d+)", value)
+        if not mm:
+            raise loc.error((*mk, "mlflow"), f"{value!r}: expected models:/NAME/VERSION")
+        uri = m.get("tracking_uri")
+        _expect(loc, (*mk, "tracking_uri"), uri, str, "the tracking server URI, e.g. http://mlflow.dmz:5000")
+        return ModelSpec("mlflow", name_of(mm.group(1)), mm.group(2), location=uri)
+    elif src == "url":
+        if not re.match(r"^https?://", value):
+            raise loc.error((*mk, "url"), f"{value!r}: expected an http(s) URL")
+        sha = m.get("sha256")
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise loc.error((*mk, "sha256"), "a URL model needs its sha256 (64 lower-case hex)")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", value.rstrip("/").rsplit("/", 1)[-1].split("?")[0]) or "model"
+        return ModelSpec("url", name_of(f"url/{stem}"), None, location=value, sha256=sha)
+    else:
+        p = (base / value).resolve()
+        if not p.exists():
+            raise loc.error((*mk, "path"), f"{p}: no such file or directory")
+        return ModelSpec("path", name_of(None), None, location=str(p))

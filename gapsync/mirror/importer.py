@@ -22,12 +22,13 @@ from gapsync.errors import BundleFormatError, DigestMismatchError, GapsyncError,
 from gapsync.hashing import copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.targets.hf_cache import HfCache
 from gapsync.mirror.targets.oci_layout import OciLayout, ref_name
 from gapsync.mirror.targets.pep503 import Pep503Index
 from gapsync.mirror.trust import VerifiedRelease, claimed_channel, verify_release
 from gapsync.model import Target
 
-TARGET_CLASSES = (Pep503Index, OciLayout)
+TARGET_CLASSES = (Pep503Index, OciLayout, HfCache)
 KNOWN_KINDS = {"bundle-info"}.union(*(c.kinds for c in TARGET_CLASSES))
 
 

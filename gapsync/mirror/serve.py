@@ -5,7 +5,11 @@ prefer JSON), ``/files/`` serves the files, and ``/v2/`` answers the read side o
 distribution API from the mirror's OCI layout (manifests by tag and digest, blobs with Range,
 tag lists), so ``skopeo copy docker://HOST:PORT/library/app:1.0`` and ``podman pull`` work. An
 image answers under its full name (``docker.io/library/app``) and, when unambiguous, under its
-repository alone (``library/app``). GET and HEAD only; anything else is a 404.
+repository alone (``library/app``). Models answer the part of the Hugging Face Hub API that
+``huggingface_hub`` uses to download (``/api/models/{repo}[/revision/{rev}]``,
+``/api/models/{repo}/tree/{rev}``, ``/{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit``,
+``ETag``, ``X-Linked-Etag``/``X-Linked-Size``), so ``HF_ENDPOINT=http://HOST:PORT`` works on
+machines without a copy of the cache. GET and HEAD only; anything else is a 404.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
     server_version = f"gapsync/{__version__}"
     root: Path  # MIRROR/pypi, set by make_server
     oci_root: Path  # MIRROR/oci
+    meta_root: Path  # MIRROR/.gapsync (model index and verified blobs, never served as files)
 
     def log_message(self, fmt, *args):  # quiet unless asked
         if getattr(self.server, "verbose", False):
@@ -123,6 +128,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
             return self._simple(path, head)
         if path == "/v2" or path.startswith("/v2/"):
             return self._v2(path, head)
+        if path.startswith("/api/models/") or "/resolve/" in path:
+            return self._hub(path, head)
         m = re.match(r"^/files/([^/]+)$", path)
         if m and not m.group(1).startswith("."):
             name = m.group(1)
@@ -226,6 +233,84 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self._send_file(blob, media_type, head, {"Docker-Content-Digest": digest,
                                                  "Docker-Distribution-API-Version": "registry/2.0"})
 
+    # -- Hugging Face Hub API, read side --------------------------------------------------
+    def _hub_error(self, code: str, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        self.send_response(HTTPStatus.NOT_FOUND)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Error-Code", code)
+        self.send_header("X-Error-Message", message)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _model(self, repo: str, rev: str) -> tuple[str, dict] | None:
+        try:
+            index = json.loads((self.meta_root / "models" / "index.json").read_text())["models"]
+        except (OSError, ValueError, KeyError):
+            return None
+        entry = index.get(repo)
+        if entry is None:
+            self._hub_error("RepoNotFound", f"Repository {repo} not found")
+            return None
+        commit = entry["refs"].get(rev) or (rev if rev in entry["commits"] else None)
+        if commit is None:
+            self._hub_error("RevisionNotFound", f"Revision {rev} not found")
+            return None
+        digest = entry["commits"][commit]
+        blob = self.meta_root / "blobs" / "sha256" / digest[:2] / digest
+        return commit, json.loads(blob.read_bytes())
+
+    def _hub(self, path: str, head: bool) -> None:
+        from gapsync.bundler.sources.model_files import git_blob_sha1, lfs_pointer
+
+        m = (re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path) or re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)(?:/.*)?", path)
+             or re.fullmatch(r"/api/models/([^/]+(?:/[^/]+)?)", path))
+        if m and path.startswith("/api/models/"):
+            repo, rev = m.group(1), (m.group(2) if m.lastindex and m.lastindex >= 2 else "main")
+            found = self._model(repo, rev)
+            if found is None:
+                return None  # _model answered the 404
+            commit, doc = found
+            if "/tree/" in path:
+                prefix = path.split("/tree/", 1)[1].partition("/")[2].strip("/")
+                entries = []
+                for f in doc["files"]:
+                    if prefix and not f["path"].startswith(prefix + "/"):
+                        continue
+                    e = {"type": "file", "path": f["path"], "size": f["size"]}
+                    if f.get("lfs"):
+                        ptr = lfs_pointer(f["sha256"], f["size"])
+                        e["oid"] = git_blob_sha1(ptr)
+                        e["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": len(ptr)}
+                    else:
+                        e["oid"] = f["etag"]
+                    entries.append(e)
+                return self._json(entries, head)  # type: ignore[arg-type]
+            meta = doc.get("meta", {})
+            return self._json({"id": repo, "modelId": repo, "sha": commit, "private": False, "disabled": False,
+                               "gated": False, "tags": [f"license:{meta['license']}"] if meta.get("license") else [],
+                               "library_name": meta.get("library"), "cardData": {"license": meta.get("license")},
+                               "siblings": [{"rfilename": f["path"]} for f in doc["files"]]}, head)
+        m = re.fullmatch(r"/(.+?)/resolve/([^/]+)/(.+)", path)
+        if not m:
+            return self._hub_error("EntryNotFound", "not found")
+        repo, rev, fpath = m.groups()
+        found = self._model(repo, rev)
+        if found is None:
+            return
+        commit, doc = found
+        f = next((f for f in doc["files"] if f["path"] == fpath), None)
+        if f is None:
+            return self._hub_error("EntryNotFound", f"{fpath} not found")
+        blob = self.meta_root / "blobs" / "sha256" / f["sha256"][:2] / f["sha256"]
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{f["etag"]}"', "Content-Disposition": "inline"}
+        if f.get("lfs"):
+            headers["X-Linked-Etag"] = f'"{f["sha256"]}"'
+            headers["X-Linked-Size"] = str(f["size"])
+        self._send_file(blob, "application/octet-stream", head, headers)
+
     def _json(self, doc: dict, head: bool) -> None:
         body = json.dumps(doc).encode()
         self.send_response(HTTPStatus.OK)
@@ -243,7 +328,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
 
 def make_server(mirror: Path, host: str, port: int, verbose: bool = False) -> ThreadingHTTPServer:
-    handler = type("BoundMirrorHandler", (MirrorHandler,), {"root": mirror / "pypi", "oci_root": mirror / "oci"})
+    handler = type("BoundMirrorHandler", (MirrorHandler,), {"root": mirror / "pypi", "oci_root": mirror / "oci",
+                                                          "meta_root": mirror / ".gapsync"})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     server.verbose = verbose  # type: ignore[attr-defined]

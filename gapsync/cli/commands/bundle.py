@@ -73,9 +73,14 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
                f"expires {info['expires']} (NOT verified)")
     click.echo(f"root versions {info['root_versions']}; targets signed by {', '.join(k[:16] for k in info['signatures'])}")
     rows = [[a["kind"], a["name"], a["version"], f["filename"], human_size(f["size"]), f["sha256"][:16], ",".join(f["targets"])]
-            for a in info["artifacts"] for f in a["files"]]
+            for a in info["artifacts"] for f in a["files"] if a["kind"] == "python"]
     if rows:
         click.echo(table(rows, ["kind", "name", "version", "file", "size", "sha256", "targets"]))
+    models = [[a["name"], a["version"], a["source"], a["commit"][:12], ",".join(a.get("formats") or []) or "-",
+               a.get("license") or "?", str(len(a["files"])), human_size(a["size"])]
+              for a in info["artifacts"] if a["kind"] == "model"]
+    if models:
+        click.echo(table(models, ["model", "revision", "source", "commit", "formats", "license", "files", "size"]))
     images = [[a["name"], a["version"], ",".join(a["platforms"]) + (f" (absent: {','.join(a['missing_platforms'])})" if a["missing_platforms"] else ""),
                human_size(a["size"]), a["digest"][:19]] for a in info["artifacts"] if a["kind"] == "oci"]
     if images:

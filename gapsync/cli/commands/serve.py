@@ -21,7 +21,7 @@ def serve(mirror: Path, listen: str, verbose: bool) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise InputError(f"--listen {listen!r}: expected HOST:PORT")
-    if not (mirror / "pypi" / "simple").is_dir() and not (mirror / "oci" / "index.json").is_file():
+    if not any(p.exists() for p in (mirror / "pypi/simple", mirror / "oci/index.json", mirror / ".gapsync/models/index.json")):
         raise InputError(f"{mirror}: no index to serve yet (import a bundle first)")
     server = make_server(mirror, host.strip("[]"), int(port), verbose)
     click.echo(f"serving {mirror} on http://{listen}/simple/ (Ctrl-C to stop)", err=True)

@@ -1,0 +1,69 @@
+"""Models that are a URL (with the sha256 the spec pins) or a local file or directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.fetch import FetchItem
+from gapsync.bundler.lock import LockedModel
+from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
+from gapsync.bundler.spec import ModelSpec
+from gapsync.errors import DigestMismatchError, InputError
+from gapsync.hashing import read_chunks, sha256_file
+
+
+def resolve_url(spec: ModelSpec) -> LockedModel:
+    assert spec.location and spec.sha256
+    fname = spec.location.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "model"
+    files = [{"path": safe_model_path(fname, spec.location), "sha256": spec.sha256, "size": None, "etag": spec.sha256,
+              "lfs": True, "url": spec.location}]
+    return LockedModel("url", spec.name, "main", synthetic_commit(files), files,
+                       {"origin": spec.location, "license": None, "formats": formats_of([fname])})
+
+
+def resolve_path(spec: ModelSpec) -> LockedModel:
+    root = Path(spec.location or "")
+    paths: list[tuple[str, Path]] = []
+    if root.is_file():
+        paths.append((root.name, root))
+    else:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for n in sorted(filenames):
+                p = Path(dirpath) / n
+                rel = p.relative_to(root).as_posix()
+                if p.is_symlink() or not p.is_file():
+                    raise InputError(f"{p}: links and special files are not carried; copy the file in")
+                paths.append((rel, p))
+                if len(paths) > MAX_FILES:
+                    raise InputError(f"{root}: more than {MAX_FILES} files")
+    if not paths:
+        raise InputError(f"{root}: no files")
+    files = []
+    for rel, p in paths:
+        digest, size = sha256_file(p)
+        files.append({"path": safe_model_path(rel, str(root)), "sha256": digest, "size": size, "etag": digest,
+                      "lfs": True, "local": str(p)})
+    return LockedModel("path", spec.name, "main", synthetic_commit(files), files,
+                       {"origin": str(root), "license": None, "formats": formats_of([f["path"] for f in files])})
+
+
+def url_items(model: LockedModel) -> list[FetchItem]:
+    return [FetchItem(f["url"], f["sha256"], f["size"], f"{model.name}/{f['path']}") for f in model.files]
+
+
+def copy_path_files(model: LockedModel, cache: BlobCache) -> None:
+    """Copy local files into the cache, checking they are what ``resolve`` saw."""
+    for f in model.files:
+        if cache.has(f["sha256"]):
+            continue
+        p = Path(f["local"])
+        try:
+            with p.open("rb") as fh:
+                cache.put(read_chunks(fh), what=str(p), sha256=f["sha256"], size=f["size"])
+        except DigestMismatchError as e:
+            raise DigestMismatchError(f"{p}: changed since gapsync resolve ({e})") from e
+        except OSError as e:
+            raise InputError(f"{p}: cannot read ({e.strerror})") from e

@@ -1,0 +1,122 @@
+"""Models in a Hugging Face cache layout under MIRROR/models/hf, the directory to point
+``HF_HUB_CACHE`` at on the air-gapped side (with ``HF_HUB_OFFLINE=1``):
+
+    models--<org>--<name>/blobs/<etag>               hard links to the verified blob store
+    models--<org>--<name>/snapshots/<commit>/<path>  relative symlinks to ../../blobs/<etag>
+    models--<org>--<name>/refs/<revision>            the commit, no newline
+
+as ``huggingface_hub`` writes it itself (etag: the sha256 for LFS files, the git blob sha1 for
+regular files), so ``snapshot_download(repo, revision=…)`` and ``hf_hub_download`` find the files
+offline. Models from URLs, paths and MLflow get the same layout under their names. Revisions
+from several bundles sit side by side; a later bundle that moved a branch moves its ref.
+The index of what is there (for ``gapsync serve``'s Hub API) is ``.gapsync/models/index.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from gapsync.bundler.sources.model_files import safe_model_path
+from gapsync.errors import BundleFormatError
+from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
+from gapsync.model import SHA256_RE, Target
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+
+
+def repo_folder(name: str) -> str:
+    return "models--" + name.replace("/", "--")
+
+
+class HfCache:
+    kinds: ClassVar[frozenset[str]] = frozenset({"model", "model-blob"})
+
+    def __init__(self, layout: MirrorLayout):
+        self.layout = layout
+        self.root = layout.root / "models" / "hf"
+        self.index_path = layout.meta / "models" / "index.json"
+
+    def read_index(self) -> dict:
+        return json.loads(self.index_path.read_text()) if self.index_path.exists() else {"models": {}}
+
+    def manifest(self, digest: str, blob_path: Callable[[str], Path] | None = None) -> dict:
+        path = (blob_path or self.layout.blob_path)(digest)
+        return json.loads(path.read_bytes())
+
+    def check(self, targets: list[Target]) -> None:
+        for t in targets:
+            c = t.custom
+            if t.kind == "model-blob":
+                if t.path != f"model/blob/sha256/{t.blob.digest}":
+                    raise BundleFormatError(f"target {t.path!r}: path does not match its digest")
+                continue
+            name, rev, commit = str(c.get("name", "")), str(c.get("revision", "")), str(c.get("commit", ""))
+            if (not NAME_RE.match(name) or ".." in name or not REVISION_RE.match(rev) or ".." in rev
+                    or not COMMIT_RE.match(commit)):
+                raise BundleFormatError(f"target {t.path!r}: bad model name, revision or commit")
+            if t.path != f"model/{c.get('source')}/{name}@{rev}":
+                raise BundleFormatError(f"target {t.path!r}: path does not match the model")
+
+    def _check_manifest(self, t: Target, doc: dict, digests: set[str]) -> None:
+        if doc.get("name") != t.custom["name"] or doc.get("commit") != t.custom["commit"]:
+            raise BundleFormatError(f"target {t.path!r}: manifest names another model or commit")
+        for f in doc.get("files", []):
+            safe_model_path(str(f.get("path", "")), t.path)
+            if not SHA256_RE.match(str(f.get("sha256"))) or not ETAG_RE.match(str(f.get("etag"))):
+                raise BundleFormatError(f"target {t.path!r}: file {f.get('path')!r} has a bad digest or etag")
+            if f["sha256"] not in digests:
+                raise BundleFormatError(f"target {t.path!r}: file {f['path']!r} is not a target of this bundle")
+
+    def is_published(self, t: Target) -> bool:
+        if t.kind == "model-blob":
+            return True  # published through the model that names it
+        entry = self.read_index()["models"].get(t.custom["name"], {})
+        return entry.get("refs", {}).get(t.custom["revision"]) == t.custom["commit"] and \
+            entry.get("commits", {}).get(t.custom["commit"]) == t.blob.digest
+
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path]) -> list[str]:
+        self.check(targets)
+        digests = {t.blob.digest for t in targets if t.kind == "model-blob"}
+        models = [t for t in targets if t.kind == "model"]
+        docs = []
+        for t in models:  # check every manifest before writing anything
+            try:
+                doc = self.manifest(t.blob.digest, blob_path)
+            except ValueError as e:
+                raise BundleFormatError(f"target {t.path!r}: manifest is not JSON") from e
+            self._check_manifest(t, doc, digests)
+            docs.append((t, doc))
+        index = self.read_index()
+        published = []
+        for t, doc in docs:
+            name, rev, commit = t.custom["name"], t.custom["revision"], t.custom["commit"]
+            repo = self.root / repo_folder(name)
+            for f in doc["files"]:  # blobs, then the snapshot links that name them, then the ref
+                blob = repo / "blobs" / f["etag"]
+                if not (blob.exists() and blob.stat().st_size == f["size"]):
+                    link_or_copy(blob_path(f["sha256"]), blob)
+                link = repo / "snapshots" / commit / f["path"]
+                target = os.path.relpath(blob, link.parent)
+                if not (link.is_symlink() and os.readlink(link) == target):
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = link.with_name(f".{link.name}.tmp")
+                    tmp.unlink(missing_ok=True)
+                    os.symlink(target, tmp)
+                    os.replace(tmp, link)
+            if not COMMIT_RE.fullmatch(rev) or rev != commit:
+                write_atomic(repo / "refs" / rev, commit.encode())
+            entry = index["models"].setdefault(name, {"refs": {}, "commits": {}})
+            entry["refs"][rev] = commit
+            entry["commits"][commit] = t.blob.digest
+            published.append(f"{name}@{rev}")
+        if docs:
+            write_atomic(self.index_path, json.dumps(index, indent=1, sort_keys=True).encode())
+        return sorted(published)
