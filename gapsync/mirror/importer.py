@@ -43,6 +43,7 @@ class ImportResult:
     bytes_read: int = 0
     published: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # image references this bundle carries
+    models: list[tuple[str, str]] = field(default_factory=list)  # (name, revision) this bundle carries
     targets: int = 0
     signers: list[str] = field(default_factory=list)
 
@@ -50,7 +51,8 @@ class ImportResult:
         return {"bundle": str(self.bundle), "channel": self.channel, "version": self.version,
                 "result": "nothing-new" if self.nothing_new else ("verified" if self.verified_only else "imported"),
                 "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
-                "published": self.published, "images": self.images, "signers": self.signers}
+                "published": self.published, "images": self.images, "models": [f"{n}@{r}" for n, r in self.models],
+                "signers": self.signers}
 
 
 class _Discard:
@@ -119,7 +121,9 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -
                 h.check(ts)
             result = ImportResult(bundle, channel, release.version, verified_only=verify_only,
                                   targets=len(release.targets), signers=release.signers,
-                                  images=sorted(ref_name(t) for t in release.targets if t.kind == "oci-image"))
+                                  images=sorted(ref_name(t) for t in release.targets if t.kind == "oci-image"),
+                                  models=sorted((t.custom["name"], t.custom["revision"]) for t in release.targets
+                                                if t.kind == "model"))
             state = layout.state(channel)
             by_digest: dict[str, Target] = {t.blob.digest: t for t in release.targets}
             needed = {d for d, t in by_digest.items() if not layout.has_blob(d, t.blob.size)}

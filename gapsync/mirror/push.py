@@ -1,4 +1,4 @@
-"""Push with an audit entry: used by ``import --oci-push`` and by ``gapsync push``."""
+"""Publishing into servers after an import (an OCI registry, an MLflow registry), with audit entries."""
 
 from __future__ import annotations
 
@@ -25,4 +25,20 @@ def push_and_audit(mirror: Path, url: str, only: set[str] | None = None, jobs: i
         raise
     audit.append("oci.push", "ok", registry=url, images=report.images, uploaded=report.blobs_uploaded,
                  skipped=report.blobs_skipped, mounted=report.blobs_mounted, bytes=report.bytes_uploaded)
+    return report
+
+
+def register_and_audit(mirror: Path, uri: str, models: list[tuple[str, str]], *, bundle: str, channel: str):
+    """``import --mlflow``: register the bundle's models in an MLflow registry, with an audit entry."""
+    from gapsync.mirror.targets.mlflow_registry import register_models
+
+    layout = MirrorLayout(mirror)
+    audit = AuditLog(layout.audit_path)
+    try:
+        with exclusive(layout.lock_path, f"mirror {mirror}", wait_seconds=5):
+            report = register_models(layout, uri, models, bundle=bundle, channel=channel)
+    except GapsyncError as e:
+        audit.append("mlflow.register", "error", registry=uri, bundle=bundle, reason=str(e))
+        raise
+    audit.append("mlflow.register", "ok", registry=uri, bundle=bundle, registered=report.registered, already=report.already)
     return report

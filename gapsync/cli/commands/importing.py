@@ -17,8 +17,10 @@ from gapsync.cli.output import emit_json, human_size
 @mirror_option
 @click.option("--oci-push", "oci_push", metavar="URL",
               help="Also push the images of these bundles into this registry (e.g. https://registry.internal/mirror).")
+@click.option("--mlflow", "mlflow_uri", metavar="URI",
+              help="Also register the bundles' models in this MLflow registry (e.g. http://mlflow.internal:5000).")
 @json_option
-def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, as_json: bool) -> int:
+def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflow_uri: str | None, as_json: bool) -> int:
     """Verify each BUNDLE (in order) and publish it into MIRROR. Exit 5 when nothing was new."""
     from gapsync.mirror.importer import import_bundle
 
@@ -29,9 +31,16 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, as_js
 
         images = {p for r in results for p in r.images}
         report = push_and_audit(mirror, oci_push, images) if images else None
+    registered = []
+    if mlflow_uri:
+        from gapsync.mirror.push import register_and_audit
+
+        registered = [register_and_audit(mirror, mlflow_uri, r.models, bundle=r.bundle.name, channel=r.channel)
+                      for r in results if r.models]
     if as_json:
         doc = [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict()
-        emit_json({"imports": doc, "push": report.to_dict()} if report else doc)
+        extra = {"push": report.to_dict() if report else None, "mlflow": [m.to_dict() for m in registered]}
+        emit_json({"imports": doc, **extra} if (report or registered) else doc)
     else:
         for r in results:
             if r.nothing_new:
@@ -42,4 +51,8 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, as_js
         if report:
             click.echo(f"pushed {len(report.images)} image(s) to {report.registry}: {report.blobs_uploaded} blobs uploaded "
                        f"({human_size(report.bytes_uploaded)}), {report.blobs_skipped} already there, {report.blobs_mounted} mounted")
-    return ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) and not report else ExitCode.OK
+        for m in registered:
+            click.echo(f"registered in {m.uri}: {', '.join(m.registered) or 'nothing new'}"
+                       + (f" (already there: {', '.join(m.already)})" if m.already else ""))
+    new_registrations = any(m.registered for m in registered)
+    return ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) and not report and not new_registrations else ExitCode.OK

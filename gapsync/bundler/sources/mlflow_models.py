@@ -1,0 +1,107 @@
+"""Registered model versions from an MLflow tracking server, through the ``mlflow`` client.
+
+MLflow gives no digests, so ``resolve`` downloads the version's artifacts (``download_artifacts``
+of ``get_model_version_download_uri``) into the shared cache and pins each file by sha256; the
+lock records the run, the source URI, the description and tags, so the lineage travels with the
+bytes. ``bundle create`` then finds every file in the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.lock import LockedModel
+from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
+from gapsync.bundler.spec import ModelSpec
+from gapsync.errors import FetchError, InputError
+from gapsync.hashing import read_chunks
+
+
+def client(uri: str):
+    try:
+        from mlflow import MlflowClient
+    except ImportError as e:
+        raise InputError("MLflow models need the mlflow client: pip install 'gapsync[mlflow]'") from e
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """The mlflow client prints links ("View run at …") on stdout, which must stay ours (--json)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
+    with quiet_stdout():
+        return _resolve(spec, cache)
+
+
+def _resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    where = f"mlflow:{spec.location}/models:/{spec.name}/{spec.revision}"
+    c = client(spec.location or "")
+    try:
+        mv = c.get_model_version(spec.name, spec.revision)
+        rm = c.get_registered_model(spec.name)
+        uri = c.get_model_version_download_uri(spec.name, spec.revision)
+        tmp = Path(tempfile.mkdtemp(prefix="mlflow-", dir=cache.root / "partial"))
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp), tracking_uri=spec.location))
+            files = _store(local, cache, where)
+            flavors = _flavors(local)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except MlflowException as e:
+        raise FetchError(f"{where}: {str(e).splitlines()[0]}") from e
+    meta: dict[str, Any] = {
+        "origin": spec.location, "license": (mv.tags or {}).get("license") or (rm.tags or {}).get("license"),
+        "library": ",".join(flavors) or None, "formats": formats_of([f["path"] for f in files]),
+        "run_id": mv.run_id, "source_uri": mv.source, "description": mv.description or rm.description or "",
+        "version_tags": dict(mv.tags or {}), "model_tags": dict(rm.tags or {}), "source_version": str(mv.version)}
+    return LockedModel("mlflow", spec.name, str(spec.revision), synthetic_commit(files), files, meta)
+
+
+def _store(local: Path, cache: BlobCache, where: str) -> list[dict[str, Any]]:
+    files = []
+    base = local if local.is_dir() else local.parent
+    paths = sorted(p for p in (local.rglob("*") if local.is_dir() else [local]) if p.is_file() or p.is_symlink())
+    if len(paths) > MAX_FILES:
+        raise InputError(f"{where}: more than {MAX_FILES} artifact files")
+    for p in paths:
+        if p.is_symlink():
+            raise FetchError(f"{where}: artifact {p.name} is a link; refused")
+        rel = safe_model_path(p.relative_to(base).as_posix(), where)
+        with p.open("rb") as f:
+            digest, size = cache.put(read_chunks(f), what=f"{where}/{rel}", sha256=None)
+        files.append({"path": rel, "sha256": digest, "size": size, "etag": digest, "lfs": True})
+    if not files:
+        raise FetchError(f"{where}: the model version has no artifacts")
+    return files
+
+
+def _flavors(local: Path) -> list[str]:
+    mlmodel = local / "MLmodel" if local.is_dir() else None
+    if mlmodel and mlmodel.is_file():
+        try:
+            doc = yaml.safe_load(mlmodel.read_text())
+            return sorted((doc or {}).get("flavors", {}))
+        except (yaml.YAMLError, OSError, AttributeError):
+            return []
+    return []
