@@ -359,6 +359,8 @@ def _load_model(loc: _Located, mk: tuple, m: Any, base: Path) -> ModelSpec:
         if not re.match(r"^https?://", value):
             raise loc.error((*mk, "url"), f"{value!r}: expected an http(s) URL")
         sha = m.get("sha256")
+        if isinstance(sha, int):  # YAML reads an all-digit hash as a number
+            raise loc.error((*mk, "sha256"), "quote the sha256 (YAML read it as a number)")
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise loc.error((*mk, "sha256"), "a URL model needs its sha256 (64 lower-case hex)")
         stem = re.sub(r"[^A-Za-z0-9._-]", "-", value.rstrip("/").rsplit("/", 1)[-1].split("?")[0]) or "model"
