@@ -68,3 +68,29 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return {"scanner": self.scanner, "rule": self.rule, "severity": self.severity.value, "message": self.message,
                 "file": self.file, "location": self.location, "offset": self.offset, "evidence": self.evidence}
+
+
+class Action(StrEnum):
+    ALLOW = "allow"
+    WARN = "warn"
+    BLOCK = "block"
+
+    @property
+    def rank(self) -> int:
+        return {"allow": 0, "warn": 1, "block": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy made of one artifact's findings: the action, every reason that led to it
+    (the rule that fired and the finding it fired on), and the waivers that turned a block or a
+    warning into an allow."""
+
+    artifact: str  # "python:requests@2.32.5", "oci:docker.io/library/python:3.12", "model:org/name@main"
+    action: Action
+    reasons: tuple[dict[str, Any], ...] = ()  # [{rule, action, finding?, message}]
+    waivers: tuple[dict[str, Any], ...] = ()  # [{id, package, until, reason, approved_by}]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": self.artifact, "action": self.action.value, "reasons": list(self.reasons),
+                "waivers": list(self.waivers)}
