@@ -14,47 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gapsync.bundler.platforms import PythonTarget
 from gapsync.errors import InputError
 from gapsync.oci import ImageRef, Platform
 from gapsync.oci_client import LOOPBACK
+from gapsync.yamlfile import Located as _Located
+from gapsync.yamlfile import check_keys as _check_keys
+from gapsync.yamlfile import expect as _expect
+from gapsync.yamlfile import load_located
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class _Located:
-    """Maps a key path like ('python', 'targets', 0, 'platform') to a line in the YAML file."""
-
-    def __init__(self, path: Path, node: yaml.Node | None):
-        self.path = path
-        self.node = node
-
-    def line(self, keys: tuple) -> int | None:
-        node = self.node
-        best = node.start_mark.line + 1 if node is not None else None
-        for k in keys:
-            if isinstance(node, yaml.MappingNode):
-                for kn, vn in node.value:
-                    if kn.value == k:
-                        best = kn.start_mark.line + 1
-                        node = vn
-                        break
-                else:
-                    return best
-            elif isinstance(node, yaml.SequenceNode) and isinstance(k, int) and k < len(node.value):
-                node = node.value[k]
-                best = node.start_mark.line + 1
-            else:
-                return best
-        return best
-
-    def error(self, keys: tuple, reason: str) -> InputError:
-        dotted = "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(keys))
-        line = self.line(keys)
-        where = f"{self.path}:{line}" if line else str(self.path)
-        return InputError(f"{where}: {dotted or 'spec'}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -138,31 +107,12 @@ class Spec:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _expect(loc: _Located, keys: tuple, value: Any, typ: type | tuple, what: str) -> Any:
-    if not isinstance(value, typ) or (typ is str and not value):
-        raise loc.error(keys, f"expected {what}, got {type(value).__name__} {value!r}"[:200])
-    return value
-
-
-def _check_keys(loc: _Located, keys: tuple, mapping: dict, allowed: set[str]) -> None:
-    for k in mapping:
-        if k not in allowed:
-            raise loc.error((*keys, k), f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-
-
 def load_spec(path: Path) -> Spec:
     try:
         text = path.read_text()
     except OSError as e:
         raise InputError(f"{path}: cannot read spec ({e.strerror})") from e
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
-    loc = _Located(path, node)
+    data, loc = load_located(path, text)
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")
     _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "policy"})

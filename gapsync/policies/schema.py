@@ -1,0 +1,209 @@
+"""The policy file: what may cross. Loaded strictly (unknown keys are errors, with file, line and
+key), so a typo never quietly weakens a policy. Field by field in docs/policy.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from gapsync.errors import InputError
+from gapsync.model import Action, Severity
+from gapsync.yamlfile import Located, check_keys, expect, load_located
+
+SHIPPED = Path(__file__).parent
+SEVERITIES = {s.value: s for s in Severity if s is not Severity.UNKNOWN} | {"none": None}
+ACTIONS = {a.value: a for a in Action}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.I)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+@dataclass(frozen=True)
+class Blocked:
+    kind: str  # python | oci | model | *
+    name: str  # glob on the PEP 503 / image / model name
+    versions: SpecifierSet | None = None  # python only: a PEP 440 range
+    reason: str = ""
+
+    def matches(self, kind: str, name: str, version: str) -> bool:
+        if self.kind not in ("*", kind) or not fnmatch.fnmatchcase(name, self.name):
+            return False
+        if self.versions is None:
+            return True
+        try:
+            return self.versions.contains(version, prereleases=True)
+        except Exception:
+            return True  # a version that cannot be compared is treated as inside the range
+
+
+@dataclass(frozen=True)
+class Waiver:
+    id: str  # an advisory id or alias, a rule id (pickle.global.unsafe, license.unknown, blocked, ...)
+    package: str  # a glob on the artifact name
+    until: date
+    reason: str
+    approved_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "package": self.package, "until": self.until.isoformat(), "reason": self.reason,
+                "approved_by": self.approved_by}
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    source: str  # the file it came from
+    sha256: str
+    vuln_block_at: Severity | None = Severity.CRITICAL
+    vuln_warn_at: Severity | None = Severity.LOW
+    vuln_unknown_severity: Action = Action.WARN
+    vuln_not_checked: Action = Action.WARN
+    vuln_no_database: Action = Action.WARN
+    license_allow: tuple[str, ...] = ()
+    license_deny: tuple[str, ...] = ()
+    license_unknown: Action = Action.WARN
+    model_block_at: Severity | None = Severity.HIGH
+    model_warn_at: Severity | None = Severity.MEDIUM
+    model_required_formats: tuple[str, ...] = ()
+    scan_pickles_in_packages: bool = False
+    blocked: tuple[Blocked, ...] = ()
+    max_artifact_size: int | None = None
+    max_file_size: int | None = None
+    waivers: tuple[Waiver, ...] = field(default_factory=tuple)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "sha256": self.sha256}
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, int) and value > 0:
+        return value
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r}: expected a size like 500MB or 10GiB")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
+
+
+def shipped(name: str) -> Path:
+    """``default`` and ``strict`` name the policies shipped in gapsync/policies/."""
+    return SHIPPED / f"{name}.yaml"
+
+
+def load_policy(spec: str | Path | None) -> Policy:
+    """A path, or the name of a shipped policy (``default``, ``strict``); None means ``default``."""
+    path = Path(spec) if spec is not None and (Path(spec).exists() or "/" in str(spec) or str(spec).endswith(".yaml")) \
+        else shipped(str(spec or "default"))
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read policy ({e.strerror})") from e
+    data, loc = load_located(path, text)
+    return _parse(data, loc, path, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _severity(loc: Located, keys: tuple, value: Any) -> Severity | None:
+    if value is None or str(value).lower() not in SEVERITIES:
+        raise loc.error(keys, f"{value!r}: expected one of {', '.join(SEVERITIES)}")
+    return SEVERITIES[str(value).lower()]
+
+
+def _action(loc: Located, keys: tuple, value: Any) -> Action:
+    if str(value).lower() not in ACTIONS:
+        raise loc.error(keys, f"{value!r}: expected allow, warn or block")
+    return ACTIONS[str(value).lower()]
+
+
+def _strings(loc: Located, keys: tuple, value: Any) -> tuple[str, ...]:
+    expect(loc, keys, value, list, "a list of strings")
+    for i, v in enumerate(value):
+        expect(loc, (*keys, i), v, str, "a string")
+    return tuple(value)
+
+
+def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
+    if not isinstance(data, dict):
+        raise loc.error((), "expected a mapping (see docs/policy.md)")
+    check_keys(loc, (), data, {"name", "vulnerabilities", "licenses", "models", "blocked", "max_size", "waivers"})
+    kw: dict[str, Any] = {"name": str(data.get("name", path.stem)), "source": str(path), "sha256": digest}
+    v = data.get("vulnerabilities") or {}
+    expect(loc, ("vulnerabilities",), v, dict, "a mapping")
+    check_keys(loc, ("vulnerabilities",), v, {"block_at", "warn_at", "unknown_severity", "not_checked", "no_database"})
+    for key, attr in (("block_at", "vuln_block_at"), ("warn_at", "vuln_warn_at")):
+        if key in v:
+            kw[attr] = _severity(loc, ("vulnerabilities", key), v[key])
+    for key, attr in (("unknown_severity", "vuln_unknown_severity"), ("not_checked", "vuln_not_checked"),
+                      ("no_database", "vuln_no_database")):
+        if key in v:
+            kw[attr] = _action(loc, ("vulnerabilities", key), v[key])
+    lic = data.get("licenses") or {}
+    expect(loc, ("licenses",), lic, dict, "a mapping")
+    check_keys(loc, ("licenses",), lic, {"allow", "deny", "unknown"})
+    if "allow" in lic:
+        kw["license_allow"] = _strings(loc, ("licenses", "allow"), lic["allow"])
+    if "deny" in lic:
+        kw["license_deny"] = _strings(loc, ("licenses", "deny"), lic["deny"])
+    if "unknown" in lic:
+        kw["license_unknown"] = _action(loc, ("licenses", "unknown"), lic["unknown"])
+    mo = data.get("models") or {}
+    expect(loc, ("models",), mo, dict, "a mapping")
+    check_keys(loc, ("models",), mo, {"block_at", "warn_at", "required_formats", "scan_pickles_in_packages"})
+    for key, attr in (("block_at", "model_block_at"), ("warn_at", "model_warn_at")):
+        if key in mo:
+            kw[attr] = _severity(loc, ("models", key), mo[key])
+    if "required_formats" in mo:
+        kw["model_required_formats"] = _strings(loc, ("models", "required_formats"), mo["required_formats"])
+    if "scan_pickles_in_packages" in mo:
+        kw["scan_pickles_in_packages"] = expect(loc, ("models", "scan_pickles_in_packages"), mo["scan_pickles_in_packages"],
+                                                bool, "true or false")
+    blocked = []
+    for i, b in enumerate(expect(loc, ("blocked",), data.get("blocked") or [], list, "a list")):
+        k = ("blocked", i)
+        expect(loc, k, b, dict, "a mapping {kind, name, versions, reason}")
+        check_keys(loc, k, b, {"kind", "name", "versions", "reason"})
+        kind = b.get("kind", "*")
+        if kind not in ("python", "oci", "model", "*"):
+            raise loc.error((*k, "kind"), f"{kind!r}: expected python, oci, model or *")
+        name = expect(loc, (*k, "name"), b.get("name"), str, "a name or glob")
+        versions = None
+        if b.get("versions") is not None:
+            try:
+                versions = SpecifierSet(str(b["versions"]))
+            except InvalidSpecifier as e:
+                raise loc.error((*k, "versions"), f"{b['versions']!r}: not a PEP 440 range ({e})") from e
+        blocked.append(Blocked(kind, name.lower() if kind == "python" else name, versions, str(b.get("reason", ""))))
+    kw["blocked"] = tuple(blocked)
+    ms = data.get("max_size") or {}
+    expect(loc, ("max_size",), ms, dict, "a mapping {artifact, file}")
+    check_keys(loc, ("max_size",), ms, {"artifact", "file"})
+    for key, attr in (("artifact", "max_artifact_size"), ("file", "max_file_size")):
+        if key in ms:
+            try:
+                kw[attr] = parse_size(ms[key])
+            except ValueError as e:
+                raise loc.error(("max_size", key), str(e)) from e
+    waivers = []
+    for i, w in enumerate(expect(loc, ("waivers",), data.get("waivers") or [], list, "a list")):
+        k = ("waivers", i)
+        expect(loc, k, w, dict, "a mapping {id, package, until, reason, approved_by}")
+        check_keys(loc, k, w, {"id", "package", "until", "reason", "approved_by"})
+        for req in ("id", "package", "until", "reason", "approved_by"):
+            if req not in w:
+                raise loc.error(k, f"a waiver needs {req}")
+        until = w["until"]
+        if isinstance(until, str):
+            try:
+                until = date.fromisoformat(until)
+            except ValueError as e:
+                raise loc.error((*k, "until"), f"{until!r}: expected a date like 2026-12-31") from e
+        if not isinstance(until, date):
+            raise loc.error((*k, "until"), "expected a date like 2026-12-31")
+        waivers.append(Waiver(str(w["id"]), str(w["package"]), until, str(w["reason"]), str(w["approved_by"])))
+    kw["waivers"] = tuple(waivers)
+    return Policy(**kw)

@@ -1,0 +1,68 @@
+"""YAML files that people edit (the spec, the policy): every error names the file, the line and
+the key, because the person who fixes it is looking at it in an editor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gapsync.errors import InputError
+
+
+class Located:
+    """Maps a key path like ('python', 'targets', 0, 'platform') to a line in the YAML file."""
+
+    def __init__(self, path: Path, node: yaml.Node | None):
+        self.path = path
+        self.node = node
+
+    def line(self, keys: tuple) -> int | None:
+        node = self.node
+        best = node.start_mark.line + 1 if node is not None else None
+        for k in keys:
+            if isinstance(node, yaml.MappingNode):
+                for kn, vn in node.value:
+                    if kn.value == k:
+                        best = kn.start_mark.line + 1
+                        node = vn
+                        break
+                else:
+                    return best
+            elif isinstance(node, yaml.SequenceNode) and isinstance(k, int) and k < len(node.value):
+                node = node.value[k]
+                best = node.start_mark.line + 1
+            else:
+                return best
+        return best
+
+    def error(self, keys: tuple, reason: str) -> InputError:
+        dotted = "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(keys))
+        line = self.line(keys)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return InputError(f"{where}: {dotted or 'spec'}: {reason}")
+
+
+def expect(loc: Located, keys: tuple, value: Any, typ: type | tuple, what: str) -> Any:
+    if not isinstance(value, typ) or (typ is str and not value):
+        raise loc.error(keys, f"expected {what}, got {type(value).__name__} {value!r}"[:200])
+    return value
+
+
+def check_keys(loc: Located, keys: tuple, mapping: dict, allowed: set[str]) -> None:
+    for k in mapping:
+        if k not in allowed:
+            raise loc.error((*keys, k), f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+
+def load_located(path: Path, text: str) -> tuple[Any, Located]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+    return data, Located(path, node)
