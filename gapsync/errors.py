@@ -36,7 +36,11 @@ class DigestMismatchError(VerificationError):
 
 
 class PolicyBlockedError(GapsyncError):
-    """The policy blocked one or more artifacts."""
+    """The policy blocked one or more artifacts; ``decisions`` says which and why."""
+
+    def __init__(self, message: str, decisions: list | None = None):
+        super().__init__(message)
+        self.decisions = decisions or []
 
 
 class PublishError(GapsyncError):

@@ -20,17 +20,24 @@ from gapsync.bundler.bundle import BundleWriter, bundle_file_name
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
 from gapsync.bundler.keys import SigningKey
-from gapsync.bundler.lock import Lock, read_lock
+from gapsync.bundler.lock import read_lock
 from gapsync.bundler.resolve import resolve_spec
 from gapsync.bundler.sources import huggingface, model_local, oci
 from gapsync.bundler.spec import load_spec
+from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
-from gapsync.errors import GapsyncError, InputError
+from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
+from gapsync.hashing import read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
+from gapsync.policies.schema import load_policy
+from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
 BUNDLE_INFO_PATH = "gapsync/bundle.json"
+SBOM_PATH = "gapsync/sbom.cdx.json"
+POLICY_PATH = "gapsync/policy.yaml"
+ADVISORIES_PATH = "gapsync/advisories.osv.jsonl.gz"
 
 
 @dataclass
@@ -50,12 +57,12 @@ class CreateResult:
                 "downloaded_bytes": self.downloaded, "artifacts": self.artifacts}
 
 
-def python_targets(lock: Lock, cache: BlobCache, sizes: dict[str, int]) -> tuple[list[Target], list[dict]]:
+def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[dict]]:
     """One target per file, plus one per wheel's core metadata (PEP 658)."""
     targets: list[Target] = []
     artifacts: dict[tuple[str, str], dict] = {}
-    for f in sorted(lock.files, key=lambda f: (f.name, f.filename)):
-        blob = BlobRef(f.sha256, sizes[f.sha256])
+    for f in sorted(files, key=lambda f: (f.name, f.filename)):
+        blob = BlobRef(f.sha256, cache.path(f.sha256).stat().st_size)
         path = f"python/{f.name}/{f.filename}"
         custom = {"kind": "python", "name": f.name, "version": f.version, "filename": f.filename,
                   "requires_python": f.requires_python, "yanked": f.yanked, "tags": f.targets,
@@ -137,9 +144,20 @@ def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[di
     return sorted(targets.values(), key=lambda t: t.path), artifacts
 
 
+@dataclass
+class ScanOptions:
+    """What decides: the policy (a path or a shipped name), the advisory store, and whether a
+    bundle without the blocked artifacts is wanted (``--allow-partial``)."""
+
+    policy: str | Path | None = None
+    advisories: Path | None = None
+    allow_partial: bool = False
+    report: Path | None = None
+
+
 def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: list[SigningKey], out_dir: Path,
                   cache: BlobCache, jobs: int = 8, expires: timedelta = timedelta(days=30),
-                  now: datetime | None = None) -> CreateResult:
+                  now: datetime | None = None, scan: ScanOptions | None = None) -> CreateResult:
     spec = load_spec(spec_path)
     repo = ChannelRepo(state, spec.channel)
     audit = AuditLog(state / "audit.log")
@@ -147,7 +165,7 @@ def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: li
         raise InputError("bundle create: give the signing key with --key")
     with exclusive(repo.dir / ".lock", f"channel state {repo.dir}"):
         try:
-            result = _create(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now)
+            result = _create(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan or ScanOptions())
         except GapsyncError as e:
             audit.append("bundle.create", "error", spec=str(spec_path), channel=spec.channel, reason=str(e))
             raise
@@ -158,7 +176,8 @@ def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: li
     return result
 
 
-def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now) -> CreateResult:
+def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now,
+            scan: ScanOptions) -> CreateResult:
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if lock_path is not None:
         lock = read_lock(lock_path)
@@ -183,18 +202,49 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
             model_local.copy_path_files(model, cache)
         # mlflow: resolve already put every artifact into the cache
     fetched = fetch_all(cache, items, jobs, progress=tty_progress)
-    sizes = {r.sha256: r.size for r in fetched}
-    targets, artifacts = python_targets(lock, cache, sizes)
-    for more_targets, more_artifacts in (image_targets(plans, cache), model_targets(lock.models, cache)):
-        targets += more_targets
-        artifacts += more_artifacts
+    # scan every artifact, let the policy decide, and carry only what it allows
+    policy = load_policy(scan.policy)
+    advisories_file = advisory_file(scan.advisories)
+    outcome = scan_subjects(build_subjects(lock, plans, cache), policy, load_advisories(advisories_file), now)
+    blocked = set(outcome.blocked())
+    artifacts = [*python_targets(lock.files, cache)[1], *image_targets(plans, cache)[1], *model_targets(lock.models, cache)[1]]
+    for a in artifacts:
+        key = f"{a['kind']}:{a['name']}@{a['version']}"
+        a["license"] = outcome.licenses.get(key, a.get("license"))
+        a["decision"] = outcome.decisions[key].action.value if key in outcome.decisions else "allow"
+    targets = python_targets([f for f in lock.files if python_key(f) not in blocked], cache)[0]
+    targets += image_targets([p for p in plans if image_key(p) not in blocked], cache)[0]
+    targets += model_targets([m for m in lock.models if model_key(m) not in blocked], cache)[0]
     version = repo.next_version()
     info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",
             "created": now.isoformat(), "producer": f"gapsync {__version__}", "host": platform.node(),
             "spec_digest": spec.digest(), "lock_digest": _digest_text(lock.dumps()),
-            "artifacts": artifacts, "findings": [], "decisions": []}
-    digest, size = cache.put_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
-    targets.insert(0, Target(BUNDLE_INFO_PATH, BlobRef(digest, size), {"kind": "bundle-info"}))
+            "artifacts": artifacts, "findings": outcome.finding_dicts(), "decisions": outcome.decision_dicts(),
+            "advisories": outcome.advisories, "policy": outcome.policy}
+    if scan.report:
+        from gapsync.scanner.report import render_html
+
+        scan.report.write_text(render_html(info, [k.public.tuf_key().keyid for k in keys]))
+    if blocked and not scan.allow_partial:
+        raise PolicyBlockedError(f"{spec.path}: the policy {policy.name} blocks {len(blocked)} artifact(s): "
+                                 + "; ".join(f"{k} ({outcome.decisions[k].reasons[0]['message']})" for k in sorted(blocked)[:5])
+                                 + ("" if scan.report else " (see --report for the details)"), outcome.decision_dicts())
+    extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), {"kind": "bundle-info"})]
+    try:
+        from gapsync.scanner.sbom import build_sbom
+
+        extra.append((SBOM_PATH, build_sbom(info), {"kind": "sbom"}))
+    except ImportError:
+        pass
+    policy_text = Path(policy.source).read_bytes()
+    extra.append((POLICY_PATH, policy_text, {"kind": "policy", "name": policy.name}))
+    for path_, data, custom in reversed(extra):
+        digest, size = cache.put_bytes(data, what=path_)
+        targets.insert(0, Target(path_, BlobRef(digest, size), custom))
+    if advisories_file is not None:
+        with advisories_file.open("rb") as fh:
+            digest, size = cache.put(read_chunks(fh), what=str(advisories_file), sha256=None)
+        targets.insert(1, Target(ADVISORIES_PATH, BlobRef(digest, size), {"kind": "advisories", **(outcome.advisories or {})}))
     release = repo.sign_release(targets, keys, expires, now)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,14 @@ jobs_option = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8
                            help="Parallel downloads.")
 
 
+policy_option = click.option("--policy", metavar="POLICY",
+                             help="Policy file, or a shipped policy name (default, strict) [default: default].")
+allow_partial_option = click.option("--allow-partial", is_flag=True,
+                                    help="Go on without the artifacts the policy blocks (they are reported) instead of exit 4.")
+report_option = click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+                             help="Write a self-contained HTML report (what crossed, findings, decisions, waivers).")
+
+
 class DurationType(click.ParamType):
     name = "duration"
 

@@ -10,6 +10,7 @@ state. A failure at any step leaves the published mirror as it was; the audit lo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -18,18 +19,37 @@ from pathlib import Path
 
 from gapsync.audit import AuditLog
 from gapsync.bundler.bundle import BundleReader
-from gapsync.errors import BundleFormatError, DigestMismatchError, GapsyncError, PublishError
+from gapsync.errors import (
+    BundleFormatError,
+    DigestMismatchError,
+    GapsyncError,
+    PolicyBlockedError,
+    PublishError,
+)
 from gapsync.hashing import copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.subjects import allowed_targets, build_subjects
 from gapsync.mirror.targets.hf_cache import HfCache
 from gapsync.mirror.targets.oci_layout import OciLayout, ref_name
 from gapsync.mirror.targets.pep503 import Pep503Index
 from gapsync.mirror.trust import VerifiedRelease, claimed_channel, verify_release
 from gapsync.model import Target
+from gapsync.policies.schema import load_policy
+from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
 TARGET_CLASSES = (Pep503Index, OciLayout, HfCache)
-KNOWN_KINDS = {"bundle-info"}.union(*(c.kinds for c in TARGET_CLASSES))
+BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
+KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
+
+
+@dataclass
+class ImportOptions:
+    """The air side's own policy (a path or a shipped name) and whether to publish what it
+    allows when it blocks something (``--allow-partial``)."""
+
+    policy: str | Path | None = None
+    allow_partial: bool = False
 
 
 @dataclass
@@ -43,6 +63,8 @@ class ImportResult:
     bytes_read: int = 0
     published: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # image references this bundle carries
+    decisions: list[dict] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
     models: list[tuple[str, str]] = field(default_factory=list)  # (name, revision) this bundle carries
     targets: int = 0
     signers: list[str] = field(default_factory=list)
@@ -52,7 +74,7 @@ class ImportResult:
                 "result": "nothing-new" if self.nothing_new else ("verified" if self.verified_only else "imported"),
                 "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
                 "published": self.published, "images": self.images, "models": [f"{n}@{r}" for n, r in self.models],
-                "signers": self.signers}
+                "signers": self.signers, "blocked": self.blocked, "decisions": self.decisions}
 
 
 class _Discard:
@@ -66,7 +88,8 @@ def _check_kinds(release: VerifiedRelease, bundle: Path) -> None:
         raise BundleFormatError(f"{bundle}: carries target kinds this gapsync cannot publish ({', '.join(unknown)}); upgrade gapsync")
 
 
-def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now: datetime | None = None) -> ImportResult:
+def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now: datetime | None = None,
+                  options: ImportOptions | None = None) -> ImportResult:
     layout = MirrorLayout(mirror)
     layout.require()
     audit = AuditLog(layout.audit_path)
@@ -74,14 +97,16 @@ def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now:
     action = "bundle.verify" if verify_only else "import"
     try:
         with exclusive(layout.lock_path, f"mirror {mirror}", wait_seconds=0 if verify_only else 5):
-            result = _run(bundle, layout, verify_only, now)
+            result = _run(bundle, layout, verify_only, now, options or ImportOptions())
     except GapsyncError as e:
-        audit.append(action, "refused" if _is_verification(e) else "error", bundle=str(bundle),
-                     bundle_id=_quick_id(bundle), reason=str(e))
+        result_word = "refused" if _is_verification(e) else ("blocked" if isinstance(e, PolicyBlockedError) else "error")
+        audit.append(action, result_word, bundle=str(bundle), bundle_id=_quick_id(bundle), reason=str(e),
+                     **({"decisions": e.decisions} if isinstance(e, PolicyBlockedError) else {}))
         raise
     audit.append(action, "nothing-new" if result.nothing_new else "ok", bundle=str(bundle),
                  bundle_id=_quick_id(bundle), channel=result.channel, version=result.version,
-                 blobs=result.blobs_read, bytes=result.bytes_read, published=result.published)
+                 blobs=result.blobs_read, bytes=result.bytes_read, published=result.published,
+                 blocked=result.blocked)
     return result
 
 
@@ -107,7 +132,24 @@ def _quick_id(bundle: Path) -> str | None:
         return None
 
 
-def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -> ImportResult:
+def _scan(release: VerifiedRelease, path_of, options: ImportOptions, now: datetime, result: ImportResult,
+          bundle: Path) -> set[str]:
+    """Scan again on this side, with the advisory database the bundle carries (or the local
+    one), under this side's policy; returns the blocked artifact keys."""
+    adv = next((t for t in release.targets if t.kind == "advisories"), None)
+    advisories = load_advisories(path_of(adv.blob.digest) if adv else advisory_file(None))
+    outcome = scan_subjects(build_subjects(release.targets, path_of), load_policy(options.policy), advisories, now)
+    result.decisions = outcome.decision_dicts()
+    blocked = set(outcome.blocked())
+    result.blocked = sorted(blocked)
+    if blocked and not options.allow_partial:
+        raise PolicyBlockedError(f"{bundle}: this side's policy blocks {len(blocked)} artifact(s): "
+                                 + "; ".join(f"{k} ({outcome.decisions[k].reasons[0]['message']})" for k in sorted(blocked)[:5])
+                                 + "; nothing was published", outcome.decision_dicts())
+    return blocked
+
+
+def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, options: ImportOptions) -> ImportResult:
     handlers = [cls(layout) for cls in TARGET_CLASSES]
     scratch = layout.new_staging()
     try:
@@ -159,6 +201,19 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime) -
                                         f"{', …' if len(missing) > 3 else ''})")
         if verify_only:
             return result
+        stored = set(needed)
+
+        def path_of(digest: str) -> Path:
+            return scratch / digest if digest in stored else layout.blob_path(digest)
+
+        blocked = _scan(release, path_of, options, now, result, bundle)
+        publish = allowed_targets(release.targets, blocked)
+        keep = {t.blob.digest for t in publish}
+        for t in publish:
+            if t.kind == "model":  # the files a model manifest names are its model-blob targets
+                keep.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
+        needed &= keep
+        groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
         # -- publish: blobs into the store, then the index, then the trust and channel state.
         # Files go in before the pages that name them, so a reader never follows a dangling
         # link; the channel advances last, so a re-run after a failure redoes the publish.

@@ -126,7 +126,7 @@ def test_serve_answers_the_hub_api(hub_world, tmp_path):
 
 def test_inspect_lists_models(hub_world):
     r = cli("bundle", "inspect", hub_world.b1)
-    assert "acme/tiny-bert" in r.out and "apache-2.0" in r.out and "safetensors" in r.out
+    assert "acme/tiny-bert" in r.out and "Apache-2.0" in r.out and "safetensors" in r.out  # the card's id, as SPDX
     doc = json.loads(cli("bundle", "inspect", hub_world.b1, "--json").out)
     [a] = [a for a in doc["artifacts"] if a["kind"] == "model"]
     assert a["commit"] == hub_world.hub.repos[TINY].commit("main") and a["size"] > 65_000

@@ -7,6 +7,7 @@ import click
 
 def register(cli: click.Group) -> None:
     from gapsync.cli.commands import (
+        advisories,
         audit,
         bundle,
         channel,
@@ -21,5 +22,5 @@ def register(cli: click.Group) -> None:
     )
 
     for cmd in (keys.keys, channel.channel, trust.trust, resolve.resolve, bundle.bundle, importing.import_,
-                serve.serve, push.push, audit.audit, demo.demo, scan.scan):
+                serve.serve, push.push, audit.audit, demo.demo, scan.scan, advisories.advisories):
         cli.add_command(cmd)

@@ -9,6 +9,7 @@ import click
 from gapsync.cli.exit_codes import ExitCode
 from gapsync.cli.options import (
     DURATION,
+    allow_partial_option,
     cache_option,
     jobs_option,
     json_option,
@@ -16,6 +17,8 @@ from gapsync.cli.options import (
     load_keys,
     mirror_option,
     passphrase_option,
+    policy_option,
+    report_option,
     state_option,
 )
 from gapsync.cli.output import emit_json, human_size, table
@@ -41,15 +44,21 @@ def bundle() -> None:
 @cache_option
 @jobs_option
 @passphrase_option
+@policy_option
+@click.option("--advisories", type=click.Path(path_type=Path),
+              help="Advisory store (gapsync advisories import) [default: $GAPSYNC_ADVISORIES or ~/.cache/gapsync/advisories].")
+@allow_partial_option
+@report_option
 @json_option
-def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs, passphrase_file, as_json) -> None:
-    """Fetch, sign and write OUT/<name>-<channel>-<version>.gapsync (+ .minisig)."""
+def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs, passphrase_file, policy, advisories,
+           allow_partial, report, as_json) -> None:
+    """Fetch, scan, sign and write OUT/<name>-<channel>-<version>.gapsync (+ .minisig). Exit 4 when the policy blocks."""
     from gapsync.bundler.cache import BlobCache, default_cache_dir
-    from gapsync.bundler.create import create_bundle
+    from gapsync.bundler.create import ScanOptions, create_bundle
 
     keys = load_keys(key_files, passphrase_file)
     r = create_bundle(spec_path, lock_path, state, keys, out_dir, BlobCache(cache or default_cache_dir()),
-                      jobs=jobs, expires=expires)
+                      jobs=jobs, expires=expires, scan=ScanOptions(policy, advisories, allow_partial, report))
     if as_json:
         emit_json(r.to_dict())
         return

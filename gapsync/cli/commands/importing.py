@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gapsync.cli.exit_codes import ExitCode
-from gapsync.cli.options import json_option, mirror_option
+from gapsync.cli.options import allow_partial_option, json_option, mirror_option, policy_option
 from gapsync.cli.output import emit_json, human_size
 
 
@@ -19,12 +19,16 @@ from gapsync.cli.output import emit_json, human_size
               help="Also push the images of these bundles into this registry (e.g. https://registry.internal/mirror).")
 @click.option("--mlflow", "mlflow_uri", metavar="URI",
               help="Also register the bundles' models in this MLflow registry (e.g. http://mlflow.internal:5000).")
+@policy_option
+@allow_partial_option
 @json_option
-def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflow_uri: str | None, as_json: bool) -> int:
-    """Verify each BUNDLE (in order) and publish it into MIRROR. Exit 5 when nothing was new."""
-    from gapsync.mirror.importer import import_bundle
+def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflow_uri: str | None, policy: str | None,
+            allow_partial: bool, as_json: bool) -> int:
+    """Verify each BUNDLE (in order), scan it again under this side's policy, and publish it into
+    MIRROR. Exit 5 when nothing was new, 4 when the policy blocks."""
+    from gapsync.mirror.importer import ImportOptions, import_bundle
 
-    results = [import_bundle(b, mirror) for b in bundles]
+    results = [import_bundle(b, mirror, options=ImportOptions(policy, allow_partial)) for b in bundles]
     report = None
     if oci_push:
         from gapsync.mirror.push import push_and_audit
@@ -48,6 +52,8 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflo
             else:
                 click.echo(f"{r.bundle}: imported channel {r.channel} version {r.version}: {r.blobs_read} blobs "
                            f"({human_size(r.bytes_read)}), {len(r.published)} files published")
+                for key in r.blocked:
+                    click.echo(f"  blocked by this side's policy, not published: {key}")
         if report:
             click.echo(f"pushed {len(report.images)} image(s) to {report.registry}: {report.blobs_uploaded} blobs uploaded "
                        f"({human_size(report.bytes_uploaded)}), {report.blobs_skipped} already there, {report.blobs_mounted} mounted")

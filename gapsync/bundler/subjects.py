@@ -1,0 +1,45 @@
+"""The connected side's scan subjects: one per artifact of the lock, files from the cache."""
+
+from __future__ import annotations
+
+from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.lock import Lock, LockedFile
+from gapsync.bundler.sources.oci import ImagePlan
+from gapsync.bundler.wheel_metadata import read_core_metadata
+from gapsync.oci import hex_of
+from gapsync.scanner.subject import ScanSubject, SubjectFile
+
+
+def python_key(f: LockedFile) -> str:
+    return f"python:{f.name}@{f.version}"
+
+
+def image_key(plan: ImagePlan) -> str:
+    return f"oci:{plan.image.name}@{plan.image.tag or plan.image.digest}"
+
+
+def model_key(m) -> str:
+    return f"model:{m.name}@{m.revision}"
+
+
+def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list[ScanSubject]:
+    subjects: dict[str, ScanSubject] = {}
+    for f in sorted(lock.files, key=lambda f: (f.name, f.version, f.filename)):
+        s = subjects.setdefault(python_key(f), ScanSubject("python", f.name, f.version, [], {"metadata": None}))
+        path = cache.path(f.sha256)
+        s.files.append(SubjectFile(f.filename, f.sha256, path.stat().st_size, path))
+        if f.filename.endswith(".whl") and s.meta["metadata"] is None:
+            digest, _ = cache.put_bytes(read_core_metadata(path, f.filename), what=f"{f.filename}.metadata")
+            s.meta["metadata"] = cache.path(digest)
+    for p in plans:
+        files = [SubjectFile(f"layer {d[:19]}", hex_of(d), cache.path(hex_of(d)).stat().st_size, cache.path(hex_of(d)), info["media_type"])
+                 for d, info in sorted(p.blobs.items()) if "config" not in info["media_type"]]
+        subjects[image_key(p)] = ScanSubject("oci", p.image.name, p.image.tag or p.image.digest, files,
+                                             {"platforms": p.image.platforms})
+    for m in lock.models:
+        files = [SubjectFile(f["path"], f["sha256"], cache.path(f["sha256"]).stat().st_size, cache.path(f["sha256"]))
+                 for f in m.files]
+        subjects[model_key(m)] = ScanSubject("model", m.name, m.revision, files,
+                                             {"license": m.meta.get("license"), "source": m.source,
+                                              "formats": m.meta.get("formats", [])})
+    return list(subjects.values())

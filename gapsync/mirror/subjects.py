@@ -1,0 +1,73 @@
+"""The air side's scan subjects: one per artifact of a verified release, files from staging or
+the blob store, so the same scanners and policy run again on this side of the gap."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from gapsync.mirror.targets.oci_layout import ref_name
+from gapsync.model import Target
+from gapsync.scanner.subject import ScanSubject, SubjectFile
+
+
+def target_key(t: Target) -> str | None:
+    """The artifact a target belongs to (None for bundle-level and shared targets)."""
+    c = t.custom
+    if t.kind == "python":
+        return f"python:{c['name']}@{c['version']}"
+    if t.kind == "oci-image":
+        return f"oci:{c['name']}@{c.get('tag') or c['digest']}"
+    if t.kind == "model":
+        return f"model:{c['name']}@{c['revision']}"
+    return None
+
+
+def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> list[ScanSubject]:
+    by_path = {t.path: t for t in targets}
+    media = {t.blob.digest: t.custom.get("media_type", "") for t in targets if t.kind == "oci-blob"}
+    subjects: dict[str, ScanSubject] = {}
+    for t in sorted(targets, key=lambda t: t.path):
+        key = target_key(t)
+        c = t.custom
+        if t.kind == "python":
+            s = subjects.setdefault(key, ScanSubject("python", c["name"], c["version"], [], {"metadata": None}))
+            s.files.append(SubjectFile(c["filename"], t.blob.digest, t.blob.size, path_of(t.blob.digest)))
+            meta = by_path.get(str(c.get("metadata") or ""))
+            if meta is not None and s.meta["metadata"] is None:
+                s.meta["metadata"] = path_of(meta.blob.digest)
+        elif t.kind == "oci-image":
+            files = [SubjectFile(f"layer {d[:19]}", d.split(":", 1)[1], (p := path_of(d.split(":", 1)[1])).stat().st_size, p,
+                                 media.get(d.split(":", 1)[1]))
+                     for d in c.get("blobs", []) if "config" not in media.get(d.split(":", 1)[1], "")]
+            subjects[key] = ScanSubject("oci", c["name"], c.get("tag") or c["digest"], files, {"ref": ref_name(t)})
+        elif t.kind == "model":
+            doc = json.loads(path_of(t.blob.digest).read_bytes())
+            files = [SubjectFile(f["path"], f["sha256"], f["size"], path_of(f["sha256"])) for f in doc["files"]]
+            subjects[key] = ScanSubject("model", c["name"], c["revision"], files,
+                                        {"license": c.get("license"), "source": c.get("source"), "formats": c.get("formats", [])})
+    return list(subjects.values())
+
+
+def allowed_targets(targets: list[Target], blocked: set[str]) -> list[Target]:
+    """The targets to publish when ``blocked`` artifacts are left out: their own targets, and
+    shared blobs and manifests that only they used."""
+    if not blocked:
+        return targets
+    version_of = {t.custom["filename"]: t.custom["version"] for t in targets if t.kind == "python"}
+    keep_oci: set[str] = set()
+    for t in targets:
+        if t.kind == "oci-image" and target_key(t) not in blocked:
+            keep_oci.update(d.split(":", 1)[1] for d in [*t.custom.get("manifests", []), *t.custom.get("blobs", [])])
+    out = []
+    for t in targets:
+        key = target_key(t)
+        if key is not None and key in blocked:
+            continue
+        if t.kind == "python-metadata" and f"python:{t.custom['name']}@{version_of.get(t.custom['of'])}" in blocked:
+            continue
+        if t.kind in ("oci-manifest", "oci-blob") and t.blob.digest not in keep_oci:
+            continue
+        out.append(t)
+    return out

@@ -1,0 +1,89 @@
+"""Run every scanner on every artifact and let the policy decide: the one place both sides call.
+
+Vulnerabilities (OSV, for Python packages and for Python packages found in image layers),
+licenses, and the model scanner (on every model file, and on pickle-like files inside packages
+and layers when the policy asks). Every artifact gets a Decision, even a clean one, so the report
+shows what was looked at and not only what was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gapsync.model import Action, Decision, Finding
+from gapsync.policies.evaluate import evaluate
+from gapsync.policies.schema import Policy
+from gapsync.scanner.subject import ScanSubject
+
+
+@dataclass
+class ScanOutcome:
+    findings: dict[str, list[Finding]] = field(default_factory=dict)
+    licenses: dict[str, str | None] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    advisories: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+
+    def blocked(self) -> list[str]:
+        return sorted(k for k, d in self.decisions.items() if d.action is Action.BLOCK)
+
+    def finding_dicts(self) -> list[dict[str, Any]]:
+        return [{"artifact": key, **f.to_dict()} for key, fs in sorted(self.findings.items()) for f in fs]
+
+    def decision_dicts(self) -> list[dict[str, Any]]:
+        return [d.to_dict() for _, d in sorted(self.decisions.items())]
+
+    def counts(self) -> dict[str, int]:
+        out = {a.value: 0 for a in Action}
+        for d in self.decisions.values():
+            out[d.action.value] += 1
+        return out
+
+
+def default_advisory_store() -> Path:
+    import os
+
+    return Path(os.environ.get("GAPSYNC_ADVISORIES") or Path.home() / ".cache" / "gapsync" / "advisories")
+
+
+def advisory_file(store: Path | None) -> Path | None:
+    """The stored OSV database in ``store`` (or the default store), or None when none was imported."""
+    d = store or default_advisory_store()
+    if d.is_file():
+        return d
+    found = sorted(d.glob("*.osv.jsonl.gz")) if d.is_dir() else []
+    return found[0] if found else None
+
+
+def load_advisories(path: Path | None):
+    """The advisory database at ``path`` (a stored OSV jsonl.gz), or None when there is none."""
+    if path is None or not Path(path).is_file():
+        return None
+    from gapsync.scanner.advisories import AdvisoryDB
+
+    return AdvisoryDB.load(Path(path))
+
+
+def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: datetime) -> ScanOutcome:
+    from gapsync.scanner import licenses, vulns
+    from gapsync.scanner.models import ModelScanner
+
+    outcome = ScanOutcome(advisories=advisories.info() if advisories is not None else None, policy=policy.summary())
+    model_scanner = ModelScanner()
+    for s in subjects:
+        found: list[Finding] = []
+        if advisories is not None and s.kind in ("python", "oci"):
+            found += vulns.scan_subject(advisories, s)
+        spdx, license_findings = licenses.scan_subject(s)
+        found += license_findings
+        if s.kind == "model" or policy.scan_pickles_in_packages:
+            for f in s.files:
+                found += list(model_scanner.scan_file(f.path, f.name))
+        outcome.findings[s.key] = found
+        outcome.licenses[s.key] = spdx
+        outcome.decisions[s.key] = evaluate(policy, s, found, license_spdx=spdx,
+                                            vulns_checked=advisories is not None, now=now)
+    return outcome
