@@ -244,9 +244,8 @@ def match(db: AdvisoryDB, name: str, version: str) -> MatchResult:
             unchecked.append(adv.id)
             problems.extend(f"{adv.id}: {p}" for p in adv.problems)
     reason = None
-    if v is None:
-        reason = (f"version {version!r} is not PEP 440: compared as a string with the listed versions only"
-                  if advisories else f"version {version!r} is not PEP 440 (no advisory names this package)")
+    if v is None and advisories:  # with no advisory for the package, no version of it can be affected
+        reason = f"version {version!r} is not PEP 440: compared as a string with the listed versions only"
     elif problems:
         reason = "advisory could not be evaluated: " + "; ".join(problems)
     vulns = group(hits)
