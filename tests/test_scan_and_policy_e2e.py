@@ -119,3 +119,19 @@ def test_advisories_travel_in_the_bundle_and_the_air_side_is_stricter(vuln_index
     assert not (m / "pypi/files/paramiko-2.0.0-py3-none-any.whl").exists()
     log = [json.loads(x) for x in (m / ".gapsync/audit.log").read_text().splitlines()]
     assert log[-2]["result"] == "blocked" and log[-1]["details"]["blocked"] == ["python:paramiko@2.0.0"]
+
+
+def test_scan_runs_every_scanner_on_a_spec_and_on_a_bundle(world, tmp_path):
+    pol = tmp_path / "p.yaml"
+    pol.write_text("blocked:\n  - {kind: python, name: delta}\n")
+    r = cli("scan", "--spec", world.spec2, "--policy", pol, "--cache", world.base / "cache", "--json")
+    assert r.code == 4, r.err
+    doc = json.loads(r.out)
+    assert doc["blocked"] == ["python:delta@1.0"] and "python:alpha@1.0" in {d["artifact"] for d in doc["decisions"]}
+    r = cli("scan", world.b2, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert "signatures not checked" in doc["scanned"] and doc["licenses"]["python:alpha@1.0"] == "MIT"
+    r = cli("scan", world.b2, "--policy", pol, "--report", tmp_path / "r.html")
+    assert r.code == 4 and "python:delta@1.0" in r.out and "python:delta@1.0" in (tmp_path / "r.html").read_text()
+    assert cli("scan").code == 2

@@ -155,6 +155,45 @@ class ScanOptions:
     report: Path | None = None
 
 
+def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
+    """Resolve (or read the lock) and fetch every blob into the cache: what create and
+    ``scan --spec`` share. Returns (lock, image plans, fetch results)."""
+    if lock_path is not None:
+        lock = read_lock(lock_path)
+        if lock.spec_digest != spec.digest():
+            raise InputError(f"{lock_path}: made from another version of {spec.path}; run gapsync resolve again")
+    else:
+        lock = resolve_spec(spec, cache, jobs)
+    items = [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files]
+    plans: list[oci.ImagePlan] = []
+    if lock.images:
+        clients = oci.Clients(spec.images.insecure if spec.images else ())
+        for img in lock.images:
+            plan, origin = oci.plan_image(clients, img, cache)
+            plans.append(plan)
+            items += origin.blob_items(plan.blobs, img.name)
+    for model in lock.models:
+        if model.source == "hf":
+            items += huggingface.fetch_items(model)
+        elif model.source == "url":
+            items += model_local.url_items(model)
+        elif model.source == "path":
+            model_local.copy_path_files(model, cache)
+        # mlflow: resolve already put every artifact into the cache
+    fetched = fetch_all(cache, items, jobs, progress=tty_progress)
+    return lock, plans, fetched
+
+
+def scan_spec(spec_path: Path, lock_path: Path | None, cache: BlobCache, jobs: int, scan: ScanOptions,
+              now: datetime | None = None):
+    """``gapsync scan --spec``: everything ``bundle create`` would decide, without a bundle."""
+    spec = load_spec(spec_path)
+    lock, plans, _ = prepare(spec, lock_path, cache, jobs)
+    policy = load_policy(scan.policy)
+    return scan_subjects(build_subjects(lock, plans, cache), policy, load_advisories(advisory_file(scan.advisories)),
+                         now or datetime.now(UTC))
+
+
 def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: list[SigningKey], out_dir: Path,
                   cache: BlobCache, jobs: int = 8, expires: timedelta = timedelta(days=30),
                   now: datetime | None = None, scan: ScanOptions | None = None) -> CreateResult:
@@ -179,29 +218,7 @@ def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: li
 def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now,
             scan: ScanOptions) -> CreateResult:
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    if lock_path is not None:
-        lock = read_lock(lock_path)
-        if lock.spec_digest != spec.digest():
-            raise InputError(f"{lock_path}: made from another version of {spec.path}; run gapsync resolve again")
-    else:
-        lock = resolve_spec(spec, cache, jobs)
-    items = [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files]
-    plans: list[oci.ImagePlan] = []
-    if lock.images:
-        clients = oci.Clients(spec.images.insecure if spec.images else ())
-        for img in lock.images:
-            plan, origin = oci.plan_image(clients, img, cache)
-            plans.append(plan)
-            items += origin.blob_items(plan.blobs, img.name)
-    for model in lock.models:
-        if model.source == "hf":
-            items += huggingface.fetch_items(model)
-        elif model.source == "url":
-            items += model_local.url_items(model)
-        elif model.source == "path":
-            model_local.copy_path_files(model, cache)
-        # mlflow: resolve already put every artifact into the cache
-    fetched = fetch_all(cache, items, jobs, progress=tty_progress)
+    lock, plans, fetched = prepare(spec, lock_path, cache, jobs)
     # scan every artifact, let the policy decide, and carry only what it allows
     policy = load_policy(scan.policy)
     advisories_file = advisory_file(scan.advisories)
