@@ -135,3 +135,24 @@ def test_scan_runs_every_scanner_on_a_spec_and_on_a_bundle(world, tmp_path):
     r = cli("scan", world.b2, "--policy", pol, "--report", tmp_path / "r.html")
     assert r.code == 4 and "python:delta@1.0" in r.out and "python:delta@1.0" in (tmp_path / "r.html").read_text()
     assert cli("scan").code == 2
+
+
+def test_pickles_inside_packages_are_scanned_when_the_policy_asks(tmp_path):
+    import zipfile
+
+    root = tmp_path / "idx"
+    w = make_wheel(root / "files", "datapkg", "1.0")
+    with zipfile.ZipFile(w, "a") as z:
+        z.writestr("datapkg/table.pkl", _evil_pickle())
+    write_index(root)
+    srv = static_server(root)
+    try:
+        spec = write_spec(tmp_path / "g.yaml", srv.url, ["datapkg"], pythons=("3.11",))
+        ch = new_channel(tmp_path, "prod")
+        assert create(ch, spec, tmp_path / "o1").code == 0  # default policy: packages are not model-scanned
+        pol = tmp_path / "p.yaml"
+        pol.write_text("models: {scan_pickles_in_packages: true}\n")
+        r = create(ch, spec, tmp_path / "o2", "--policy", pol)
+        assert r.code == 4 and "python:datapkg@1.0" in r.err
+    finally:
+        srv.stop()

@@ -17,6 +17,7 @@ HEAD_SIZE = 4096  # bytes read to decide; HDF5 may start at 0, 512, 1024 or 2048
 
 class Format(StrEnum):
     ZIP = "zip"
+    TAR = "tar"  # image layers (after decompression), archives of model directories
     SEVENZIP = "7z"
     GZIP = "gzip"
     BZIP2 = "bzip2"
@@ -44,6 +45,8 @@ def detect(head: bytes, size: int | None = None) -> Format:
         return Format.ZIP
     if head[:6] == b"7z\xbc\xaf\x27\x1c":
         return Format.SEVENZIP
+    if head[257:262] == b"ustar":
+        return Format.TAR
     if head[:6] == b"\x93NUMPY":
         return Format.NPY
     if head[:4] == b"GGUF":

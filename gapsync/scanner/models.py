@@ -138,12 +138,14 @@ def _handlers() -> dict[Format, Handler]:
         protobuf_models,
         safetensors,
         sevenzip,
+        tars,
         zips,
     )
 
     table: dict[Format, Handler] = {
         Format.PICKLE: _pickle_handler,
         Format.ZIP: zips.scan_zip,
+        Format.TAR: tars.scan_tar,
         Format.NPY: numpy_files.scan_npy,
         Format.SAFETENSORS: safetensors.scan_safetensors,
         Format.GGUF: gguf.scan_gguf,
