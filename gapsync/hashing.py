@@ -47,11 +47,11 @@ def copy_verified(
     return digest, total
 
 
-def read_chunks(f: BinaryIO, limit: int | None = None) -> Iterable[bytes]:
+def read_chunks(f: BinaryIO, limit: int | None = None, chunk_size: int = CHUNK) -> Iterable[bytes]:
     """Yield chunks from a file object, at most ``limit`` bytes in all."""
     left = limit
     while left is None or left > 0:
-        chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+        chunk = f.read(chunk_size if left is None else min(chunk_size, left))
         if not chunk:
             return
         if left is not None:
