@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gapsync import __version__
 from gapsync.audit import AuditLog
-from gapsync.bundler import minisign
+from gapsync.bundler import history, minisign
 from gapsync.bundler.bundle import BundleWriter, bundle_file_name
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
@@ -32,29 +32,48 @@ from gapsync.hashing import read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
+from gapsync.receipt import read_receipt
 from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
 BUNDLE_INFO_PATH = "gapsync/bundle.json"
 SBOM_PATH = "gapsync/sbom.cdx.json"
 POLICY_PATH = "gapsync/policy.yaml"
 ADVISORIES_PATH = "gapsync/advisories.osv.jsonl.gz"
+BUNDLE_LEVEL = {"gapsync/bundle.json", "gapsync/sbom.cdx.json"}  # new in every bundle: not a change by themselves
 
 
 @dataclass
 class CreateResult:
-    bundle: Path
-    signature: Path
+    bundle: Path | None
+    signature: Path | None
     channel: str
     version: int
     targets: list[Target]
     bundle_size: int
     downloaded: int
     artifacts: list[dict] = field(default_factory=list)
+    kind: str = "full"
+    carried: int = 0  # blobs in the bundle (a delta leaves out what the other side has)
+    nothing_new: bool = False
+    blocked: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"bundle": str(self.bundle), "signature": str(self.signature), "channel": self.channel,
-                "version": self.version, "targets": len(self.targets), "bundle_size": self.bundle_size,
-                "downloaded_bytes": self.downloaded, "artifacts": self.artifacts}
+        return {"bundle": str(self.bundle) if self.bundle else None, "signature": str(self.signature) if self.signature else None,
+                "channel": self.channel, "version": self.version, "targets": len(self.targets), "bundle_size": self.bundle_size,
+                "downloaded_bytes": self.downloaded, "kind": self.kind, "blobs_carried": self.carried,
+                "nothing_new": self.nothing_new, "blocked": self.blocked, "artifacts": self.artifacts}
+
+
+@dataclass
+class DeltaOptions:
+    """What the other side already has: ``history`` (every version this channel shipped), or a
+    verified receipt's inventory. ``only_if_changed``: exit "nothing new" without a bundle when
+    the targets equal the last shipped version's (the scheduled job)."""
+
+    base: str | None = None  # None (full) | "history" | "receipt"
+    receipt: Path | None = None
+    receipt_key: Path | None = None
+    only_if_changed: bool = False
 
 
 def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[dict]]:
@@ -196,7 +215,8 @@ def scan_spec(spec_path: Path, lock_path: Path | None, cache: BlobCache, jobs: i
 
 def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: list[SigningKey], out_dir: Path,
                   cache: BlobCache, jobs: int = 8, expires: timedelta = timedelta(days=30),
-                  now: datetime | None = None, scan: ScanOptions | None = None) -> CreateResult:
+                  now: datetime | None = None, scan: ScanOptions | None = None,
+                  delta: DeltaOptions | None = None) -> CreateResult:
     spec = load_spec(spec_path)
     repo = ChannelRepo(state, spec.channel)
     audit = AuditLog(state / "audit.log")
@@ -204,19 +224,39 @@ def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: li
         raise InputError("bundle create: give the signing key with --key")
     with exclusive(repo.dir / ".lock", f"channel state {repo.dir}"):
         try:
-            result = _create(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan or ScanOptions())
+            result = _create(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan or ScanOptions(),
+                             delta or DeltaOptions())
         except GapsyncError as e:
             audit.append("bundle.create", "error", spec=str(spec_path), channel=spec.channel, reason=str(e))
             raise
+    if result.nothing_new:
+        audit.append("bundle.create", "nothing-new", spec=str(spec_path), channel=spec.channel)
+        return result
     audit.append("bundle.create", "ok", spec=str(spec_path), channel=spec.channel, version=result.version,
                  bundle=result.bundle.name, bundle_size=result.bundle_size, targets=len(result.targets),
+                 kind=result.kind, blobs_carried=result.carried, blocked=result.blocked,
                  signer=keys[0].public.tuf_key().keyid,
                  digests={t.path: t.blob.digest for t in result.targets if t.kind == "python"})
     return result
 
 
+def _known_digests(repo: ChannelRepo, delta: DeltaOptions) -> tuple[set[str], dict]:
+    """What the other side has, and how we know (for bundle.json's ``base``)."""
+    if delta.base == "receipt":
+        if not delta.receipt or not delta.receipt_key:
+            raise InputError("a delta from a receipt needs --receipt FILE and --receipt-key AIR.pub")
+        body = read_receipt(delta.receipt, delta.receipt_key)
+        return set(body["blobs"]), {"source": "receipt", "created": body["created"], "host": body.get("host"),
+                                    "version": (body.get("channels", {}).get(repo.channel) or {}).get("version")}
+    if delta.base == "history":
+        shipped = history.versions(repo.dir)
+        if shipped:
+            return history.shipped_digests(repo.dir), {"source": "history", "version": shipped[-1]}
+    return set(), {}
+
+
 def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now,
-            scan: ScanOptions) -> CreateResult:
+            scan: ScanOptions, delta: DeltaOptions) -> CreateResult:
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     lock, plans, fetched = prepare(spec, lock_path, cache, jobs)
     # scan every artifact, let the policy decide, and carry only what it allows
@@ -246,6 +286,21 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         raise PolicyBlockedError(f"{spec.path}: the policy {policy.name} blocks {len(blocked)} artifact(s): "
                                  + "; ".join(f"{k} ({outcome.decisions[k].reasons[0]['message']})" for k in sorted(blocked)[:5])
                                  + ("" if scan.report else " (see --report for the details)"), outcome.decision_dicts())
+    # bundle-level targets: the policy and the advisory snapshot it was scanned with
+    digest, size = cache.put_bytes(Path(policy.source).read_bytes(), what=POLICY_PATH)
+    targets.insert(0, Target(POLICY_PATH, BlobRef(digest, size), {"kind": "policy", "name": policy.name}))
+    if advisories_file is not None:
+        with advisories_file.open("rb") as fh:
+            digest, size = cache.put(read_chunks(fh), what=str(advisories_file), sha256=None)
+        targets.insert(0, Target(ADVISORIES_PATH, BlobRef(digest, size), {"kind": "advisories", **(outcome.advisories or {})}))
+    if delta.only_if_changed:  # the scheduled job: no bundle when nothing would change on the other side
+        last = {p: d for p, d in history.last_targets(repo.dir).items() if p not in BUNDLE_LEVEL}
+        if last and last == {t.path: t.blob.digest for t in targets}:
+            return CreateResult(None, None, spec.channel, version - 1, targets, 0, sum(r.downloaded for r in fetched),
+                                artifacts, nothing_new=True, blocked=sorted(blocked))
+    known, base = _known_digests(repo, delta)
+    if base:
+        info["kind"], info["base"] = "delta", base
     extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), {"kind": "bundle-info"})]
     try:
         from gapsync.scanner.sbom import build_sbom
@@ -253,15 +308,9 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         extra.append((SBOM_PATH, build_sbom(info), {"kind": "sbom"}))
     except ImportError:
         pass
-    policy_text = Path(policy.source).read_bytes()
-    extra.append((POLICY_PATH, policy_text, {"kind": "policy", "name": policy.name}))
-    for path_, data, custom in reversed(extra):
+    for path_, data, custom in reversed(extra):  # bundle.json first: inspect finds it early
         digest, size = cache.put_bytes(data, what=path_)
         targets.insert(0, Target(path_, BlobRef(digest, size), custom))
-    if advisories_file is not None:
-        with advisories_file.open("rb") as fh:
-            digest, size = cache.put(read_chunks(fh), what=str(advisories_file), sha256=None)
-        targets.insert(1, Target(ADVISORIES_PATH, BlobRef(digest, size), {"kind": "advisories", **(outcome.advisories or {})}))
     release = repo.sign_release(targets, keys, expires, now)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +321,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     try:
         for name, data in release.members.items():
             writer.add_metadata(name, data)
-        seen: set[str] = set()
+        seen: set[str] = set(known)  # a delta leaves out what the other side has
         for t in targets:  # bundle.json first, then by target path: inspect finds it early
             if t.blob.digest not in seen:
                 seen.add(t.blob.digest)
@@ -288,10 +337,13 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     comment = (f"gapsync bundle file:{path.name} channel:{spec.channel} version:{version} "
                f"timestamp:{int(now.timestamp())}")
     minisign.write_signature(sig, keys[0], file_hash, comment)
+    carried = seen - known
     repo.commit(release, {"version": version, "bundle": path.name, "created": now.isoformat(),
-                          "size": writer.size, "targets": len(targets), "kind": "full"})
+                          "size": writer.size, "targets": len(targets), "kind": info["kind"], "carried": len(carried)})
+    history.record(repo.dir, version, targets, carried)
     return CreateResult(path, sig, spec.channel, version, targets, writer.size,
-                        sum(r.downloaded for r in fetched), artifacts)
+                        sum(r.downloaded for r in fetched), artifacts, kind=info["kind"], carried=len(carried),
+                        blocked=sorted(blocked))
 
 
 def _digest_text(text: str) -> str:

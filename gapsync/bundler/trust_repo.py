@@ -11,9 +11,13 @@ of one channel can never be taken for another's even when a site uses one key fo
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +33,7 @@ from tuf.api.metadata import (
     Targets,
     Timestamp,
 )
-from tuf.api.serialization.json import JSONSerializer
+from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
 from gapsync.bundler.keys import SigningKey
 from gapsync.errors import InputError, TrustError
@@ -39,6 +43,19 @@ FORMAT = 1
 EXT_FIELD = "x-gapsync"
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 _SERIALIZER = JSONSerializer(compact=False)
+# ``bundle create --unapproved``: sign targets with fewer keys than its threshold (at least one),
+# so that the other holders approve the bundle later (``bundle approve``). Scoped by
+# ``unapproved_signing()`` around one create; off everywhere else.
+_UNAPPROVED: contextvars.ContextVar[bool] = contextvars.ContextVar("gapsync_unapproved", default=False)
+
+
+@contextlib.contextmanager
+def unapproved_signing() -> Iterator[None]:
+    token = _UNAPPROVED.set(True)
+    try:
+        yield
+    finally:
+        _UNAPPROVED.reset(token)
 
 
 def ext(channel: str) -> dict:
@@ -65,6 +82,12 @@ def duplicate_key_material(root: Root) -> list[str]:
             dups.append(keyid)
         seen.setdefault(material, keyid)
     return dups
+
+
+def signed_digest(md: Metadata) -> str:
+    """sha256 of the canonical bytes of ``md.signed``: what every signature of ``md`` covers.
+    An approval side file names the targets metadata it approves by this digest."""
+    return hashlib.sha256(signed_bytes(md)).hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -120,7 +143,7 @@ class ChannelRepo:
         md = Metadata(root)
         for k in unique:
             md.sign(k.tuf_signer(), append=True)
-        root.verify_delegate(Root.type, _signed_bytes(md), md.signatures)
+        root.verify_delegate(Root.type, signed_bytes(md), md.signatures)
         cdir.mkdir(parents=True, exist_ok=True)
         path = cdir / "1.root.json"
         _write_atomic(path, to_bytes(md))
@@ -141,6 +164,17 @@ class ChannelRepo:
     def root(self) -> Metadata[Root]:
         return Metadata[Root].from_bytes(self.root_chain()[-1][1])
 
+    def add_root(self, md: Metadata[Root]) -> Path:
+        """Write the next root of the chain (``channel rotate``); the caller checked its signatures."""
+        version = len(self.root_chain()) + 1
+        if md.signed.version != version:
+            raise InputError(f"{self.dir}: the next root is version {version}, not {md.signed.version}")
+        path = self.dir / f"{version}.root.json"
+        if path.exists():
+            raise InputError(f"{path}: already exists")
+        _write_atomic(path, to_bytes(md))
+        return path
+
     def _last(self, role: str) -> Metadata | None:
         p = self.dir / f"{role}.json"
         return Metadata.from_file(str(p)) if p.exists() else None
@@ -153,21 +187,30 @@ class ChannelRepo:
         return max(versions, default=0) + 1
 
     # -- signing --------------------------------------------------------------------------
-    def _sign(self, md: Metadata, role: str, root: Root, keys: list[SigningKey]) -> None:
+    def _sign(self, md: Metadata, role: str, root: Root, keys: list[SigningKey], partial: bool = False) -> None:
         allowed = set(root.roles[role].keyids)
         for k in keys:
-            if k.public.tuf_key().keyid in allowed:
+            if k.public.tuf_key().keyid in allowed and k.public.tuf_key().keyid not in md.signatures:
                 md.sign(k.tuf_signer(), append=True)
-        try:
-            root.verify_delegate(role, _signed_bytes(md), md.signatures)
-        except UnsignedMetadataError as e:
-            need = root.roles[role].threshold
+        result = root.get_verification_result(role, signed_bytes(md), md.signatures)
+        if result.verified or (partial and result.signed):
+            return
+        need = root.roles[role].threshold
+        if partial:
             raise InputError(
-                f"channel {self.channel!r}: the {role} role needs {need} signature(s) from its keys "
-                f"and the --key options give {len(md.signatures)}") from e
+                f"channel {self.channel!r}: --unapproved still needs one signature of the {role} role "
+                f"and no --key is one of its keys")
+        hint = (" (or give --unapproved to sign with fewer and have the others approve it with "
+                "gapsync bundle approve)" if role == Targets.type else "")
+        raise InputError(
+            f"channel {self.channel!r}: the {role} role needs {need} signature(s) from its keys "
+            f"and the --key options give {len(result.signed)}{hint}")
 
     def sign_release(self, targets: list[Target], keys: list[SigningKey], expires: timedelta,
-                     now: datetime | None = None) -> Release:
+                     now: datetime | None = None, *, unapproved: bool | None = None) -> Release:
+        """Sign targets, snapshot and timestamp version N. ``unapproved`` (default: inside
+        ``unapproved_signing()``) lets targets carry fewer signatures than its threshold."""
+        unapproved = _UNAPPROVED.get() if unapproved is None else unapproved
         now = (now or datetime.now(UTC)).replace(microsecond=0)
         root_md = self.root()
         root = root_md.signed
@@ -182,10 +225,19 @@ class ChannelRepo:
             tmd.signed.targets[t.path] = TargetFile(
                 length=t.blob.size, hashes={"sha256": t.blob.digest}, path=t.path,
                 unrecognized_fields={"custom": t.custom})
-        self._sign(tmd, Targets.type, root, keys)
+        self._sign(tmd, Targets.type, root, keys, partial=unapproved)
         targets_bytes = to_bytes(tmd)
         smd = Metadata(Snapshot(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))
-        smd.signed.meta["targets.json"] = _metafile(version, targets_bytes)
+        # Snapshot pins targets.json by VERSION ONLY (TUF makes length and hashes optional in
+        # snapshot's meta). Approvals (the two-person rule) add signatures to targets.json after
+        # the bundle is made, travelling in a side file; a signature changes the file's bytes but
+        # not the signed part. With hashes here, an approved targets.json would no longer match
+        # snapshot and TUF would refuse it. Version-only keeps rollback and mix-and-match
+        # protection (a different targets.json of the same version needs the targets threshold,
+        # i.e. the very keys whose signatures make it valid), and the Updater still bounds the
+        # download by targets_max_length. Timestamp keeps pinning snapshot with version, length
+        # and sha256: nothing is ever added to snapshot after signing.
+        smd.signed.meta["targets.json"] = MetaFile(version=version)
         self._sign(smd, Snapshot.type, root, keys)
         snapshot_bytes = to_bytes(smd)
         tsmd = Metadata(Timestamp(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))
@@ -207,16 +259,14 @@ class ChannelRepo:
             os.fsync(f.fileno())
 
 
-def _signed_bytes(md: Metadata) -> bytes:
-    from tuf.api.serialization.json import CanonicalJSONSerializer
-
+def signed_bytes(md: Metadata) -> bytes:
+    """The canonical JSON of ``md.signed``: the bytes every TUF signature of ``md`` covers."""
     return CanonicalJSONSerializer().serialize(md.signed)
 
 
 def _metafile(version: int, data: bytes) -> MetaFile:
-    import hashlib
-
     return MetaFile(version=version, length=len(data), hashes={"sha256": hashlib.sha256(data).hexdigest()})
 
 
-__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "Release", "channel_of", "duplicate_key_material"]
+__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "Release", "channel_of", "duplicate_key_material", "signed_bytes", "signed_digest",
+           "unapproved_signing"]

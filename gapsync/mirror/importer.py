@@ -29,11 +29,11 @@ from gapsync.errors import (
 from gapsync.hashing import copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror.layout import MirrorLayout
-from gapsync.mirror.subjects import allowed_targets, build_subjects
+from gapsync.mirror.subjects import allowed_targets, build_subjects, waiting_artifacts
 from gapsync.mirror.targets.hf_cache import HfCache
 from gapsync.mirror.targets.oci_layout import OciLayout, ref_name
 from gapsync.mirror.targets.pep503 import Pep503Index
-from gapsync.mirror.trust import VerifiedRelease, claimed_channel, verify_release
+from gapsync.mirror.trust import VerifiedRelease, apply_approvals, claimed_channel, verify_release
 from gapsync.model import Target
 from gapsync.policies.schema import load_policy
 from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
@@ -41,6 +41,7 @@ from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 TARGET_CLASSES = (Pep503Index, OciLayout, HfCache)
 BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
 KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
+SMALL_BLOB = 1 << 20
 
 
 @dataclass
@@ -65,6 +66,7 @@ class ImportResult:
     images: list[str] = field(default_factory=list)  # image references this bundle carries
     decisions: list[dict] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # artifacts waiting for another volume
     models: list[tuple[str, str]] = field(default_factory=list)  # (name, revision) this bundle carries
     targets: int = 0
     signers: list[str] = field(default_factory=list)
@@ -74,7 +76,7 @@ class ImportResult:
                 "result": "nothing-new" if self.nothing_new else ("verified" if self.verified_only else "imported"),
                 "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
                 "published": self.published, "images": self.images, "models": [f"{n}@{r}" for n, r in self.models],
-                "signers": self.signers, "blocked": self.blocked, "decisions": self.decisions}
+                "signers": self.signers, "blocked": self.blocked, "pending": self.pending, "decisions": self.decisions}
 
 
 class _Discard:
@@ -132,13 +134,24 @@ def _quick_id(bundle: Path) -> str | None:
         return None
 
 
-def _scan(release: VerifiedRelease, path_of, options: ImportOptions, now: datetime, result: ImportResult,
-          bundle: Path) -> set[str]:
+def _bundle_info(release: VerifiedRelease, path_of, available) -> dict:
+    """The signed bundle.json of this release (kind, base, volumes), when it is at hand."""
+    t = next((t for t in release.targets if t.kind == "bundle-info"), None)
+    if t is None or not available(t.blob.digest):
+        return {}
+    try:
+        return json.loads(path_of(t.blob.digest).read_bytes())
+    except ValueError:
+        return {}
+
+
+def _scan(release: VerifiedRelease, candidates: list[Target], path_of, options: ImportOptions, now: datetime,
+          result: ImportResult, bundle: Path) -> set[str]:
     """Scan again on this side, with the advisory database the bundle carries (or the local
     one), under this side's policy; returns the blocked artifact keys."""
     adv = next((t for t in release.targets if t.kind == "advisories"), None)
     advisories = load_advisories(path_of(adv.blob.digest) if adv else advisory_file(None))
-    outcome = scan_subjects(build_subjects(release.targets, path_of), load_policy(options.policy), advisories, now)
+    outcome = scan_subjects(build_subjects(candidates, path_of), load_policy(options.policy), advisories, now)
     result.decisions = outcome.decision_dicts()
     blocked = set(outcome.blocked())
     result.blocked = sorted(blocked)
@@ -154,7 +167,7 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
     scratch = layout.new_staging()
     try:
         with BundleReader(bundle) as reader:
-            members = reader.read_metadata()
+            members = apply_approvals(bundle, reader.read_metadata())  # + BUNDLE.approvals.json, if any
             channel = claimed_channel(members, bundle)
             release = verify_release(layout, channel, members, scratch, bundle, now)
             _check_kinds(release, bundle)
@@ -185,7 +198,8 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
                 # every blob carried is hashed, even one the mirror has: a damaged or tampered
                 # bundle is reported, not silently half-used
                 what = f"{bundle}: blob {member.digest} ({target.path})"
-                if verify_only or member.digest not in needed:
+                small = member.size <= SMALL_BLOB  # verify keeps the small ones (manifests, bundle.json) to read them
+                if (verify_only and not small) or (not verify_only and member.digest not in needed):
                     copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size)
                 else:
                     with (scratch / member.digest).open("wb") as f:
@@ -194,20 +208,35 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
                         os.fsync(f.fileno())
                 result.blobs_read += 1
                 result.bytes_read += member.size
+            stored = {d for d in seen if (scratch / d).is_file()}  # staged in scratch by this run
+
+            def path_of(digest: str) -> Path:
+                return scratch / digest if digest in stored else layout.blob_path(digest)
+
+            def available(digest: str) -> bool:
+                return digest in stored or (verify_only and digest in seen) or layout.blob_path(digest).is_file()
+
+            info = _bundle_info(release, path_of, available)
             missing = sorted(needed - seen)
-            if missing:
-                sample = ", ".join(by_digest[d].path for d in missing[:3])
-                raise BundleFormatError(f"{bundle}: lacks {len(missing)} blob(s) that this mirror does not have ({sample}"
-                                        f"{', …' if len(missing) > 3 else ''})")
+            if missing and int(info.get("volumes") or 1) <= 1:
+                sample = ", ".join(by_digest[d].path for d in missing[:3]) + (", …" if len(missing) > 3 else "")
+                if info.get("kind") == "delta":
+                    base = info.get("base") or {}
+                    raise BundleFormatError(
+                        f"{bundle}: a delta made for a mirror that has version {base.get('version')} of channel {channel} "
+                        f"({base.get('source')}); this mirror has version {state.version} and lacks {len(missing)} blob(s) "
+                        f"({sample}): import the bundles in between, or ask for a full bundle")
+                raise BundleFormatError(f"{bundle}: lacks {len(missing)} blob(s) that this mirror does not have ({sample})")
+        waiting = waiting_artifacts(release.targets, path_of, available)
+        result.pending = sorted(waiting)
         if verify_only:
             return result
-        stored = set(needed)
-
-        def path_of(digest: str) -> Path:
-            return scratch / digest if digest in stored else layout.blob_path(digest)
-
-        blocked = _scan(release, path_of, options, now, result, bundle)
-        publish = allowed_targets(release.targets, blocked)
+        if release.version == state.version and not stored:
+            result.nothing_new = True  # a volume (or a repeat) that brings nothing this mirror lacks
+            return result
+        candidates = allowed_targets(release.targets, waiting)
+        blocked = _scan(release, candidates, path_of, options, now, result, bundle)
+        publish = allowed_targets(candidates, blocked)
         keep = {t.blob.digest for t in publish}
         for t in publish:
             if t.kind == "model":  # the files a model manifest names are its model-blob targets

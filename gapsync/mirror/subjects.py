@@ -71,3 +71,24 @@ def allowed_targets(targets: list[Target], blocked: set[str]) -> list[Target]:
             continue
         out.append(t)
     return out
+
+
+def waiting_artifacts(targets: list[Target], path_of: Callable[[str], Path], available: Callable[[str], bool]) -> set[str]:
+    """Artifacts some of whose blobs are neither in this bundle (volume) nor in the mirror: they
+    wait for another volume, and nothing of them is published meanwhile."""
+    by_path = {t.path: t for t in targets}
+    waiting: set[str] = set()
+    for t in targets:
+        key = target_key(t)
+        if key is None:
+            continue
+        need = {t.blob.digest}
+        if t.kind == "python" and t.custom.get("metadata") in by_path:
+            need.add(by_path[t.custom["metadata"]].blob.digest)
+        elif t.kind == "oci-image":
+            need.update(d.split(":", 1)[1] for d in [*t.custom.get("manifests", []), *t.custom.get("blobs", [])])
+        elif t.kind == "model" and available(t.blob.digest):
+            need.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
+        if not all(available(d) for d in need):
+            waiting.add(key)
+    return waiting

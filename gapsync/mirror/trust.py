@@ -20,8 +20,9 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
+from gapsync.bundler import approve
 from gapsync.bundler.bundle import METADATA_LIMITS
-from gapsync.bundler.trust_repo import channel_of, duplicate_key_material
+from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, to_bytes
 from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.mirror.layout import MirrorLayout, write_atomic
 from gapsync.model import BlobRef, Target
@@ -98,11 +99,13 @@ class BundleMetadataFetcher(FetcherInterface):
 
     def __init__(self, members: dict[str, bytes]):
         self.members = members
+        self.fetched: list[str] = []  # in order: tells which role a refusal was about
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         if not url.startswith(BASE_URL):
             raise tuf_exc.DownloadHTTPError(f"{url}: outside the bundle", 404)
         name = url[len(BASE_URL):]
+        self.fetched.append(name)
         if name not in self.members:
             raise tuf_exc.DownloadHTTPError(f"metadata/{name} is not in the bundle", 404)
         return iter([self.members[name]])
@@ -133,6 +136,42 @@ def claimed_channel(members: dict[str, bytes], bundle: Path) -> str:
     return channel
 
 
+def apply_approvals(bundle: Path, members: dict[str, bytes]) -> dict[str, bytes]:
+    """Merge the signatures of ``BUNDLE.approvals.json`` (``bundle approve``), if there is one,
+    into the bundle's ``targets.json`` before TUF sees it; keys that signed in the bundle keep
+    their own signature. A side file for other targets metadata, or with a signature that does
+    not verify against a targets key of the bundle's newest root, is refused (TrustError). TUF
+    then judges the merged document as usual: thresholds, and the root chain it trusts."""
+    appr = approve.read_approvals(bundle)
+    if appr is None:
+        return members
+    tmd, root = approve.bundle_trust(members, bundle)
+    approve.check_approvals(appr, tmd, root.signed, bundle)
+    if not approve.merge(tmd, appr):
+        return members
+    merged = to_bytes(tmd)
+    if len(merged) > METADATA_LIMITS["targets"]:
+        raise BundleFormatError(f"{bundle}: targets metadata with its approvals exceeds {METADATA_LIMITS['targets']} bytes")
+    return {**members, "targets.json": merged}
+
+
+def _targets_threshold_message(bundle: Path, tuf: Path, members: dict[str, bytes]) -> str | None:
+    """'needs 2 signatures of the targets role, has 1' when the refusal was about targets."""
+    try:
+        root = Metadata[Root].from_file(str(tuf / "root.json")).signed  # the newest root TUF trusted
+        tmd = Metadata[Targets].from_bytes(members["targets.json"])
+        result = root.get_verification_result(Targets.type, signed_bytes(tmd), tmd.signatures)
+    except Exception:
+        return None
+    need, has = result.threshold, len(result.signed)
+    what = f"{bundle}: targets v{tmd.signed.version} needs {need} signature(s) of the targets role, has {has}"
+    if has == 0:
+        return f"{what}: signed by no targets key of root v{root.version} (threshold not met)"
+    side = approve.side_file(bundle).name
+    return (f"{what} (threshold not met): approve it with gapsync bundle approve "
+            f"(the approval travels as {side} next to the bundle)")
+
+
 def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes], scratch: Path,
                    bundle: Path, now: datetime) -> VerifiedRelease:
     try:
@@ -156,8 +195,9 @@ def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes]
                            timestamp_max_length=METADATA_LIMITS["timestamp"],
                            snapshot_max_length=METADATA_LIMITS["snapshot"],
                            targets_max_length=METADATA_LIMITS["targets"])
+    fetcher = BundleMetadataFetcher(members)
     try:
-        updater = Updater(str(tuf), BASE_URL, fetcher=BundleMetadataFetcher(members), config=config, bootstrap=None)
+        updater = Updater(str(tuf), BASE_URL, fetcher=fetcher, config=config, bootstrap=None)
         # python-tuf takes "now" when the trusted set is made; check against our fixed instant too
         updater.refresh()
     except tuf_exc.ExpiredMetadataError as e:
@@ -165,6 +205,8 @@ def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes]
     except tuf_exc.BadVersionNumberError as e:
         raise TrustError(f"{bundle}: older or replayed bundle ({e})") from e
     except tuf_exc.UnsignedMetadataError as e:
+        if fetcher.fetched[-1:] == ["targets.json"] and (msg := _targets_threshold_message(bundle, tuf, members)):
+            raise TrustError(msg) from e
         raise TrustError(f"{bundle}: signatures do not meet the pinned keys' threshold ({e})") from e
     except tuf_exc.RepositoryError as e:
         raise TrustError(f"{bundle}: metadata refused ({type(e).__name__}: {e})") from e

@@ -1,0 +1,247 @@
+"""``bundle approve``: the two-person rule without rewriting the bundle.
+
+An approver signs the bundle's targets metadata (the canonical bytes of its ``signed`` part, as
+python-tuf's ``Metadata.sign`` does) with a key of the targets role, and the signature travels in
+a small side file next to the bundle, ``BUNDLE.approvals.json``; the bundle file, and so its
+``.minisig``, stay as they are. Metadata is self-authenticating: the importer merges these
+signatures into ``targets.json`` before TUF runs, and TUF counts them towards the targets
+threshold like any other. (Snapshot pins targets.json by version only, so that the added
+signatures do not break its check: see ``ChannelRepo.sign_release``.)
+
+The side file (JSON, ``format`` 1)::
+
+    {"type": "gapsync-approvals", "format": 1, "channel": "prod", "targets_version": 7,
+     "signed_sha256": "<sha256 of the canonical signed bytes of targets.json>",
+     "signatures": [{"keyid": "<64 hex>", "sig": "<hex>"}]}
+
+A side file approves exactly one targets document: another version, another bundle or an edited
+file has another ``signed_sha256`` and is refused, as is a signature that does not verify.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from securesystemslib.exceptions import UnverifiedSignatureError
+from tuf.api.metadata import Metadata, Root, Signature, Targets
+
+from gapsync.bundler.bundle import BundleReader
+from gapsync.bundler.keys import SigningKey
+from gapsync.bundler.trust_repo import signed_bytes, channel_of, duplicate_key_material, signed_digest
+from gapsync.errors import BundleFormatError, InputError, TrustError
+
+SUFFIX = ".approvals.json"
+KIND = "gapsync-approvals"
+FORMAT = 1
+MAX_SIDE_FILE = 1 << 20
+MAX_SIGNATURES = 256
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]{2,1024}$")
+
+
+def side_file(bundle: Path) -> Path:
+    return bundle.with_name(bundle.name + SUFFIX)
+
+
+@dataclass
+class Approvals:
+    channel: str | None
+    version: int
+    signed_sha256: str
+    signatures: dict[str, str] = field(default_factory=dict)  # keyid -> signature (hex)
+
+    def to_bytes(self) -> bytes:
+        doc = {"type": KIND, "format": FORMAT, "channel": self.channel, "targets_version": self.version,
+               "signed_sha256": self.signed_sha256,
+               "signatures": [{"keyid": k, "sig": v} for k, v in sorted(self.signatures.items())]}
+        return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+
+
+def parse_approvals(data: bytes, where: str) -> Approvals:
+    """Strict: anything unexpected is a reason to refuse the file (exit 3)."""
+    def bad(reason: str) -> TrustError:
+        return TrustError(f"{where}: not a valid approvals file ({reason})")
+
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(f"not JSON: {e}") from e
+    if not isinstance(doc, dict) or doc.get("type") != KIND:
+        raise bad(f"no \"type\": \"{KIND}\"")
+    if doc.get("format") != FORMAT:
+        raise bad(f"format {doc.get('format')!r}, this gapsync reads format {FORMAT}")
+    version, digest, sigs = doc.get("targets_version"), doc.get("signed_sha256"), doc.get("signatures")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad("targets_version is not a positive integer")
+    if not isinstance(digest, str) or not _HEX64.match(digest):
+        raise bad("signed_sha256 is not 64 lowercase hex digits")
+    if not isinstance(sigs, list) or len(sigs) > MAX_SIGNATURES:
+        raise bad(f"signatures is not a list of at most {MAX_SIGNATURES}")
+    channel = doc.get("channel")
+    out = Approvals(channel if isinstance(channel, str) else None, version, digest)
+    for s in sigs:
+        if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
+            raise bad("a signature is not {keyid, sig}")
+        keyid, sig = s["keyid"], s["sig"]
+        if not isinstance(keyid, str) or not _HEX64.match(keyid) or not isinstance(sig, str) or not _HEX.match(sig):
+            raise bad("a signature's keyid or sig is not lowercase hex")
+        if keyid in out.signatures:
+            raise bad(f"key {keyid[:16]} appears twice")
+        out.signatures[keyid] = sig
+    return out
+
+
+def read_approvals(bundle: Path) -> Approvals | None:
+    """The bundle's side file, or None when there is none."""
+    path = side_file(bundle)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_SIDE_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise TrustError(f"{bundle}: cannot read {path.name} ({e.strerror})") from e
+    if len(data) > MAX_SIDE_FILE:
+        raise TrustError(f"{bundle}: {path.name} is larger than {MAX_SIDE_FILE} bytes")
+    return parse_approvals(data, f"{bundle}: {path.name}")
+
+
+def bundle_trust(members: dict[str, bytes], bundle: Path) -> tuple[Metadata[Targets], Metadata[Root]]:
+    """The (unverified) targets metadata and the newest root the bundle carries."""
+    try:
+        tmd = Metadata[Targets].from_bytes(members["targets.json"])
+    except KeyError as e:
+        raise BundleFormatError(f"{bundle}: no metadata/targets.json") from e
+    except Exception as e:
+        raise BundleFormatError(f"{bundle}: metadata/targets.json is not TUF targets metadata ({e})") from e
+    roots = sorted(int(n.split(".")[0]) for n in members if n.endswith(".root.json"))
+    if not roots:
+        raise BundleFormatError(f"{bundle}: carries no root metadata")
+    try:
+        root = Metadata[Root].from_bytes(members[f"{roots[-1]}.root.json"])
+    except Exception as e:
+        raise BundleFormatError(f"{bundle}: metadata/{roots[-1]}.root.json is not a TUF root ({e})") from e
+    if duplicate_key_material(root.signed):
+        raise TrustError(f"{bundle}: root v{root.signed.version} lists the same key material under more than one key id")
+    return tmd, root
+
+
+def check_approvals(appr: Approvals, tmd: Metadata[Targets], root: Root, bundle: Path) -> None:
+    """The side file approves exactly this targets document, and every signature in it is a
+    valid signature of a targets key of ``root``; otherwise TrustError (exit 3)."""
+    name = side_file(bundle).name
+    digest = signed_digest(tmd)
+    if appr.signed_sha256 != digest or appr.version != tmd.signed.version:
+        raise TrustError(f"{bundle}: {name} approves other targets metadata (version {appr.version}, signed sha256 "
+                         f"{appr.signed_sha256[:16]}…), not this bundle's (version {tmd.signed.version}, "
+                         f"{digest[:16]}…): it belongs to another bundle or was edited")
+    payload = signed_bytes(tmd)
+    allowed = set(root.roles[Targets.type].keyids)
+    for keyid, sig in appr.signatures.items():
+        if keyid not in allowed:
+            raise TrustError(f"{bundle}: {name} holds a signature by key {keyid[:16]}, which is not a key of the "
+                             f"targets role in root v{root.version}")
+        try:
+            root.get_key(keyid).verify_signature(Signature(keyid, sig), payload)
+        except (UnverifiedSignatureError, ValueError) as e:
+            raise TrustError(f"{bundle}: {name}: the approval signature by key {keyid[:16]} does not verify "
+                             "(forged or damaged)") from e
+
+
+def merge(tmd: Metadata[Targets], appr: Approvals) -> int:
+    """Add the side file's signatures to ``tmd`` (keys that signed already keep theirs); returns how many."""
+    added = 0
+    for keyid, sig in appr.signatures.items():
+        if keyid not in tmd.signatures:
+            tmd.signatures[keyid] = Signature(keyid, sig)
+            added += 1
+    return added
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class ApproveResult:
+    bundle: Path
+    side_file: Path
+    channel: str | None
+    version: int
+    signed_sha256: str
+    keyid: str
+    changed: bool
+    already: str | None  # "bundle" or "approvals" when the key had signed already
+    bundle_signers: list[str]
+    approvers: list[str]
+    valid: int  # signatures of targets keys that verify (bundle + side file), per the bundle's newest root
+    threshold: int
+    root_version: int
+
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle), "approvals_file": str(self.side_file), "channel": self.channel,
+                "version": self.version, "signed_sha256": self.signed_sha256, "keyid": self.keyid,
+                "changed": self.changed, "already_signed_in": self.already, "bundle_signers": self.bundle_signers,
+                "approvers": self.approvers, "valid_signatures": self.valid, "threshold": self.threshold,
+                "root_version": self.root_version}
+
+
+def approve_bundle(bundle: Path, key: SigningKey, now: datetime | None = None) -> ApproveResult:
+    """Sign BUNDLE's targets metadata with ``key`` into BUNDLE.approvals.json (merge; atomic;
+    a key that signed already changes nothing). The bundle file is only read."""
+    now = now or datetime.now(UTC)
+    with BundleReader(bundle) as reader:
+        # serialise two approvers of one bundle (read, merge, write) without writing to the bundle
+        fcntl.flock(reader._f.fileno(), fcntl.LOCK_EX)
+        members = reader.read_metadata()
+        tmd, root_md = bundle_trust(members, bundle)
+        root = root_md.signed
+        channel = channel_of(tmd)
+        if channel != channel_of(root_md):
+            raise TrustError(f"{bundle}: targets metadata is for channel {channel!r}, its root for {channel_of(root_md)!r}")
+        keyid = key.public.tuf_key().keyid
+        role = root.roles[Targets.type]
+        if keyid not in role.keyids:
+            raise InputError(f"{key.path}: key {keyid[:16]} is not a key of the targets role of channel {channel!r} "
+                             f"(root v{root.version} lists {', '.join(k[:16] for k in sorted(role.keyids))}); "
+                             "only a targets key can approve")
+        if tmd.signed.is_expired(now):
+            raise TrustError(f"{bundle}: targets metadata expired on {tmd.signed.expires:%Y-%m-%d %H:%M}Z; "
+                             "approving it would not make it importable")
+        path = side_file(bundle)
+        appr = read_approvals(bundle)
+        if appr is not None:
+            check_approvals(appr, tmd, root, bundle)
+        else:
+            appr = Approvals(channel, tmd.signed.version, signed_digest(tmd))
+        bundle_signers = sorted(tmd.signatures)
+        already = "bundle" if keyid in tmd.signatures else ("approvals" if keyid in appr.signatures else None)
+        changed = False
+        if already is None:
+            tmd.sign(key.tuf_signer(), append=True)
+            appr.signatures[keyid] = tmd.signatures[keyid].signature
+            check_approvals(appr, tmd, root, bundle)  # our own signature, checked like the importer will
+            _write_atomic(path, appr.to_bytes())
+            changed = True
+        merge(tmd, appr)
+        result = root.get_verification_result(Targets.type, signed_bytes(tmd), tmd.signatures)
+    return ApproveResult(bundle, path, channel, tmd.signed.version, appr.signed_sha256, keyid, changed, already,
+                         bundle_signers, sorted(appr.signatures), len(result.signed), role.threshold, root.version)

@@ -1,0 +1,55 @@
+"""Receipts: the air side's signed inventory of what it holds, carried back to the DMZ where a
+site allows a return path, so ``sync --receipt`` makes a delta against what is really there.
+
+A receipt is JSON: ``{"body": {format, kind, created, host, channels: {name: {version}},
+blobs: [sha256...]}, "signature": {"keyid", "sig"}}``, the signature Ed25519 over the canonical
+JSON of the body, by a key of the air side whose public half the DMZ was given (``--receipt-key``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gapsync.bundler.keys import PublicKey, SigningKey, load_public_key
+from gapsync.errors import InputError, VerificationError
+from gapsync.mirror.layout import MirrorLayout, write_atomic
+
+
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_receipt(mirror: Path, out: Path, key: SigningKey) -> dict:
+    layout = MirrorLayout(mirror)
+    layout.require()
+    blobs = sorted(p.name for p in (layout.meta / "blobs" / "sha256").glob("*/*") if p.is_file() and len(p.name) == 64)
+    body = {"format": 1, "kind": "gapsync-receipt", "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "host": platform.node(), "channels": {c: {"version": layout.state(c).version} for c in layout.channels()},
+            "blobs": blobs}
+    doc = {"body": body, "signature": {"keyid": key.public.tuf_key().keyid, "sig": key.sign(_canonical(body)).hex()}}
+    write_atomic(out, json.dumps(doc, indent=1).encode())
+    return body
+
+
+def read_receipt(path: Path, key_file: Path) -> dict:
+    """The verified body of a receipt, or VerificationError (another key, edited content)."""
+    from cryptography.exceptions import InvalidSignature
+
+    public: PublicKey = load_public_key(key_file)
+    try:
+        doc = json.loads(path.read_text())
+        body, sig = doc["body"], doc["signature"]
+        if body.get("kind") != "gapsync-receipt" or not isinstance(body.get("blobs"), list):
+            raise ValueError("not a gapsync receipt")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a gapsync receipt ({e})") from e
+    if sig.get("keyid") != public.tuf_key().keyid:
+        raise VerificationError(f"{path}: signed by key {str(sig.get('keyid'))[:16]}…, not by {key_file}")
+    try:
+        public.crypto.verify(bytes.fromhex(sig["sig"]), _canonical(body))
+    except (InvalidSignature, ValueError) as e:
+        raise VerificationError(f"{path}: the receipt's signature does not match its content") from e
+    return body
