@@ -16,7 +16,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -239,22 +238,23 @@ class RegistryClient:
             if size > chunk_size:
                 offset = 0
                 while offset < size:
-                    chunk = f.read(chunk_size)
-                    end = offset + len(chunk) - 1
-                    r = self.request("PATCH", location, scope=scope, data=chunk, ok_redirect=False,
+                    length = min(chunk_size, size - offset)
+                    end = offset + length - 1
+                    r = self.request("PATCH", location, scope=scope, data=_Window(f, offset, length), ok_redirect=False,
                                      headers={"Content-Type": "application/octet-stream",
-                                              "Content-Range": f"{offset}-{end}", "Content-Length": str(len(chunk))})
+                                              "Content-Range": f"{offset}-{end}", "Content-Length": str(length)})
                     r.close()
                     if r.status_code != 202 or not r.headers.get("Location"):
                         raise PublishError(f"{self.registry}/{repo}: chunk {offset}-{end} of {digest} refused (HTTP {r.status_code})")
                     location = urljoin(self.base + "/", r.headers["Location"])
                     offset = end + 1
-                body: Iterable[bytes] | bytes = b""
+                body = _Window(f, size, 0)
             else:
-                body = f.read()
+                body = _Window(f, 0, size)  # streamed from the file, never held whole in memory
             sep = "&" if "?" in location else "?"
             r = self.request("PUT", f"{location}{sep}{urlencode({'digest': digest})}", scope=scope, data=body,
-                             ok_redirect=False, headers={"Content-Type": "application/octet-stream"})
+                             ok_redirect=False, headers={"Content-Type": "application/octet-stream",
+                                                         "Content-Length": str(len(body))})
             r.close()
         if r.status_code != 201:
             raise PublishError(f"{self.registry}/{repo}: upload of {digest} refused (HTTP {r.status_code})")
@@ -270,6 +270,26 @@ class RegistryClient:
                          headers={"Content-Type": media_type}, ok_redirect=False)
         r.close()
         return r
+
+
+class _Window:
+    """``length`` bytes of an open file from ``offset``, as a file-like body that requests
+    streams in small reads (with a Content-Length), so a 10 GB layer never sits in memory."""
+
+    def __init__(self, f, offset: int, length: int):
+        self.f, self.offset, self.left, self.length = f, offset, length, length
+        self.f.seek(offset)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        n = self.left if n is None or n < 0 else min(n, self.left, 1 << 20)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
 
 
 def with_retries(what: str, fn, attempts: int = 4, base_delay: float = 0.5):
