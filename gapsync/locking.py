@@ -12,6 +12,24 @@ from pathlib import Path
 from gapsync.errors import LockedError
 
 
+def _note_stale(fd: int, what: str) -> None:
+    """A pid left in the lock file by a process that died: the lock was free (the kernel dropped
+    it), say so in the log so an operator sees that the previous run did not finish."""
+    try:
+        old = int(os.pread(fd, 32, 0).decode().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if old and old != os.getpid():
+        try:
+            os.kill(old, 0)
+        except ProcessLookupError:
+            from gapsync.log import event
+
+            event("lock.taken_over", level="warning", lock=what, dead_pid=old)
+        except PermissionError:
+            pass
+
+
 @contextmanager
 def exclusive(path: Path, what: str, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold an exclusive flock on ``path``. The kernel drops it when a process dies, so a lock
@@ -33,6 +51,7 @@ def exclusive(path: Path, what: str, wait_seconds: float = 0.0) -> Iterator[None
                         pass
                     raise LockedError(f"{what} is in use by another gapsync process{f' (pid {holder})' if holder else ''}; try again when it has finished") from None
                 time.sleep(0.2)
+        _note_stale(fd, what)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

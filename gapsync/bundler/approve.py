@@ -34,7 +34,7 @@ from tuf.api.metadata import Metadata, Root, Signature, Targets
 
 from gapsync.bundler.bundle import BundleReader
 from gapsync.bundler.keys import SigningKey
-from gapsync.bundler.trust_repo import signed_bytes, channel_of, duplicate_key_material, signed_digest
+from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, signed_digest
 from gapsync.errors import BundleFormatError, InputError, TrustError
 
 SUFFIX = ".approvals.json"

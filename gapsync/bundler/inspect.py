@@ -9,11 +9,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gapsync.bundler import approve
 from gapsync.bundler.bundle import BundleReader
 from gapsync.bundler.create import BUNDLE_INFO_PATH
-from gapsync.errors import BundleFormatError
+from gapsync.errors import BundleFormatError, GapsyncError
 
 MAX_INFO = 64 * 1024 * 1024
+
+
+def _signers(path: Path, members: dict[str, bytes]) -> tuple[dict | None, int | None]:
+    """The approvals side file (who approved, and whether it matches this bundle's targets) and
+    the targets threshold of the newest root the bundle carries; both unverified."""
+    threshold = None
+    try:
+        tmd, root = approve.bundle_trust(members, path)
+        threshold = root.signed.roles["targets"].threshold
+    except GapsyncError:
+        tmd = root = None
+    if not approve.side_file(path).exists():
+        return None, threshold
+    out = {"file": approve.side_file(path).name, "signatures": [], "matches": False, "error": None}
+    try:
+        appr = approve.read_approvals(path)
+        assert appr is not None
+        out["signatures"] = sorted(appr.signatures)
+        if tmd is None or root is None:
+            raise BundleFormatError(f"{path}: metadata unreadable")
+        approve.check_approvals(appr, tmd, root.signed, path)
+        out["matches"] = True
+    except GapsyncError as e:
+        out["error"] = str(e)
+    return out, threshold
 
 
 def inspect_bundle(path: Path) -> dict:
@@ -35,6 +61,8 @@ def inspect_bundle(path: Path) -> dict:
             if m.digest == info_digest and info is None:
                 info = json.loads(reader.read_blob_bytes(m, MAX_INFO))
     roots = sorted(int(n.split(".")[0]) for n in members if n.endswith(".root.json"))
+    approvals, threshold = _signers(path, members)
+    signatures = [s.get("keyid") for s in targets_doc.get("signatures", [])]
     total = sum(int(t.get("length", 0)) for t in targets.values())
     artifacts = (info or {}).get("artifacts", [])
     images = [a for a in artifacts if a.get("kind") == "oci"]
@@ -49,7 +77,10 @@ def inspect_bundle(path: Path) -> dict:
         "file": str(path), "size": path.stat().st_size, "verified": False,
         "channel": (signed.get("x-gapsync") or {}).get("channel"), "version": signed.get("version"),
         "expires": signed.get("expires"), "root_versions": roots,
-        "signatures": [s.get("keyid") for s in targets_doc.get("signatures", [])],
+        "signatures": signatures, "approvals": approvals, "threshold": threshold,
+        "signers": [{"keyid": k, "source": "bundle"} for k in signatures]
+        + [{"keyid": k, "source": "approval", "valid": approvals["matches"]}
+           for k in (approvals or {}).get("signatures", []) if k not in signatures],
         "targets": len(targets), "targets_bytes": total, "blobs_carried": blobs, "blob_bytes": blob_bytes,
         "bundle": {k: v for k, v in (info or {}).items() if k not in ("artifacts", "findings", "decisions")},
         "artifacts": artifacts, "image_dedupe": dedupe,

@@ -490,7 +490,7 @@ def _check_file(path: Path, offset: int, size: int, sha256: str) -> str:
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
     if h.hexdigest() != sha256:
-        return "sha256 does not match (damaged)"
+        return "sha256 does not match"
     return ""
 
 

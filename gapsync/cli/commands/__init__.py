@@ -15,12 +15,14 @@ def register(cli: click.Group) -> None:
         importing,
         keys,
         push,
+        receipt,
         resolve,
         scan,
         serve,
+        sync,
         trust,
     )
 
     for cmd in (keys.keys, channel.channel, trust.trust, resolve.resolve, bundle.bundle, importing.import_,
-                serve.serve, push.push, audit.audit, demo.demo, scan.scan, advisories.advisories):
+                serve.serve, push.push, sync.sync, receipt.receipt, audit.audit, demo.demo, scan.scan, advisories.advisories):
         cli.add_command(cmd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -49,16 +50,20 @@ def bundle() -> None:
               help="Advisory store (gapsync advisories import) [default: $GAPSYNC_ADVISORIES or ~/.cache/gapsync/advisories].")
 @allow_partial_option
 @report_option
+@click.option("--unapproved", is_flag=True,
+              help="Sign targets with fewer keys than its threshold; the other key holders approve later (bundle approve).")
 @json_option
 def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs, passphrase_file, policy, advisories,
-           allow_partial, report, as_json) -> None:
+           allow_partial, report, unapproved, as_json) -> None:
     """Fetch, scan, sign and write OUT/<name>-<channel>-<version>.gapsync (+ .minisig). Exit 4 when the policy blocks."""
     from gapsync.bundler.cache import BlobCache, default_cache_dir
     from gapsync.bundler.create import ScanOptions, create_bundle
+    from gapsync.bundler.trust_repo import unapproved_signing
 
     keys = load_keys(key_files, passphrase_file)
-    r = create_bundle(spec_path, lock_path, state, keys, out_dir, BlobCache(cache or default_cache_dir()),
-                      jobs=jobs, expires=expires, scan=ScanOptions(policy, advisories, allow_partial, report))
+    with unapproved_signing() if unapproved else contextlib.nullcontext():
+        r = create_bundle(spec_path, lock_path, state, keys, out_dir, BlobCache(cache or default_cache_dir()),
+                          jobs=jobs, expires=expires, scan=ScanOptions(policy, advisories, allow_partial, report))
     if as_json:
         emit_json(r.to_dict())
         return
@@ -80,7 +85,13 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
         return
     click.echo(f"{info['file']}: channel {info['channel']} version {info['version']}, {human_size(info['size'])}, "
                f"expires {info['expires']} (NOT verified)")
-    click.echo(f"root versions {info['root_versions']}; targets signed by {', '.join(k[:16] for k in info['signatures'])}")
+    appr = info["approvals"]
+    signers = ", ".join(k[:16] for k in info["signatures"]) or "nobody"
+    if appr:
+        state = "" if appr["matches"] else f" — DOES NOT MATCH this bundle: {appr['error']}"
+        signers += f"; approved by {', '.join(k[:16] for k in appr['signatures']) or 'nobody'} ({appr['file']}{state})"
+    need = f" (targets threshold {info['threshold']} in root v{info['root_versions'][-1]})" if info.get("threshold") else ""
+    click.echo(f"root versions {info['root_versions']}; targets signed by {signers}{need}")
     rows = [[a["kind"], a["name"], a["version"], f["filename"], human_size(f["size"]), f["sha256"][:16], ",".join(f["targets"])]
             for a in info["artifacts"] for f in a["files"] if a["kind"] == "python"]
     if rows:
@@ -101,6 +112,35 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
                f"({human_size(info['blob_bytes'])})")
 
 
+@bundle.command("approve")
+@click.argument("bundle_paths", metavar="BUNDLE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@key_option
+@passphrase_option
+@json_option
+def approve(bundle_paths: tuple[Path, ...], key_files, passphrase_file, as_json: bool) -> None:
+    """Co-sign BUNDLE's targets metadata (two-person rule) into BUNDLE.approvals.json.
+
+    The bundle file is not changed (its .minisig stays valid); carry the side file next to it.
+    The key must be a key of the channel's targets role. Approving again changes nothing.
+    """
+    from gapsync.bundler.approve import approve_bundle
+
+    keys = load_keys(key_files, passphrase_file)
+    results = [approve_bundle(b, k) for b in bundle_paths for k in keys]
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        what = (f"approved with key {r.keyid[:16]}: wrote {r.side_file}" if r.changed else
+                f"key {r.keyid[:16]} signed already (in the {'bundle' if r.already == 'bundle' else 'approvals file'}); "
+                "nothing changed")
+        click.echo(f"{r.bundle}: channel {r.channel} version {r.version} (signed sha256 {r.signed_sha256[:16]}…): {what}")
+        click.echo(f"  targets signatures: {r.valid} of {r.threshold} needed (root v{r.root_version}); "
+                   f"in the bundle: {', '.join(k[:16] for k in r.bundle_signers) or 'none'}; "
+                   f"approvals: {', '.join(k[:16] for k in r.approvers) or 'none'}")
+
+
 @bundle.command("verify")
 @bundle_arg
 @mirror_option
@@ -118,3 +158,7 @@ def verify(bundle_path: Path, mirror: Path, as_json: bool) -> None:
 
 
 __all__ = ["ExitCode", "bundle"]
+
+from gapsync.cli.commands.repair import repair as _repair  # noqa: E402
+
+bundle.add_command(_repair)

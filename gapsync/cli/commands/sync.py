@@ -1,0 +1,80 @@
+"""``gapsync sync``: the scheduled job. Resolve afresh, and write a delta bundle with only what the
+other side does not have yet, or exit 5 when nothing changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gapsync.cli.exit_codes import ExitCode
+from gapsync.cli.options import (
+    DURATION,
+    allow_partial_option,
+    cache_option,
+    jobs_option,
+    json_option,
+    key_option,
+    load_keys,
+    passphrase_option,
+    policy_option,
+    report_option,
+    state_option,
+)
+from gapsync.cli.output import emit_json
+
+
+@click.command()
+@click.option("-f", "--file", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default="gapsync.yaml", show_default=True)
+@state_option
+@key_option
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The air side's signed inventory (gapsync receipt): make the delta against it.")
+@click.option("--receipt-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The air side's public key that signs receipts.")
+@click.option("--full", is_flag=True, help="Carry every blob (a full bundle), not a delta.")
+@click.option("--expires", type=DURATION, default="30d", show_default=True)
+@cache_option
+@jobs_option
+@passphrase_option
+@policy_option
+@click.option("--advisories", type=click.Path(path_type=Path), help="Advisory store.")
+@allow_partial_option
+@report_option
+@json_option
+def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, expires, cache, jobs, passphrase_file, policy,
+         advisories, allow_partial, report, as_json) -> int:
+    """Resolve the spec afresh and write a delta bundle, or exit 5 when nothing changed.
+
+    Exit codes: 0 a bundle was made, 5 nothing new, 4 blocked by policy, 1 failed (3: a receipt
+    that does not verify). Logs are JSON lines on stderr when it is not a terminal.
+    """
+    from gapsync.bundler.cache import BlobCache, default_cache_dir
+    from gapsync.bundler.create import DeltaOptions, ScanOptions, create_bundle
+    from gapsync.errors import GapsyncError
+    from gapsync.log import event
+
+    base = None if full else ("receipt" if receipt else "history")
+    event("sync.start", spec=str(spec_path), state=str(state), delta_from=base or "none")
+    try:
+        keys = load_keys(key_files, passphrase_file)
+        r = create_bundle(spec_path, None, state, keys, out_dir, BlobCache(cache or default_cache_dir()), jobs=jobs,
+                          expires=expires, scan=ScanOptions(policy, advisories, allow_partial, report),
+                          delta=DeltaOptions(base, receipt, receipt_key, only_if_changed=True))
+    except GapsyncError as e:
+        from gapsync.cli.exit_codes import exit_code_for
+
+        event("sync.failed", level="error", reason=str(e), exit=int(exit_code_for(e)))
+        raise
+    if r.nothing_new:
+        event("sync.nothing_new", channel=r.channel, version=r.version, downloaded_bytes=r.downloaded)
+    else:
+        event("sync.bundle", bundle=str(r.bundle), channel=r.channel, version=r.version, kind=r.kind,
+              blobs_carried=r.carried, bundle_size=r.bundle_size, blocked=r.blocked)
+    if as_json:
+        emit_json(r.to_dict())
+    elif not r.nothing_new:
+        click.echo(str(r.bundle))
+    return int(ExitCode.NOTHING_NEW if r.nothing_new else ExitCode.OK)
