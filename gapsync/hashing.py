@@ -70,3 +70,20 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_free_space(directory: Path, needed: int, what: str) -> None:
+    """Refuse before writing a byte when the file system cannot hold ``needed`` bytes (plus 1%
+    and 64 MiB for metadata), rather than fail half way through a 50 GB copy."""
+    import shutil
+
+    from gapsync.errors import FetchError
+
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    margin = needed // 100 + (64 << 20)
+    if free < needed + margin:
+        raise FetchError(f"{directory}: {what} needs {needed / 1e9:.2f} GB and {free / 1e9:.2f} GB is free; "
+                         "free space (or point it elsewhere) and run again")

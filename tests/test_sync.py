@@ -113,3 +113,24 @@ def test_two_runs_at_once_are_refused_clearly(world, tmp_path):
         r = sync(ch, spec, tmp_path / "o")
     assert r.code == 1 and "in use by another gapsync process" in r.err
     assert sync(ch, spec, tmp_path / "o").code == 0
+
+
+def test_free_space_is_checked_before_writing_or_importing(world, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    ch = new_channel(tmp_path, "prod")
+    spec = write_spec(tmp_path / "g.yaml", world.index.url, ["alpha"])
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    r = sync(ch, spec, tmp_path / "o")
+    assert r.code == 1 and "GB is free" in r.err and str(tmp_path / "o") in r.err
+    m = tmp_path / "m"
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert cli("trust", "pin", world.root, "--mirror", m).code == 0
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    before = snapshot(m)
+    r = cli("import", world.b2, "--mirror", m)
+    assert r.code == 1 and "importing" in r.err and "GB is free" in r.err
+    assert snapshot(m) == before

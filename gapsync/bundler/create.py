@@ -28,7 +28,7 @@ from gapsync.bundler.subjects import build_subjects, image_key, model_key, pytho
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
-from gapsync.hashing import read_chunks
+from gapsync.hashing import check_free_space, read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
@@ -314,6 +314,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     release = repo.sign_release(targets, keys, expires, now)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_free_space(out_dir, sum({t.blob.digest: t.blob.size for t in targets if t.blob.digest not in known}.values()),
+                     "the bundle")
     path = out_dir / bundle_file_name(spec.name, spec.channel, version)
     if path.exists():
         raise InputError(f"{path}: already exists")

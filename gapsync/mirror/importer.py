@@ -26,7 +26,7 @@ from gapsync.errors import (
     PolicyBlockedError,
     PublishError,
 )
-from gapsync.hashing import copy_verified
+from gapsync.hashing import check_free_space, copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.subjects import allowed_targets, build_subjects, waiting_artifacts
@@ -186,6 +186,8 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
                     and all(h.is_published(t) for h, ts in groups for t in ts)):
                 result.nothing_new = True
                 return result
+            if not verify_only:
+                check_free_space(layout.meta, sum(by_digest[d].blob.size for d in needed), f"importing {bundle.name}")
             seen: set[str] = set()
             for member in reader.iter_blobs():
                 target = by_digest.get(member.digest)
