@@ -2,7 +2,7 @@
 
 An approver signs the bundle's targets metadata (the canonical bytes of its ``signed`` part, as
 python-tuf's ``Metadata.sign`` does) with a key of the targets role, and the signature travels in
-a small side file next to the bundle, ``BUNDLE.approvals.json``; the bundle file, and so its
+a small side file next to the bundle, ``BUNDLE.approvals.json`` (one for all the volumes of a bundle); the bundle file, and so its
 ``.minisig``, stay as they are. Metadata is self-authenticating: the importer merges these
 signatures into ``targets.json`` before TUF runs, and TUF counts them towards the targets
 threshold like any other. (Snapshot pins targets.json by version only, so that the added
@@ -32,6 +32,7 @@ from pathlib import Path
 from securesystemslib.exceptions import UnverifiedSignatureError
 from tuf.api.metadata import Metadata, Root, Signature, Targets
 
+from gapsync.bundler.bundle import SUFFIX as BUNDLE_SUFFIX
 from gapsync.bundler.bundle import BundleReader
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, signed_digest
@@ -47,7 +48,12 @@ _HEX = re.compile(r"^[0-9a-f]{2,1024}$")
 
 
 def side_file(bundle: Path) -> Path:
-    return bundle.with_name(bundle.name + SUFFIX)
+    """``BUNDLE.approvals.json``; the volumes of one bundle (``<stem>.vNNofMM.gapsync``) carry the
+    same targets metadata and share one side file, ``<stem>.gapsync.approvals.json``."""
+    from gapsync.bundler.volumes import VOLUME_RE
+
+    m = VOLUME_RE.match(bundle.name)
+    return bundle.with_name((f"{m.group('stem')}{BUNDLE_SUFFIX}" if m else bundle.name) + SUFFIX)
 
 
 @dataclass
@@ -133,6 +139,18 @@ def bundle_trust(members: dict[str, bytes], bundle: Path) -> tuple[Metadata[Targ
     return tmd, root
 
 
+def check_accepts_approvals(members: dict[str, bytes], bundle: Path) -> None:
+    """A bundle whose snapshot pins targets.json's length or hashes (made before approvals
+    existed) cannot take added signatures: TUF would refuse the changed file."""
+    try:
+        meta = json.loads(members["snapshot.json"])["signed"]["meta"]["targets.json"]
+    except (KeyError, ValueError, TypeError) as e:
+        raise BundleFormatError(f"{bundle}: metadata/snapshot.json is missing or malformed") from e
+    if isinstance(meta, dict) and ("hashes" in meta or "length" in meta):
+        raise TrustError(f"{bundle}: its snapshot pins the hashes of targets.json (made by an older gapsync), so it "
+                         "cannot take approvals; make the bundle again and approve that one")
+
+
 def check_approvals(appr: Approvals, tmd: Metadata[Targets], root: Root, bundle: Path) -> None:
     """The side file approves exactly this targets document, and every signature in it is a
     valid signature of a targets key of ``root``; otherwise TrustError (exit 3)."""
@@ -213,6 +231,7 @@ def approve_bundle(bundle: Path, key: SigningKey, now: datetime | None = None) -
         fcntl.flock(reader._f.fileno(), fcntl.LOCK_EX)
         members = reader.read_metadata()
         tmd, root_md = bundle_trust(members, bundle)
+        check_accepts_approvals(members, bundle)
         root = root_md.signed
         channel = channel_of(tmd)
         if channel != channel_of(root_md):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from gapsync import faults
 from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import CHUNK, read_chunks
 from gapsync.model import BlobRef
@@ -122,6 +123,7 @@ class BundleWriter:
             raise DigestMismatchError(f"cached blob {src}: does not match {blob.digest} ({n} bytes); "
                                       "remove it from the cache and run again")
         self._pad(blob.size)
+        faults.point("create.wrote-blob")
 
     def close(self) -> bytes:
         """Finish the archive, make it durable, rename it into place; returns the BLAKE2b-512."""

@@ -16,16 +16,18 @@ from pathlib import Path
 from gapsync import __version__
 from gapsync.audit import AuditLog
 from gapsync.bundler import history, minisign
-from gapsync.bundler.bundle import BundleWriter, bundle_file_name
+from gapsync.bundler.bundle import bundle_file_name
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.lock import read_lock
+from gapsync.bundler.parity import write_parity
 from gapsync.bundler.resolve import resolve_spec
 from gapsync.bundler.sources import huggingface, model_local, oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
+from gapsync.bundler.volumes import blob_tar_size, metadata_tar_size, plan_volumes, write_volumes
 from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
 from gapsync.hashing import check_free_space, read_chunks
@@ -56,12 +58,15 @@ class CreateResult:
     carried: int = 0  # blobs in the bundle (a delta leaves out what the other side has)
     nothing_new: bool = False
     blocked: list[str] = field(default_factory=list)
+    volumes: list[Path] = field(default_factory=list)
+    parity: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle) if self.bundle else None, "signature": str(self.signature) if self.signature else None,
                 "channel": self.channel, "version": self.version, "targets": len(self.targets), "bundle_size": self.bundle_size,
                 "downloaded_bytes": self.downloaded, "kind": self.kind, "blobs_carried": self.carried,
-                "nothing_new": self.nothing_new, "blocked": self.blocked, "artifacts": self.artifacts}
+                "nothing_new": self.nothing_new, "blocked": self.blocked, "volumes": [str(v) for v in self.volumes],
+                "parity": [str(p) for p in self.parity], "artifacts": self.artifacts}
 
 
 @dataclass
@@ -172,6 +177,8 @@ class ScanOptions:
     advisories: Path | None = None
     allow_partial: bool = False
     report: Path | None = None
+    max_volume_size: int | None = None  # split into volumes of at most this many bytes
+    parity: int = 0  # parity volumes (any this many lost or damaged volumes can be rebuilt)
 
 
 def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
@@ -311,41 +318,59 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     for path_, data, custom in reversed(extra):  # bundle.json first: inspect finds it early
         digest, size = cache.put_bytes(data, what=path_)
         targets.insert(0, Target(path_, BlobRef(digest, size), custom))
+    order: list[BlobRef] = []  # the blobs this bundle carries, bundle.json first
+    seen: set[str] = set(known)  # a delta leaves out what the other side has
+    for t in targets:
+        if t.blob.digest not in seen:
+            seen.add(t.blob.digest)
+            order.append(t.blob)
+    plan = None
+    if scan.max_volume_size:
+        plan = _plan_volumes(repo, targets, order, keys, expires, now, scan.max_volume_size, info, cache)
+        order[0] = targets[0].blob  # bundle.json now says how many volumes there are; every volume carries it
+        for p in plan:
+            p.insert(0, targets[0].blob.digest)
     release = repo.sign_release(targets, keys, expires, now)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
-    check_free_space(out_dir, sum({t.blob.digest: t.blob.size for t in targets if t.blob.digest not in known}.values()),
-                     "the bundle")
-    path = out_dir / bundle_file_name(spec.name, spec.channel, version)
-    if path.exists():
-        raise InputError(f"{path}: already exists")
-    writer = BundleWriter(path, mtime=int(now.timestamp()))
-    try:
-        for name, data in release.members.items():
-            writer.add_metadata(name, data)
-        seen: set[str] = set(known)  # a delta leaves out what the other side has
-        for t in targets:  # bundle.json first, then by target path: inspect finds it early
-            if t.blob.digest not in seen:
-                seen.add(t.blob.digest)
-                writer.add_blob(t.blob, cache.path(t.blob.digest))
-        file_hash = writer.close()
-    except OSError as e:
-        writer.abort()
-        raise GapsyncError(f"{path}: cannot write the bundle ({e.strerror or e}); nothing was signed or shipped") from e
-    except BaseException:
-        writer.abort()
-        raise
-    sig = path.with_name(path.name + ".minisig")
-    comment = (f"gapsync bundle file:{path.name} channel:{spec.channel} version:{version} "
-               f"timestamp:{int(now.timestamp())}")
-    minisign.write_signature(sig, keys[0], file_hash, comment)
-    carried = seen - known
-    repo.commit(release, {"version": version, "bundle": path.name, "created": now.isoformat(),
-                          "size": writer.size, "targets": len(targets), "kind": info["kind"], "carried": len(carried)})
+    check_free_space(out_dir, sum(b.size for b in order) * (1 + scan.parity // max(1, len(plan or [1]))), "the bundle")
+    comment = f"gapsync bundle channel:{spec.channel} version:{version} timestamp:{int(now.timestamp())}"
+
+    def sign(p: Path, file_hash: bytes) -> None:
+        minisign.write_signature(p.with_name(p.name + ".minisig"), keys[0], file_hash, f"{comment} file:{p.name}")
+
+    stem = bundle_file_name(spec.name, spec.channel, version).removesuffix(".gapsync")
+    volumes = write_volumes(out_dir, stem, release.members, plan or [[b.digest for b in order]], cache.path,
+                            {b.digest: b.size for b in order}, int(now.timestamp()), sign, scan.max_volume_size,
+                            shared=frozenset({targets[0].blob.digest}))
+    parity = write_parity(volumes, scan.parity, out_dir) if scan.parity and len(volumes) > 0 else []
+    size = sum(v.stat().st_size for v in volumes)
+    carried = {b.digest for b in order}
+    repo.commit(release, {"version": version, "bundle": volumes[0].name, "volumes": len(volumes), "parity": len(parity),
+                          "created": now.isoformat(), "size": size, "targets": len(targets), "kind": info["kind"],
+                          "carried": len(carried)})
     history.record(repo.dir, version, targets, carried)
-    return CreateResult(path, sig, spec.channel, version, targets, writer.size,
-                        sum(r.downloaded for r in fetched), artifacts, kind=info["kind"], carried=len(carried),
-                        blocked=sorted(blocked))
+    return CreateResult(volumes[0], volumes[0].with_name(volumes[0].name + ".minisig"), spec.channel, version, targets,
+                        size, sum(r.downloaded for r in fetched), artifacts, kind=info["kind"], carried=len(carried),
+                        blocked=sorted(blocked), volumes=volumes, parity=parity)
+
+
+def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int, info: dict,
+                  cache: BlobCache) -> list[list[str]]:
+    """Split the carried blobs into volumes. Every volume carries all the metadata and bundle.json
+    (so any volume, imported first, says it is one of N), which must state N before it is
+    signed: the plan reserves room for the metadata (measured by signing once) and for
+    bundle.json in every volume, then bundle.json is written with the count and signed for real."""
+    probe = repo.sign_release(targets, keys, expires, now)
+    info_blob = targets[0].blob
+    # the count's digits and the signatures vary a little between the probe and the real signing
+    reserve = metadata_tar_size(probe.members) + blob_tar_size(info_blob.size + 64) + 4096
+    others = [(b.digest, b.size) for b in order if b.digest != info_blob.digest]
+    plan = plan_volumes(reserve, others, max_size)
+    info["volumes"] = len(plan)
+    digest, size = cache.put_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
+    targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), targets[0].custom)
+    return plan
 
 
 def _digest_text(text: str) -> str:

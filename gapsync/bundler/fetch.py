@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from gapsync import faults
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.http import TIMEOUT, session
 from gapsync.errors import DigestMismatchError, FetchError, GapsyncError
@@ -42,7 +43,9 @@ class FetchResult:
 
 def _chunks(resp: requests.Response) -> Iterable[bytes]:
     try:
-        yield from resp.iter_content(CHUNK)
+        for chunk in resp.iter_content(CHUNK):
+            yield chunk
+            faults.point("fetch.chunk")
     except requests.RequestException as e:
         raise FetchError(f"{resp.url}: connection lost ({e}); run again to resume") from e
 

@@ -147,7 +147,8 @@ def plan_volumes(metadata_size: int, blobs: list[tuple[str, int]], max_volume_si
 
 def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: list[list[str]],
                   blob_path: Callable[[str], Path], sizes: dict[str, int], mtime: int,
-                  sign: Callable[[Path, bytes], None], max_volume_size: int | None = None) -> list[Path]:
+                  sign: Callable[[Path, bytes], None], max_volume_size: int | None = None,
+                  shared: frozenset[str] = frozenset()) -> list[Path]:
     """Write the planned volumes into ``out_dir`` and call ``sign(path, blake2b_512)`` for each
     (the caller writes the ``.minisig``; the hash is of the whole file, computed while writing).
 
@@ -169,7 +170,7 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
     placed: set[str] = set()
     for digests in plan:
         for d in digests:
-            if d in placed:
+            if d in placed and d not in shared:  # ``shared``: carried by every volume (bundle.json)
                 raise ValueError(f"blob {d} is planned in two volumes")
             placed.add(d)
     meta_size = metadata_tar_size(metadata)

@@ -32,6 +32,30 @@ report_option = click.option("--report", type=click.Path(dir_okay=False, path_ty
                              help="Write a self-contained HTML report (what crossed, findings, decisions, waivers).")
 
 
+volume_options = [
+    click.option("--max-volume-size", metavar="SIZE", help="Split into volumes of at most SIZE (4GiB, 700MB, or fat32, dvd, bd25)."),
+    click.option("--media", type=click.Choice(["fat32", "dvd", "bd25"]), help="Volumes that fit this medium (fat32: 4 GiB - 1)."),
+    click.option("--parity", type=click.IntRange(0, 32), default=0, show_default=True,
+                 help="Parity volumes: any this many lost or damaged volumes can be rebuilt (gapsync bundle repair)."),
+]
+
+
+def volume_size(max_volume_size: str | None, media: str | None) -> int | None:
+    from gapsync.bundler.volumes import parse_volume_size
+
+    value = max_volume_size or media
+    return parse_volume_size(value) if value else None
+
+
+def add_options(options):
+    def wrap(f):
+        for o in reversed(options):
+            f = o(f)
+        return f
+
+    return wrap
+
+
 class DurationType(click.ParamType):
     name = "duration"
 

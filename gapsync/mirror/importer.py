@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gapsync import faults
 from gapsync.audit import AuditLog
 from gapsync.bundler.bundle import BundleReader
 from gapsync.errors import (
@@ -208,6 +209,7 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
                         copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
                         f.flush()
                         os.fsync(f.fileno())
+                    faults.point("import.staged-blob")
                 result.blobs_read += 1
                 result.bytes_read += member.size
             stored = {d for d in seen if (scratch / d).is_file()}  # staged in scratch by this run
@@ -239,11 +241,13 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
         candidates = allowed_targets(release.targets, waiting)
         blocked = _scan(release, candidates, path_of, options, now, result, bundle)
         publish = allowed_targets(candidates, blocked)
-        keep = {t.blob.digest for t in publish}
-        for t in publish:
-            if t.kind == "model":  # the files a model manifest names are its model-blob targets
+        # verified blobs go into the store unless only blocked artifacts use them: those of
+        # artifacts still waiting for another volume are kept for when it comes
+        keep = {t.blob.digest for t in allowed_targets(release.targets, blocked)}
+        for t in allowed_targets(release.targets, blocked):
+            if t.kind == "model" and available(t.blob.digest):  # a model's files are its model-blob targets
                 keep.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
-        needed &= keep
+        needed = stored & keep
         groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
         # -- publish: blobs into the store, then the index, then the trust and channel state.
         # Files go in before the pages that name them, so a reader never follows a dangling
@@ -254,9 +258,12 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(scratch / digest, 0o444)
                 os.replace(scratch / digest, dst)
+                faults.point("import.stored-blob")
             for h, ts in groups:
                 result.published += h.publish(ts, layout.blob_path)
+                faults.point(f"import.published.{type(h).__name__}")
             layout.commit_tuf(channel, release.tuf_dir, release.version)
+            faults.point("import.committed-trust")
             state.version = release.version
             state.last_import = now.isoformat()
             state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,

@@ -146,6 +146,7 @@ def apply_approvals(bundle: Path, members: dict[str, bytes]) -> dict[str, bytes]
     if appr is None:
         return members
     tmd, root = approve.bundle_trust(members, bundle)
+    approve.check_accepts_approvals(members, bundle)
     approve.check_approvals(appr, tmd, root.signed, bundle)
     if not approve.merge(tmd, appr):
         return members
@@ -207,6 +208,10 @@ def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes]
     except tuf_exc.UnsignedMetadataError as e:
         if fetcher.fetched[-1:] == ["targets.json"] and (msg := _targets_threshold_message(bundle, tuf, members)):
             raise TrustError(msg) from e
+        last = fetcher.fetched[-1] if fetcher.fetched else ""
+        if last.endswith(".root.json"):
+            raise TrustError(f"{bundle}: metadata/{last} does not meet the threshold of the root before it and of itself "
+                             f"({e}); a rotation must be signed by both the old and the new root keys") from e
         raise TrustError(f"{bundle}: signatures do not meet the pinned keys' threshold ({e})") from e
     except tuf_exc.RepositoryError as e:
         raise TrustError(f"{bundle}: metadata refused ({type(e).__name__}: {e})") from e

@@ -10,6 +10,7 @@ import click
 from gapsync.cli.exit_codes import ExitCode
 from gapsync.cli.options import (
     DURATION,
+    add_options,
     allow_partial_option,
     cache_option,
     jobs_option,
@@ -21,6 +22,8 @@ from gapsync.cli.options import (
     policy_option,
     report_option,
     state_option,
+    volume_options,
+    volume_size,
 )
 from gapsync.cli.output import emit_json, human_size, table
 
@@ -52,9 +55,10 @@ def bundle() -> None:
 @report_option
 @click.option("--unapproved", is_flag=True,
               help="Sign targets with fewer keys than its threshold; the other key holders approve later (bundle approve).")
+@add_options(volume_options)
 @json_option
 def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs, passphrase_file, policy, advisories,
-           allow_partial, report, unapproved, as_json) -> None:
+           allow_partial, report, unapproved, max_volume_size, media, parity, as_json) -> None:
     """Fetch, scan, sign and write OUT/<name>-<channel>-<version>.gapsync (+ .minisig). Exit 4 when the policy blocks."""
     from gapsync.bundler.cache import BlobCache, default_cache_dir
     from gapsync.bundler.create import ScanOptions, create_bundle
@@ -63,7 +67,8 @@ def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs
     keys = load_keys(key_files, passphrase_file)
     with unapproved_signing() if unapproved else contextlib.nullcontext():
         r = create_bundle(spec_path, lock_path, state, keys, out_dir, BlobCache(cache or default_cache_dir()),
-                          jobs=jobs, expires=expires, scan=ScanOptions(policy, advisories, allow_partial, report))
+                          jobs=jobs, expires=expires,
+                          scan=ScanOptions(policy, advisories, allow_partial, report, volume_size(max_volume_size, media), parity))
     if as_json:
         emit_json(r.to_dict())
         return

@@ -10,6 +10,7 @@ import click
 from gapsync.cli.exit_codes import ExitCode
 from gapsync.cli.options import (
     DURATION,
+    add_options,
     allow_partial_option,
     cache_option,
     jobs_option,
@@ -20,6 +21,8 @@ from gapsync.cli.options import (
     policy_option,
     report_option,
     state_option,
+    volume_options,
+    volume_size,
 )
 from gapsync.cli.output import emit_json
 
@@ -43,9 +46,10 @@ from gapsync.cli.output import emit_json
 @click.option("--advisories", type=click.Path(path_type=Path), help="Advisory store.")
 @allow_partial_option
 @report_option
+@add_options(volume_options)
 @json_option
 def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, expires, cache, jobs, passphrase_file, policy,
-         advisories, allow_partial, report, as_json) -> int:
+         advisories, allow_partial, report, max_volume_size, media, parity, as_json) -> int:
     """Resolve the spec afresh and write a delta bundle, or exit 5 when nothing changed.
 
     Exit codes: 0 a bundle was made, 5 nothing new, 4 blocked by policy, 1 failed (3: a receipt
@@ -61,7 +65,8 @@ def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, expir
     try:
         keys = load_keys(key_files, passphrase_file)
         r = create_bundle(spec_path, None, state, keys, out_dir, BlobCache(cache or default_cache_dir()), jobs=jobs,
-                          expires=expires, scan=ScanOptions(policy, advisories, allow_partial, report),
+                          expires=expires,
+                          scan=ScanOptions(policy, advisories, allow_partial, report, volume_size(max_volume_size, media), parity),
                           delta=DeltaOptions(base, receipt, receipt_key, only_if_changed=True))
     except GapsyncError as e:
         from gapsync.cli.exit_codes import exit_code_for

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from gapsync import faults
 from gapsync.bundler.sources.model_files import safe_model_path
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
@@ -103,6 +104,7 @@ class HfCache:
                 blob = repo / "blobs" / f["etag"]
                 if not (blob.exists() and blob.stat().st_size == f["size"]):
                     link_or_copy(blob_path(f["sha256"]), blob)
+                    faults.point("publish.hf.blob")
                 link = repo / "snapshots" / commit / f["path"]
                 target = os.path.relpath(blob, link.parent)
                 if not (link.is_symlink() and os.readlink(link) == target):
@@ -111,6 +113,7 @@ class HfCache:
                     tmp.unlink(missing_ok=True)
                     os.symlink(target, tmp)
                     os.replace(tmp, link)
+            faults.point("publish.hf.snapshot")
             if not COMMIT_RE.fullmatch(rev) or rev != commit:
                 write_atomic(repo / "refs" / rev, commit.encode())
             entry = index["models"].setdefault(name, {"refs": {}, "commits": {}})

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from gapsync import faults
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
 from gapsync.model import Target
@@ -79,6 +80,7 @@ class OciLayout:
             dst = self.root / "blobs" / "sha256" / t.blob.digest
             if not (dst.exists() and dst.stat().st_size == t.blob.size):
                 link_or_copy(blob_path(t.blob.digest), dst)
+                faults.point("publish.oci.blob")
         index = self.read_index()
         published = []
         for t in (t for t in targets if t.kind == "oci-image"):

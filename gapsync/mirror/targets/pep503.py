@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from packaging.utils import canonicalize_name
 
+from gapsync import faults
 from gapsync.errors import BundleFormatError, PublishError
 from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
 from gapsync.model import Target
@@ -92,6 +93,7 @@ class Pep503Index:
             dst = self.files / self._file_name(t)
             if not (dst.exists() and dst.stat().st_size == t.blob.size):
                 link_or_copy(blob_path(t.blob.digest), dst)
+                faults.point("publish.pep503.file")
         for project, ts in sorted(by_project.items()):
             inv = self._inventory(project)
             for t in ts:
@@ -103,6 +105,7 @@ class Pep503Index:
                                     "yanked": t.custom.get("yanked"), "metadata_sha256": meta_digest.get(fn)}
                 published.append(fn)
             self._render_project(project, inv)
+            faults.point("publish.pep503.page")
             write_atomic(self.inventory_dir / f"{project}.json", json.dumps(inv, indent=1, sort_keys=True).encode())
         self._render_root()
         return sorted(published)
