@@ -163,8 +163,17 @@ def _scan(release: VerifiedRelease, candidates: list[Target], path_of, options: 
     return blocked
 
 
+def _clear_stale_staging(layout: MirrorLayout) -> None:
+    """Scratch space left by a run that was killed: we hold the mirror's lock, so no live run owns it."""
+    staging = layout.meta / "staging"
+    for d in staging.iterdir() if staging.is_dir() else []:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, options: ImportOptions) -> ImportResult:
     handlers = [cls(layout) for cls in TARGET_CLASSES]
+    if not verify_only:  # verify takes no lock wait and may run beside an import: it leaves others' scratch alone
+        _clear_stale_staging(layout)
     scratch = layout.new_staging()
     try:
         with BundleReader(bundle) as reader:
