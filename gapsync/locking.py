@@ -54,6 +54,9 @@ def exclusive(path: Path, what: str, wait_seconds: float = 0.0) -> Iterator[None
         _note_stale(fd, what)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean exit leaves no pid: only a run that died leaves one behind
     finally:
         os.close(fd)

@@ -134,3 +134,17 @@ def test_free_space_is_checked_before_writing_or_importing(world, tmp_path, monk
     r = cli("import", world.b2, "--mirror", m)
     assert r.code == 1 and "importing" in r.err and "GB is free" in r.err
     assert snapshot(m) == before
+
+
+def test_a_clean_exit_leaves_no_pid_and_a_dead_runs_pid_is_logged(world, tmp_path):
+    ch = new_channel(tmp_path, "prod")
+    spec = write_spec(tmp_path / "g.yaml", world.index.url, ["alpha"])
+    assert sync(ch, spec, tmp_path / "o").code == 0
+    lock = ch.state / "prod" / ".lock"
+    assert lock.read_text() == ""
+    r = sync(ch, spec, tmp_path / "o")
+    assert "lock.taken_over" not in r.err
+    lock.write_text("999999999")  # what a run killed with SIGKILL leaves
+    r = sync(ch, spec, tmp_path / "o")
+    taken = [json.loads(x) for x in r.err.splitlines() if '"lock.taken_over"' in x]
+    assert taken and taken[0]["dead_pid"] == 999999999

@@ -226,9 +226,10 @@ def approve_bundle(bundle: Path, key: SigningKey, now: datetime | None = None) -
     """Sign BUNDLE's targets metadata with ``key`` into BUNDLE.approvals.json (merge; atomic;
     a key that signed already changes nothing). The bundle file is only read."""
     now = now or datetime.now(UTC)
-    with BundleReader(bundle) as reader:
-        # serialise two approvers of one bundle (read, merge, write) without writing to the bundle
-        fcntl.flock(reader._f.fileno(), fcntl.LOCK_EX)
+    # two approvers of one bundle at once: serialise read-merge-write with a lock on the bundle
+    # file itself (opened read-only: the bundle is never written)
+    with bundle.open("rb") as lock, BundleReader(bundle) as reader:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         members = reader.read_metadata()
         tmd, root_md = bundle_trust(members, bundle)
         check_accepts_approvals(members, bundle)

@@ -38,6 +38,8 @@ from gapsync.cli.output import emit_json
 @click.option("--receipt-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The air side's public key that signs receipts.")
 @click.option("--full", is_flag=True, help="Carry every blob (a full bundle), not a delta.")
+@click.option("--unapproved", is_flag=True,
+              help="Sign targets with fewer keys than its threshold; the other key holders approve later (bundle approve).")
 @click.option("--expires", type=DURATION, default="30d", show_default=True)
 @cache_option
 @jobs_option
@@ -48,7 +50,7 @@ from gapsync.cli.output import emit_json
 @report_option
 @add_options(volume_options)
 @json_option
-def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, expires, cache, jobs, passphrase_file, policy,
+def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, unapproved, expires, cache, jobs, passphrase_file, policy,
          advisories, allow_partial, report, max_volume_size, media, parity, as_json) -> int:
     """Resolve the spec afresh and write a delta bundle, or exit 5 when nothing changed.
 
@@ -63,11 +65,16 @@ def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, expir
     base = None if full else ("receipt" if receipt else "history")
     event("sync.start", spec=str(spec_path), state=str(state), delta_from=base or "none")
     try:
+        import contextlib
+
+        from gapsync.bundler.trust_repo import unapproved_signing
+
         keys = load_keys(key_files, passphrase_file)
-        r = create_bundle(spec_path, None, state, keys, out_dir, BlobCache(cache or default_cache_dir()), jobs=jobs,
-                          expires=expires,
-                          scan=ScanOptions(policy, advisories, allow_partial, report, volume_size(max_volume_size, media), parity),
-                          delta=DeltaOptions(base, receipt, receipt_key, only_if_changed=True))
+        with unapproved_signing() if unapproved else contextlib.nullcontext():
+            r = create_bundle(spec_path, None, state, keys, out_dir, BlobCache(cache or default_cache_dir()), jobs=jobs,
+                              expires=expires,
+                              scan=ScanOptions(policy, advisories, allow_partial, report, volume_size(max_volume_size, media), parity),
+                              delta=DeltaOptions(base, receipt, receipt_key, only_if_changed=True))
     except GapsyncError as e:
         from gapsync.cli.exit_codes import exit_code_for
 
