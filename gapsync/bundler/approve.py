@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +35,7 @@ from gapsync.bundler.bundle import BundleReader
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, signed_digest
 from gapsync.errors import BundleFormatError, InputError, TrustError
+from gapsync.fsutil import write_atomic
 
 SUFFIX = ".approvals.json"
 KIND = "gapsync-approvals"
@@ -183,21 +182,6 @@ def merge(tmd: Metadata[Targets], appr: Approvals) -> int:
     return added
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class ApproveResult:
     bundle: Path
@@ -259,7 +243,7 @@ def approve_bundle(bundle: Path, key: SigningKey, now: datetime | None = None) -
             tmd.sign(key.tuf_signer(), append=True)
             appr.signatures[keyid] = tmd.signatures[keyid].signature
             check_approvals(appr, tmd, root, bundle)  # our own signature, checked like the importer will
-            _write_atomic(path, appr.to_bytes())
+            write_atomic(path, appr.to_bytes())
             changed = True
         merge(tmd, appr)
         result = root.get_verification_result(Targets.type, signed_bytes(tmd), tmd.signatures)

@@ -36,6 +36,7 @@ from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
 from gapsync.bundler.keys import SigningKey
 from gapsync.errors import InputError, TrustError
+from gapsync.fsutil import write_atomic
 from gapsync.model import Target
 
 FORMAT = 1
@@ -89,15 +90,6 @@ def signed_digest(md: Metadata) -> str:
     return hashlib.sha256(signed_bytes(md)).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass
 class Release:
     """One signed version of the channel, ready to be written into a bundle."""
@@ -145,7 +137,7 @@ class ChannelRepo:
         root.verify_delegate(Root.type, signed_bytes(md), md.signatures)
         cdir.mkdir(parents=True, exist_ok=True)
         path = cdir / "1.root.json"
-        _write_atomic(path, to_bytes(md))
+        write_atomic(path, to_bytes(md))
         return path
 
     # -- reading --------------------------------------------------------------------------
@@ -171,7 +163,7 @@ class ChannelRepo:
         path = self.dir / f"{version}.root.json"
         if path.exists():
             raise InputError(f"{path}: already exists")
-        _write_atomic(path, to_bytes(md))
+        write_atomic(path, to_bytes(md))
         return path
 
     def _last(self, role: str) -> Metadata | None:
@@ -251,7 +243,7 @@ class ChannelRepo:
     def commit(self, release: Release, history: dict) -> None:
         """Record that ``release`` shipped; only after its bundle file is complete on disk."""
         for role in ("targets", "snapshot", "timestamp"):
-            _write_atomic(self.dir / f"{role}.json", release.members[f"{role}.json"])
+            write_atomic(self.dir / f"{role}.json", release.members[f"{role}.json"])
         with (self.dir / "history.jsonl").open("a") as f:
             f.write(json.dumps(history, sort_keys=True) + "\n")
             f.flush()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gapsync.errors import InputError, TrustError
+from gapsync.fsutil import link_or_copy, write_atomic  # noqa: F401  (re-exported for the targets)
 from gapsync.model import SHA256_RE
 
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -118,32 +119,3 @@ class MirrorLayout:
         if old and old != final.name:
             shutil.rmtree(cdir / old, ignore_errors=True)
 
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Publish ``src`` at ``dst`` atomically: a hard link when possible (no second copy of the
-    bytes), a copy when the file system refuses."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o444)
-    os.replace(tmp, dst)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from gapsync.errors import FetchError, InputError, VerificationError
+from gapsync.fsutil import write_atomic
 
 if TYPE_CHECKING:
     from gapsync.scanner.vulns import CompiledAdvisory, MatchResult
@@ -240,22 +241,9 @@ def import_db(source: Path, store: Path, *, source_name: str | None = None) -> D
         duplicates=duplicates,
     )
     store.mkdir(parents=True, exist_ok=True)
-    _write_atomic(store / DB_FILE, data)
-    _write_atomic(store / INFO_FILE, (json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(store / DB_FILE, data)
+    write_atomic(store / INFO_FILE, (json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n").encode())
     return info
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def update(store: Path, *, url: str = OSV_PYPI_URL, timeout: float = 60.0) -> DbInfo:
