@@ -63,6 +63,12 @@ def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_py
         for w in wheels:
             frag = f"#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}" if hashes else ""
             attrs = f'href="../../files/{w.name}{frag}"'
+            if hashes:  # PEP 658/714, as PyPI serves them: resolvers read metadata without the wheel
+                with zipfile.ZipFile(w) as zf:
+                    core = next(zf.read(n) for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+                w.with_name(w.name + ".metadata").write_bytes(core)
+                md = hashlib.sha256(core).hexdigest()
+                attrs += f' data-dist-info-metadata="sha256={md}" data-core-metadata="sha256={md}"'
             if requires_python_attr:
                 with zipfile.ZipFile(w) as zf:
                     meta = next(zf.read(n) for n in zf.namelist() if n.endswith(".dist-info/METADATA")).decode()

@@ -7,15 +7,20 @@ One POSIX tar (pax), not compressed as a whole. Members, in this order:
     blobs/sha256/<64 lowercase hex>                  one per distinct blob carried
 
 Anything else is a reason to refuse the whole bundle: another member name, a link, a device, a
-sparse file, a duplicate, metadata after a blob, a header that hides bytes after a NUL, a pax
-header larger than a few KiB, missing end-of-archive blocks, or junk after them. The reader never
-extracts: it hands out each member as a stream bounded by the member's size (which the caller
-compares with the signed length before reading a byte). See docs/bundle-format.md.
+sparse file, a duplicate, metadata after a blob, a header that hides bytes after a NUL (in a name
+or in the checksum field), non-zero bytes in the padding after a member's data, a pax header
+larger than a few KiB, more blob members than targets.json lists targets (or more root versions
+than a chain can have), missing end-of-archive blocks, or anything but the two zero blocks and the
+record padding after them. A bundle therefore has exactly one byte-for-byte form for its
+content: no byte the reader skips can carry anything. The reader never extracts: it hands out
+each member as a stream bounded by the member's size (which the caller compares with the signed
+length before reading a byte). See docs/bundle-format.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tarfile
@@ -38,6 +43,9 @@ METADATA_LIMITS = {"root": 512_000, "timestamp": 16_384, "snapshot": 4_000_000, 
 MAX_EXTENDED_HEADER = 64 * 1024
 MAX_TRAILER = 1 << 20
 MAX_MEMBERS = 500_000
+MAX_ROOTS = 1024  # root versions a bundle may carry (a key rotation a month for 85 years)
+MAX_ROOT_CHAIN = 16 << 20  # and their total size: read_metadata holds them all in memory
+BLOB_MARGIN = 16  # blob members allowed beyond the number of targets before the reader refuses
 WRITE_CHUNK = 4 << 20
 _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapsync-sha256")
 BLOCK = tarfile.BLOCKSIZE
@@ -145,9 +153,13 @@ class BundleWriter:
 
 # -- reader ---------------------------------------------------------------------------------
 
+CHKSUM_RE = re.compile(rb"[0-7]{6}\0 ")
+
+
 def _check_raw_header(buf: bytes) -> None:
     """Refuse ustar fields that hide bytes after their NUL terminator (name, linkname, prefix):
-    tarfile would silently cut ``blobs/sha256/<hex>\\0../../x`` down to the valid part."""
+    tarfile would silently cut ``blobs/sha256/<hex>\\0../../x`` down to the valid part. The
+    checksum field: see ``_StrictTarInfo.frombuf``."""
     for start, length, field in ((0, 100, "name"), (157, 100, "linkname"), (345, 155, "prefix")):
         raw = buf[start:start + length]
         nul = raw.find(b"\0")
@@ -158,9 +170,17 @@ def _check_raw_header(buf: bytes) -> None:
 class _StrictTarInfo(tarfile.TarInfo):
     @classmethod
     def frombuf(cls, buf, encoding, errors):
-        if len(buf) == BLOCK and buf.count(b"\0") != BLOCK:
+        header = len(buf) == BLOCK and buf.count(b"\0") != BLOCK
+        if header:
             _check_raw_header(buf)
-        return super().frombuf(buf, encoding, errors)
+        ti = super().frombuf(buf, encoding, errors)
+        # The checksum field is the one header field the checksum does not cover, and tarfile
+        # reads it loosely (leading spaces for zeros, anything after the NUL): it must be six
+        # octal digits, a NUL and a space, as tarfile, GNU tar and libarchive all write it, so
+        # that no header byte can change without the bundle being refused.
+        if header and not CHKSUM_RE.fullmatch(buf[148:156]):
+            raise BundleFormatError(f"tar header checksum field is not in the canonical form: {buf[148:156]!r}")
+        return ti
 
     def _proc_member(self, tarfile_):
         if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
@@ -198,10 +218,11 @@ class BundleReader:
                                             encoding="utf-8", errors="strict")
             except BundleFormatError as e:
                 raise self._fail(str(e)) from e
-            except (tarfile.TarError, UnicodeError, ValueError) as e:
-                raise self._fail(f"not a bundle (unreadable tar: {e})") from e
+            except Exception as e:  # tarfile on hostile bytes: TarError, and also OverflowError...
+                raise self._fail(f"not a bundle (unreadable tar: {type(e).__name__}: {e})") from e
             self._metadata: list[tarfile.TarInfo] = []
             self._blobs: list[tarfile.TarInfo] = []
+            self._cached: dict[str, bytes] = {}
             self._scan(max_members)
         except BaseException:
             self.close()
@@ -222,6 +243,8 @@ class BundleReader:
     def _scan(self, max_members: int) -> None:
         names: set[str] = set()
         count = 0
+        roots = root_bytes = 0
+        blob_cap: int | None = None  # set when the first blob comes: from the targets count
         while (ti := self._next()) is not None:
             count += 1
             if count > max_members:
@@ -238,29 +261,72 @@ class BundleReader:
             names.add(name)
             if ti.offset_data + ti.size > self.file_size:
                 raise self._fail(f"truncated: member {name!r} needs {ti.size} bytes past the end of the file")
+            self._check_padding(ti)
             if METADATA_RE.match(name):
                 if self._blobs:
                     raise self._fail(f"metadata member {name!r} after the blobs")
                 role = _metadata_role(name)
                 if ti.size > METADATA_LIMITS[role]:
                     raise self._fail(f"member {name!r} is {ti.size} bytes (limit {METADATA_LIMITS[role]})")
+                if role == "root":
+                    roots += 1
+                    root_bytes += ti.size
+                    if roots > MAX_ROOTS or root_bytes > MAX_ROOT_CHAIN:
+                        raise self._fail(f"carries more than {MAX_ROOTS} root versions or {MAX_ROOT_CHAIN} bytes of them")
                 self._metadata.append(ti)
             else:
+                if blob_cap is None:
+                    blob_cap = self._blob_cap()
+                if len(self._blobs) >= blob_cap:
+                    raise self._fail(f"more blob members than the {blob_cap - BLOB_MARGIN} targets that "
+                                     "metadata/targets.json lists (each blob is the content of a target)")
                 self._blobs.append(ti)
+
+    def _check_padding(self, ti: tarfile.TarInfo) -> None:
+        """The bytes between a member's data and the next block are zeros, as every tar writer
+        leaves them: anything else would be a place to carry bytes that nothing verifies."""
+        pad = -ti.size % BLOCK
+        if pad:
+            self._f.seek(ti.offset_data + ti.size)
+            if self._f.read(pad).strip(b"\0"):
+                raise self._fail(f"member {ti.name!r}: non-zero bytes in the padding after its data")
+
+    def _blob_cap(self) -> int:
+        """How many blob members may follow: one per target of metadata/targets.json (unverified
+        here, only an upper bound), so that a tar of a million tiny members is refused at the
+        first one too many instead of after the whole header pass. A bundle whose targets
+        metadata is missing or does not parse is refused here: nothing in it could be used."""
+        ti = next((t for t in self._metadata if t.name == "metadata/targets.json"), None)
+        if ti is None:
+            raise self._fail("blob members without metadata/targets.json before them")
+        self._cached[ti.name] = data = self._read_all(ti)  # read_metadata hands out these bytes, not a second copy
+        try:
+            targets = json.loads(data)["signed"]["targets"]
+            if not isinstance(targets, dict):
+                raise TypeError("targets is not a mapping")
+        except BundleFormatError:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
+            raise self._fail(f"metadata/targets.json does not list targets ({type(e).__name__}); "
+                             "its blob members cannot be checked") from e
+        return len(targets) + BLOB_MARGIN
 
     def _next(self) -> tarfile.TarInfo | None:
         try:
             ti = self._tar.next()
         except BundleFormatError as e:
             raise self._fail(str(e)) from e
-        except (tarfile.TarError, UnicodeError, ValueError, OSError) as e:
-            raise self._fail(f"damaged tar ({e})") from e
+        except Exception as e:  # what tarfile raises on hostile headers is open-ended
+            # (TarError, UnicodeError, ValueError, and OverflowError for a pax record that
+            # claims a 20-digit length): every one of them means a damaged bundle, not a crash
+            raise self._fail(f"damaged tar ({type(e).__name__}: {e})") from e
         if ti is None:
             self._check_end()
         return ti
 
     def _check_end(self) -> None:
-        """tarfile stops quietly at a bad header or at EOF; a bundle must end with zero blocks."""
+        """tarfile stops quietly at a bad header or at EOF; a bundle must end with two zero
+        blocks and the zeros that pad the file to a whole record, and with nothing else."""
         end = self._tar.offset
         tail = self.file_size - end
         if tail < 2 * BLOCK:
@@ -270,6 +336,12 @@ class BundleReader:
         self._f.seek(end)
         if self._f.read(tail).strip(b"\0"):
             raise self._fail(f"damaged member header or data after the end at offset {end}")
+        expected = -(-(end + 2 * BLOCK) // RECORD) * RECORD
+        if self.file_size < expected:
+            raise self._fail(f"truncated: {self.file_size} bytes, the archive's record padding ends at {expected}")
+        if self.file_size > expected:
+            raise self._fail(f"{self.file_size - expected} zero bytes after the end of the archive "
+                             f"(it ends at {expected}: two zero blocks padded to {RECORD} bytes)")
 
     @property
     def blob_count(self) -> int:
@@ -277,7 +349,7 @@ class BundleReader:
 
     def read_metadata(self) -> dict[str, bytes]:
         """Every ``metadata/*`` member (name without the prefix -> bytes), size-capped by role."""
-        return {ti.name.removeprefix("metadata/"): self._read_all(ti) for ti in self._metadata}
+        return {ti.name.removeprefix("metadata/"): self._cached.get(ti.name) or self._read_all(ti) for ti in self._metadata}
 
     def _read_all(self, ti: tarfile.TarInfo) -> bytes:
         f = self._tar.extractfile(ti)

@@ -23,6 +23,7 @@ from gapsync.bundler.bundle import BundleReader
 from gapsync.errors import (
     BundleFormatError,
     DigestMismatchError,
+    FetchError,
     GapsyncError,
     PolicyBlockedError,
     PublishError,
@@ -43,6 +44,10 @@ TARGET_CLASSES = (Pep503Index, OciLayout, HfCache)
 BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
 KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
 SMALL_BLOB = 1 << 20
+# Signed JSON documents the importer reads whole into memory, by kind: a bundle whose signed
+# length for one of them is larger is refused before a byte of it is staged (a bundle.json or a
+# model manifest of gigabytes would otherwise be read and parsed in one piece).
+MAX_JSON_TARGET = {"bundle-info": 64 << 20, "model": 16 << 20}  # bundle.json as `bundle inspect`; 20,000 files
 
 
 @dataclass
@@ -99,17 +104,30 @@ def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now:
     now = now or datetime.now(UTC)  # fixed once for every check of this run
     action = "bundle.verify" if verify_only else "import"
     try:
-        with exclusive(layout.lock_path, f"mirror {mirror}", wait_seconds=0 if verify_only else 5):
-            result = _run(bundle, layout, verify_only, now, options or ImportOptions())
+        try:
+            with exclusive(layout.lock_path, f"mirror {mirror}", wait_seconds=0 if verify_only else 5):
+                result = _run(bundle, layout, verify_only, now, options or ImportOptions())
+        except OSError as e:  # _run turns its own into GapsyncErrors: this is the lock's (its pid on a full disk)
+            raise FetchError(f"{mirror}: cannot start {'verifying' if verify_only else 'importing'} {bundle.name}: "
+                             f"writing the lock file {layout.lock_path} failed ({e.strerror or e}); nothing was "
+                             "published: free space and run again") from e
     except GapsyncError as e:
         result_word = "refused" if _is_verification(e) else ("blocked" if isinstance(e, PolicyBlockedError) else "error")
-        audit.append(action, result_word, bundle=str(bundle), bundle_id=_quick_id(bundle), reason=str(e),
-                     **({"decisions": e.decisions} if isinstance(e, PolicyBlockedError) else {}))
+        try:
+            audit.append(action, result_word, bundle=str(bundle), bundle_id=_quick_id(bundle), reason=str(e),
+                         **({"decisions": e.decisions} if isinstance(e, PolicyBlockedError) else {}))
+        except OSError as ae:  # a full disk: report the import's own error, and that the log missed it
+            e.args = (f"{e} (and the audit log could not be written completely: {ae.strerror or ae})",)
         raise
-    audit.append(action, "nothing-new" if result.nothing_new else "ok", bundle=str(bundle),
-                 bundle_id=_quick_id(bundle), channel=result.channel, version=result.version,
-                 blobs=result.blobs_read, bytes=result.bytes_read, published=result.published,
-                 blocked=result.blocked)
+    try:
+        audit.append(action, "nothing-new" if result.nothing_new else "ok", bundle=str(bundle),
+                     bundle_id=_quick_id(bundle), channel=result.channel, version=result.version,
+                     blobs=result.blobs_read, bytes=result.bytes_read, published=result.published,
+                     blocked=result.blocked)
+    except OSError as ae:
+        raise FetchError(f"{bundle}: imported channel {result.channel} version {result.version}, but the audit log "
+                         f"{audit.path} could not record it ({ae.strerror or ae}): free space and check it with "
+                         "gapsync audit verify") from ae
     return result
 
 
@@ -141,9 +159,46 @@ def _bundle_info(release: VerifiedRelease, path_of, available) -> dict:
     if t is None or not available(t.blob.digest):
         return {}
     try:
-        return json.loads(path_of(t.blob.digest).read_bytes())
-    except ValueError:
+        info = json.loads(path_of(t.blob.digest).read_bytes())
+    except (ValueError, RecursionError):
         return {}
+    if not isinstance(info, dict):
+        return {}
+    # signed, but read by fields that int() and .get() would crash on: keep only well-typed ones
+    if not isinstance(info.get("volumes"), int) or isinstance(info.get("volumes"), bool):
+        info.pop("volumes", None)
+    base = info.get("base")
+    if not isinstance(base, dict):
+        info.pop("base", None)
+    elif not isinstance(base.get("version"), int) or isinstance(base.get("version"), bool):
+        base.pop("version", None)
+    return info
+
+
+def _check_json_sizes(release: VerifiedRelease, bundle: Path) -> None:
+    for t in release.targets:
+        limit = MAX_JSON_TARGET.get(t.kind)
+        if limit is not None and t.blob.size > limit:
+            raise BundleFormatError(f"{bundle}: {t.path} ({t.kind}) is {t.blob.size} bytes, more than the "
+                                    f"{limit} this gapsync reads; refused before reading it")
+
+
+def _check_model_manifests(release: VerifiedRelease, path_of, available, bundle: Path) -> None:
+    """A model manifest is signed JSON that later steps index without checks ({"files": [{"path",
+    "sha256", "size"}]}): a signer's mistake or a stolen key must not turn it into a crash."""
+    for t in release.targets:
+        if t.kind != "model" or not available(t.blob.digest):
+            continue
+        try:
+            doc = json.loads(path_of(t.blob.digest).read_bytes())
+            files = doc["files"]
+            ok = isinstance(files, list) and all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+                and isinstance(f.get("size"), int) for f in files)
+        except (ValueError, RecursionError, KeyError, TypeError) as e:
+            raise BundleFormatError(f"{bundle}: model manifest {t.path} is not a manifest ({type(e).__name__})") from e
+        if not ok:
+            raise BundleFormatError(f"{bundle}: model manifest {t.path} lists files without a path, sha256 and size")
 
 
 def _scan(release: VerifiedRelease, candidates: list[Target], path_of, options: ImportOptions, now: datetime,
@@ -176,111 +231,141 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
         _clear_stale_staging(layout)
     scratch = layout.new_staging()
     try:
-        with BundleReader(bundle) as reader:
+        return _run_in(bundle, layout, verify_only, now, options, handlers, scratch)
+    except OSError as e:
+        # publishing turns its own OSErrors into PublishError: this one came before, while
+        # verifying or staging (a full disk, most often), and nothing was published
+        what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        raise FetchError(f"{layout.root}: importing {bundle.name} failed before anything was published ({what}); "
+                         "the mirror is unchanged: free space (or fix the file system) and run again") from e
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, options: ImportOptions,
+            handlers: list, scratch: Path) -> ImportResult:
+    with BundleReader(bundle) as reader:
+        try:
             members = apply_approvals(bundle, reader.read_metadata())  # + BUNDLE.approvals.json, if any
             channel = claimed_channel(members, bundle)
             release = verify_release(layout, channel, members, scratch, bundle, now)
-            _check_kinds(release, bundle)
-            groups = [(h, [t for t in release.targets if t.kind in h.kinds]) for h in handlers]
-            for h, ts in groups:
-                h.check(ts)
-            result = ImportResult(bundle, channel, release.version, verified_only=verify_only,
-                                  targets=len(release.targets), signers=release.signers,
-                                  images=sorted(ref_name(t) for t in release.targets if t.kind == "oci-image"),
-                                  models=sorted((t.custom["name"], t.custom["revision"]) for t in release.targets
-                                                if t.kind == "model"))
-            state = layout.state(channel)
-            by_digest: dict[str, Target] = {t.blob.digest: t for t in release.targets}
-            needed = {d for d, t in by_digest.items() if not layout.has_blob(d, t.blob.size)}
-            if (not verify_only and release.version == state.version and not needed
-                    and all(h.is_published(t) for h, ts in groups for t in ts)):
-                result.nothing_new = True
-                return result
-            if not verify_only:
-                check_free_space(layout.meta, sum(by_digest[d].blob.size for d in needed), f"importing {bundle.name}")
-            seen: set[str] = set()
-            for member in reader.iter_blobs():
-                target = by_digest.get(member.digest)
-                if target is None:
-                    raise BundleFormatError(f"{bundle}: member blobs/sha256/{member.digest} is not a target of version {release.version}")
-                if member.size != target.blob.size:
-                    raise DigestMismatchError(f"{bundle}: blob {member.digest} ({target.path}) is {member.size} bytes, "
-                                              f"signed length is {target.blob.size}")
-                seen.add(member.digest)
-                # every blob carried is hashed, even one the mirror has: a damaged or tampered
-                # bundle is reported, not silently half-used
-                what = f"{bundle}: blob {member.digest} ({target.path})"
-                small = member.size <= SMALL_BLOB  # verify keeps the small ones (manifests, bundle.json) to read them
-                if (verify_only and not small) or (not verify_only and member.digest not in needed):
-                    copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size)
-                else:
-                    with (scratch / member.digest).open("wb") as f:
-                        copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    faults.point("import.staged-blob")
-                result.blobs_read += 1
-                result.bytes_read += member.size
-            stored = {d for d in seen if (scratch / d).is_file()}  # staged in scratch by this run
-
-            def path_of(digest: str) -> Path:
-                return scratch / digest if digest in stored else layout.blob_path(digest)
-
-            def available(digest: str) -> bool:
-                return digest in stored or (verify_only and digest in seen) or layout.blob_path(digest).is_file()
-
-            info = _bundle_info(release, path_of, available)
-            missing = sorted(needed - seen)
-            if missing and int(info.get("volumes") or 1) <= 1:
-                sample = ", ".join(by_digest[d].path for d in missing[:3]) + (", …" if len(missing) > 3 else "")
-                if info.get("kind") == "delta":
-                    base = info.get("base") or {}
-                    raise BundleFormatError(
-                        f"{bundle}: a delta made for a mirror that has version {base.get('version')} of channel {channel} "
-                        f"({base.get('source')}); this mirror has version {state.version} and lacks {len(missing)} blob(s) "
-                        f"({sample}): import the bundles in between, or ask for a full bundle")
-                raise BundleFormatError(f"{bundle}: lacks {len(missing)} blob(s) that this mirror does not have ({sample})")
-        waiting = waiting_artifacts(release.targets, path_of, available)
-        result.pending = sorted(waiting)
-        if verify_only:
+        except RecursionError as e:  # json.loads on "[[[[...": python-tuf and our own parsers
+            raise BundleFormatError(f"{bundle}: metadata nested too deeply to parse ({e})") from e
+        _check_kinds(release, bundle)
+        _check_json_sizes(release, bundle)
+        groups = [(h, [t for t in release.targets if t.kind in h.kinds]) for h in handlers]
+        for h, ts in groups:
+            h.check(ts)
+        result = ImportResult(bundle, channel, release.version, verified_only=verify_only,
+                              targets=len(release.targets), signers=release.signers,
+                              images=sorted(ref_name(t) for t in release.targets if t.kind == "oci-image"),
+                              models=sorted((t.custom["name"], t.custom["revision"]) for t in release.targets
+                                            if t.kind == "model"))
+        state = layout.state(channel)
+        by_digest: dict[str, Target] = {t.blob.digest: t for t in release.targets}
+        needed = {d for d, t in by_digest.items() if not layout.has_blob(d, t.blob.size)}
+        if (not verify_only and release.version == state.version and not needed
+                and all(h.is_published(t) for h, ts in groups for t in ts)):
+            result.nothing_new = True
             return result
-        if release.version == state.version and not stored:
-            result.nothing_new = True  # a volume (or a repeat) that brings nothing this mirror lacks
-            return result
-        candidates = allowed_targets(release.targets, waiting)
-        blocked = _scan(release, candidates, path_of, options, now, result, bundle)
-        publish = allowed_targets(candidates, blocked)
-        # verified blobs go into the store unless only blocked artifacts use them: those of
-        # artifacts still waiting for another volume are kept for when it comes
-        keep = {t.blob.digest for t in allowed_targets(release.targets, blocked)}
-        for t in allowed_targets(release.targets, blocked):
-            if t.kind == "model" and available(t.blob.digest):  # a model's files are its model-blob targets
-                keep.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
-        needed = stored & keep
-        groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
-        # -- publish: blobs into the store, then the index, then the trust and channel state.
-        # Files go in before the pages that name them, so a reader never follows a dangling
-        # link; the channel advances last, so a re-run after a failure redoes the publish.
-        try:
-            for digest in sorted(needed):
-                dst = layout.blob_path(digest)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(scratch / digest, 0o444)
-                os.replace(scratch / digest, dst)
-                faults.point("import.stored-blob")
-            for h, ts in groups:
-                result.published += h.publish(ts, layout.blob_path)
-                faults.point(f"import.published.{type(h).__name__}")
-            layout.commit_tuf(channel, release.tuf_dir, release.version)
-            faults.point("import.committed-trust")
-            state.version = release.version
-            state.last_import = now.isoformat()
-            state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,
-                                                      "imported": now.isoformat(timespec="seconds")}]
-            layout.write_state(channel, state)
-        except OSError as e:
-            raise PublishError(f"{layout.root}: publishing version {release.version} failed ({e.strerror or e}); "
-                               "the channel did not advance: run the import again to finish") from e
+        # every member against the signed targets before a byte is read or space is asked
+        # for: a bundle that lies about sizes is refused, not reported as needing terabytes
+        for member in reader.iter_blobs():
+            target = by_digest.get(member.digest)
+            if target is None:
+                raise BundleFormatError(f"{bundle}: member blobs/sha256/{member.digest} is not a target of version {release.version}")
+            if member.size != target.blob.size:
+                raise DigestMismatchError(f"{bundle}: blob {member.digest} ({target.path}) is {member.size} bytes, "
+                                          f"signed length is {target.blob.size}")
+        if not verify_only:  # what this bundle (or volume) carries and the mirror lacks
+            carried = {m.digest for m in reader.iter_blobs()}
+            check_free_space(layout.meta, sum(by_digest[d].blob.size for d in needed & carried),
+                             f"importing {bundle.name}")
+        seen: set[str] = set()
+        for member in reader.iter_blobs():
+            target = by_digest[member.digest]
+            seen.add(member.digest)
+            # every blob carried is hashed, even one the mirror has: a damaged or tampered
+            # bundle is reported, not silently half-used
+            what = f"{bundle}: blob {member.digest} ({target.path})"
+            small = member.size <= SMALL_BLOB  # verify keeps the small ones (manifests, bundle.json) to read them
+            if (verify_only and not small) or (not verify_only and member.digest not in needed):
+                copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size)
+            else:
+                with (scratch / member.digest).open("wb") as f:
+                    copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
+                    f.flush()
+                    os.fsync(f.fileno())
+                faults.point("import.staged-blob")
+            result.blobs_read += 1
+            result.bytes_read += member.size
+        stored = {d for d in seen if (scratch / d).is_file()}  # staged in scratch by this run
+
+        def path_of(digest: str) -> Path:
+            return scratch / digest if digest in stored else layout.blob_path(digest)
+
+        def available(digest: str) -> bool:
+            return digest in stored or (verify_only and digest in seen) or layout.blob_path(digest).is_file()
+
+        info = _bundle_info(release, path_of, available)
+        _check_model_manifests(release, path_of, available, bundle)
+        base = info.get("base") or {}
+        if info.get("kind") == "delta" and base.get("version") is not None and state.version < int(base["version"]):
+            # refused before anything is published, volume or not: a half-imported delta would
+            # move the channel past the versions that carry what it leaves out
+            raise BundleFormatError(
+                f"{bundle}: a delta made for a mirror that has version {base['version']} of channel {channel} "
+                f"({base.get('source')}); this mirror has version {state.version}: import the bundles in between, "
+                "or ask for a full bundle")
+        missing = sorted(needed - seen)
+        if missing and int(info.get("volumes") or 1) <= 1:
+            sample = ", ".join(by_digest[d].path for d in missing[:3]) + (", …" if len(missing) > 3 else "")
+            if info.get("kind") == "delta":
+                base = info.get("base") or {}
+                raise BundleFormatError(
+                    f"{bundle}: a delta made for a mirror that has version {base.get('version')} of channel {channel} "
+                    f"({base.get('source')}); this mirror has version {state.version} and lacks {len(missing)} blob(s) "
+                    f"({sample}): import the bundles in between, or ask for a full bundle")
+            raise BundleFormatError(f"{bundle}: lacks {len(missing)} blob(s) that this mirror does not have ({sample})")
+    waiting = waiting_artifacts(release.targets, path_of, available)
+    result.pending = sorted(waiting)
+    if verify_only:
         return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    if release.version == state.version and not stored:
+        result.nothing_new = True  # a volume (or a repeat) that brings nothing this mirror lacks
+        return result
+    candidates = allowed_targets(release.targets, waiting)
+    blocked = _scan(release, candidates, path_of, options, now, result, bundle)
+    publish = allowed_targets(candidates, blocked)
+    # verified blobs go into the store unless only blocked artifacts use them: those of
+    # artifacts still waiting for another volume are kept for when it comes
+    keep = {t.blob.digest for t in allowed_targets(release.targets, blocked)}
+    for t in allowed_targets(release.targets, blocked):
+        if t.kind == "model" and available(t.blob.digest):  # a model's files are its model-blob targets
+            keep.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
+    needed = stored & keep
+    groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
+    # -- publish: blobs into the store, then the index, then the trust and channel state.
+    # Files go in before the pages that name them, so a reader never follows a dangling
+    # link; the channel advances last, so a re-run after a failure redoes the publish.
+    try:
+        for digest in sorted(needed):
+            dst = layout.blob_path(digest)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(scratch / digest, 0o444)
+            os.replace(scratch / digest, dst)
+            faults.point("import.stored-blob")
+        for h, ts in groups:
+            result.published += h.publish(ts, layout.blob_path)
+            faults.point(f"import.published.{type(h).__name__}")
+        layout.commit_tuf(channel, release.tuf_dir, release.version)
+        faults.point("import.committed-trust")
+        state.version = release.version
+        state.last_import = now.isoformat()
+        state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,
+                                                  "imported": now.isoformat(timespec="seconds")}]
+        layout.write_state(channel, state)
+    except OSError as e:
+        raise PublishError(f"{layout.root}: publishing version {release.version} failed ({e.strerror or e}); "
+                           "the channel did not advance: run the import again to finish") from e
+    return result

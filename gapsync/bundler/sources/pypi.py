@@ -68,7 +68,8 @@ def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache) -> list[tuple
         cmd = [_uv_bin(), "pip", "compile", "--no-config", "--no-header", "--no-annotate", "--quiet",
                "--color", "never", "--python", sys.executable, "--python-version", target.python,
                "--python-platform", target.uv_platform, "--index-url", py.index_url,
-               "--cache-dir", str(cache.root / "uv"), str(req_in), *map(str, py.requirements_files)]
+               "--cache-dir", str(cache.root / "uv"), "--refresh",  # revalidate: a release minutes old must be seen
+               str(req_in), *map(str, py.requirements_files)]
         if not py.sdists:
             cmd += ["--only-binary", ":all:"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(spec.path.parent))
