@@ -40,24 +40,36 @@ class AuditLog:
         self.head_path = path.with_name(path.name + ".head")
 
     def append(self, action: str, result: str, **details: Any) -> dict[str, Any]:
+        """One entry, all or nothing: the line goes in with one write and is cut back off if
+        that fails (a full disk must not leave half a line that breaks every later entry); the
+        head file follows only once the line is durable."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with os.fdopen(os.dup(fd), "rb") as f:
                 seq, prev = self._last(f)
-                entry = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                         "actor": _actor(), "action": action, "result": result, "details": details,
-                         "prev": prev}
-                entry["hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
-                f.seek(0, os.SEEK_END)
-                f.write(_canonical(entry) + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-                tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+            entry = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "actor": _actor(), "action": action, "result": result, "details": details, "prev": prev}
+            entry["hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
+            line = _canonical(entry) + b"\n"
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(28, "short write")
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, end)
+                raise
+            tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+            try:
                 tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n")
                 os.replace(tmp, self.head_path)
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # verify reads a head that lags by one as "written, head not yet"
+                raise
+        finally:
+            os.close(fd)
         return entry
 
     @staticmethod
@@ -86,6 +98,7 @@ class AuditReport:
 def verify(path: Path) -> AuditReport:
     problems: list[str] = []
     prev, seq, n = GENESIS, 0, 0
+    last_but_one = GENESIS
     if not path.exists():
         return AuditReport(0, [f"{path}: no audit log"])
     with path.open("rb") as f:
@@ -103,12 +116,14 @@ def verify(path: Path) -> AuditReport:
                 problems.append(f"{path}:{lineno}: chain broken before entry {entry.get('seq')} (an entry was removed or reordered)")
             if entry.get("seq") != seq + 1:
                 problems.append(f"{path}:{lineno}: sequence jumps from {seq} to {entry.get('seq')}")
+            last_but_one = prev
             prev, seq = claimed, entry.get("seq", seq + 1)
     head = path.with_name(path.name + ".head")
     if head.exists():
         try:
             h = json.loads(head.read_text())
-            if h.get("seq") != seq or h.get("hash") != prev:
+            lagging = h.get("seq") == seq - 1 and h.get("hash") == last_but_one  # the head write failed after the line
+            if (h.get("seq") != seq or h.get("hash") != prev) and not lagging:
                 problems.append(f"{path}: ends at entry {seq} but the head file records entry {h.get('seq')} (entries cut off the end)")
         except ValueError:
             problems.append(f"{head}: unreadable head file")

@@ -65,4 +65,6 @@ def load_located(path: Path, text: str) -> tuple[Any, Located]:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise InputError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+    except RecursionError as e:
+        raise InputError(f"{path}: YAML nested too deeply") from e
     return data, Located(path, node)

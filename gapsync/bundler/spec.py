@@ -109,7 +109,9 @@ class Spec:
 
 def load_spec(path: Path) -> Spec:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
     except OSError as e:
         raise InputError(f"{path}: cannot read spec ({e.strerror})") from e
     data, loc = load_located(path, text)

@@ -129,6 +129,8 @@ def claimed_channel(members: dict[str, bytes], bundle: Path) -> str:
     try:
         signed = json.loads(raw)["signed"]
         channel = signed["x-gapsync"]["channel"]
+    except RecursionError as e:
+        raise BundleFormatError(f"{bundle}: metadata/targets.json is nested too deeply") from e
     except (ValueError, KeyError, TypeError) as e:
         raise BundleFormatError(f"{bundle}: metadata/targets.json is not gapsync metadata") from e
     if not isinstance(channel, str):

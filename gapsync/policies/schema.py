@@ -101,7 +101,9 @@ def load_policy(spec: str | Path | None) -> Policy:
     path = Path(spec) if spec is not None and (Path(spec).exists() or "/" in str(spec) or str(spec).endswith(".yaml")) \
         else shipped(str(spec or "default"))
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
     except OSError as e:
         raise InputError(f"{path}: cannot read policy ({e.strerror})") from e
     data, loc = load_located(path, text)

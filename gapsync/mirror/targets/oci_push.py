@@ -12,6 +12,7 @@ under an optional prefix taken from the URL path (``https://reg.internal/mirror`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -111,7 +112,7 @@ def push_images(mirror: MirrorLayout, url: str, *, only: set[str] | None = None,
             if client.manifest_digest(repo, digest) != digest:
                 _put(client, repo, digest, data, media_type)
         reference = tag or entry["digest"]
-        r = client.put_manifest(repo, reference, top, entry["mediaType"])
+        r = with_retries(reference, functools.partial(_put_top, client, repo, reference, top, entry["mediaType"]))
         if r.status_code == 400 and missing and children:
             # The registry insists that every manifest of an index is present. Tag an index of
             # the platforms we carry instead: the platform manifests keep their digests, only
@@ -127,7 +128,18 @@ def push_images(mirror: MirrorLayout, url: str, *, only: set[str] | None = None,
     return report
 
 
+def _put_top(client: RegistryClient, repo: str, reference: str, data: bytes, media_type: str):
+    return _retryable(client.put_manifest(repo, reference, data, media_type))
+
+
+def _retryable(r):
+    """A 5xx on a manifest PUT is worth another try (with_retries retries on this error)."""
+    if r.status_code >= 500:
+        raise PublishError(f"manifest PUT answered HTTP {r.status_code}")
+    return r
+
+
 def _put(client: RegistryClient, repo: str, reference: str, data: bytes, media_type: str) -> None:
-    r = with_retries(reference, lambda: client.put_manifest(repo, reference, data, media_type))
+    r = with_retries(reference, lambda: _retryable(client.put_manifest(repo, reference, data, media_type)))
     if r.status_code not in (200, 201):
         raise PublishError(f"{client.registry}/{repo}@{reference}: manifest refused (HTTP {r.status_code})")
