@@ -164,7 +164,7 @@ def load_pickle_policy(path: Path | None = None) -> PicklePolicy:
     if path is None:
         return _default_policy()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise InputError(f"{path}: cannot read pickle globals policy: {e}") from e
     return PicklePolicy.from_dict(data, str(path))
@@ -173,4 +173,9 @@ def load_pickle_policy(path: Path | None = None) -> PicklePolicy:
 @lru_cache(maxsize=1)
 def _default_policy() -> PicklePolicy:
     text = resources.files("gapsync.policies").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
-    return PicklePolicy.from_dict(yaml.safe_load(text), DEFAULT_POLICY)
+    return PicklePolicy.from_dict(_load_yaml(text), DEFAULT_POLICY)
+
+
+def _load_yaml(text: str):
+    """libyaml's safe loader when PyYAML has it (the allowlist is read at every scan's start)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)

@@ -216,13 +216,19 @@ class Machine:
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
         self.out = Outcome()
-        self._ops = {
-            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
-        }
 
     # -- driver -----------------------------------------------------------------------------
+    @classmethod
+    def _handlers(cls) -> dict[str, Any]:
+        """Opcode name -> unbound handler, built once per class (not once per pickle)."""
+        table = cls.__dict__.get("_HANDLERS")
+        if table is None:
+            table = {name[3:]: getattr(cls, name) for name in dir(cls) if name.startswith("op_")}
+            cls._HANDLERS = table
+        return table
+
     def run(self) -> Outcome:
-        ops = self._ops
+        ops = self._handlers()
         try:
             while True:
                 op = read_op(self.r)
@@ -230,7 +236,7 @@ class Machine:
                 if handler is None:
                     self.push(op.arg)
                 else:
-                    handler(op)
+                    handler(self, op)
         except _Stop:
             self.out.stopped = True
         except PickleError as e:

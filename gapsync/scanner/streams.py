@@ -15,6 +15,7 @@ import zlib
 from typing import BinaryIO
 
 CHUNK = 1 << 20  # 1 MiB: the unit of reading; memory use is a few of these
+FIRST_READ = 16 << 10  # the first read of a stream: a tensor entry of a checkpoint is sniffed, not read
 
 
 class Truncated(Exception):
@@ -34,6 +35,7 @@ class ByteReader:
         self._i = 0
         self._base = start  # stream position of _buf[0]
         self._eof = False
+        self._next = FIRST_READ  # grows to CHUNK: most streams are abandoned after a few bytes
         self._read = getattr(stream, "read1", stream.read)
         try:
             self._seekable = bool(stream.seekable())
@@ -49,7 +51,8 @@ class ByteReader:
         while len(self._buf) - self._i < n and not self._eof:
             # read1: what is there with at most one underlying read, so data that precedes a
             # failure underneath (corrupt compression) is delivered before the error is
-            more = self._read(max(CHUNK, n - (len(self._buf) - self._i)))
+            more = self._read(max(self._next, n - (len(self._buf) - self._i)))
+            self._next = min(self._next * 2, CHUNK)
             if not more:
                 self._eof = True
                 break
