@@ -4,7 +4,8 @@ It stands in for a remote index (PyPI and its CDN) in the cold-download benchmar
 HTTP/1.1 server (keep-alive, so clients may reuse connections) on 127.0.0.1 that sleeps
 ``--latency`` seconds before it answers each request, then serves files from ``--dir`` like
 ``python -m http.server`` (no Range support). One line per request goes to stdout
-(``METHOD PATH STATUS``), so the bench can count what each client asked for.
+(``METHOD PATH STATUS BYTES``, the body bytes actually sent), so the bench can count what each
+client asked for and received.
 
     python bench/_latency_server.py --dir INDEX_ROOT --port 8123 --latency 0.05
 """
@@ -35,12 +36,21 @@ class LatencyHandler(SimpleHTTPRequestHandler):
         if method is None:
             self.send_error(501, f"Unsupported method ({self.command!r})")
             return
-        method()
-        self.wfile.flush()
+        self._code, self._sent = "-", 0
+        try:
+            method()
+            self.wfile.flush()
+        finally:  # also when the client hangs up mid-body: log the bytes that went out
+            sys.stdout.write(f"{self.command} {self.path} {self._code} {self._sent}\n")
+            sys.stdout.flush()
+
+    def copyfile(self, source, outputfile):
+        while chunk := source.read(1 << 16):
+            outputfile.write(chunk)
+            self._sent += len(chunk)
 
     def log_request(self, code="-", size="-"):
-        sys.stdout.write(f"{self.command} {self.path} {code}\n")
-        sys.stdout.flush()
+        self._code = getattr(code, "value", code)
 
     def log_message(self, format, *args):  # noqa: A002 - the signature of the base class
         pass
