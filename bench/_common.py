@@ -20,16 +20,16 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from gapsync.demo import free_port, wait_http  # noqa: E402,F401  (one implementation, shared with the demo and the tests)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -56,23 +56,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PIP_CONFIG_FILE"] = os.devnull
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, seconds: float = 20) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url}: server did not start")
 
 
 class Server:
