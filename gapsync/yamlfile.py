@@ -57,6 +57,16 @@ def check_keys(loc: Located, keys: tuple, mapping: dict, allowed: set[str]) -> N
 
 
 
+def read_text(path: Path, what: str) -> str:
+    """The file's text, or one line saying why not (missing, unreadable, not UTF-8)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what} ({e.strerror})") from e
+
+
 def load_located(path: Path, text: str) -> tuple[Any, Located]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from gapsync.bundler.platforms import PythonTarget
-from gapsync.errors import InputError
 from gapsync.oci import ImageRef, Platform
 from gapsync.oci_client import LOOPBACK
 from gapsync.yamlfile import Located as _Located
 from gapsync.yamlfile import check_keys as _check_keys
 from gapsync.yamlfile import expect as _expect
-from gapsync.yamlfile import load_located
+from gapsync.yamlfile import load_located, read_text
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -108,12 +107,7 @@ class Spec:
 
 
 def load_spec(path: Path) -> Spec:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise InputError(f"{path}: cannot read spec ({e.strerror})") from e
+    text = read_text(path, "spec")
     data, loc = load_located(path, text)
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")

@@ -14,9 +14,8 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from gapsync.errors import InputError
 from gapsync.model import Action, Severity
-from gapsync.yamlfile import Located, check_keys, expect, load_located
+from gapsync.yamlfile import Located, check_keys, expect, load_located, read_text
 
 SHIPPED = Path(__file__).parent
 SEVERITIES = {s.value: s for s in Severity if s is not Severity.UNKNOWN} | {"none": None}
@@ -100,12 +99,7 @@ def load_policy(spec: str | Path | None) -> Policy:
     """A path, or the name of a shipped policy (``default``, ``strict``); None means ``default``."""
     path = Path(spec) if spec is not None and (Path(spec).exists() or "/" in str(spec) or str(spec).endswith(".yaml")) \
         else shipped(str(spec or "default"))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise InputError(f"{path}: cannot read policy ({e.strerror})") from e
+    text = read_text(path, "policy")
     data, loc = load_located(path, text)
     return _parse(data, loc, path, hashlib.sha256(text.encode()).hexdigest())
 
