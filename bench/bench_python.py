@@ -16,6 +16,9 @@ After one ``bundle create`` that fills the cache, it times
   * ``gapsync import`` into a freshly pinned mirror, against ``sha256sum FILES`` and a manual
     import, ``tar xf bundle.tar; sha256sum -c SHA256SUMS; sync FILES``.
 
+  Both manual workflows run a second time with ``openssl dgst -sha256`` in place of coreutils:
+  those are the fair floor (hash, frame, write durably).
+
   The question is what the signing, the TUF checks and the bundle format cost on top of the
   bytes that must be read, hashed and written anyway: the baselines are that floor.
 
