@@ -28,7 +28,7 @@ from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.bundler.volumes import blob_tar_size, metadata_tar_size, plan_volumes, write_volumes
-from gapsync.bundler.wheel_metadata import read_core_metadata, requires_python
+from gapsync.bundler.wheel_metadata import core_metadata_blob, requires_python
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
 from gapsync.hashing import check_free_space, read_chunks
 from gapsync.locking import exclusive
@@ -92,8 +92,7 @@ def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[di
                   "requires_python": f.requires_python, "yanked": f.yanked, "tags": f.targets,
                   "upstream": f.url}
         if f.filename.endswith(".whl"):
-            meta = read_core_metadata(cache.path(f.sha256), f.filename)
-            digest, size = cache.put_bytes(meta, what=f"{f.filename}.metadata")
+            digest, size, meta = core_metadata_blob(cache, f.sha256, f.filename)
             custom["requires_python"] = requires_python(meta) or f.requires_python
             custom["metadata"] = f"{path}.metadata"
             targets.append(Target(f"{path}.metadata", BlobRef(digest, size),
@@ -271,12 +270,14 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     advisories_file = advisory_file(scan.advisories)
     outcome = scan_subjects(build_subjects(lock, plans, cache), policy, load_advisories(advisories_file), now)
     blocked = set(outcome.blocked())
-    artifacts = [*python_targets(lock.files, cache)[1], *image_targets(plans, cache)[1], *model_targets(lock.models, cache)[1]]
+    py_targets, py_artifacts = python_targets(lock.files, cache)
+    artifacts = [*py_artifacts, *image_targets(plans, cache)[1], *model_targets(lock.models, cache)[1]]
     for a in artifacts:
         key = f"{a['kind']}:{a['name']}@{a['version']}"
         a["license"] = outcome.licenses.get(key, a.get("license"))
         a["decision"] = outcome.decisions[key].action.value if key in outcome.decisions else "allow"
-    targets = python_targets([f for f in lock.files if python_key(f) not in blocked], cache)[0]
+    allowed_files = {f.filename for f in lock.files if python_key(f) not in blocked}
+    targets = [t for t in py_targets if t.custom.get("filename" if t.kind == "python" else "of") in allowed_files]
     targets += image_targets([p for p in plans if image_key(p) not in blocked], cache)[0]
     targets += model_targets([m for m in lock.models if model_key(m) not in blocked], cache)[0]
     version = repo.next_version()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.lock import Lock, LockedFile
 from gapsync.bundler.sources.oci import ImagePlan
-from gapsync.bundler.wheel_metadata import read_core_metadata
+from gapsync.bundler.wheel_metadata import core_metadata_blob
 from gapsync.oci import hex_of
 from gapsync.scanner.subject import ScanSubject, SubjectFile
 
@@ -29,7 +29,7 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
         path = cache.path(f.sha256)
         s.files.append(SubjectFile(f.filename, f.sha256, path.stat().st_size, path))
         if f.filename.endswith(".whl") and s.meta["metadata"] is None:
-            digest, _ = cache.put_bytes(read_core_metadata(path, f.filename), what=f"{f.filename}.metadata")
+            digest, _, _ = core_metadata_blob(cache, f.sha256, f.filename)
             s.meta["metadata"] = cache.path(digest)
     for p in plans:
         files = [SubjectFile(f"layer {d[:19]}", hex_of(d), cache.path(hex_of(d)).stat().st_size, cache.path(hex_of(d)), info["media_type"])

@@ -38,3 +38,17 @@ def requires_python(metadata: bytes) -> str | None:
     msg = BytesHeaderParser().parsebytes(metadata)
     value = msg.get("Requires-Python")
     return str(value).strip() if value else None
+
+
+_stored: dict[tuple[str, str], tuple[str, int, bytes]] = {}
+
+
+def core_metadata_blob(cache, wheel_sha256: str, filename: str) -> tuple[str, int, bytes]:
+    """The wheel's METADATA stored in the cache as a blob: (digest, size, bytes), read from the
+    zip once per process however many steps ask (scanning and targets both need it)."""
+    key = (str(cache.root), wheel_sha256)
+    if key not in _stored:
+        data = read_core_metadata(cache.path(wheel_sha256), filename)
+        digest, size = cache.put_bytes(data, what=f"{filename}.metadata")
+        _stored[key] = (digest, size, data)
+    return _stored[key]
