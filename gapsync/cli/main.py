@@ -7,12 +7,12 @@ import sys
 import click
 
 from gapsync import __version__
-from gapsync.cli.commands import register
+from gapsync.cli.commands import LazyGroup
 from gapsync.cli.exit_codes import ExitCode, exit_code_for
 from gapsync.errors import GapsyncError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gapsync")
 @click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
 @click.pass_context
@@ -21,8 +21,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 
-
-register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,19 +9,25 @@ implements them. A malformed policy file is an :class:`~gapsync.errors.InputErro
 from __future__ import annotations
 
 import _compat_pickle
+import json
+import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from gapsync.errors import InputError
 from gapsync.model import Severity
 
 DEFAULT_POLICY = "pickle_globals.yaml"
+# The shipped YAML, already parsed, with the size and CRC-32 of the YAML it came from. Why:
+# importing PyYAML costs more than scanning a small pickle, and `gapsync scan` runs in loops and
+# hooks. It is used only while both match the YAML beside it (a staleness check, not a security
+# one: both files ship in the package), so an edited allowlist is never shadowed by a stale
+# copy; `python -m gapsync.policies.pickle_globals` rewrites it and a test keeps it current.
+COMPILED_POLICY = "pickle_globals.json"
+_HERE = Path(__file__).resolve().parent
 # Modules under an allowed prefix that are still not allowed: test helpers run code on purpose.
 _TEST_COMPONENTS = frozenset({"tests", "test", "testing", "_testing", "conftest", "estimator_checks"})
 
@@ -74,6 +80,8 @@ class PicklePolicy:
     deny_globals: dict[str, _Rule] = field(default_factory=dict)
     deny_modules: dict[str, _Rule] = field(default_factory=dict)
     nested_loaders: frozenset[str] = frozenset()
+    # (module, name) -> verdict: a checkpoint names the same few globals thousands of times
+    _memo: dict[tuple[str, str], GlobalVerdict] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "policy") -> PicklePolicy:
@@ -104,7 +112,15 @@ class PicklePolicy:
 
     def classify(self, module: str, name: str) -> GlobalVerdict:
         """Decide one global; see the precedence rules in pickle_globals.yaml."""
-        module, name = normalize(module, name)
+        key = (module, name)
+        verdict = self._memo.get(key)
+        if verdict is None:
+            if len(self._memo) > 65536:  # a hostile pickle can name millions of distinct globals
+                self._memo.clear()
+            verdict = self._memo[key] = self._classify(*normalize(module, name))
+        return verdict
+
+    def _classify(self, module: str, name: str) -> GlobalVerdict:
         ref = f"{module}:{name}"
         if ref in self.deny_globals:
             r = self.deny_globals[ref]
@@ -164,18 +180,50 @@ def load_pickle_policy(path: Path | None = None) -> PicklePolicy:
     if path is None:
         return _default_policy()
     try:
-        data = _load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read pickle globals policy: {e}") from e
-    return PicklePolicy.from_dict(data, str(path))
+    return PicklePolicy.from_dict(_load_yaml(text, path), str(path))
 
 
 @lru_cache(maxsize=1)
 def _default_policy() -> PicklePolicy:
-    text = resources.files("gapsync.policies").joinpath(DEFAULT_POLICY).read_text(encoding="utf-8")
-    return PicklePolicy.from_dict(_load_yaml(text), DEFAULT_POLICY)
+    raw = (_HERE / DEFAULT_POLICY).read_bytes()
+    try:
+        compiled = json.loads((_HERE / COMPILED_POLICY).read_bytes())
+    except (OSError, ValueError):
+        compiled = None
+    if isinstance(compiled, dict) and compiled.get("source") == _fingerprint(raw):
+        return PicklePolicy.from_dict(compiled.get("policy"), COMPILED_POLICY)
+    return PicklePolicy.from_dict(_load_yaml(raw.decode("utf-8"), DEFAULT_POLICY), DEFAULT_POLICY)
 
 
-def _load_yaml(text: str):
-    """libyaml's safe loader when PyYAML has it (the allowlist is read at every scan's start)."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+def compile_default_policy() -> Path:
+    """Write pickle_globals.json from pickle_globals.yaml (after checking that it parses)."""
+    raw = (_HERE / DEFAULT_POLICY).read_bytes()
+    data = _load_yaml(raw.decode("utf-8"), DEFAULT_POLICY)
+    PicklePolicy.from_dict(data, DEFAULT_POLICY)
+    out = _HERE / COMPILED_POLICY
+    doc = {"comment": f"generated from {DEFAULT_POLICY} by `python -m gapsync.policies.pickle_globals`; "
+                      "edit the YAML, not this file",
+           "source": _fingerprint(raw), "policy": data}
+    out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return out
+
+
+def _fingerprint(raw: bytes) -> dict[str, int]:
+    return {"size": len(raw), "crc32": zlib.crc32(raw)}
+
+
+def _load_yaml(text: str, source: Path | str):
+    """libyaml's safe loader when PyYAML has it; imported here, only when a YAML must be read."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as e:
+        raise InputError(f"{source}: cannot read pickle globals policy: {' '.join(str(e).split())}") from e
+
+
+if __name__ == "__main__":
+    print(compile_default_policy())

@@ -8,8 +8,6 @@ entry, the payload of an ``.npy`` object array or the inside of a gzip'd joblib 
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -40,11 +38,14 @@ class ModelScanner:
 Handler = Callable[[BinaryIO, Where], list[Finding]]
 
 
-def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False) -> tuple[Format, list[Finding]]:
+def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
+                zip_tail: bool = True) -> tuple[Format, list[Finding]]:
     """Detect the format of the bytes in ``f`` (positioned at their start) and analyse them.
 
     ``pickle_hint``: the container says this is a pickle (a ``*.pkl`` entry of a torch zip), so
     bytes that fail to parse as a pickle are reported rather than left alone.
+    ``zip_tail``: also look for a zip whose end record closes the data (a polyglot); off for
+    bytes that no loader opens as a file (torch's tensor storage records).
     Returns the detected format (``PICKLE`` for protocol 0/1 pickles found by parsing) and the
     findings.
     """
@@ -58,14 +59,14 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False) -> tuple[F
     handler = _handlers().get(fmt)
     if handler is not None:
         found = handler(f, where)
-        if fmt is Format.PICKLE:
+        if fmt is Format.PICKLE and zip_tail:
             found += _zip_behind(f, where)
         return fmt, found
     # No magic number: a protocol 0/1 pickle, or data that no loader here would run.
     result = analyse_pickles(ByteReader(f), where, known_pickle=pickle_hint or fmt is Format.PICKLE)
     if result.is_pickle:
-        return Format.PICKLE, result.findings.to_list() + _zip_behind(f, where)
-    zipped = _zip_behind(f, where)
+        return Format.PICKLE, result.findings.to_list() + (_zip_behind(f, where) if zip_tail else [])
+    zipped = _zip_behind(f, where) if zip_tail else []
     if zipped:
         return Format.ZIP, zipped
     if where.depth == 0 and fmt is Format.UNKNOWN:
@@ -116,6 +117,9 @@ def _peekable(f: BinaryIO) -> tuple[BinaryIO, bytes]:
 
 def _spool(f: BinaryIO) -> BinaryIO:
     """Copy a forward-only stream to a temporary file (memory first, then disk) to allow seeking."""
+    import shutil
+    import tempfile
+
     spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # returned to the caller, who closes it
     shutil.copyfileobj(f, spooled, CHUNK)
     spooled.seek(0)

@@ -28,7 +28,7 @@ from typing import Any
 from gapsync.model import Finding, Severity
 from gapsync.policies.pickle_globals import GlobalAction, PicklePolicy, load_pickle_policy
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.pickle_ops import Omitted, PickleError, read_op
+from gapsync.scanner.pickle_ops import Omitted, PickleError, iter_ops
 from gapsync.scanner.streams import ByteReader, Truncated
 
 MAX_ITEMS = 64  # container items kept per list/dict/set; the rest are only counted
@@ -228,13 +228,12 @@ class Machine:
         return table
 
     def run(self) -> Outcome:
-        ops = self._handlers()
+        handlers = self._handlers()
         try:
-            while True:
-                op = read_op(self.r)
-                handler = ops.get(op.name)
+            for op in iter_ops(self.r):
+                handler = handlers.get(op.name)
                 if handler is None:
-                    self.push(op.arg)
+                    self.stack.append(op.arg)
                 else:
                     handler(self, op)
         except _Stop:

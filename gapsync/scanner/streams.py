@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bz2
 import io
+import struct
 import zlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20  # 1 MiB: the unit of reading; memory use is a few of these
 FIRST_READ = 16 << 10  # the first read of a stream: a tensor entry of a checkpoint is sniffed, not read
@@ -76,6 +77,11 @@ class ByteReader:
         return b
 
     def read(self, n: int) -> bytes:
+        i = self._i
+        j = i + n
+        if i <= j <= len(self._buf):  # the common case: already buffered (and n is not negative)
+            self._i = j
+            return self._buf[i:j]
         if n < 0:
             raise ValueError("negative length")
         if not self._fill(n):
@@ -84,6 +90,15 @@ class ByteReader:
         out = self._buf[self._i:self._i + n]
         self._i += n
         return out
+
+    def unpack(self, fmt: struct.Struct) -> Any:
+        """The one value of a fixed-size ``fmt`` at the current position (no slice is made)."""
+        n = fmt.size
+        if len(self._buf) - self._i < n and not self._fill(n):
+            raise Truncated(n, len(self._buf) - self._i, self.pos)
+        i = self._i
+        self._i = i + n
+        return fmt.unpack_from(self._buf, i)[0]
 
     def skip(self, n: int) -> None:
         """Advance ``n`` bytes without keeping them; raises :class:`Truncated` past the end."""

@@ -87,6 +87,24 @@ def test_zip_after_a_prefix_is_read(tmp_path):
     assert "builtins.print" in globals_found(fs)
 
 
+def test_torch_storage_records_are_sniffed_but_not_searched_for_a_zip_tail(tmp_path):
+    """Storage records (``<prefix>data/<n>`` beside ``<prefix>data.pkl``) are tensor bytes that
+    torch reads raw: a pickle at their start is still found, a zip at their end is not looked
+    for. Any other entry still gets the zip-tail search."""
+    hidden_zip = b"\x01\x02" * 64 + make_zip([("a/data.pkl", PAYLOAD)])
+    benign = b"\x80\x02]q\x00."
+    # a pickle at the start of a storage record is found
+    fs = scan(write(tmp_path, "a.pt", make_zip([("m/data.pkl", benign), ("m/data/0", PAYLOAD)])))
+    assert globals_found(fs) == {"builtins.print"}
+    # a zip hidden at the end of a storage record is not searched for
+    fs = scan(write(tmp_path, "b.pt", make_zip([("m/data.pkl", benign), ("m/data/0", hidden_zip)])))
+    assert globals_found(fs) == set()
+    # the same bytes under any other name (or without a data.pkl of that prefix) are searched
+    for name in ("m/data/0.bin", "m/extra/0", "other/data/0"):
+        fs = scan(write(tmp_path, "c.pt", make_zip([("m/data.pkl", benign), (name, hidden_zip)])))
+        assert globals_found(fs) == {"builtins.print"}, name
+
+
 @pytest.mark.parametrize("codec", ["zlib", "gzip", "bz2", "lzma", "xz", "lz4"])
 def test_compressed_joblib_payloads(tmp_path, codec):
     if codec == "lz4":
