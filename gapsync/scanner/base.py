@@ -82,8 +82,13 @@ class ScanReport:
 
 
 
-def scan_path(path: Path, scanners: Iterable[Scanner] | None = None) -> ScanReport:
-    """Scan a file or every file under a directory with ``scanners`` (default: the model scanner)."""
+def scan_path(path: Path, scanners: Iterable[Scanner] | None = None, jobs: int = 1) -> ScanReport:
+    """Scan a file or every file under a directory with ``scanners`` (default: the model scanner).
+
+    ``jobs`` > 1 scans a directory's files in that many processes at most (one per CPU; see
+    :mod:`gapsync.scanner.parallel`); call it so only from a single-threaded process. The report
+    is the same whatever ``jobs`` is.
+    """
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
     if scanners is None:
@@ -91,27 +96,38 @@ def scan_path(path: Path, scanners: Iterable[Scanner] | None = None) -> ScanRepo
 
         scanners = [ModelScanner()]
     scanners = list(scanners)
+    entries = list(_walk_with_links(path))
+    files = [(file, display) for file, display in entries if file is not None]
+    if jobs > 1:
+        from gapsync.scanner.parallel import scan_files, worker_count
+
+        found = iter(scan_files(files, lambda p, d: _scan_file(scanners, p, d), worker_count(jobs, len(files))))
+    else:
+        found = (_scan_file(scanners, p, d) for p, d in files)
     report = ScanReport(root=str(path))
-    for file, display in _walk_with_links(path):
+    for file, display in entries:
         if file is None:
             report.findings.append(finding(Where(display), "file.symlink", Severity.MEDIUM,
                                            "symbolic link not followed: it may point outside the model"))
             continue
         report.files += 1
-        for scanner in scanners:
-            try:
-                report.findings.extend(scanner.scan_file(file, display))
-            except OSError as e:
-                report.findings.append(finding(Where(display), "file.unreadable", Severity.MEDIUM,
-                                               f"cannot read the file: {e}"))
-            except RecursionError:
-                report.findings.append(finding(Where(display), "scan.too_deep", Severity.HIGH,
-                                               "nesting too deep to analyse"))
-            except Exception as e:  # a scanner bug must not pass a file silently
-                report.findings.append(finding(Where(display), "scan.internal_error", Severity.HIGH,
-                                               f"scanner failed on this file ({type(e).__name__}: {e}); "
-                                               "it was not fully scanned"))
+        report.findings.extend(next(found))
     return report
+
+
+def _scan_file(scanners: list[Scanner], file: Path, display: str) -> list[Finding]:
+    out: list[Finding] = []
+    for scanner in scanners:
+        try:
+            out.extend(scanner.scan_file(file, display))
+        except OSError as e:
+            out.append(finding(Where(display), "file.unreadable", Severity.MEDIUM, f"cannot read the file: {e}"))
+        except RecursionError:
+            out.append(finding(Where(display), "scan.too_deep", Severity.HIGH, "nesting too deep to analyse"))
+        except Exception as e:  # a scanner bug must not pass a file silently
+            out.append(finding(Where(display), "scan.internal_error", Severity.HIGH,
+                               f"scanner failed on this file ({type(e).__name__}: {e}); it was not fully scanned"))
+    return out
 
 
 def _walk_with_links(path: Path) -> Iterator[tuple[Path | None, str]]:

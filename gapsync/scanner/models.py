@@ -7,9 +7,9 @@ entry, the payload of an ``.npy`` object array or the inside of a gzip'd joblib 
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -56,7 +56,7 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
     fmt = detect(head, where.size)
     if fmt in _NEEDS_SEEK and not _seekable(f):
         f = _spool(f)
-    handler = _handlers().get(fmt)
+    handler = _handler(fmt)
     if handler is not None:
         found = handler(f, where)
         if fmt is Format.PICKLE and zip_tail:
@@ -130,34 +130,34 @@ def _pickle_handler(f: BinaryIO, where: Where) -> list[Finding]:
     return analyse_pickles(ByteReader(f), where, known_pickle=True).findings.to_list()
 
 
-@lru_cache(maxsize=1)
-def _handlers() -> dict[Format, Handler]:
-    # Imported here: each format module imports this one for nested scans.
-    from gapsync.scanner import (
-        compressed,
-        gguf,
-        hdf5,
-        jsonfiles,
-        numpy_files,
-        protobuf_models,
-        safetensors,
-        sevenzip,
-        tars,
-        zips,
-    )
+# format -> "module:function" under gapsync.scanner. Imported on first use, not at start-up:
+# each format module imports this one for nested scans, and a scan of a pickle should not pay
+# for the tar, GGUF or HDF5 parsers.
+_HANDLER_NAMES: dict[Format, str] = {
+    Format.ZIP: "zips:scan_zip",
+    Format.TAR: "tars:scan_tar",
+    Format.NPY: "numpy_files:scan_npy",
+    Format.SAFETENSORS: "safetensors:scan_safetensors",
+    Format.GGUF: "gguf:scan_gguf",
+    Format.HDF5: "hdf5:scan_hdf5",
+    Format.JSON: "jsonfiles:scan_json",
+    Format.PROTOBUF: "protobuf_models:scan_protobuf",
+    Format.SEVENZIP: "sevenzip:scan_7z",
+}
+_loaded: dict[Format, Handler] = {Format.PICKLE: _pickle_handler}
 
-    table: dict[Format, Handler] = {
-        Format.PICKLE: _pickle_handler,
-        Format.ZIP: zips.scan_zip,
-        Format.TAR: tars.scan_tar,
-        Format.NPY: numpy_files.scan_npy,
-        Format.SAFETENSORS: safetensors.scan_safetensors,
-        Format.GGUF: gguf.scan_gguf,
-        Format.HDF5: hdf5.scan_hdf5,
-        Format.JSON: jsonfiles.scan_json,
-        Format.PROTOBUF: protobuf_models.scan_protobuf,
-        Format.SEVENZIP: sevenzip.scan_7z,
-    }
-    for fmt in COMPRESSED:
-        table[fmt] = compressed.handler_for(fmt)
-    return table
+
+def _handler(fmt: Format) -> Handler | None:
+    found = _loaded.get(fmt)
+    if found is None:
+        if fmt in COMPRESSED:
+            from gapsync.scanner import compressed
+
+            found = compressed.handler_for(fmt)
+        elif fmt in _HANDLER_NAMES:
+            module, func = _HANDLER_NAMES[fmt].split(":")
+            found = getattr(importlib.import_module(f"gapsync.scanner.{module}"), func)
+        else:
+            return None
+        _loaded[fmt] = found
+    return found

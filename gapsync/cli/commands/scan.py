@@ -32,7 +32,8 @@ def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, fail
 
     Nothing is imported, unpickled or executed. Files and directories get the model scanner
     (exit 4 at --fail-on or worse); a bundle or a spec gets every scanner and the policy (exit 4
-    when it blocks something).
+    when it blocks something). For a directory, --jobs also caps the processes that scan its
+    files (at most one per CPU).
     """
     from gapsync.errors import InputError
 
@@ -40,7 +41,7 @@ def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, fail
         raise InputError("scan: give PATH (files, a directory or a bundle) or --spec gapsync.yaml")
     if spec_path is not None or (path is not None and path.is_file() and path.name.endswith(".gapsync")):
         return _scan_artifacts(path, spec_path, lock_path, policy, advisories, report, cache, jobs, as_json)
-    return _scan_files(path, fail_on, as_json)  # type: ignore[arg-type]
+    return _scan_files(path, fail_on, as_json, jobs)  # type: ignore[arg-type]
 
 
 def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, cache, jobs, as_json) -> int:
@@ -80,11 +81,11 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
     return int(ExitCode.BLOCKED_BY_POLICY if doc["blocked"] else ExitCode.OK)
 
 
-def _scan_files(path: Path, fail_on: str, as_json: bool) -> int:
+def _scan_files(path: Path, fail_on: str, as_json: bool, jobs: int) -> int:
     from gapsync.model import Severity
     from gapsync.scanner.base import scan_path
 
-    report = scan_path(path)
+    report = scan_path(path, jobs=jobs)
     threshold = Severity(fail_on)
     blocking = report.at_least(threshold)
     if as_json:

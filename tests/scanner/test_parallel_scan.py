@@ -1,0 +1,82 @@
+"""Scanning a directory in several processes gives the same report as one process, and a worker
+that dies loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from scanner_samples import call_print_p0, stack_global_print, write
+
+from gapsync.model import Finding, Severity
+from gapsync.scanner import parallel
+from gapsync.scanner.base import scan_path
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "models"
+
+
+def _dir_of_mixed_files(tmp_path: Path) -> Path:
+    d = tmp_path / "models"
+    for i in range(60):
+        if i % 7 == 0:
+            data = stack_global_print()
+        elif i % 11 == 0:
+            data = call_print_p0(f"x{i}")
+        else:
+            data = b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K" + bytes([i]) + b"s."
+        write(d / f"sub{i % 3}", f"m{i}.pkl", data)
+    write(d, "notes.txt", b"plain text, not a model\n")
+    os.symlink("/etc/passwd", d / "link")
+    return d
+
+
+def test_parallel_report_equals_sequential(tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_FILES_PER_WORKER", 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    d = _dir_of_mixed_files(tmp_path)
+    one = scan_path(d).to_dict()
+    assert parallel.worker_count(4, 61) == 4
+    many = scan_path(d, jobs=4).to_dict()
+    assert json.dumps(one, default=str, sort_keys=True) == json.dumps(many, default=str, sort_keys=True)
+    assert one["files"] == 61 and any(f["rule"] == "file.symlink" for f in one["findings"])
+    assert sum(f["rule"] == "pickle.global.denied" for f in one["findings"]) >= 9
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+def test_parallel_report_equals_sequential_on_the_corpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    one = json.dumps(scan_path(CORPUS).to_dict(), default=str, sort_keys=True)
+    assert json.dumps(scan_path(CORPUS, jobs=2).to_dict(), default=str, sort_keys=True) == one
+
+
+def test_a_worker_that_dies_loses_nothing(tmp_path):
+    files = [(write(tmp_path, f"f{i}", b"x"), f"f{i}") for i in range(40)]
+    parent = os.getpid()
+
+    def scan_one(p: Path, display: str) -> list[Finding]:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)  # every worker dies on its first file
+        return [Finding("model", "t", Severity.INFO, display, file=display)]
+
+    got = parallel.scan_files(files, scan_one, 3)
+    assert [f[0].file for f in got] == [d for _, d in files]
+
+
+def test_worker_results_come_back_in_walk_order(tmp_path):
+    sizes = [5000, 10, 3000, 10, 10, 8000, 1, 1]
+    files = [(write(tmp_path, f"f{i}", b"x" * n), f"f{i}") for i, n in enumerate(sizes)]
+    got = parallel.scan_files(files, lambda p, d: [Finding("model", "pid", Severity.INFO, str(os.getpid()), file=d)], 2)
+    assert [f[0].file for f in got] == [d for _, d in files]
+    assert len({f[0].message for f in got}) == 2  # two processes did the work
+    shares = parallel._shares(files, 2)
+    loads = [sum(sizes[i] for i in s) for s in shares]
+    assert max(loads) < 0.8 * sum(sizes)
+
+
+def test_worker_count():
+    assert parallel.worker_count(1, 10_000) == 1
+    assert parallel.worker_count(8, 3) == 1  # a fork costs more than a few files
+    assert parallel.worker_count(8, 10_000) <= (os.cpu_count() or 1)
