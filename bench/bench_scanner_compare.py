@@ -61,6 +61,7 @@ from _common import GAPSYNC, OUT, ROOT, Measure, clean_env, machine, measure, ta
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "models"
 SCANNERS_VENV = Path.home() / ".cache" / "gapsync-bench" / "scanners-venv"
+GAPSYNC_VENV = Path.home() / ".cache" / "gapsync-bench" / "gapsync-venv"
 TOOLS = ("gapsync", "picklescan", "modelscan")
 FLAGGING = {"high", "critical"}
 GAPSYNC_ERRORS = {"scan.internal_error", "scan.too_deep"}
@@ -94,6 +95,26 @@ def find_scanners(venv: Path, install: bool) -> tuple[dict[str, str], dict[str, 
         r = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, env=clean_env())
         versions = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
     return exes, versions, how
+
+
+def install_gapsync(venv: Path) -> tuple[str, str]:
+    """gapsync as a user gets it (``pip install``: a regular install with compiled bytecode), in
+    its own venv, refreshed from this checkout on every run. Why not the project's venv: it is an
+    editable install, whose import hook costs a few milliseconds at every start, and on machines
+    with PYTHONDONTWRITEBYTECODE set its modules are compiled again at every start, while the
+    other scanners ran from regular installs: a start-up race would measure the checkout."""
+    python = shutil.which("python3.11") or sys.executable
+    try:
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)],
+                           check=True, capture_output=True, timeout=1800)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                        str(ROOT)], check=True, capture_output=True, timeout=900)
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"could not install gapsync into {venv} ({e}); using {GAPSYNC}", flush=True)
+        return GAPSYNC, f"the project's venv ({e})"
+    return str(venv / "bin" / "gapsync"), f"pip install of this checkout into {venv}"
 
 
 def gapsync_version() -> str:
@@ -585,16 +606,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool and sample; the median is reported")
     ap.add_argument("--jobs", type=int, default=2, help="detection: files scanned at once")
     ap.add_argument("--scanners-venv", type=Path, default=SCANNERS_VENV)
+    ap.add_argument("--gapsync-venv", type=Path, default=GAPSYNC_VENV,
+                    help="where this checkout is pip-installed for the measurements")
+    ap.add_argument("--project-venv", action="store_true",
+                    help="run the project's own (editable) gapsync instead of a regular install")
     ap.add_argument("--no-install", action="store_true", help="do not create the scanners venv when missing")
     ap.add_argument("--workdir", type=Path, default=OUT / "work-scanner-compare")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (checkpoint, pickles)")
     a = ap.parse_args(argv)
 
+    global GAPSYNC
     exes, versions, how = find_scanners(a.scanners_venv, not a.no_install)
+    installed = "the project's venv (editable)"
+    if not a.project_venv:
+        GAPSYNC, installed = install_gapsync(a.gapsync_venv)
     ours = gapsync_version()
-    print(f"gapsync: {ours} ({GAPSYNC})")
+    print(f"gapsync: {ours} ({GAPSYNC}: {installed})")
     print(f"picklescan / modelscan: {how}; versions {versions or 'n/a'}")
-    result: dict = {"machine": machine(), "gapsync": ours, "versions": versions, "scanners_setup": how,
+    result: dict = {"machine": machine(), "gapsync": ours, "gapsync_setup": installed, "versions": versions,
+                    "scanners_setup": how,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     rc = 0
     try:

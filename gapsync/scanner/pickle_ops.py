@@ -268,7 +268,7 @@ def _long(r: ByteReader, n: int):
     return data if isinstance(data, Omitted) else _int_le(data, True)
 
 
-_U2, _I4, _U4, _U8 = (struct.Struct(f) for f in ("<H", "<i", "<I", "<Q"))
+_U2, _I4, _U4, _U8, _F8 = (struct.Struct(f) for f in ("<H", "<i", "<I", "<Q", ">d"))
 
 _ARG_READERS = {
     "uint1": lambda r: r.read_byte(),
@@ -279,7 +279,7 @@ _ARG_READERS = {
     "decimalnl_short": _decimal_short,
     "decimalnl_long": _decimal_long,
     "floatnl": _float,
-    "float8": lambda r: struct.unpack(">d", r.read(8))[0],
+    "float8": lambda r: r.unpack(_F8),
     "stringnl": _stringnl,
     "stringnl_noescape": _noescape,
     "stringnl_noescape_pair": _noescape_pair,
