@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ ScanOne = Callable[[Path, str], list[Finding]]
 
 def worker_count(jobs: int, files: int) -> int:
     """How many processes to use for ``files`` files (1: scan in this process)."""
-    if jobs <= 1 or not hasattr(os, "fork"):
-        return 1
+    if jobs <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1  # a fork copies only the calling thread: locks held by the others stay held
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(jobs, cpus, files // MIN_FILES_PER_WORKER))
 

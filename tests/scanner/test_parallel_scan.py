@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,11 @@ def _dir_of_mixed_files(tmp_path: Path) -> Path:
 
 
 def test_parallel_report_equals_sequential(tmp_path, monkeypatch):
+    d = _dir_of_mixed_files(tmp_path)
+    one = scan_path(d).to_dict()  # first: every parser the workers need is imported before the fork
     monkeypatch.setattr(parallel, "MIN_FILES_PER_WORKER", 4)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    d = _dir_of_mixed_files(tmp_path)
-    one = scan_path(d).to_dict()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # pytest's session servers run in threads
     assert parallel.worker_count(4, 61) == 4
     many = scan_path(d, jobs=4).to_dict()
     assert json.dumps(one, default=str, sort_keys=True) == json.dumps(many, default=str, sort_keys=True)
@@ -47,8 +49,10 @@ def test_parallel_report_equals_sequential(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 def test_parallel_report_equals_sequential_on_the_corpus(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     one = json.dumps(scan_path(CORPUS).to_dict(), default=str, sort_keys=True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert parallel.worker_count(2, 140) == 2
     assert json.dumps(scan_path(CORPUS, jobs=2).to_dict(), default=str, sort_keys=True) == one
 
 
@@ -76,7 +80,12 @@ def test_worker_results_come_back_in_walk_order(tmp_path):
     assert max(loads) < 0.8 * sum(sizes)
 
 
-def test_worker_count():
+def test_worker_count(monkeypatch):
     assert parallel.worker_count(1, 10_000) == 1
     assert parallel.worker_count(8, 3) == 1  # a fork costs more than a few files
     assert parallel.worker_count(8, 10_000) <= (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert parallel.worker_count(8, 10_000) == 2
+    monkeypatch.setattr(threading, "active_count", lambda: 3)
+    assert parallel.worker_count(8, 10_000) == 1  # never fork a process that runs other threads
