@@ -32,8 +32,12 @@ def link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o444)
-    os.replace(tmp, dst)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o444)
+        os.replace(tmp, dst)
+    except BaseException:  # a full disk half-way through the copy: leave no temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise

@@ -4,7 +4,8 @@
 (python-tuf's Updater, in scratch space); 3. stream each needed blob into staging, hashing as it
 copies, never past the signed length; 4. only when every blob the release needs is verified,
 move blobs into the store, publish into the targets, then commit the TUF state and the channel
-state. A failure at any step leaves the published mirror as it was; the audit log records it.
+state, all through a publish journal (gapsync/mirror/journal.py). A failure at any step leaves
+the published mirror as it was (a failed publish is undone); the audit log records it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gapsync.errors import (
 )
 from gapsync.hashing import check_free_space, copy_verified
 from gapsync.locking import exclusive
+from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.subjects import allowed_targets, build_subjects, waiting_artifacts
 from gapsync.mirror.targets.hf_cache import HfCache
@@ -347,25 +349,54 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
     groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
     # -- publish: blobs into the store, then the index, then the trust and channel state.
     # Files go in before the pages that name them, so a reader never follows a dangling
-    # link; the channel advances last, so a re-run after a failure redoes the publish.
+    # link; the channel advances last. Every write goes through the journal: a failure undoes
+    # them all, the last first, and leaves the mirror as it was (a SIGKILL cannot undo: the
+    # re-run then redoes the publish, which is idempotent).
+    journal: PublishJournal | None = None
     try:
+        journal = PublishJournal(scratch / "aside")
         for digest in sorted(needed):
-            dst = layout.blob_path(digest)
-            dst.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(scratch / digest, 0o444)
-            os.replace(scratch / digest, dst)
+            journal.move_in(scratch / digest, layout.blob_path(digest))
             faults.point("import.stored-blob")
         for h, ts in groups:
-            result.published += h.publish(ts, layout.blob_path)
+            result.published += h.publish(ts, layout.blob_path, journal)
             faults.point(f"import.published.{type(h).__name__}")
-        layout.commit_tuf(channel, release.tuf_dir, release.version)
+        layout.commit_tuf(channel, release.tuf_dir, release.version, journal)
         faults.point("import.committed-trust")
         state.version = release.version
         state.last_import = now.isoformat()
         state.bundles = [*(state.bundles or []), {"version": release.version, "bundle": bundle.name,
                                                   "imported": now.isoformat(timespec="seconds")}]
-        layout.write_state(channel, state)
-    except OSError as e:
-        raise PublishError(f"{layout.root}: publishing version {release.version} failed ({e.strerror or e}); "
-                           "the channel did not advance: run the import again to finish") from e
+        layout.write_state(channel, state, journal)
+    except BaseException as e:
+        error = _undo_publish(e, journal, layout, bundle, channel, release.version)
+        if error is not None:
+            raise error from e
+        raise
+    journal.commit()
     return result
+
+
+def _undo_publish(e: BaseException, journal: PublishJournal | None, layout: MirrorLayout, bundle: Path,
+                  channel: str, version: int) -> PublishError | None:
+    """Roll the failed publish back. An OSError (a full disk, most often) becomes the returned
+    PublishError, one line saying whether the mirror is as it was; any other error is raised as
+    it is (None), its message extended when the undo failed."""
+    failed = journal.rollback() if journal is not None else []
+    if failed:  # the mirror is consistent (the channel did not advance) but not as it was
+        undo = (f"and undoing it failed for {len(failed)} path(s) (first: {failed[0]}): the mirror holds part "
+                "of the new version, the channel did not advance")
+        try:
+            AuditLog(layout.audit_path).append("import.rollback", "error", bundle=str(bundle), channel=channel,
+                                               version=version, reason=str(e), failed=failed)
+        except OSError:
+            undo += " (the audit log could not record the failed undo)"
+    else:
+        undo = "and was undone: the mirror is as it was and the channel did not advance"
+    if isinstance(e, OSError):
+        return PublishError(f"{layout.root}: publishing version {version} failed ({e.strerror or e}) {undo}; "
+                            "free space (or fix the file system) and run the import again" + (" to finish" if failed else ""))
+    if failed and isinstance(e, GapsyncError):
+        e.args = (f"{e} ({undo}: run the import again to finish)",)
+    return None

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gapsync.errors import InputError, TrustError
 from gapsync.fsutil import link_or_copy, write_atomic  # noqa: F401  (re-exported for the targets)
+from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.model import SHA256_RE
 
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -102,20 +102,18 @@ class MirrorLayout:
         d = json.loads(p.read_text())
         return ChannelState(d.get("version", 0), d.get("last_import"), d.get("bundles", []))
 
-    def write_state(self, channel: str, state: ChannelState) -> None:
-        write_atomic(self.channel_dir(channel) / "state.json", json.dumps(state.to_dict(), indent=1).encode())
+    def write_state(self, channel: str, state: ChannelState, fs: DirectWriter = DIRECT) -> None:
+        fs.write_atomic(self.channel_dir(channel) / "state.json", json.dumps(state.to_dict(), indent=1).encode())
 
-    def commit_tuf(self, channel: str, new_dir: Path, version: int) -> None:
-        """Swap the channel's TUF client state to ``new_dir`` with one atomic symlink rename."""
+    def commit_tuf(self, channel: str, new_dir: Path, version: int, fs: DirectWriter = DIRECT) -> None:
+        """Swap the channel's TUF client state to ``new_dir`` with one atomic symlink rename
+        (through ``fs``, an import's publish journal, so that a failed import can swap it back)."""
         cdir = self.channel_dir(channel)
         final = Path(tempfile.mkdtemp(prefix=f"md-{version}-", dir=cdir))
         final.rmdir()
-        os.rename(new_dir, final)
-        link_tmp = cdir / ".current.tmp"
-        link_tmp.unlink(missing_ok=True)
+        fs.move_in(new_dir, final)
         old = os.readlink(cdir / "current") if (cdir / "current").is_symlink() else None
-        os.symlink(final.name, link_tmp)
-        os.replace(link_tmp, cdir / "current")
+        fs.symlink(final.name, cdir / "current")
         if old and old != final.name:
-            shutil.rmtree(cdir / old, ignore_errors=True)
+            fs.remove_tree(cdir / old)
 

@@ -7,14 +7,18 @@ writing to the same disk would.
 * Full while staging (where an import writes nearly all its bytes): exit 1 with one line that
   says what happened, the mirror byte for byte as it was, staging cleaned; after space is freed
   a re-run finishes with the mirror an uninterrupted import gives.
-* Full while publishing (after the first verified blob went into the store): exit 1 with one
-  line, the channel did not advance, staging cleaned, and the index stays consistent: every page
-  is the old one or the new one and names only files that are there. Publishing rolls forward
-  (as after a SIGKILL at that point, see test_kill_points.py): a re-run after freeing space
-  finishes, and the mirror is then the one an uninterrupted import gives.
+* Full while publishing (after the first verified blob went into the store, after the first
+  project's pages were rewritten, after the whole index was published and the TUF state
+  swapped): exit 1 with one line, and the publish journal (gapsync/mirror/journal.py) undoes
+  what the publish did, the last change first: the mirror byte for byte as it was (the audit
+  log aside, which gains the failure), the channel state unchanged, staging cleaned; no page
+  names a missing file at any step of the undo. A re-run after freeing space finishes with the
+  mirror an uninterrupted import gives. (A SIGKILL cannot undo: that case rolls forward on the
+  re-run, see test_kill_points.py.)
+* The journal's own undo on a full disk: it needs no space.
 * Too little space from the start: refused before a byte is written.
-* The audit log on a full disk (strict xfail, a bug in gapsync/audit.py): an entry that does not
-  fit must not leave half a line behind, or every later import fails on it.
+* The audit log on a full disk: an entry that does not fit must not leave half a line behind,
+  or every later import fails on it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pytest
 
 from gapsync import faults
 from gapsync.audit import AuditLog
+from gapsync.mirror import journal as journal_mod
 from tests.conftest import cli
 from tests.helpers import snapshot
 
@@ -74,16 +79,29 @@ def published(m: Path) -> dict:
     return out
 
 
-def pages_consistent(m: Path) -> int:
-    """Every link of every served page names a file that is there; returns the links checked."""
-    n = 0
+def page_links(m: Path) -> tuple[int, list[str]]:
+    """The links of every served page, and those that name a file that is not there."""
+    n, dangling = 0, []
     for page in (m / "pypi/simple").glob("*/index.html"):
         text = page.read_text()
-        assert text.rstrip().endswith("</html>"), page
+        if not text.rstrip().endswith("</html>"):
+            dangling.append(f"{page}: cut short")
         for href in text.split('href="../../files/')[1:]:
-            assert (m / "pypi/files" / href.split("#")[0]).is_file(), (page, href)
             n += 1
+            if not (m / "pypi/files" / href.split("#")[0]).is_file():
+                dangling.append(f"{page}: {href.split('#')[0]}")
+    return n, dangling
+
+
+def pages_consistent(m: Path) -> int:
+    """Every link of every served page names a file that is there; returns the links checked."""
+    n, dangling = page_links(m)
+    assert not dangling, dangling
     return n
+
+
+def audit_entries(m: Path) -> list[dict]:
+    return [json.loads(line) for line in (m / ".gapsync/audit.log").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +127,14 @@ def _mirror_with_b1(world, tmpfs: Path) -> Path:
     return m
 
 
-def _fill_at(monkeypatch, point: str, directory: Path, seen: list) -> None:
+def _fill_at(monkeypatch, point: str, directory: Path, seen: list, then=None) -> None:
     real = faults.point
 
     def hook(name: str) -> None:
         if name == point and not seen:
             seen.append(fill(directory))
+            if then:
+                then()
         real(name)
 
     monkeypatch.setattr(faults, "point", hook)
@@ -146,38 +166,100 @@ def test_disk_fills_while_staging(world, tmpfs, clean_b2, monkeypatch, figures):
                                      "mirror_unchanged": True, "rerun_exit": r2.code}
 
 
-def test_disk_fills_while_publishing(world, tmpfs, clean_b2, monkeypatch, figures):
+# where the disk fills while publishing v2 over v1 (v2 adds the project newpy)
+PUBLISH_FILLS = {
+    "import.stored-blob": "the first new blob is in the store",
+    "publish.pep503.page": "the first project's pages are rewritten",
+    "import.published.Pep503Index": "the whole index is published, the root page names newpy",
+}
+
+
+@pytest.mark.parametrize("point", list(PUBLISH_FILLS))
+def test_disk_fills_while_publishing(world, tmpfs, clean_b2, monkeypatch, figures, point):
     m = _mirror_with_b1(world, tmpfs)
     before = snapshot(m)
     state = (m / ".gapsync/trust/prod/state.json").read_bytes()
+    entries = len(audit_entries(m))
     seen: list = []
-    _fill_at(monkeypatch, "import.stored-blob", tmpfs, seen)
+    at_fill: dict = {}
+
+    def look() -> None:  # the mirror when the disk fills: what the publish had done by then
+        now = {k: v for k, v in snapshot(m).items() if not k.startswith(".gapsync/staging/")}
+        at_fill["new"] = sorted(set(now) - set(before))
+        at_fill["changed"] = sorted(k for k in set(now) & set(before) if now[k] != before[k])
+
+    _fill_at(monkeypatch, point, tmpfs, seen, then=look)
+    undo: dict = {"steps": 0, "dangling": [], "changes": 0}
+    real_undo, real_rollback = journal_mod._undo, journal_mod.PublishJournal.rollback
+
+    def checked_undo(change) -> None:  # before each undo step: no page names a missing file
+        undo["steps"] += 1
+        undo["dangling"] += page_links(m)[1]
+        real_undo(change)
+
+    def counted_rollback(self):
+        undo["changes"] = self.changes
+        undo["last"] = str(list(self._changes)[-1].relative_to(m))  # what the publish was writing
+        return real_rollback(self)
+
+    monkeypatch.setattr(journal_mod, "_undo", checked_undo)
+    monkeypatch.setattr(journal_mod.PublishJournal, "rollback", counted_rollback)
     r = cli("import", world.b2, "--mirror", m)
     monkeypatch.undo()
-    assert seen
+    assert seen, "the import never reached the point where the disk fills"
     assert r.code == 1, (r.code, r.err)
     err = r.err.strip()
     assert "\n" not in err and "internal error" not in err, err
-    assert "No space left on device" in err and "run the import again" in err, err
+    assert "No space left on device" in err and "was undone: the mirror is as it was" in err, err
+    assert "run the import again" in err, err
+    assert at_fill["new"], at_fill  # the publish had written something before the disk filled
+    assert undo["steps"] == undo["changes"] > 0 and not undo["dangling"], undo
+    assert snapshot(m) == before  # byte for byte: files, links and directories (the audit log aside)
     assert (m / ".gapsync/trust/prod/state.json").read_bytes() == state  # the channel did not advance
     assert not any((m / ".gapsync/staging").iterdir())
+    log = audit_entries(m)
+    assert len(log) == entries + 1 and log[-1]["action"] == "import" and log[-1]["result"] == "error", log[-1]
+    assert "was undone" in log[-1]["details"]["reason"]
     links = pages_consistent(m)
-    after = snapshot(m)
-    clean_pages = {k: v for k, v in clean_b2.items() if k.startswith("pypi/simple/")}
-    for k, v in after.items():
-        if k.startswith("pypi/simple/") and v[0] == "file":
-            assert v in (before.get(k), clean_pages.get(k)), k  # the old page or the new one
     seen[0].unlink()
     r2 = cli("import", world.b2, "--mirror", m)
     assert r2.code == 0, r2.err
     assert published(m) == clean_b2
     assert cli("audit", "verify", "--mirror", m).code == 0
-    figures["full while publishing"] = {"exit": r.code, "message": err.split(": ", 2)[-1][:200],
-                                        "links_checked": links, "rerun_exit": r2.code,
-                                        "changed_before_rerun": sorted({k.split("/")[0] + "/" + k.split("/")[1]
-                                                                        for k in set(after) ^ set(before)})}
+    figures[f"full while publishing at {point}"] = {
+        "when": PUBLISH_FILLS[point], "exit": r.code, "message": err.split(": ", 2)[-1][:240], "links_checked": links,
+        "new_at_fill": len(at_fill["new"]), "changed_at_fill": len(at_fill["changed"]),
+        "changed_examples": at_fill["changed"][:6], "journal_changes_undone": undo["changes"],
+        "failed_writing": undo["last"], "rerun_exit": r2.code}
 
 
+def test_journal_undo_needs_no_space(tmpfs):
+    """The undo of a publish on a disk with not one byte free: it only unlinks, renames over
+    names that are there and removes empty directories."""
+    root = tmpfs / "m"
+    (root / "pages").mkdir(parents=True)
+    old_page = root / "pages" / "index.html"
+    old_page.write_bytes(b"<old page>" * 1000)
+    old_link = root / "current"
+    os.symlink("md-1", old_link)
+    (root / "md-1").mkdir()
+    (root / "md-1" / "root.json").write_bytes(b"{}")
+    blob = root / "blob"
+    blob.write_bytes(b"x" * 100_000)
+    before = snapshot(tmpfs)
+    j = journal_mod.PublishJournal(root / ".aside")
+    j.link_or_copy(blob, root / "files" / "a" / "new.whl")  # new directories and a new file
+    j.write_atomic(old_page, b"<new page>")
+    j.symlink("md-2", old_link)
+    j.remove_tree(root / "md-1")
+    filler = fill(tmpfs)
+    with pytest.raises(OSError) as e:
+        j.write_atomic(root / "pages" / "other.html", b"y" * 10_000)
+    assert e.value.errno == errno.ENOSPC
+    assert shutil.disk_usage(tmpfs).free == 0  # full when the undo starts
+    assert j.rollback() == []
+    filler.unlink()
+    assert snapshot(tmpfs) == before
 def test_import_on_a_disk_already_full(world, tmpfs, clean_b2):
     """Nothing can be written at all (not even the pid in the lock file): one clear line."""
     m = _mirror_with_b1(world, tmpfs)

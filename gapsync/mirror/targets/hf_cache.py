@@ -24,7 +24,8 @@ from typing import ClassVar
 from gapsync import faults
 from gapsync.bundler.sources.model_files import safe_model_path
 from gapsync.errors import BundleFormatError
-from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
+from gapsync.mirror.journal import DIRECT, DirectWriter
+from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import SHA256_RE, Target
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -83,7 +84,7 @@ class HfCache:
         return entry.get("refs", {}).get(t.custom["revision"]) == t.custom["commit"] and \
             entry.get("commits", {}).get(t.custom["commit"]) == t.blob.digest
 
-    def publish(self, targets: list[Target], blob_path: Callable[[str], Path]) -> list[str]:
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter = DIRECT) -> list[str]:
         self.check(targets)
         digests = {t.blob.digest for t in targets if t.kind == "model-blob"}
         models = [t for t in targets if t.kind == "model"]
@@ -103,23 +104,19 @@ class HfCache:
             for f in doc["files"]:  # blobs, then the snapshot links that name them, then the ref
                 blob = repo / "blobs" / f["etag"]
                 if not (blob.exists() and blob.stat().st_size == f["size"]):
-                    link_or_copy(blob_path(f["sha256"]), blob)
+                    fs.link_or_copy(blob_path(f["sha256"]), blob)
                     faults.point("publish.hf.blob")
                 link = repo / "snapshots" / commit / f["path"]
                 target = os.path.relpath(blob, link.parent)
                 if not (link.is_symlink() and os.readlink(link) == target):
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = link.with_name(f".{link.name}.tmp")
-                    tmp.unlink(missing_ok=True)
-                    os.symlink(target, tmp)
-                    os.replace(tmp, link)
+                    fs.symlink(target, link)
             faults.point("publish.hf.snapshot")
             if not COMMIT_RE.fullmatch(rev) or rev != commit:
-                write_atomic(repo / "refs" / rev, commit.encode())
+                fs.write_atomic(repo / "refs" / rev, commit.encode())
             entry = index["models"].setdefault(name, {"refs": {}, "commits": {}})
             entry["refs"][rev] = commit
             entry["commits"][commit] = t.blob.digest
             published.append(f"{name}@{rev}")
         if docs:
-            write_atomic(self.index_path, json.dumps(index, indent=1, sort_keys=True).encode())
+            fs.write_atomic(self.index_path, json.dumps(index, indent=1, sort_keys=True).encode())
         return sorted(published)

@@ -16,7 +16,8 @@ from typing import ClassVar
 
 from gapsync import faults
 from gapsync.errors import BundleFormatError
-from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
+from gapsync.mirror.journal import DIRECT, DirectWriter
+from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import Target
 from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, REPOSITORY_RE, TAG_RE, hex_of
 
@@ -68,18 +69,18 @@ class OciLayout:
         return any(m.get("annotations", {}).get(REF_NAME) == want and m.get("digest") == t.custom["digest"]
                    for m in self.read_index()["manifests"])
 
-    def publish(self, targets: list[Target], blob_path: Callable[[str], Path]) -> list[str]:
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter = DIRECT) -> list[str]:
         self.check(targets)
         if not targets:
             return []
-        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        fs.mkdirs(self.root / "blobs" / "sha256")
         if not (self.root / "oci-layout").exists():
-            write_atomic(self.root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
+            fs.write_atomic(self.root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
         # every blob and manifest before the index entry that makes an image visible
         for t in sorted(targets, key=lambda t: t.kind == "oci-image"):
             dst = self.root / "blobs" / "sha256" / t.blob.digest
             if not (dst.exists() and dst.stat().st_size == t.blob.size):
-                link_or_copy(blob_path(t.blob.digest), dst)
+                fs.link_or_copy(blob_path(t.blob.digest), dst)
                 faults.point("publish.oci.blob")
         index = self.read_index()
         published = []
@@ -91,5 +92,5 @@ class OciLayout:
             index["manifests"].append(entry)
             published.append(name)
         index["manifests"].sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
-        write_atomic(self.root / "index.json", json.dumps(index, indent=1).encode())
+        fs.write_atomic(self.root / "index.json", json.dumps(index, indent=1).encode())
         return sorted(published)

@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 
 from gapsync import faults
 from gapsync.errors import BundleFormatError, PublishError
-from gapsync.mirror.layout import MirrorLayout, link_or_copy, write_atomic
+from gapsync.mirror.journal import DIRECT, DirectWriter
+from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import Target
 
 SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]{0,254}$")
@@ -37,6 +38,7 @@ class Pep503Index:
         self.files = layout.pypi / "files"
         self.inventory_dir = layout.meta / "pypi"
         self._inventories: dict[str, dict] = {}
+        self._fs: DirectWriter = DIRECT  # publish's writer (the import's journal), for the render steps
 
     # -- naming (the only place where names from a bundle become paths) ------------------
     @staticmethod
@@ -81,8 +83,9 @@ class Pep503Index:
         except FileNotFoundError:
             return False
 
-    def publish(self, targets: list[Target], blob_path: Callable[[str], Path]) -> list[str]:
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter = DIRECT) -> list[str]:
         self.check(targets)
+        self._fs = fs
         by_project: dict[str, list[Target]] = {}
         for t in targets:
             by_project.setdefault(self._project(t), []).append(t)
@@ -92,7 +95,7 @@ class Pep503Index:
         for t in sorted(targets, key=lambda t: t.kind != "python-metadata"):
             dst = self.files / self._file_name(t)
             if not (dst.exists() and dst.stat().st_size == t.blob.size):
-                link_or_copy(blob_path(t.blob.digest), dst)
+                fs.link_or_copy(blob_path(t.blob.digest), dst)
                 faults.point("publish.pep503.file")
         for project, ts in sorted(by_project.items()):
             inv = self._inventory(project)
@@ -106,7 +109,7 @@ class Pep503Index:
                 published.append(fn)
             self._render_project(project, inv)
             faults.point("publish.pep503.page")
-            write_atomic(self.inventory_dir / f"{project}.json", json.dumps(inv, indent=1, sort_keys=True).encode())
+            fs.write_atomic(self.inventory_dir / f"{project}.json", json.dumps(inv, indent=1, sort_keys=True).encode())
         self._render_root()
         return sorted(published)
 
@@ -145,8 +148,8 @@ class Pep503Index:
         doc = {"meta": {"api-version": "1.1"}, "name": project,
                "versions": sorted(versions, key=vkey), "files": jfiles}
         d = self.simple / project
-        write_atomic(d / "index.json", json.dumps(doc, indent=1).encode())
-        write_atomic(d / "index.html", page.encode())
+        self._fs.write_atomic(d / "index.json", json.dumps(doc, indent=1).encode())
+        self._fs.write_atomic(d / "index.html", page.encode())
 
     def _render_root(self) -> None:
         projects = sorted(p.stem for p in self.inventory_dir.glob("*.json"))
@@ -154,5 +157,5 @@ class Pep503Index:
         page = ('<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
                 f"    <title>Simple index</title>\n  </head>\n  <body>\n{links}  </body>\n</html>\n")
         doc = {"meta": {"api-version": "1.1"}, "projects": [{"name": p} for p in projects]}
-        write_atomic(self.simple / "index.json", json.dumps(doc, indent=1).encode())
-        write_atomic(self.simple / "index.html", page.encode())
+        self._fs.write_atomic(self.simple / "index.json", json.dumps(doc, indent=1).encode())
+        self._fs.write_atomic(self.simple / "index.html", page.encode())
