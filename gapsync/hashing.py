@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +25,53 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+HAND_OFF_MIN = 64 << 10  # smaller updates run inline: a hand-off costs more than the hash
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gapsync-hash")
+        return _POOL
+
+
+class ThreadedHash:
+    """A hashlib object fed from a worker thread while the caller reads and writes the next chunk.
+
+    Why: sha256 (SHA-NI, ~1.9 GB/s) and BLAKE2b (~1 GB/s) cost as much as the copy itself, and
+    hashlib releases the GIL, so on two cores the hash of one chunk overlaps the I/O of the next.
+    One update at most is in flight per object (ordering is kept, memory stays flat); the
+    ``bytes`` chunks handed over are immutable, so the caller may go on at once.
+    """
+
+    def __init__(self, h=None) -> None:
+        self._h = h if h is not None else hashlib.sha256()
+        self._pending: Future | None = None
+
+    def update(self, data: bytes) -> None:
+        self.wait()
+        if len(data) < HAND_OFF_MIN:
+            self._h.update(data)
+        else:
+            self._pending = _pool().submit(self._h.update, data)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def hexdigest(self) -> str:
+        self.wait()
+        return self._h.hexdigest()
+
+    def digest(self) -> bytes:
+        self.wait()
+        return self._h.digest()
+
+
 def copy_verified(
     chunks: Iterable[bytes], dst: BinaryIO, *, what: str, sha256: str | None, size: int | None,
     hasher=None, already: int = 0,
@@ -31,14 +80,17 @@ def copy_verified(
 
     To resume, pass ``hasher`` already fed with the ``already`` bytes that are on disk.
     """
-    h = hasher or hashlib.sha256()
+    h = ThreadedHash(hasher)
     total = already
-    for chunk in chunks:
-        total += len(chunk)
-        if size is not None and total > size:
-            raise DigestMismatchError(f"{what}: more than the announced {size} bytes")
-        h.update(chunk)
-        dst.write(chunk)
+    try:
+        for chunk in chunks:
+            total += len(chunk)
+            if size is not None and total > size:
+                raise DigestMismatchError(f"{what}: more than the announced {size} bytes")
+            h.update(chunk)
+            dst.write(chunk)
+    finally:
+        h.wait()  # the caller's hasher is never left being fed behind its back
     digest = h.hexdigest()
     if size is not None and total != size:
         raise DigestMismatchError(f"{what}: got {total} bytes, expected {size}")

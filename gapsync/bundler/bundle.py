@@ -25,14 +25,13 @@ import os
 import re
 import tarfile
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from gapsync import faults
 from gapsync.errors import BundleFormatError, DigestMismatchError
-from gapsync.hashing import CHUNK, read_chunks
+from gapsync.hashing import CHUNK, ThreadedHash, read_chunks
 from gapsync.model import BlobRef
 
 FORMAT_VERSION = 1
@@ -47,9 +46,6 @@ MAX_ROOTS = 1024  # root versions a bundle may carry (a key rotation a month for
 MAX_ROOT_CHAIN = 16 << 20  # and their total size: read_metadata holds them all in memory
 BLOB_MARGIN = 16  # blob members allowed beyond the number of targets before the reader refuses
 WRITE_CHUNK = 4 << 20
-_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapsync-sha256")
-_SIGN_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapsync-blake2b")  # FIFO: one worker
-SMALL_WRITE = 64 << 10  # headers and padding: hashed inline, a hand-off costs more than the hash
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 
@@ -76,25 +72,15 @@ class BundleWriter:
         self.partial = path.with_name(path.name + ".partial")
         self.mtime = mtime
         self._f = self.partial.open("wb")
-        self._blake = hashlib.blake2b()
-        self._blake_pending: Future | None = None  # at most one chunk waits: memory stays flat
+        self._blake = ThreadedHash(hashlib.blake2b())
         self._names: set[str] = set()
         self._in_blobs = False
         self.size = 0
 
     def _write(self, data: bytes) -> None:
         self._f.write(data)
-        self._wait_blake()
-        if len(data) < SMALL_WRITE:
-            self._blake.update(data)
-        else:  # the update runs while this thread reads and writes the next chunk
-            self._blake_pending = _SIGN_HASHER.submit(self._blake.update, data)
+        self._blake.update(data)
         self.size += len(data)
-
-    def _wait_blake(self) -> None:
-        if self._blake_pending is not None:
-            pending, self._blake_pending = self._blake_pending, None
-            pending.result()
 
     def _header(self, name: str, size: int) -> None:
         if name in self._names:
@@ -121,25 +107,19 @@ class BundleWriter:
 
     def add_blob(self, blob: BlobRef, src: Path) -> None:
         """Copy a cached blob in, checking its sha256 on the way (a corrupt cache must not
-        produce a bundle that the other side would refuse after the trip). The sha256 runs in a
-        second thread while this one writes and feeds the BLAKE2b of the file: hashlib releases
-        the GIL, so on two cores the check costs almost nothing."""
+        produce a bundle that the other side would refuse after the trip). The sha256 and the
+        file's BLAKE2b run in worker threads while this one reads and writes (ThreadedHash)."""
         self._in_blobs = True
         self._header(f"blobs/sha256/{blob.digest}", blob.size)
-        h = hashlib.sha256()
+        h = ThreadedHash()
         n = 0
-        pending = None
         with src.open("rb") as f:
             for chunk in read_chunks(f, chunk_size=WRITE_CHUNK):
                 n += len(chunk)
                 if n > blob.size:
                     break
-                if pending is not None:
-                    pending.result()
-                pending = _HASHER.submit(h.update, chunk)
+                h.update(chunk)
                 self._write(chunk)
-        if pending is not None:
-            pending.result()
         if n != blob.size or h.hexdigest() != blob.digest:
             raise DigestMismatchError(f"cached blob {src}: does not match {blob.digest} ({n} bytes); "
                                       "remove it from the cache and run again")
@@ -155,12 +135,12 @@ class BundleWriter:
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
-        self._wait_blake()
+        digest = self._blake.digest()
         os.replace(self.partial, self.path)
-        return self._blake.digest()
+        return digest
 
     def abort(self) -> None:
-        self._blake_pending = None  # the hash of an abandoned file is not needed
+        self._blake.wait()
         if not self._f.closed:
             self._f.close()
         self.partial.unlink(missing_ok=True)
