@@ -40,7 +40,7 @@ TIME_BIN = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 MB = 1_000_000
 QUIET_TIMEOUT = float(os.environ.get("BENCH_QUIET_TIMEOUT", "180"))
 
-_RUSAGE_WRAPPER = (
+RUSAGE_WRAPPER = (
     "import resource, subprocess, sys\n"
     "rc = subprocess.call(sys.argv[2:])\n"
     "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
@@ -107,7 +107,7 @@ class Run:
     other_cpu: float = 0.0  # CPU seconds the rest of the machine used meanwhile (noise warning)
 
 
-def _busy_seconds() -> float:
+def busy_seconds() -> float:
     """CPU time spent by the whole machine so far (all cores), from /proc/stat."""
     try:
         f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -171,9 +171,9 @@ def wait_quiet(timeout: float = QUIET_TIMEOUT) -> bool:
     end = time.monotonic() + min(timeout, _patience["left"])
     said = False
     while True:
-        b0, t0 = _busy_seconds(), time.monotonic()
+        b0, t0 = busy_seconds(), time.monotonic()
         time.sleep(1.0)
-        if _busy_seconds() - b0 < 0.1:
+        if busy_seconds() - b0 < 0.1:
             return True
         if said:
             _patience["left"] -= time.monotonic() - t0
@@ -203,7 +203,7 @@ def measure(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | N
         wait_quiet()
         if prepare:
             prepare()
-        got = _measure_once(argv, cwd=cwd, env=env, check=check, ok_codes=ok_codes, ours=ours)
+        got = measure_once(argv, cwd=cwd, env=env, check=check, ok_codes=ok_codes, ours=ours)
         if best is None or got[0].other_cpu < best[0].other_cpu:
             best = got
         if not disturbed(got[0]):
@@ -212,20 +212,22 @@ def measure(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | N
     return best
 
 
-def _measure_once(argv: list[str], *, cwd: Path | None, env: dict[str, str] | None, check: bool,
-                  ok_codes: tuple[int, ...], ours=None) -> tuple[Run, subprocess.CompletedProcess]:
+def measure_once(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = True,
+                 ok_codes: tuple[int, ...] = (0,), ours=None) -> tuple[Run, subprocess.CompletedProcess]:
+    """Run ``argv`` once under /usr/bin/time: wall clock, peak RSS (largest process of the tree),
+    user and system CPU, and the CPU the rest of the machine used meanwhile."""
     fd, tfile = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
     os.close(fd)
     try:
         if TIME_BIN:
             cmd = [TIME_BIN, "-f", "%e %M %U %S", "-o", tfile, *argv]
         else:
-            cmd = [sys.executable, "-c", _RUSAGE_WRAPPER, tfile, *argv]
+            cmd = [sys.executable, "-c", RUSAGE_WRAPPER, tfile, *argv]
         o0 = ours() if ours else 0.0
-        b0, t0 = _busy_seconds(), time.perf_counter()
+        b0, t0 = busy_seconds(), time.perf_counter()
         r = subprocess.run(cmd, cwd=cwd, env=env or clean_env(), capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        busy = _busy_seconds() - b0 - ((ours() - o0) if ours else 0.0)
+        busy = busy_seconds() - b0 - ((ours() - o0) if ours else 0.0)
         last = Path(tfile).read_text().strip().splitlines()[-1].split()
     finally:
         os.unlink(tfile)
@@ -235,6 +237,71 @@ def _measure_once(argv: list[str], *, cwd: Path | None, env: dict[str, str] | No
     user, system = float(last[2]), float(last[3])
     return Run(wall=wall, maxrss_kb=int(float(last[1])), user=user, sys=system,
                other_cpu=round(max(0.0, busy - user - system), 2)), r
+
+
+# Runs a command under cProfile in every thread (plain ``python -m cProfile`` sees only the main
+# thread, and gapsync downloads and uploads in thread pools), then merges the stats.
+# argv: OUT.prof gapsync ARGS... | OUT.prof -c CODE ARGS...
+PROFILER = r"""
+import cProfile, pstats, sys, threading
+profiles = []
+_run = threading.Thread.run
+def run(self):
+    p = cProfile.Profile()
+    profiles.append(p)
+    p.enable()
+    try:
+        _run(self)
+    finally:
+        p.disable()
+threading.Thread.run = run
+out, what, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+main_prof = cProfile.Profile()
+code = 0
+try:
+    main_prof.enable()
+    if what == "gapsync":
+        from gapsync.cli.main import main
+        sys.argv = ["gapsync", *rest]
+        main()
+    else:
+        sys.argv = ["-c", *rest[1:]]
+        exec(compile(rest[0], "<bench>", "exec"), {"__name__": "__main__"})
+except SystemExit as e:
+    code = e.code or 0
+finally:
+    main_prof.disable()
+    st = pstats.Stats(main_prof)
+    for p in profiles:
+        try:
+            st.add(p)
+        except TypeError:  # a thread that never ran anything
+            pass
+    st.dump_stats(out)
+sys.exit(code)
+"""
+
+
+def profile(argv: list[str], prof: Path, env: dict[str, str] | None = None, focus: str | None = None,
+            top: int = 16) -> str:
+    """Run ARGV (``gapsync ...`` or ``-c CODE ...``) once under cProfile (all threads); the
+    hottest functions by own and by cumulative time, then those matching the regex ``focus``."""
+    import io
+    import pstats
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([sys.executable, "-c", PROFILER, str(prof), *argv], env=env or clean_env(),
+                       capture_output=True, text=True,
+                       cwd=OUT)  # not the repository root: ``python -c`` would import gapsync from the cwd
+    if r.returncode != 0:
+        raise RuntimeError(f"profiled {' '.join(argv)[:200]} failed: {(r.stdout + r.stderr)[-1500:]}")
+    buf = io.StringIO()
+    st = pstats.Stats(str(prof), stream=buf)
+    st.sort_stats("tottime").print_stats(top)
+    st.sort_stats("cumulative").print_stats(top)
+    if focus:
+        st.sort_stats("cumulative").print_stats(focus)
+    return buf.getvalue()
 
 
 def prime_page_cache(scratch: Path, mib: int = 1200) -> None:

@@ -52,16 +52,13 @@ copy). Servers listen on 127.0.0.1 only and are stopped by PID; the working dire
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import pstats
 import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,13 +72,16 @@ from _common import (  # noqa: E402 - the helpers live next to this script
     OUT,
     Measure,
     Run,
-    clean_env,
+    disturbed,
     gapsync,
     machine,
+    measure_once,
     measures_table,
     prime_page_cache,
+    profile,
     setup_channel,
     sh,
+    wait_quiet,
     write_result,
 )
 
@@ -96,44 +96,6 @@ from tests.oci.support import (  # noqa: E402 - the test fixtures are this bench
 
 CHANNEL = "bench"
 PLATFORMS = ("linux/amd64", "linux/arm64")
-
-# Runs a gapsync command under cProfile in every thread (plain ``python -m cProfile`` sees only
-# the main thread, and gapsync downloads and uploads in a thread pool), then merges the stats.
-_PROFILER = """
-import cProfile, sys, threading
-from gapsync.cli.main import main
-profiles = []
-_run = threading.Thread.run
-def run(self):
-    p = cProfile.Profile()
-    profiles.append(p)
-    p.enable()
-    try:
-        _run(self)
-    finally:
-        p.disable()
-threading.Thread.run = run
-out = sys.argv[1]
-sys.argv = ["gapsync", *sys.argv[2:]]
-main_prof = cProfile.Profile()
-code = 0
-try:
-    main_prof.enable()
-    main()
-except SystemExit as e:
-    code = e.code or 0
-finally:
-    main_prof.disable()
-    import pstats
-    st = pstats.Stats(main_prof)
-    for p in profiles:
-        try:
-            st.add(p)
-        except TypeError:  # a thread that never ran anything
-            pass
-    st.dump_stats(out)
-sys.exit(code)
-"""
 
 
 # -- images --------------------------------------------------------------------------------
@@ -192,28 +154,6 @@ SERVER_CPU: dict[str, list[float]] = {}
 LOOPBACK: dict[str, list[int]] = {}
 
 
-def busy_seconds() -> float:
-    """CPU seconds the whole machine (all cores) has spent so far, from /proc/stat."""
-    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(timeout: float = 120) -> None:
-    """Wait for one idle second (other jobs share this machine's cores); give up after ``timeout``."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        b0 = busy_seconds()
-        time.sleep(1.0)
-        if busy_seconds() - b0 < 0.1:
-            return
-    print(f"  (machine still busy after {timeout:.0f} s; measuring anyway)", flush=True)
-
-
-def disturbed(run: Run) -> bool:
-    return run.other_cpu > 0.3 + 0.15 * run.wall
-
-
 def timed(m: Measure, scratch: Path, command: Callable[[], tuple[list[str], Registry | None]],
           reset: Callable[[], None] | None = None, attempts: int = 3) -> subprocess.CompletedProcess:
     """Measure one run of a command and add it to ``m``.
@@ -248,42 +188,8 @@ def timed(m: Measure, scratch: Path, command: Callable[[], tuple[list[str], Regi
     return best[1]
 
 
-def measure_once(argv: list[str]) -> tuple[Run, subprocess.CompletedProcess]:
-    """Run ``argv`` once under /usr/bin/time: wall clock, peak RSS (largest process of the tree),
-    user and system CPU, and the CPU the rest of the machine used meanwhile."""
-    fd, tfile = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
-    os.close(fd)
-    try:
-        b0, t0 = busy_seconds(), time.perf_counter()
-        r = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", tfile, *argv], env=clean_env(),
-                           capture_output=True, text=True)
-        wall, busy = time.perf_counter() - t0, busy_seconds() - b0
-        last = Path(tfile).read_text().strip().splitlines()[-1].split()
-    finally:
-        os.unlink(tfile)
-    if r.returncode != 0:
-        raise RuntimeError(f"command failed (exit {r.returncode}): {' '.join(argv)[:300]}\n"
-                           f"{(r.stdout + r.stderr).strip()[-2000:]}")
-    user, system = float(last[2]), float(last[3])
-    return Run(wall=wall, maxrss_kb=int(float(last[1])), user=user, sys=system,
-               other_cpu=round(max(0.0, busy - user - system), 2)), r
-
-
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-def profile(argv: list[str], prof: Path, top: int = 16) -> str:
-    """Run ``gapsync ARGV`` once under cProfile (all threads); return the top functions."""
-    r = subprocess.run([sys.executable, "-c", _PROFILER, str(prof), *argv], env=clean_env(),
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"profiled gapsync {' '.join(argv)} failed: {(r.stdout + r.stderr)[-1500:]}")
-    buf = io.StringIO()
-    st = pstats.Stats(str(prof), stream=buf)
-    st.sort_stats("tottime").print_stats(top)
-    st.sort_stats("cumulative").print_stats(top)
-    return buf.getvalue()
 
 
 # -- report --------------------------------------------------------------------------------
@@ -582,7 +488,7 @@ def run(a: argparse.Namespace, w: Path, registry, drop, t_start: float) -> int:
                 "push": push_argv, "push (re-run)": push_argv}
         for k, argv in jobs.items():
             try:
-                profs[k] = profile(argv, OUT / f"bench_images-{k.replace(' ', '-').replace('(', '').replace(')', '')}.prof")
+                profs[k] = profile(["gapsync", *argv], OUT / f"bench_images-{k.replace(' ', '-').replace('(', '').replace(')', '')}.prof")
             except RuntimeError as e:
                 profs[k] = f"failed: {e}"
             print(f"\n--- {k} " + "-" * 60 + "\n" + profs[k], flush=True)

@@ -58,10 +58,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
-import pstats
 import shutil
 import statistics
 import struct
@@ -84,15 +82,18 @@ from _common import (  # noqa: E402 - the helpers live next to this script
     GAPSYNC,
     MB,
     OUT,
+    RUSAGE_WRAPPER,
     TIME_BIN,
     Measure,
     Run,
+    busy_seconds,
     clean_env,
     disturbed,
     gapsync,
     machine,
     measures_table,
     prime_page_cache,
+    profile,
     setup_channel,
     wait_quiet,
     write_result,
@@ -134,57 +135,6 @@ with safe_open(os.path.join(path, shard), framework="np") as st:
 print(json.dumps({"path": path, "files": files, "shard": shard, "tensors": len(keys),
                   "first": [keys[0], list(t.shape), str(t.dtype)]}))
 """
-
-# Runs a command under cProfile in every thread (plain ``python -m cProfile`` sees only the main
-# thread; both tools download in a thread pool), then merges the stats.
-# argv: OUT.prof gapsync ARGS... | OUT.prof -c CODE ARGS...
-PROFILER = r"""
-import cProfile, pstats, sys, threading
-profiles = []
-_run = threading.Thread.run
-def run(self):
-    p = cProfile.Profile()
-    profiles.append(p)
-    p.enable()
-    try:
-        _run(self)
-    finally:
-        p.disable()
-threading.Thread.run = run
-out, what, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
-main_prof = cProfile.Profile()
-code = 0
-try:
-    main_prof.enable()
-    if what == "gapsync":
-        from gapsync.cli.main import main
-        sys.argv = ["gapsync", *rest]
-        main()
-    else:
-        sys.argv = ["-c", *rest[1:]]
-        exec(compile(rest[0], "<bench>", "exec"), {"__name__": "__main__"})
-except SystemExit as e:
-    code = e.code or 0
-finally:
-    main_prof.disable()
-    st = pstats.Stats(main_prof)
-    for p in profiles:
-        try:
-            st.add(p)
-        except TypeError:  # a thread that never ran anything
-            pass
-    st.dump_stats(out)
-sys.exit(code)
-"""
-
-# /usr/bin/time's stand-in: the largest RSS among the waited-for descendants.
-RUSAGE_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "rc = subprocess.call(sys.argv[2:])\n"
-    "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-    "open(sys.argv[1], 'w').write(f'0 {ru.ru_maxrss} {ru.ru_utime} {ru.ru_stime}\\n')\n"
-    "sys.exit(rc)\n"
-)
 
 
 # -- the model -----------------------------------------------------------------------------
@@ -284,13 +234,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine (all cores) has spent so far, from /proc/stat."""
-    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def rmtree(path: Path) -> None:
@@ -421,21 +364,6 @@ class Bench:
         vals = [v for v in self.extra[label].get(key, []) if v is not None]
         return statistics.median(vals) if vals else None
 
-
-def profile(argv: list[str], prof: Path, env: dict[str, str], focus: str | None = None, top: int = 18) -> str:
-    """Run ARGV (``gapsync ...`` or ``-c CODE ...``) once under cProfile (all threads); the
-    hottest functions by own and by cumulative time, then those matching the regex ``focus``."""
-    r = subprocess.run([sys.executable, "-c", PROFILER, str(prof), *argv], env=env, capture_output=True, text=True,
-                       cwd=OUT)  # not the repository root: ``python -c`` would import gapsync from the cwd
-    if r.returncode != 0:
-        raise RuntimeError(f"profiled {' '.join(argv)[:200]} failed: {(r.stdout + r.stderr)[-1500:]}")
-    buf = io.StringIO()
-    st = pstats.Stats(str(prof), stream=buf)
-    st.sort_stats("tottime").print_stats(top)
-    st.sort_stats("cumulative").print_stats(top)
-    if focus:
-        st.sort_stats("cumulative").print_stats(focus)
-    return buf.getvalue()
 
 # gapsync's phases in a cold ``bundle create``: download (fetch_all) and bundle writing.
 CREATE_FOCUS = r"fetch\.py.*\((fetch_all|fetch_one)\)|bundle\.py.*\((add_blob|close|_write)\)|hashing\.py|create\.py.*_create|sign_release"
