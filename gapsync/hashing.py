@@ -72,15 +72,24 @@ class ThreadedHash:
         return self._h.digest()
 
 
+class _InlineHash(ThreadedHash):
+    """The same interface, hashing on the caller's thread."""
+
+    def update(self, data: bytes) -> None:
+        self._h.update(data)
+
+
 def copy_verified(
     chunks: Iterable[bytes], dst: BinaryIO, *, what: str, sha256: str | None, size: int | None,
-    hasher=None, already: int = 0,
+    hasher=None, already: int = 0, overlap: bool = True,
 ) -> tuple[str, int]:
     """Copy chunks into ``dst``, hashing as they pass; refuse more than ``size`` bytes in all.
 
     To resume, pass ``hasher`` already fed with the ``already`` bytes that are on disk.
+    ``overlap``: hash in a worker thread while ``dst`` is written (a win when there is a write to
+    overlap; when ``dst`` discards, the hand-off between cores costs more than it saves).
     """
-    h = ThreadedHash(hasher)
+    h = ThreadedHash(hasher) if overlap else _InlineHash(hasher)
     total = already
     try:
         for chunk in chunks:

@@ -292,7 +292,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             what = f"{bundle}: blob {member.digest} ({target.path})"
             small = member.size <= SMALL_BLOB  # verify keeps the small ones (manifests, bundle.json) to read them
             if (verify_only and not small) or (not verify_only and member.digest not in needed):
-                copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size)
+                copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size,
+                              overlap=False)
             else:
                 with (scratch / member.digest).open("wb") as f:
                     copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
