@@ -31,10 +31,12 @@ HAND_OFF_MIN = 64 << 10  # smaller updates run inline: a hand-off costs more tha
 
 
 def _pool() -> ThreadPoolExecutor:
+    """One worker per CPU (at least 2): parallel downloads each hand their hashing over, and
+    must not queue behind fewer workers than there are cores."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gapsync-hash")
+            _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="gapsync-hash")
         return _POOL
 
 
@@ -62,6 +64,14 @@ class ThreadedHash:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
+
+    def abandon(self) -> None:
+        """Wait for the update in flight, ignoring its error: the caller is already failing and
+        its own error is the one to report."""
+        try:
+            self.wait()
+        except Exception:  # noqa: BLE001, S110 (see the docstring)
+            pass
 
     def hexdigest(self) -> str:
         self.wait()
@@ -98,8 +108,9 @@ def copy_verified(
                 raise DigestMismatchError(f"{what}: more than the announced {size} bytes")
             h.update(chunk)
             dst.write(chunk)
-    finally:
-        h.wait()  # the caller's hasher is never left being fed behind its back
+    except BaseException:
+        h.abandon()  # the caller's hasher is never left being fed behind its back
+        raise
     digest = h.hexdigest()
     if size is not None and total != size:
         raise DigestMismatchError(f"{what}: got {total} bytes, expected {size}")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from gapsync.bundler.keys import PublicKey, SigningKey, load_public_key
 from gapsync.errors import InputError, VerificationError
-from gapsync.mirror.layout import MirrorLayout, write_atomic
+from gapsync.fsutil import write_atomic
+from gapsync.mirror.layout import MirrorLayout
 
 
 def _canonical(body: dict) -> bytes:

@@ -140,7 +140,7 @@ class BundleWriter:
         return digest
 
     def abort(self) -> None:
-        self._blake.wait()
+        self._blake.abandon()
         if not self._f.closed:
             self._f.close()
         self.partial.unlink(missing_ok=True)

@@ -386,8 +386,8 @@ def _undo_publish(e: BaseException, journal: PublishJournal | None, layout: Mirr
     it is (None), its message extended when the undo failed."""
     failed = journal.rollback() if journal is not None else []
     if failed:  # the mirror is consistent (the channel did not advance) but not as it was
-        undo = (f"and undoing it failed for {len(failed)} path(s) (first: {failed[0]}): the mirror holds part "
-                "of the new version, the channel did not advance")
+        undo = (f"and undoing it stopped at {failed[0]}: the mirror holds part of the new version, consistent "
+                "(no page names a missing file), the channel did not advance")
         try:
             AuditLog(layout.audit_path).append("import.rollback", "error", bundle=str(bundle), channel=channel,
                                                version=version, reason=str(e), failed=failed)

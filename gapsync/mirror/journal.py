@@ -160,17 +160,26 @@ class PublishJournal(DirectWriter):
 
     # -- the end --------------------------------------------------------------------------
     def rollback(self) -> list[str]:
-        """Undo every change, the last one first; returns the paths it could not put back
-        (with the reason), empty when the mirror is as it was."""
-        failed = []
-        for change in reversed(list(self._changes.values())):
+        """Undo every change, the last one first; returns the path it could not put back (with
+        the reason), empty when the mirror is as it was.
+
+        The undo stops at the first change it cannot undo: undoing the last k changes always
+        gives a state the publish itself went through (files before the pages that name them),
+        so stopping there leaves the mirror consistent, and the re-run rolls forward. Going on
+        past it could remove a file that the page left in place still names. What was kept aside
+        for the changes not undone stays in scratch space until the next import clears it."""
+        changes = list(self._changes.values())
+        while changes:
+            change = changes[-1]
             try:
                 _undo(change)
             except OSError as e:
-                failed.append(f"{change.path} ({e.strerror or e})")
+                self._changes = {c.path: c for c in changes}
+                return [f"{change.path} ({e.strerror or e})"]
+            changes.pop()
         self._changes.clear()
         shutil.rmtree(self.aside, ignore_errors=True)
-        return failed
+        return []
 
     def commit(self) -> None:
         """The publish is complete: drop what was kept aside."""

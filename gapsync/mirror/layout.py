@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gapsync.errors import InputError, TrustError
-from gapsync.fsutil import link_or_copy, write_atomic  # noqa: F401  (re-exported for the targets)
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.model import SHA256_RE
 

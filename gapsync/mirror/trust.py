@@ -24,7 +24,8 @@ from gapsync.bundler import approve
 from gapsync.bundler.bundle import METADATA_LIMITS
 from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, to_bytes
 from gapsync.errors import BundleFormatError, InputError, TrustError
-from gapsync.mirror.layout import MirrorLayout, write_atomic
+from gapsync.fsutil import write_atomic
+from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import BlobRef, Target
 
 BASE_URL = "bundle:///metadata/"

@@ -9,13 +9,16 @@ processes as a pickle (this tool never unpickles anything, its own results inclu
 
 A worker that dies (killed, out of memory) loses nothing: its share is scanned again in the
 parent, so every file is reported as if the scan had been sequential. The result does not depend
-on the number of workers: findings come back in the walk's order.
+on the number of workers: findings come back in the walk's order, as the same JSON (evidence
+values that JSON has no type for come back as their ``str``, as ``--json`` prints them). An
+error or an interrupt in the parent kills and reaps the workers still running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,37 +47,73 @@ def scan_files(files: Sequence[tuple[Path, str]], scan_one: ScanOne, workers: in
     if workers <= 1:
         return [scan_one(p, d) for p, d in files]
     shares = _shares(files, workers)
-    children: list[tuple[int, int, list[int]]] = []  # (pid, read end, indexes)
-    for share in shares[1:]:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the worker: scan, write one JSON document, leave without cleanup handlers
-            os.close(r)
-            code = 0
+    children: list[tuple[int, int, list[int]]] = []  # (pid, read end, indexes), not yet collected
+    mine = list(shares[0])
+    try:
+        for share in shares[1:]:
             try:
-                doc = {str(i): [f.to_dict() for f in scan_one(*files[i])] for i in share}
-                data = json.dumps(doc, default=str).encode()
-                with os.fdopen(w, "wb") as out:
-                    out.write(data)
-            except BaseException:  # noqa: BLE001 (the parent rescans this share)
-                code = 1
-            os._exit(code)
-        os.close(w)
-        children.append((pid, r, share))
-    results: dict[int, list[Finding]] = {i: scan_one(*files[i]) for i in shares[0]}
-    for pid, r, share in children:
-        got = _collect(pid, r)
-        for i in share:
-            results[i] = got[i] if got is not None and i in got else scan_one(*files[i])
+                r, w = os.pipe()
+            except OSError:  # out of file descriptors: this process scans the share itself
+                mine += share
+                continue
+            try:
+                pid = os.fork()
+            except OSError:  # out of processes or memory: likewise
+                os.close(r)
+                os.close(w)
+                mine += share
+                continue
+            if pid == 0:  # the worker: scan, write one JSON document, leave without cleanup handlers
+                os.close(r)
+                code = 0
+                try:
+                    doc = {str(i): [f.to_dict() for f in scan_one(*files[i])] for i in share}
+                    data = json.dumps(doc, default=str).encode()
+                    with os.fdopen(w, "wb") as out:
+                        out.write(data)
+                except BaseException:  # noqa: BLE001 (the parent rescans this share)
+                    code = 1
+                os._exit(code)
+            os.close(w)
+            children.append((pid, r, share))
+        results: dict[int, list[Finding]] = {i: scan_one(*files[i]) for i in mine}
+        while children:
+            pid, r, share = children[0]
+            got = _collect(pid, r)
+            children.pop(0)
+            for i in share:
+                results[i] = got[i] if got is not None and i in got else scan_one(*files[i])
+    finally:  # an error or an interrupt in this process: no worker is left running or unwaited
+        for pid, r, _ in children:
+            _stop(pid, r)
     return [results[i] for i in range(len(files))]
 
 
+def _stop(pid: int, fd: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def _collect(pid: int, fd: int) -> dict[int, list[Finding]] | None:
-    """A worker's findings, or None when it did not finish (its share is then rescanned)."""
+    """A worker's findings, or None when it did not finish (its share is then rescanned).
+    The pipe is read to its end before the wait: a worker blocks on a full pipe until then."""
     chunks = []
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(1 << 20):
-            chunks.append(chunk)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            while chunk := f.read(1 << 20):
+                chunks.append(chunk)
+    finally:
+        os.close(fd)
     _, status = os.waitpid(pid, 0)
     if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
         return None

@@ -24,7 +24,7 @@ LINE_LIMIT = 64 * 1024  # protocol-0 text arguments longer than this are consume
 
 # code byte -> (opcode name, argument kind or None): pickletools.opcodes (protocols 0-5) written
 # out, because importing pickletools (and pickle) costs more than scanning a small pickle;
-# tests/scanner/test_pickle_ops.py checks that this is exactly pickletools' table.
+# tests/scanner/test_allowlist_data.py checks that this is exactly pickletools' table.
 OPCODES: dict[int, tuple[str, str | None]] = {
     0x49: ('INT', 'decimalnl_short'),
     0x4a: ('BININT', 'int4'),

@@ -89,11 +89,14 @@ def _storage_records(names: list[str]) -> frozenset[str]:
     as a file of its own, so a zip hidden at the end of one cannot be loaded: they are sniffed
     at their start like every entry, but not searched for a zip end record (that search reads
     64 KiB of every tensor, which was half the time of a checkpoint scan)."""
-    prefixes = {n[:-len("data.pkl")] for n in names if n.endswith("data.pkl")}
+    prefixes = {m.group(1) for n in names if (m := _DATA_PKL.match(n))}
     return frozenset(n for n in names if (m := _STORAGE_NAME.match(n)) and m.group(1) in prefixes)
 
 
-_STORAGE_NAME = re.compile(r"\A(.*?)data/[0-9]+\Z", re.DOTALL)
+# "<prefix>data.pkl" and "<prefix>data/<n>" where the prefix is empty or a directory ("archive/"),
+# as torch writes them: "foo/mydata.pkl" does not make "foo/mydata/7" a storage record
+_DATA_PKL = re.compile(r"\A((?:.*/)?)data\.pkl\Z", re.DOTALL)
+_STORAGE_NAME = re.compile(r"\A((?:.*/)?)data/[0-9]+\Z", re.DOTALL)
 
 
 def has_zip_tail(f: BinaryIO, size: int) -> bool:

@@ -126,6 +126,29 @@ def test_an_undo_that_fails_names_the_path(tree, monkeypatch):
     assert len(failed) == 1 and failed[0].startswith(f"{tree / 'simple' / 'new'} (") and "empty" in failed[0], failed
 
 
+def test_an_undo_stops_at_the_first_failure_and_leaves_no_dangling_link(tree, monkeypatch):
+    """Undoing the last k changes gives a state the publish went through; going on past a
+    failure could remove a file that the page left in place still names."""
+    j = PublishJournal(tree / ".aside")
+    j.link_or_copy(tree / "files" / "old.whl", tree / "files" / "new.whl")
+    page = tree / "simple" / "index.html"
+    j.write_atomic(page, b'<a href="../files/new.whl">new</a>')
+    j.write_atomic(tree / "simple" / "other.html", b"other")
+    real = journal_mod._undo
+
+    def stuck(change) -> None:
+        if change.path == page:
+            raise OSError(errno.EIO, "Input/output error")
+        real(change)
+
+    monkeypatch.setattr(journal_mod, "_undo", stuck)
+    failed = j.rollback()
+    assert failed == [f"{page} (Input/output error)"]
+    assert not (tree / "simple" / "other.html").exists()  # the changes after it were undone
+    assert b"new.whl" in page.read_bytes() and (tree / "files" / "new.whl").is_file()  # the page's file stays
+    assert j.aside.is_dir() and any(j.aside.iterdir())  # the old page is kept for the re-run, not deleted
+
+
 # -- the importer: any failure while publishing is undone -------------------------------------------
 def _mirror_with_b1(world, tmp_path) -> Path:
     m = tmp_path / "m"
@@ -177,13 +200,14 @@ def test_a_failed_undo_is_reported_and_audited(world, tmp_path, monkeypatch):
     monkeypatch.undo()
     err = r.err.strip()
     assert r.code == 1 and "\n" not in err, err
-    assert "publishing version 2 failed (Input/output error) and undoing it failed for 1 path(s)" in err, err
+    assert "publishing version 2 failed (Input/output error) and undoing it stopped at" in err, err
     assert "pypi/simple/index.html (Input/output error)" in err and "run the import again to finish" in err, err
     log = [json.loads(line) for line in (m / ".gapsync/audit.log").read_text().splitlines()]
     assert [e["action"] for e in log[-2:]] == ["import.rollback", "import"], log[-2:]
     assert log[-2]["result"] == "error" and log[-2]["details"]["failed"] == [
         f"{m / 'pypi/simple/index.html'} (Input/output error)"]
-    assert "newpy/" in (m / "pypi/simple/index.html").read_text()  # the one page left new ...
+    assert "newpy/" in (m / "pypi/simple/index.html").read_text()  # the page left new ...
+    assert (m / "pypi/simple/newpy/index.html").is_file()  # ... names a page that is there
     assert json.loads((m / ".gapsync/trust/prod/state.json").read_text())["version"] == 1  # ... channel at v1
     assert cli("import", world.b2, "--mirror", m).code == 0
     assert cli("audit", "verify", "--mirror", m).code == 0

@@ -86,3 +86,19 @@ def test_classify_memo_matches_the_rules():
     direct = [pol._classify(*pg.normalize(m, n)) for m, n in refs]
     assert first == again == direct
     assert first[1].action is pg.GlobalAction.DENY  # Python 2 name mapped before the memo key matters
+
+
+def test_classify_memo_is_bounded_and_per_policy(tmp_path):
+    pol = pg.load_pickle_policy()
+    pol._memo.clear()
+    for i in range(65537):  # a hostile pickle naming that many distinct globals
+        pol._memo[("m", f"n{i}")] = pg.GlobalVerdict(pg.GlobalAction.ALLOW, None, "fake")
+    assert pol.classify("builtins", "exec").action is pg.GlobalAction.DENY
+    assert len(pol._memo) == 1  # cleared, not grown without end
+    custom = tmp_path / "globals.yaml"
+    custom.write_text("version: 1\nunknown_severity: low\n")
+    other = pg.load_pickle_policy(custom)
+    assert other._memo is not pol._memo
+    assert other.classify("builtins", "exec").action is pg.GlobalAction.UNKNOWN  # this policy denies nothing
+    assert pol.classify("builtins", "exec").action is pg.GlobalAction.DENY
+    pol._memo.clear()

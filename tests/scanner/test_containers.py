@@ -103,6 +103,11 @@ def test_torch_storage_records_are_sniffed_but_not_searched_for_a_zip_tail(tmp_p
     for name in ("m/data/0.bin", "m/extra/0", "other/data/0"):
         fs = scan(write(tmp_path, "c.pt", make_zip([("m/data.pkl", benign), (name, hidden_zip)])))
         assert globals_found(fs) == {"builtins.print"}, name
+    # the prefix is a directory (or nothing), as torch writes it: "m/mydata.pkl" is not "m/my" + "data.pkl"
+    fs = scan(write(tmp_path, "d.pt", make_zip([("m/mydata.pkl", benign), ("m/mydata/7", hidden_zip)])))
+    assert globals_found(fs) == {"builtins.print"}
+    fs = scan(write(tmp_path, "e.pt", make_zip([("data.pkl", benign), ("data/3", hidden_zip)])))
+    assert globals_found(fs) == set()  # no prefix at all is torch's too
 
 
 @pytest.mark.parametrize("codec", ["zlib", "gzip", "bz2", "lzma", "xz", "lz4"])

@@ -89,3 +89,61 @@ def test_worker_count(monkeypatch):
     assert parallel.worker_count(8, 10_000) == 2
     monkeypatch.setattr(threading, "active_count", lambda: 3)
     assert parallel.worker_count(8, 10_000) == 1  # never fork a process that runs other threads
+
+
+def test_output_larger_than_a_pipe_buffer(tmp_path):
+    files = [(write(tmp_path, f"f{i}", b"x"), f"f{i}") for i in range(8)]
+    long = "y" * 2000
+
+    def scan_one(p: Path, display: str) -> list[Finding]:
+        return [Finding("model", "t", Severity.INFO, long, file=display, offset=k) for k in range(300)]
+
+    got = parallel.scan_files(files, scan_one, 2)  # ~600 KB from the worker, a pipe holds 64 KiB
+    assert [len(f) for f in got] == [300] * 8 and got[-1][-1].message == long
+
+
+def test_a_worker_that_writes_garbage_is_rescanned(tmp_path, monkeypatch):
+    files = [(write(tmp_path, f"f{i}", b"x"), f"f{i}") for i in range(10)]
+    monkeypatch.setattr(parallel.json, "dumps", lambda *a, **k: '{"0": [{"scanner": ')  # only the workers dump
+    got = parallel.scan_files(files, lambda p, d: [Finding("model", "t", Severity.INFO, d, file=d)], 2)
+    assert [f[0].file for f in got] == [d for _, d in files]
+
+
+def test_no_fork_available_scans_everything_here(tmp_path, monkeypatch):
+    files = [(write(tmp_path, f"f{i}", b"x"), f"f{i}") for i in range(10)]
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel.os, "fork", no_fork)
+    got = parallel.scan_files(files, lambda p, d: [Finding("model", "pid", Severity.INFO, str(os.getpid()), file=d)], 3)
+    assert [f[0].file for f in got] == [d for _, d in files] and {f[0].message for f in got} == {str(os.getpid())}
+
+
+def test_an_error_in_the_parent_leaves_no_worker_behind(tmp_path, monkeypatch):
+    files = [(write(tmp_path, f"f{i}", b"x" * (i + 1)), f"f{i}") for i in range(12)]
+    parent, forked = os.getpid(), []
+    real_fork = os.fork
+
+    def recording_fork():
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(parallel.os, "fork", recording_fork)
+
+    def scan_one(p: Path, display: str) -> list[Finding]:
+        if os.getpid() == parent:
+            raise KeyboardInterrupt  # the operator's Ctrl-C while the parent scans its share
+        import time
+
+        time.sleep(30)  # a worker still busy
+        return []
+
+    with pytest.raises(KeyboardInterrupt):
+        parallel.scan_files(files, scan_one, 3)
+    assert len(forked) == 2
+    for pid in forked:  # killed and reaped: nothing left to wait for
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gapsync.cli.exit_codes import ExitCode
-from gapsync.cli.options import cache_option, jobs_option, json_option, policy_option, report_option
+from gapsync.cli.options import cache_option, json_option, policy_option, report_option
 from gapsync.cli.output import emit_json, table
 
 SEVERITIES = ["critical", "high", "medium", "low", "info"]
@@ -24,7 +24,9 @@ SEVERITIES = ["critical", "high", "medium", "low", "info"]
 @click.option("--advisories", type=click.Path(path_type=Path), help="Advisory store [default: the local store].")
 @report_option
 @cache_option
-@jobs_option
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="With --spec: parallel downloads. For a directory: at most this many processes scan its "
+                   "files (one per CPU at most).")
 @json_option
 def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, fail_on: str, policy: str | None,
          advisories: Path | None, report: Path | None, cache: Path | None, jobs: int, as_json: bool) -> int:
@@ -32,8 +34,7 @@ def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, fail
 
     Nothing is imported, unpickled or executed. Files and directories get the model scanner
     (exit 4 at --fail-on or worse); a bundle or a spec gets every scanner and the policy (exit 4
-    when it blocks something). For a directory, --jobs also caps the processes that scan its
-    files (at most one per CPU).
+    when it blocks something).
     """
     from gapsync.errors import InputError
 

@@ -24,7 +24,7 @@ from typing import ClassVar
 from gapsync import faults
 from gapsync.bundler.sources.model_files import safe_model_path
 from gapsync.errors import BundleFormatError
-from gapsync.mirror.journal import DIRECT, DirectWriter
+from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import SHA256_RE, Target
 
@@ -84,7 +84,7 @@ class HfCache:
         return entry.get("refs", {}).get(t.custom["revision"]) == t.custom["commit"] and \
             entry.get("commits", {}).get(t.custom["commit"]) == t.blob.digest
 
-    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter = DIRECT) -> list[str]:
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
         self.check(targets)
         digests = {t.blob.digest for t in targets if t.kind == "model-blob"}
         models = [t for t in targets if t.kind == "model"]

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from gapsync import faults
 from gapsync.errors import BundleFormatError
-from gapsync.mirror.journal import DIRECT, DirectWriter
+from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import Target
 from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, REPOSITORY_RE, TAG_RE, hex_of
@@ -69,7 +69,7 @@ class OciLayout:
         return any(m.get("annotations", {}).get(REF_NAME) == want and m.get("digest") == t.custom["digest"]
                    for m in self.read_index()["manifests"])
 
-    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter = DIRECT) -> list[str]:
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
         self.check(targets)
         if not targets:
             return []

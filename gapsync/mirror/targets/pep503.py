@@ -83,7 +83,7 @@ class Pep503Index:
         except FileNotFoundError:
             return False
 
-    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter = DIRECT) -> list[str]:
+    def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
         self.check(targets)
         self._fs = fs
         by_project: dict[str, list[Target]] = {}
