@@ -80,8 +80,15 @@ def published(m: Path) -> dict:
 
 
 def page_links(m: Path) -> tuple[int, list[str]]:
-    """The links of every served page, and those that name a file that is not there."""
+    """The links of every served page, and those that name a page or a file that is not there
+    (the root page's links to project pages, the project pages' links to files)."""
     n, dangling = 0, []
+    root = m / "pypi/simple/index.html"
+    if root.is_file():
+        for href in root.read_text().split('<a href="')[1:]:
+            n += 1
+            if not (m / "pypi/simple" / href.split('"')[0] / "index.html").is_file():
+                dangling.append(f"{root}: {href.split(chr(34))[0]}")
     for page in (m / "pypi/simple").glob("*/index.html"):
         text = page.read_text()
         if not text.rstrip().endswith("</html>"):
