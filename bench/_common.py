@@ -304,6 +304,27 @@ def profile(argv: list[str], prof: Path, env: dict[str, str] | None = None, focu
     return buf.getvalue()
 
 
+
+def du(path: Path, apparent: bool = False) -> int:
+    """``du -sb`` (a hard-linked file counted once) or ``du -sb --apparent-size`` of ``path``."""
+    if not path.exists():
+        return 0
+    argv = ["du", "-sb", *(["--apparent-size"] if apparent else []), str(path)]
+    return int(subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (from /proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
 def prime_page_cache(scratch: Path, mib: int = 1200) -> None:
     """Write and delete ``mib`` MiB so that the next command finds that much memory ready.
 

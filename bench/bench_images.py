@@ -72,13 +72,16 @@ from _common import (  # noqa: E402 - the helpers live next to this script
     OUT,
     Measure,
     Run,
+    cpu_seconds,
     disturbed,
+    du,
     gapsync,
     machine,
     measure_once,
     measures_table,
     prime_page_cache,
     profile,
+    rmtree,
     setup_channel,
     sh,
     wait_quiet,
@@ -116,12 +119,6 @@ def image_specs(n: int, multi: int, base_mb: float, own_mb: float) -> list[Image
 
 # -- measuring helpers ---------------------------------------------------------------------
 
-def du(path: Path, apparent: bool = False) -> int:
-    """``du -sb`` (hard links counted once) or ``du -sb --apparent-size`` of ``path``."""
-    if not path.exists():
-        return 0
-    argv = ["du", "-sb", *(["--apparent-size"] if apparent else []), str(path)]
-    return int(subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()[0])
 
 
 def du_both(path: Path) -> dict[str, int]:
@@ -137,13 +134,6 @@ def lo_bytes() -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (from /proc/PID/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def registry_pid(reg: Registry) -> int:
@@ -188,8 +178,6 @@ def timed(m: Measure, scratch: Path, command: Callable[[], tuple[list[str], Regi
     return best[1]
 
 
-def rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # -- report --------------------------------------------------------------------------------

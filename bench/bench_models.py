@@ -88,12 +88,15 @@ from _common import (  # noqa: E402 - the helpers live next to this script
     Run,
     busy_seconds,
     clean_env,
+    cpu_seconds,
     disturbed,
+    du,
     gapsync,
     machine,
     measures_table,
     prime_page_cache,
     profile,
+    rmtree,
     setup_channel,
     wait_quiet,
     write_result,
@@ -219,25 +222,10 @@ def check_shard(path: Path) -> dict:
 
 # -- measuring -----------------------------------------------------------------------------
 
-def du(path: Path, apparent: bool = False) -> int:
-    """``du -sb`` (a hard-linked file counted once) or ``du -sb --apparent-size``."""
-    if not path.exists():
-        return 0
-    argv = ["du", "-sb", *(["--apparent-size"] if apparent else []), str(path)]
-    return int(subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()[0])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (from /proc/PID/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Watch:
