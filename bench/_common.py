@@ -67,7 +67,7 @@ class Server:
         self.proc = subprocess.Popen(argv, cwd=cwd, stdout=self._log or subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=clean_env())
         try:
-            wait_http(url)
+            wait_http(url, proc=self.proc, log=log)
         except BaseException:
             self.stop()
             raise

@@ -85,14 +85,21 @@ def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_py
 
 
 class Server:
-    """A subprocess server on 127.0.0.1, stopped by PID."""
+    """A subprocess server on 127.0.0.1, stopped by PID. Waited for as long as a cold start takes
+    (up to 120 s); if it dies or never answers, the error shows the tail of its log."""
 
-    def __init__(self, argv: list[str], url: str, cwd: Path | None = None, env: dict | None = None):
+    def __init__(self, argv: list[str], url: str, cwd: Path | None = None, env: dict | None = None,
+                 seconds: float = 120):
+        import tempfile
+
         self.url = url
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                     start_new_session=True)
+        fd, log = tempfile.mkstemp(prefix="gapsync-test-server-", suffix=".log")
+        self.log = Path(log)
+        with os.fdopen(fd, "wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_http(url)
+            wait_http(url, seconds, proc=self.proc, log=self.log)
         except BaseException:
             self.stop()  # never leak a server that did not come up
             raise
@@ -104,6 +111,8 @@ class Server:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self.log.unlink(missing_ok=True)
 
 
 def static_server(root: Path, *extra: str) -> Server:

@@ -48,15 +48,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, seconds: float = 20) -> None:
+def wait_http(url: str, seconds: float = 120, proc: subprocess.Popen | None = None,
+              log: Path | None = None) -> None:
+    """Poll ``url`` until it answers, for as long as a cold start can take (MLflow needs ~20 s on an
+    idle machine and more on a busy one). A ``proc`` that exits stops the wait at once; the error
+    carries the tail of its ``log`` so a server that refused to start says why."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise FetchError(f"{url}: server exited with {proc.returncode} before answering{_tail(log)}")
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise FetchError(f"{url}: server did not start")
+    raise FetchError(f"{url}: server did not answer within {seconds:.0f} s{_tail(log)}")
+
+
+def _tail(log: Path | None, n: int = 4000) -> str:
+    if log is None:
+        return ""
+    try:
+        text = log.read_bytes()[-n:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return f"\n--- {log} (last {n} bytes) ---\n{text}"
 
 
 def _clean_env() -> dict[str, str]:
@@ -95,9 +111,11 @@ class Demo:
         return self.run(self.gapsync, *argv, show=show)
 
     def start(self, argv: list[str], url: str, cwd: Path) -> None:
-        p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_clean_env())
+        log = cwd / f"server-{len(self.procs)}.log"  # a server that fails to start says why here
+        with open(log, "ab") as out:
+            p = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_clean_env())
         self.procs.append(p)
-        wait_http(url)
+        wait_http(url, proc=p, log=log)
 
     def stop(self) -> None:
         for p in self.procs:

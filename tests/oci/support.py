@@ -397,7 +397,7 @@ class _Service(Server):
     Stopping is ``Server.stop``: by PID, via the process group.
     """
 
-    def __init__(self, argv: list[str], url: str, log: Path, ready: str | None = None, seconds: float = 20):
+    def __init__(self, argv: list[str], url: str, log: Path, ready: str | None = None, seconds: float = 120):
         self.url = url
         self.log = log
         with open(log, "ab") as f:
