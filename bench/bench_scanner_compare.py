@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import GAPSYNC, OUT, ROOT, Measure, clean_env, machine, measure, table, write_result  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpus" / "models"
+CORPUS = ROOT / "tests" / "data" / "corpus" / "models"
 SCANNERS_VENV = Path.home() / ".cache" / "gapsync-bench" / "scanners-venv"
 GAPSYNC_VENV = Path.home() / ".cache" / "gapsync-bench" / "gapsync-venv"
 TOOLS = ("gapsync", "picklescan", "modelscan")

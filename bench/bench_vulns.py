@@ -43,7 +43,7 @@ from gapsync.scanner.advisories import AdvisoryDB, import_db  # noqa: E402
 from gapsync.scanner.subject import ScanSubject  # noqa: E402
 from gapsync.scanner.vulns import AFFECTED, compile_record, parse_version, scan_subject  # noqa: E402
 
-SNAPSHOT = ROOT.parent / "shared" / "advisories" / "pypa-advisory-db.osv.jsonl.gz"
+SNAPSHOT = ROOT / "gapsync" / "demo" / "data" / "pypa-advisory-db.osv.jsonl.gz"
 AUDIT_VENV = Path.home() / ".cache" / "gapsync-bench" / "pip-audit-venv"
 
 

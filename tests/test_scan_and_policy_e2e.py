@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli, new_channel, write_spec
+from tests.data_paths import ADVISORIES  # noqa: E402
 from tests.helpers import make_wheel, snapshot, static_server, write_index
-
-ADVISORIES = Path(__file__).resolve().parents[2] / "shared" / "advisories" / "pypa-advisory-db.osv.jsonl.gz"
 
 
 def members(bundle: Path) -> dict[str, bytes]:

@@ -19,8 +19,8 @@ import pytest
 from gapsync.cli.main import main
 from gapsync.errors import FetchError, InputError, VerificationError
 from gapsync.scanner.advisories import DB_FILE, INFO_FILE, AdvisoryDB, import_db, read_info, update
+from tests.data_paths import ADVISORIES as SNAPSHOT  # noqa: E402
 
-SNAPSHOT = Path(__file__).resolve().parents[3] / "shared" / "advisories" / "pypa-advisory-db.osv.jsonl.gz"
 needs_snapshot = pytest.mark.skipif(not SNAPSHOT.exists(), reason="shared/advisories snapshot not present")
 
 

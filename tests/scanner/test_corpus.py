@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from scanner_samples import is_malicious, scan
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "models"
+from tests.data_paths import CORPUS  # noqa: E402
+
 MANIFEST = CORPUS / "manifest.json"
 RECORDS = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else []
 

@@ -15,8 +15,7 @@ from scanner_samples import call_print_p0, stack_global_print, write
 from gapsync.model import Finding, Severity
 from gapsync.scanner import parallel
 from gapsync.scanner.base import scan_path
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "models"
+from tests.data_paths import CORPUS  # noqa: E402
 
 
 def _dir_of_mixed_files(tmp_path: Path) -> Path:

@@ -23,7 +23,8 @@ from gapsync.scanner.subject import ScanSubject, SubjectFile
 from gapsync.scanner.vulns import scan_subject
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "advisories"
+from tests.data_paths import ADVISORIES_DIR as SHARED  # noqa: E402
+
 SNAPSHOT = SHARED / "pypa-advisory-db.osv.jsonl.gz"
 EXAMPLES = json.loads((SHARED / "examples.json").read_text()) if (SHARED / "examples.json").exists() else None
 WHEEL_CACHE = Path(os.environ.get("GAPSYNC_TEST_CACHE", Path.home() / ".cache" / "gapsync-tests")) / "wheels"
