@@ -2,6 +2,7 @@
 
     MIRROR/pypi/simple/...            the static PEP 503/691 index (servable by any web server)
     MIRROR/pypi/files/...             wheels, sdists and their PEP 658 .metadata files
+    MIRROR/conda/<channel>/<subdir>/  static conda channels (repodata + packages), see conda_file()
     MIRROR/.gapsync/blobs/sha256/ab/  every verified blob once; published files are hard links
     MIRROR/.gapsync/trust/<channel>/  pinned.json, state.json, current -> md-<N> (TUF client state)
     MIRROR/.gapsync/staging/          per-import scratch space, removed at the end
@@ -23,6 +24,10 @@ from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.model import SHA256_RE
 
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# conda channel directories: one safe path component each (fullmatch: no trailing newline, no '.'/'..')
+CONDA_CHANNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CONDA_SUBDIR_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # noarch, linux-64, osx-arm64, win-64 ...
+CONDA_FILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+!-]{0,254}")  # repodata.json(.zst), *.conda, *.tar.bz2
 
 
 @dataclass
@@ -69,6 +74,15 @@ class MirrorLayout:
             return self.blob_path(digest).stat().st_size == size
         except FileNotFoundError:
             return False
+
+    # -- conda channels --------------------------------------------------------------------
+    def conda_file(self, channel: str, subdir: str, name: str) -> Path:
+        """MIRROR/conda/<channel>/<subdir>/<name>, the static channel file that ``gapsync serve``
+        answers at /conda/<channel>/<subdir>/<name>. Each part must be one safe path component
+        (ValueError otherwise), so a name from a request or a bundle never leaves the channel."""
+        if not (CONDA_CHANNEL_RE.fullmatch(channel) and CONDA_SUBDIR_RE.fullmatch(subdir) and CONDA_FILE_RE.fullmatch(name)):
+            raise ValueError(f"not a conda channel file: {channel!r}/{subdir!r}/{name!r}")
+        return self.root / "conda" / channel / subdir / name
 
     def new_staging(self) -> Path:
         self.ensure()
