@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
-from gapsync.errors import InputError
+from gapsync.names import safe_model_path  # noqa: F401  (moved to the shared rules)
 
 MAX_FILES = 20_000
-_SEGMENT = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 FORMATS = {".safetensors": "safetensors", ".bin": "pytorch", ".pt": "pytorch", ".pth": "pytorch", ".ckpt": "pytorch",
            ".onnx": "onnx", ".gguf": "gguf", ".h5": "keras-h5", ".keras": "keras", ".pb": "tensorflow",
            ".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib", ".skops": "skops", ".npy": "numpy",
            ".npz": "numpy", ".msgpack": "flax", ".tflite": "tflite", ".mlmodel": "coreml"}
-
-
-def safe_model_path(path: str, what: str) -> str:
-    """A relative POSIX path with no '..', no absolute start, no control characters: it becomes
-    a path under a snapshot directory on the air side."""
-    parts = path.split("/")
-    if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts)
-            or not all(_SEGMENT.match(p) for p in parts) or len(path) > 1024):
-        raise InputError(f"{what}: unsafe file name {path!r}")
-    return path
 
 
 def git_blob_sha1(data: bytes) -> str:

@@ -16,22 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from gapsync import faults
-from gapsync.bundler.sources.model_files import safe_model_path
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import SHA256_RE, Target
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+from gapsync.names import COMMIT_RE, ETAG_RE, NAME_RE, REVISION_RE, safe_model_path
 
 
 def repo_folder(name: str) -> str:
