@@ -1,43 +1,458 @@
-"""File-system writes that never leave a half-written file: write a temporary file beside the
-target, fsync it, rename it over. One implementation for every module that writes state."""
+"""The one file-system discipline of gapsync: every file it writes and every file it reads from
+the medium or the mirror goes through this module (tests/test_fs_discipline.py walks the code
+for any other ``open(..., "w")``, ``os.replace``, ``write_bytes``... and fails naming file:line).
+
+Why: the medium (a USB stick, a shared drop directory) is in the attacker's hands, and so is
+whatever it names. A name on it may be a symlink to any file of the operator (``usb/x.partial ->
+~/.ssh/authorized_keys``), a dangling link (``x.minisig -> /etc/cron.d/x``), or a FIFO that
+blocks ``open()`` forever while gapsync holds the mirror lock. The rules:
+
+- **Writes**: the directory is opened once (``O_DIRECTORY|O_NOFOLLOW``); the file is created
+  relative to that descriptor with ``O_CREAT|O_EXCL|O_NOFOLLOW`` under a temporary name, written,
+  fsynced, and renamed into place relative to the same descriptor (``rename`` replaces a name,
+  it never writes through a link). A temporary name is created exclusively, so it can never
+  overwrite or remove a file that is already there, published or not (a publish of a file named
+  like a temporary one is safe), and an existing destination that is a symlink or not a regular
+  file is refused, naming it (``UnsafeFileError``), unless the caller replaces links on purpose
+  (the mirror's own links: ``symlink_atomic``).
+- **Reads** of the medium or the mirror: ``open_regular`` opens with
+  ``O_RDONLY|O_NOFOLLOW|O_NONBLOCK`` (so a FIFO or a device cannot block the open), checks with
+  ``fstat`` that it is a regular file, then clears ``O_NONBLOCK``. A symlink, FIFO, device,
+  socket or directory is refused at once with one line naming the file (exit 3).
+
+Only the final component is checked: the directories the operator names (``-o usb``,
+``--mirror``) are trusted as given, what is *inside* them is not.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import secrets
 import shutil
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
+
+from gapsync.errors import VerificationError
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+_NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+TEMP_SUFFIX = ".gapsync-tmp"
+
+
+class UnsafeFileError(VerificationError):
+    """A name gapsync was to read or write is a symlink, FIFO, device, socket or directory
+    where a regular file belongs: refused, never followed (exit 3)."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def _unsafe(path: Path | str, mode: int, doing: str) -> UnsafeFileError:
+    return UnsafeFileError(f"{path}: is {_kind(mode)}, not a regular file; gapsync does not {doing} it "
+                           "(a link or special file where a file belongs: remove it and run again)")
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def open_regular_fd(path: Path | str, *, dir_fd: int | None = None) -> int:
+    """A read-only descriptor of the regular file ``path``, never following a final symlink and
+    never blocking on a FIFO or device (``O_NONBLOCK`` until ``fstat`` said it is a regular
+    file, then cleared). FileNotFoundError passes through (callers decide whether a missing
+    file matters); anything that is not a regular file raises ``UnsafeFileError``."""
+    try:
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a symlink
+            raise _unsafe(path, stat.S_IFLNK, "read") from None
+        if e.errno == errno.ENXIO:  # a socket, or a FIFO with no writer (O_NONBLOCK|O_WRONLY only)
+            raise UnsafeFileError(f"{path}: is a socket or special file, not a regular file; gapsync does not "
+                                  "read it (remove it and run again)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _unsafe(path, st.st_mode, "read")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(path: Path | str, *, buffering: int = -1) -> BinaryIO:
+    """``open(path, "rb")`` for a file of the medium or the mirror, refusing anything but a
+    regular file at once (see ``open_regular_fd``). Use it for every such read: bundle, volumes,
+    approvals side files, parity files, receipts, ``.minisig``."""
+    return os.fdopen(open_regular_fd(path), "rb", buffering=buffering)
+
+
+def read_regular(path: Path | str, limit: int) -> bytes:
+    """The whole regular file ``path``, refused (``VerificationError``, naming it) when it is
+    larger than ``limit`` bytes: a side file is never read whole before its size is known."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise VerificationError(f"{path}: is {size} bytes, more than the {limit} gapsync reads for it")
+        data = f.read(limit + 1)
+    if len(data) > limit:  # grew while being read
+        raise VerificationError(f"{path}: is more than the {limit} bytes gapsync reads for it")
+    return data
+
+
+def is_regular(path: Path | str) -> bool:
+    """True when ``path`` itself (not what a link points to) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+# -- directories -----------------------------------------------------------------------------
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p``; the last component must end up a real directory, not a link to one."""
+    path.mkdir(parents=True, exist_ok=True)
+
+
+class Dir:
+    """A directory opened once (``O_DIRECTORY|O_NOFOLLOW``): every name created, replaced or
+    removed through it is relative to that descriptor, so a directory swapped for a link after
+    the open cannot redirect the writes."""
+
+    def __init__(self, path: Path | str, *, create: bool = True):
+        self.path = Path(path)
+        if create:
+            make_dirs(self.path)
+        try:
+            self.fd = os.open(self.path, _DIR_FLAGS)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                try:
+                    mode = os.lstat(self.path).st_mode
+                except OSError:
+                    mode = 0
+                raise _unsafe(self.path, mode, "write into") from None
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Dir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def check_replaceable(self, name: str) -> None:
+        """Refuse when ``name`` exists and is not a regular file (a link, FIFO, device...)."""
+        st = self.lstat(name)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise _unsafe(self.path / name, st.st_mode, "write through or replace")
+
+    def open_regular(self, name: str) -> BinaryIO:
+        return os.fdopen(open_regular_fd(name, dir_fd=self.fd), "rb")
+
+    def create(self, name: str, mode: int = 0o644) -> BinaryIO:
+        """A new file ``name`` (``O_CREAT|O_EXCL|O_NOFOLLOW``), open for writing; FileExistsError
+        when anything, even a dangling link, has that name."""
+        return os.fdopen(os.open(name, _NEW_FLAGS, mode, dir_fd=self.fd), "wb")
+
+    def create_temp(self, name: str, mode: int = 0o644) -> tuple[str, BinaryIO]:
+        """A new file under a fresh temporary name for ``name`` (created exclusively, so it never
+        touches an existing file of any name); returns (temporary name, file)."""
+        stem = name[:200]
+        for _ in range(100):
+            tmp = f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            try:
+                return tmp, self.create(tmp, mode)
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no free temporary name", str(self.path / name))
+
+    def unlink(self, name: str) -> None:
+        """Remove the name (a link is removed itself, never what it points to); no error if gone."""
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+
+    def replace(self, src: str, dst: str, *, dst_dir: Dir | None = None) -> None:
+        """Rename ``src`` over ``dst`` (relative to this directory, or ``dst_dir``): atomic, and a
+        rename never follows a link at either name."""
+        os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=(dst_dir or self).fd)
+
+    def fsync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError:
+            pass
+
+    def write_atomic(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        with self.atomic(name, mode) as f:
+            f.write(data)
+
+    def atomic(self, name: str, mode: int = 0o644, *, temp: str | None = None) -> AtomicFile:
+        return AtomicFile(self, name, mode, temp=temp)
+
+
+class AtomicFile:
+    """A file written under a temporary name in ``d`` and renamed over ``name`` by ``commit()``
+    (after an fsync), or removed by ``abort()``. As a context manager: commit on success, abort
+    on any exception. ``temp``: a fixed temporary name (the bundle's documented ``.partial``);
+    a stale regular file of that name is removed first, a link or special file is refused.
+    ``file`` is a plain buffered binary file: the bundle writer's hot path writes to it directly."""
+
+    def __init__(self, d: Dir, name: str, mode: int = 0o644, *, temp: str | None = None, own_dir: bool = False):
+        self.dir, self.name, self._own_dir = d, name, own_dir
+        d.check_replaceable(name)
+        if temp is None:
+            self.temp, self.file = d.create_temp(name, mode)
+        else:
+            d.check_replaceable(temp)
+            d.unlink(temp)  # a regular file left by an interrupted run
+            self.temp, self.file = temp, d.create(temp, mode)
+        os.fchmod(self.file.fileno(), mode)  # exactly the mode asked for, whatever the umask
+        self.done = False
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path / self.name
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        self.dir.check_replaceable(self.name)  # planted while we wrote: still never replaced silently
+        self.dir.replace(self.temp, self.name)
+        self.dir.fsync()
+        self.done = True
+        self._close_dir()
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        if not self.done:
+            self.dir.unlink(self.temp)
+            self.done = True
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._own_dir:
+            self.dir.close()
+
+    def __enter__(self) -> BinaryIO:
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+# -- path-level writes (each opens the parent directory once) ------------------------------
+
+def atomic_file(path: Path, mode: int = 0o644, *, temp: str | None = None) -> AtomicFile:
+    """``AtomicFile`` for ``path``, its parent directory created if needed and opened here."""
+    d = Dir(path.parent)
+    try:
+        return AtomicFile(d, path.name, mode, temp=temp, own_dir=True)
+    except BaseException:
+        d.close()
+        raise
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` all or nothing: a fresh exclusive temporary file beside it,
+    fsync, rename over. Refuses (``UnsafeFileError``) when ``path`` is a link or special file."""
+    with atomic_file(path, mode) as f:
+        f.write(data)
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Publish ``src`` at ``dst`` atomically: a hard link when possible (no second copy of the
-    bytes), a copy when the file system refuses."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Create ``path`` with ``data``, only if no name ``path`` exists (``O_EXCL|O_NOFOLLOW``):
+    private keys, which are never replaced. FileExistsError otherwise."""
+    with Dir(path.parent) as d:
         try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o444)
-        os.replace(tmp, dst)
-    except BaseException:  # a full disk half-way through the copy: leave no temporary file behind
-        tmp.unlink(missing_ok=True)
+            with d.create(path.name, mode) as f:
+                os.fchmod(f.fileno(), mode)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except FileExistsError:
+            raise
+        except BaseException:
+            d.unlink(path.name)
+            raise
+
+
+def copy_file(src: Path, dst: Path, mode: int = 0o644) -> None:
+    """Copy the regular file ``src`` to ``dst`` atomically (``src`` read with ``open_regular``)."""
+    with open_regular(src) as fin, atomic_file(dst, mode) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def link_or_copy(src: Path, dst: Path, mode: int = 0o444) -> None:
+    """Publish ``src`` at ``dst`` atomically: a hard link when possible (no second copy of the
+    bytes), a copy when the file system refuses. The link or copy is made under a fresh
+    temporary name and renamed over ``dst``; an existing ``dst`` that is a link is refused."""
+    with Dir(dst.parent) as d:
+        d.check_replaceable(dst.name)
+        tmp = None
+        for _ in range(100):
+            name = f".{dst.name[:200]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            try:
+                os.link(src, name, dst_dir_fd=d.fd, follow_symlinks=False)
+                tmp = name
+                break
+            except FileExistsError:
+                continue
+            except OSError:
+                break
+        try:
+            if tmp is None:
+                with open_regular(src) as fin:
+                    tmp, fout = d.create_temp(dst.name, mode)
+                    with fout:
+                        os.fchmod(fout.fileno(), mode)
+                        shutil.copyfileobj(fin, fout, 1 << 20)
+            d.replace(tmp, dst.name)
+        except BaseException:  # a full disk half-way through the copy: leave no temporary file behind
+            if tmp is not None:
+                d.unlink(tmp)
+            raise
+
+
+def symlink_atomic(target: str, link: Path) -> None:
+    """Point ``link`` at ``target`` atomically: a new link under a fresh name renamed over the
+    old name (which is replaced itself, never followed). For the mirror's own links only."""
+    with Dir(link.parent) as d:
+        for _ in range(100):
+            name = f".{link.name[:200]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            try:
+                os.symlink(target, name, dir_fd=d.fd)
+                break
+            except FileExistsError:
+                continue
+        try:
+            d.replace(name, link.name)
+        except BaseException:
+            d.unlink(name)
+            raise
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename ``src`` (a file, link or directory) to ``dst`` on one file system, relative to
+    each parent opened once. Neither name is followed."""
+    with Dir(src.parent, create=False) as s, Dir(dst.parent) as d:
+        s.replace(src.name, dst.name, dst_dir=d)
+
+
+def hard_link(src: Path, dst: Path) -> None:
+    """A new name ``dst`` for the file (or link itself) at ``src``; FileExistsError if taken."""
+    with Dir(dst.parent) as d:
+        os.link(src, dst.name, dst_dir_fd=d.fd, follow_symlinks=False)
+
+
+def copy_aside(src: Path, dst: Path) -> None:
+    """Keep a copy of ``src`` (a regular file, or a link copied as a link) at the new name
+    ``dst``: the publish journal's fallback where hard links are not possible."""
+    st = os.lstat(src)
+    with Dir(dst.parent) as d:
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst.name, dir_fd=d.fd)
+            return
+        with open_regular(src) as fin, d.create(dst.name, stat.S_IMODE(st.st_mode)) as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new private directory (mode 0700, created exclusively) under ``parent``."""
+    make_dirs(parent)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def temp_path_in(directory: Path, name: str) -> Path:
+    """A name in ``directory`` that nothing has yet, for a caller that must hand a path to
+    another program (which then creates it); nothing is created here."""
+    while True:
+        p = directory / f".{name[:200]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        if not os.path.lexists(p):
+            return p
+
+
+@contextmanager
+def open_state_fd(path: Path, *, append: bool = False) -> Iterator[int]:
+    """A read-write descriptor of gapsync's own state file (lock file, audit log), created if
+    missing, never through a link (``O_NOFOLLOW``), never blocking on a FIFO, and refused
+    unless it is a regular file."""
+    make_dirs(path.parent)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC | (os.O_APPEND if append else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise _unsafe(path, stat.S_IFLNK, "open") from None
+        if e.errno == errno.ENXIO:
+            raise UnsafeFileError(f"{path}: is a socket or special file, not a regular file") from None
         raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _unsafe(path, st.st_mode, "open")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def open_append(path: Path) -> BinaryIO:
+    """An append-only text-free binary file of gapsync's own (a history log), created if
+    missing, never through a link, refused unless regular."""
+    make_dirs(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise _unsafe(path, stat.S_IFLNK, "append to") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _unsafe(path, st.st_mode, "append to")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return os.fdopen(fd, "ab")

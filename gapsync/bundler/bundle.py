@@ -29,17 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import CHUNK, ThreadedHash, read_chunks
 from gapsync.model import BlobRef
 
 FORMAT_VERSION = 1
 SUFFIX = ".gapsync"
-METADATA_RE = re.compile(r"^metadata/((?:[1-9][0-9]{0,8})\.root|timestamp|snapshot|targets)\.json$")
-BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
-METADATA_LIMITS = {"root": 512_000, "timestamp": 16_384, "snapshot": 4_000_000, "targets": 64_000_000}
-MAX_EXTENDED_HEADER = 64 * 1024
+# Member names, matched with ``fullmatch`` only (``re.match`` with ``$`` accepts a trailing newline).
+METADATA_RE = re.compile(r"metadata/((?:[1-9][0-9]{0,8})\.root|timestamp|snapshot|targets)\.json")
+BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+# The most bytes of each metadata role the reader accepts, checked from the tar header before a
+# byte is read: the metadata is parsed (json) before its signatures can be checked, and parsing
+# costs up to ~25x its size in memory. 16 MiB of targets is ~40,000 targets; timestamp and root
+# are python-tuf's own defaults. See docs/bundle-format.md.
+METADATA_LIMITS = {"root": 512_000, "timestamp": 16_384, "snapshot": 1 << 20, "targets": 16 << 20}
+MAX_EXTENDED_HEADER = 512  # the writer's only pax record is "size" (a blob of 8 GiB or more)
 MAX_TRAILER = 1 << 20
 MAX_MEMBERS = 500_000
 MAX_ROOTS = 1024  # root versions a bundle may carry (a key rotation a month for 85 years)
@@ -54,8 +59,21 @@ def bundle_file_name(name: str, channel: str, version: int) -> str:
     return f"{name}-{channel}-{version}{SUFFIX}"
 
 
+def member_header(name: str, size: int, mtime: int) -> bytes:
+    """The tar header bytes of one member, exactly as the writer writes them and as the reader
+    requires them: POSIX ustar (pax format), a regular file, mode 0644, uid/gid 0, empty
+    uname/gname, the bundle's one mtime, no link name, no device numbers; a pax extended header
+    only when the size does not fit ustar's 11 octal digits (a blob of 8 GiB or more), holding
+    the one record ``size``. The reader rebuilds these bytes for every member and compares."""
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode, ti.type = size, mtime, 0o644, tarfile.REGTYPE
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
 def _metadata_role(member_name: str) -> str:
-    role = METADATA_RE.match(member_name).group(1)  # type: ignore[union-attr]
+    role = METADATA_RE.fullmatch(member_name).group(1)  # type: ignore[union-attr]
     return "root" if role.endswith(".root") else role
 
 
@@ -71,7 +89,10 @@ class BundleWriter:
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
         self.mtime = mtime
-        self._f = self.partial.open("wb")
+        # created O_EXCL|O_NOFOLLOW in the output directory opened once; a planted link at the
+        # .partial or the bundle name is refused, never written through (fsutil)
+        self._out = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
+        self._f = self._out.file
         self._blake = ThreadedHash(hashlib.blake2b())
         self._names: set[str] = set()
         self._in_blobs = False
@@ -86,11 +107,7 @@ class BundleWriter:
         if name in self._names:
             raise ValueError(f"duplicate member {name}")
         self._names.add(name)
-        ti = tarfile.TarInfo(name)
-        ti.size, ti.mtime, ti.mode, ti.type = size, self.mtime, 0o644, tarfile.REGTYPE
-        ti.uid = ti.gid = 0
-        ti.uname = ti.gname = ""
-        self._write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
+        self._write(member_header(name, size, self.mtime))
 
     def _pad(self, size: int) -> None:
         rem = size % BLOCK
@@ -99,7 +116,7 @@ class BundleWriter:
 
     def add_metadata(self, name: str, data: bytes) -> None:
         member = f"metadata/{name}"
-        if self._in_blobs or not METADATA_RE.match(member):
+        if self._in_blobs or not METADATA_RE.fullmatch(member):
             raise ValueError(f"bad metadata member {member}")
         self._header(member, len(data))
         self._write(data)
@@ -113,7 +130,7 @@ class BundleWriter:
         self._header(f"blobs/sha256/{blob.digest}", blob.size)
         h = ThreadedHash()
         n = 0
-        with src.open("rb") as f:
+        with fsutil.open_regular(src) as f:
             for chunk in read_chunks(f, chunk_size=WRITE_CHUNK):
                 n += len(chunk)
                 if n > blob.size:
@@ -132,18 +149,13 @@ class BundleWriter:
         rem = self.size % RECORD
         if rem:
             self._write(b"\0" * (RECORD - rem))
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
         digest = self._blake.digest()
-        os.replace(self.partial, self.path)
+        self._out.commit()  # flush, fsync, rename over the bundle name relative to the directory
         return digest
 
     def abort(self) -> None:
         self._blake.abandon()
-        if not self._f.closed:
-            self._f.close()
-        self.partial.unlink(missing_ok=True)
+        self._out.abort()
 
 
 # -- reader ---------------------------------------------------------------------------------
@@ -178,11 +190,14 @@ class _StrictTarInfo(tarfile.TarInfo):
         return ti
 
     def _proc_member(self, tarfile_):
-        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
-                         tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) and self.size > MAX_EXTENDED_HEADER:
-            raise BundleFormatError(f"tar extended header of {self.size} bytes (limit {MAX_EXTENDED_HEADER})")
+        # refused before tarfile reads their data: the writer writes none of these, and at most
+        # one block of pax records (see member_header)
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE_SPARSE):
+            raise BundleFormatError(f"GNU tar header (type {self.type!r}) is not allowed in a bundle")
         if self.type == tarfile.XGLTYPE:
             raise BundleFormatError("tar global extended header is not allowed in a bundle")
+        if self.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE) and self.size > MAX_EXTENDED_HEADER:
+            raise BundleFormatError(f"tar extended header of {self.size} bytes (limit {MAX_EXTENDED_HEADER})")
         return super()._proc_member(tarfile_)
 
 
@@ -201,7 +216,9 @@ class BundleReader:
     def __init__(self, path: Path, max_members: int = MAX_MEMBERS):
         self.path = path
         try:
-            self._f: BinaryIO = path.open("rb")
+            # a symlink, FIFO or device is refused at once (fsutil.UnsafeFileError), never opened
+            # in a way that could block or read through a link planted on the medium
+            self._f: BinaryIO = fsutil.open_regular(path)
         except OSError as e:
             raise BundleFormatError(f"{path}: cannot open ({e.strerror})") from e
         self.file_size = os.fstat(self._f.fileno()).st_size
@@ -218,6 +235,7 @@ class BundleReader:
             self._metadata: list[tarfile.TarInfo] = []
             self._blobs: list[tarfile.TarInfo] = []
             self._cached: dict[str, bytes] = {}
+            self._mtime: int | None = None  # the one mtime of every member, as the writer writes it
             self._scan(max_members)
         except BaseException:
             self.close()
@@ -240,6 +258,7 @@ class BundleReader:
         count = 0
         roots = root_bytes = 0
         blob_cap: int | None = None  # set when the first blob comes: from the targets count
+        start = 0  # where the next member's first header block is
         while (ti := self._next()) is not None:
             count += 1
             if count > max_members:
@@ -249,15 +268,18 @@ class BundleReader:
                 kind = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.DIRTYPE: "directory",
                         tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo"}.get(ti.type, "special file")
                 raise self._fail(f"member {name!r} is a {kind}; only regular files are allowed")
-            if not (METADATA_RE.match(name) or BLOB_RE.match(name)):
+            is_metadata = METADATA_RE.fullmatch(name) is not None
+            if not (is_metadata or BLOB_RE.fullmatch(name)):
                 raise self._fail(f"unexpected member {name!r}")
             if name in names:
                 raise self._fail(f"duplicate member {name!r}")
             names.add(name)
+            self._check_header(ti, start)
+            start = ti.offset_data + ti.size + (-ti.size % BLOCK)
             if ti.offset_data + ti.size > self.file_size:
                 raise self._fail(f"truncated: member {name!r} needs {ti.size} bytes past the end of the file")
             self._check_padding(ti)
-            if METADATA_RE.match(name):
+            if is_metadata:
                 if self._blobs:
                     raise self._fail(f"metadata member {name!r} after the blobs")
                 role = _metadata_role(name)
@@ -276,6 +298,36 @@ class BundleReader:
                     raise self._fail(f"more blob members than the {blob_cap - BLOB_MARGIN} targets that "
                                      "metadata/targets.json lists (each blob is the content of a target)")
                 self._blobs.append(ti)
+
+    def _check_header(self, ti: tarfile.TarInfo, start: int) -> None:
+        """The member's header blocks are byte for byte those ``member_header`` writes: one
+        canonical form, so no header field (mode, owner, format, pax records, mtime) can differ
+        from what the writer wrote or carry bytes nothing verifies. The fields are named first,
+        so the message says what is wrong."""
+        if self._mtime is None:
+            self._mtime = ti.mtime if isinstance(ti.mtime, int) else -1
+        length = ti.offset_data - start
+        raw = os.pread(self._f.fileno(), length, start) if 0 < length <= 3 * BLOCK else b""
+        try:
+            expected = member_header(ti.name, ti.size, self._mtime)
+        except (ValueError, tarfile.TarError):
+            expected = None
+        if raw == expected:
+            return
+        name = ti.name
+        if ti.mode != 0o644:
+            raise self._fail(f"member {name!r} has mode {ti.mode:04o}; gapsync writes 0644")
+        if (ti.uid, ti.gid, ti.uname, ti.gname) != (0, 0, "", ""):
+            raise self._fail(f"member {name!r} has owner {ti.uid}/{ti.gid} ({ti.uname!r}/{ti.gname!r}); gapsync writes 0/0 and no names")
+        extra = sorted(set(ti.pax_headers) - {"size"})
+        if extra:
+            raise self._fail(f"member {name!r} has pax records gapsync does not write ({', '.join(extra)[:80]})")
+        if ti.mtime != self._mtime:
+            raise self._fail(f"member {name!r} has mtime {ti.mtime}, the bundle's first member {self._mtime}")
+        if raw[257:265] == b"ustar  \0" or (len(raw) > BLOCK and raw[BLOCK + 257:BLOCK + 265] == b"ustar  \0"):
+            raise self._fail(f"member {name!r} has a GNU-format tar header; gapsync writes POSIX ustar/pax")
+        raise self._fail(f"member {name!r}: its tar header is not in the canonical form gapsync writes "
+                         "(format, fields or pax records differ)")
 
     def _check_padding(self, ti: tarfile.TarInfo) -> None:
         """The bytes between a member's data and the next block are zeros, as every tar writer
@@ -359,7 +411,7 @@ class BundleReader:
 
     def iter_blobs(self) -> Iterator[BlobMember]:
         for ti in self._blobs:
-            yield BlobMember(BLOB_RE.match(ti.name).group(1), ti.size, ti)  # type: ignore[union-attr]
+            yield BlobMember(BLOB_RE.fullmatch(ti.name).group(1), ti.size, ti)  # type: ignore[union-attr]
 
     def chunks(self, member: BlobMember) -> Iterator[bytes]:
         """The member's bytes, never more than its size; truncation is an error, not a short read.

@@ -14,11 +14,10 @@ that fits is a file that fits (``write_volumes`` checks the written sizes agains
 from __future__ import annotations
 
 import re
-import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gapsync.bundler.bundle import BLOCK, RECORD, SUFFIX, BundleWriter
+from gapsync.bundler.bundle import BLOCK, RECORD, SUFFIX, BundleWriter, member_header
 from gapsync.errors import GapsyncError, InputError
 from gapsync.model import BlobRef
 
@@ -27,7 +26,7 @@ from gapsync.model import BlobRef
 MEDIA: dict[str, int] = {"fat32": 4 * 1024**3 - 1, "dvd": 4_700_000_000, "bd25": 25_025_314_816}
 
 #: ``<stem>.vNNofMM.gapsync``: what a volume's name looks like (a single volume is ``<stem>.gapsync``).
-VOLUME_RE = re.compile(r"^(?P<stem>.+)\.v(?P<index>[0-9]{2,})of(?P<count>[0-9]{2,})" + re.escape(SUFFIX) + "$")
+VOLUME_RE = re.compile(r"(?P<stem>.+)\.v(?P<index>[0-9]{2,})of(?P<count>[0-9]{2,})" + re.escape(SUFFIX))  # use fullmatch
 
 _UNITS = {"": 1, "b": 1,
           "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
@@ -70,11 +69,7 @@ def volume_file_name(stem: str, index: int, count: int) -> str:
 def _header_size(name: str, size: int) -> int:
     if size <= _USTAR_MAX_SIZE and len(name) <= 100 and name.isascii():
         return BLOCK
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mtime, ti.mode, ti.type = size, 0, 0o644, tarfile.REGTYPE
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    return len(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
+    return len(member_header(name, size, 0))
 
 
 def _padded(size: int) -> int:
