@@ -120,6 +120,9 @@ class Lock:
     files: list[LockedFile] = field(default_factory=list)
     images: list[LockedImage] = field(default_factory=list)
     models: list[LockedModel] = field(default_factory=list)
+    # conda: {channels, specs, platforms, solved, packages: [{channel, channel_name, subdir, filename, url,
+    # name, version, build, sha256, size, platforms, record}]} (bundler/sources/conda.py)
+    conda: dict[str, Any] | None = None
     unrecognized: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -135,6 +138,10 @@ class Lock:
             lock.files = [LockedFile.from_dict(f) for f in py.pop("files")]
         lock.images = [LockedImage.from_dict(i) for i in d.pop("images", [])]
         lock.models = [LockedModel.from_dict(m) for m in d.pop("models", [])]
+        lock.conda = d.pop("conda", None)
+        for p in (lock.conda or {}).get("packages", []):
+            if not SHA256_RE.match(str(p.get("sha256", ""))):
+                raise ValueError(f"conda package {p.get('filename')!r}: bad sha256")
         lock.unrecognized = d
         return lock
 
@@ -147,6 +154,8 @@ class Lock:
             d["images"] = [i.to_dict() for i in sorted(self.images, key=lambda i: i.ref)]
         if self.models:
             d["models"] = [m.to_dict() for m in sorted(self.models, key=lambda m: (m.source, m.name, m.revision))]
+        if self.conda is not None:
+            d["conda"] = self.conda
         d.update(self.unrecognized)
         return d
 

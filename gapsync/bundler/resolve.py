@@ -13,6 +13,10 @@ def resolve_spec(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     if spec.images:
         lock.images = oci.resolve(spec.images, _raw_refs(spec), cache, jobs)
     lock.models = [resolve_model(m, cache, jobs) for m in spec.models]
+    if spec.conda:
+        from gapsync.bundler.sources import conda
+
+        lock.conda = conda.resolve(spec.conda, cache.root / "partial")
     return lock
 
 

@@ -95,6 +95,7 @@ class Spec:
     images: ImagesSpec | None = None
     models: tuple[ModelSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    conda: Any = None  # bundler.sources.conda.CondaSpec (loaded only when the spec has a conda: section)
 
     def digest(self) -> str:
         """What a lock was made from; a lock whose digest differs is stale."""
@@ -103,6 +104,8 @@ class Spec:
             body["images"] = self.images.canonical()
         if self.models:
             body["models"] = [m.canonical() for m in self.models]
+        if self.conda:
+            body["conda"] = self.conda.canonical()
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -111,7 +114,7 @@ def load_spec(path: Path) -> Spec:
     data, loc = load_located(path, text)
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")
-    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "policy"})
+    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "conda", "policy"})
     for later in ("policy",):
         if later in data:
             raise loc.error((later,), "not supported by this version of gapsync yet")
@@ -124,9 +127,14 @@ def load_spec(path: Path) -> Spec:
     python = _load_python(loc, py, path.parent) if py is not None else None
     images = _load_images(loc, data["images"], path.parent) if data.get("images") is not None else None
     models = _load_models(loc, data["models"], path.parent) if data.get("models") is not None else ()
-    if python is None and images is None and not models:
-        raise loc.error((), "nothing to carry: add a python, images or models section")
-    return Spec(path=path, name=name, channel=channel, python=python, images=images, models=models)
+    conda = None
+    if data.get("conda") is not None:
+        from gapsync.bundler.sources.conda import load_section
+
+        conda = load_section(loc, data["conda"])
+    if python is None and images is None and not models and conda is None:
+        raise loc.error((), "nothing to carry: add a python, images, models or conda section")
+    return Spec(path=path, name=name, channel=channel, python=python, images=images, models=models, conda=conda)
 
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")

@@ -600,6 +600,17 @@ def model_license(raw: str | list | None) -> LicenseResult:
     return LicenseResult(joined, text, "model-card", None if joined else "cannot combine the licenses")
 
 
+def conda_license(raw: str | None) -> LicenseResult:
+    """A conda package's ``license`` (conda-forge writes SPDX; older channels free text)."""
+    if not isinstance(raw, str) or not raw.strip():
+        return LicenseResult(None, None, "none", "the package declares no license")
+    spdx, family = _lookup(raw)
+    if spdx is None:
+        return LicenseResult(None, raw[:_RAW_LIMIT], "conda-metadata", f"{_short(raw)!r} is not a license id gapsync knows",
+                             AMBIGUOUS.get(family or "", ()))
+    return LicenseResult(spdx, raw, "conda-metadata")
+
+
 def annotation_license(annotations: Mapping[str, Any] | None) -> LicenseResult | None:
     """An image's ``org.opencontainers.image.licenses`` (an SPDX expression by the OCI spec), or
     None when the image does not declare one."""
@@ -631,6 +642,8 @@ def scan_subject(subject: ScanSubject) -> tuple[str | None, list[Finding]]:
         result = _python_result(subject.meta.get("metadata"), wheels[0] if wheels else None)
     elif subject.kind == "model":
         result = model_license(subject.meta.get("license"))
+    elif subject.kind == "conda":  # the raw value from the package's info/index.json (scanner/conda_pkg.py)
+        result = conda_license(subject.meta.get("license"))
     elif subject.kind == "oci":
         result = None
         for where in ("annotations", "labels"):

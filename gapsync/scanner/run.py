@@ -77,9 +77,14 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
         found: list[Finding] = []
         if advisories is not None and s.kind in ("python", "oci"):
             found += vulns.scan_subject(advisories, s)
+        if s.kind == "conda":  # each package read once: metadata, unsafe paths, pickles when asked, license
+            from gapsync.scanner.conda_pkg import scan_subject as scan_conda
+
+            conda_found, s.meta["license"] = scan_conda(s, policy.scan_pickles_in_packages)
+            found += conda_found
         spdx, license_findings = licenses.scan_subject(s)
         found += license_findings
-        if s.kind == "model" or policy.scan_pickles_in_packages:
+        if s.kind == "model" or (policy.scan_pickles_in_packages and s.kind != "conda"):
             for f in s.files:
                 found += list(model_scanner.scan_file(f.path, f.name))
         outcome.findings[s.key] = found
