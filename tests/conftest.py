@@ -2,12 +2,21 @@
 
 The session builds one small "world" once: an external index of tiny real wheels (served over
 HTTP), a channel with one key, and bundles v1 and v2 of it. Tests copy what they change.
+
+Every test has an advisory database, as an operator must (the shipped default policy blocks
+Python packages and images when there is none): ``advisory_store`` imports the repository's
+PyPA snapshot, cut to the packages the suite names (``TEST_ADVISORY_PACKAGES``) so that every
+bundle does not carry 770 KB of advisories, into a session store, and points
+``$GAPSYNC_ADVISORIES`` at it, for in-process ``cli`` calls and for ``run``'s subprocesses
+alike. A test that needs "no database" passes ``--advisories EMPTY_DIR`` or sets the variable
+to an empty directory; a test that needs the whole snapshot imports ``tests.data_paths.ADVISORIES``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import platform
 import shutil
@@ -26,9 +35,39 @@ GAPSYNC = str(Path(sys.executable).with_name("gapsync"))
 ARCH = platform.machine()
 
 
+TEST_ADVISORY_PACKAGES = frozenset({"jinja2", "paramiko", "requests", "urllib3", "pyyaml", "django", "flask",
+                                    "pillow", "numpy", "setuptools", "pip", "cryptography", "idna", "certifi"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def advisory_store(tmp_path_factory) -> Path:
+    """The session's advisory store (see the module docstring), in ``$GAPSYNC_ADVISORIES``."""
+    import gzip
+
+    from gapsync.scanner.advisories import import_db, pypi_names
+    from tests.data_paths import ADVISORIES
+
+    base = tmp_path_factory.mktemp("advisories")
+    lines = [line for line in gzip.open(ADVISORIES, "rt", encoding="utf-8")
+             if pypi_names(json.loads(line)) & TEST_ADVISORY_PACKAGES]
+    (base / "subset.osv.jsonl").write_text("".join(lines), encoding="utf-8")
+    store = base / "store"
+    import_db(base / "subset.osv.jsonl", store, source_name=f"{ADVISORIES.name} (packages the tests name)")
+    before = os.environ.get("GAPSYNC_ADVISORIES")
+    os.environ["GAPSYNC_ADVISORIES"] = str(store)
+    yield store
+    if before is None:
+        os.environ.pop("GAPSYNC_ADVISORIES", None)
+    else:
+        os.environ["GAPSYNC_ADVISORIES"] = before
+
+
 def isolated_env(**extra: str) -> dict[str, str]:
-    """An environment where pip and uv see no global config, find-links or extra index."""
+    """An environment where pip and uv see no global config, find-links or extra index, and
+    gapsync no setting of the caller's (but the session's advisory store, see above)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "GAPSYNC_"))}
+    if os.environ.get("GAPSYNC_ADVISORIES"):
+        env["GAPSYNC_ADVISORIES"] = os.environ["GAPSYNC_ADVISORIES"]
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["UV_NO_CONFIG"] = "1"

@@ -52,8 +52,14 @@ def license_allowed(expression: str, allow: tuple[str, ...], deny: tuple[str, ..
         return False
 
 
+NO_DATABASE = ("not checked for vulnerabilities: no advisory database (load one with 'gapsync advisories import FILE', "
+               "or 'gapsync advisories update' where there is internet)")
+
+
 def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, license_spdx: str | None,
-             vulns_checked: bool, now: datetime) -> Decision:
+             vulns_checked: bool, now: datetime, stale: str | None = None) -> Decision:
+    """``stale``: why the advisory database is older than the policy's ``advisories.max_age``
+    (None when it is not, or when there is none)."""
     reasons: list[dict[str, Any]] = []
     name, version = subject.name, subject.version
     for b in policy.blocked:
@@ -67,8 +73,9 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
         if policy.max_file_size and f.size > policy.max_file_size:
             reasons.append(_reason("max_size.file", Action.BLOCK, f"{f.name}: {f.size} bytes, more than {policy.max_file_size}"))
     if subject.kind in ("python", "oci") and not vulns_checked:
-        reasons.append(_reason("vulnerabilities.no_database", policy.vuln_no_database,
-                               "not checked for vulnerabilities: no advisory database (gapsync advisories import)"))
+        reasons.append(_reason("vulnerabilities.no_database", policy.vuln_no_database, NO_DATABASE))
+    if subject.kind in ("python", "oci") and vulns_checked and stale:
+        reasons.append(_reason("advisories.stale", policy.advisories_stale, stale))
     for f in findings:
         if f.scanner == "vulns":
             if f.rule == "vulns.not-checked":

@@ -8,7 +8,7 @@ import fnmatch
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ SHIPPED = Path(__file__).parent
 SEVERITIES = {s.value: s for s in Severity if s is not Severity.UNKNOWN} | {"none": None}
 ACTIONS = {a.value: a for a in Action}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.I)
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
@@ -64,7 +65,10 @@ class Policy:
     vuln_warn_at: Severity | None = Severity.LOW
     vuln_unknown_severity: Action = Action.WARN
     vuln_not_checked: Action = Action.WARN
-    vuln_no_database: Action = Action.WARN
+    vuln_no_database: Action = Action.BLOCK  # fail closed: what could not be checked does not cross unseen
+    # advisories: the database's newest advisory older than this is "stale" (None: never)
+    advisories_max_age: timedelta | None = timedelta(days=30)
+    advisories_stale: Action = Action.WARN
     license_allow: tuple[str, ...] = ()
     license_deny: tuple[str, ...] = ()
     license_unknown: Action = Action.WARN
@@ -88,6 +92,17 @@ def parse_size(value: Any) -> int:
     if not m:
         raise ValueError(f"{value!r}: expected a size like 500MB or 10GiB")
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
+
+
+def parse_duration(value: Any) -> timedelta | None:
+    """``12h``, ``30d``, ``2w``; ``none`` (or YAML null) for no limit."""
+    if value is None or str(value).strip().lower() == "none":
+        return None
+    m = _DURATION_RE.match(str(value))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"{value!r}: expected a duration like 12h, 30d or 2w, or none")
+    n = int(m.group(1))
+    return {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[m.group(2)]
 
 
 def shipped(name: str) -> Path:
@@ -126,7 +141,8 @@ def _strings(loc: Located, keys: tuple, value: Any) -> tuple[str, ...]:
 def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping (see docs/policy.md)")
-    check_keys(loc, (), data, {"name", "vulnerabilities", "licenses", "models", "blocked", "max_size", "waivers"})
+    check_keys(loc, (), data, {"name", "vulnerabilities", "advisories", "licenses", "models", "blocked", "max_size",
+                               "waivers"})
     kw: dict[str, Any] = {"name": str(data.get("name", path.stem)), "source": str(path), "sha256": digest}
     v = data.get("vulnerabilities") or {}
     expect(loc, ("vulnerabilities",), v, dict, "a mapping")
@@ -138,6 +154,7 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
                       ("no_database", "vuln_no_database")):
         if key in v:
             kw[attr] = _action(loc, ("vulnerabilities", key), v[key])
+    _parse_advisories(data, loc, kw)
     lic = data.get("licenses") or {}
     expect(loc, ("licenses",), lic, dict, "a mapping")
     check_keys(loc, ("licenses",), lic, {"allow", "deny", "unknown"})
@@ -203,3 +220,17 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
         waivers.append(Waiver(str(w["id"]), str(w["package"]), until, str(w["reason"]), str(w["approved_by"])))
     kw["waivers"] = tuple(waivers)
     return Policy(**kw)
+
+
+def _parse_advisories(data: dict, loc: Located, kw: dict[str, Any]) -> None:
+    """``advisories: {max_age: 30d, stale: warn}``: how old the advisory database may be."""
+    adv = data.get("advisories") or {}
+    expect(loc, ("advisories",), adv, dict, "a mapping {max_age, stale}")
+    check_keys(loc, ("advisories",), adv, {"max_age", "stale"})
+    if "max_age" in adv:
+        try:
+            kw["advisories_max_age"] = parse_duration(adv["max_age"])
+        except ValueError as e:
+            raise loc.error(("advisories", "max_age"), str(e)) from e
+    if "stale" in adv:
+        kw["advisories_stale"] = _action(loc, ("advisories", "stale"), adv["stale"])

@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +47,80 @@ EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 
 
 def default_store() -> Path:
-    """``$GAPSYNC_ADVISORIES`` or ``~/.cache/gapsync/advisories``."""
+    """``$GAPSYNC_ADVISORIES`` (``~`` expanded) or ``~/.cache/gapsync/advisories``: the one place
+    that reads the variable, for the ``advisories`` commands and every scan alike."""
     env = os.environ.get("GAPSYNC_ADVISORIES")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "gapsync" / "advisories"
+
+
+HOW_TO_LOAD = ("load one with 'gapsync advisories import FILE', or 'gapsync advisories update' where there is "
+               "internet")
+
+
+def freshness(info: dict[str, Any] | None, max_age: timedelta | None, now: datetime) -> dict[str, Any]:
+    """How current the database is, for the report and the policy: ``{"state": "missing" |
+    "stale" | "current", "age_days", "max_age_days", "why"}``. The age is counted from the
+    newest ``modified`` of any record (how current the data is; ``imported_at`` only says when
+    a copy was made). A database with no usable date is stale: its age cannot be vouched for."""
+    if info is None:
+        return {"state": "missing", "age_days": None, "max_age_days": None, "why": "no advisory database"}
+    limit = max_age.days if max_age is not None else None
+    modified = _parse_time(info.get("modified"))
+    if modified is None:
+        return {"state": "stale" if max_age is not None else "current", "age_days": None, "max_age_days": limit,
+                "why": "the advisory database has no date: its age is unknown"}
+    age = now - modified
+    days = max(0, age.days)
+    stale = max_age is not None and age > max_age
+    why = (f"the advisory database is {days} days old (newest advisory modified {modified.date().isoformat()}; "
+           f"the policy allows {_age_text(max_age)})") if stale else None
+    return {"state": "stale" if stale else "current", "age_days": days, "max_age_days": limit, "why": why}
+
+
+def _age_text(max_age: timedelta | None) -> str:
+    if max_age is None:
+        return "any age"
+    if max_age.days and not max_age.seconds:
+        return f"{max_age.days} days"
+    return f"{int(max_age.total_seconds() // 3600)} hours"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def notice_text(fresh: dict[str, Any], action: str, policy: str) -> str | None:
+    """The one line a command prints when vulnerabilities were not checked or were checked
+    against a stale database; None when there is nothing to say."""
+    verbs = {"block": "blocks", "warn": "warns about", "allow": "allows"}
+    if fresh["state"] == "missing":
+        return (f"no advisory database: Python packages were NOT checked for vulnerabilities and the policy "
+                f"{policy} {verbs[action]} them; {HOW_TO_LOAD}")
+    if fresh["state"] == "stale":
+        return (f"{fresh['why']}: vulnerabilities published since are missed and the policy {policy} "
+                f"{verbs[action]} every package checked with it; update it with 'gapsync advisories update', or "
+                f"'gapsync advisories import FILE' with a newer export")
+    return None
+
+
+def notice(text: str) -> None:
+    """Print ``text`` as ONE line on stderr: plain on a terminal, a JSON event (the format of
+    unattended runs, gapsync.log) in a pipe or a timer."""
+    import sys
+
+    from gapsync.log import event, json_logs
+
+    if json_logs():
+        event("advisories", level="warning", message=text)
+    else:
+        sys.stderr.write(f"gapsync: warning: {text}\n")
+        sys.stderr.flush()
 
 
 @dataclass(frozen=True)

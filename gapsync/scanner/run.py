@@ -43,15 +43,11 @@ class ScanOutcome:
         return out
 
 
-def default_advisory_store() -> Path:
-    import os
-
-    return Path(os.environ.get("GAPSYNC_ADVISORIES") or Path.home() / ".cache" / "gapsync" / "advisories")
-
-
 def advisory_file(store: Path | None) -> Path | None:
     """The stored OSV database in ``store`` (or the default store), or None when none was imported."""
-    d = store or default_advisory_store()
+    from gapsync.scanner.advisories import default_store
+
+    d = Path(store).expanduser() if store is not None else default_store()
     if d.is_file():
         return d
     found = sorted(d.glob("*.osv.jsonl.gz")) if d.is_dir() else []
@@ -72,6 +68,7 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
     from gapsync.scanner.models import ModelScanner
 
     outcome = ScanOutcome(advisories=advisories.info() if advisories is not None else None, policy=policy.summary())
+    stale = _advisories_notice(outcome, subjects, policy, now)
     model_scanner = ModelScanner()
     for s in subjects:
         found: list[Finding] = []
@@ -90,5 +87,24 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
         outcome.findings[s.key] = found
         outcome.licenses[s.key] = spdx
         outcome.decisions[s.key] = evaluate(policy, s, found, license_spdx=spdx,
-                                            vulns_checked=advisories is not None, now=now)
+                                            vulns_checked=advisories is not None, now=now, stale=stale)
     return outcome
+
+
+def _advisories_notice(outcome: ScanOutcome, subjects: list[ScanSubject], policy: Policy, now: datetime) -> str | None:
+    """Never silent about the database: record how current it is in ``outcome.advisories`` and,
+    when packages were not checked or were checked against a database older than the policy's
+    ``advisories.max_age``, print ONE line (every command that scans comes through here).
+    Returns why the database is stale, for the decisions (None when it is not)."""
+    from gapsync.scanner.advisories import freshness, notice, notice_text
+
+    fresh = freshness(outcome.advisories, policy.advisories_max_age, now)
+    if outcome.advisories is not None:
+        outcome.advisories = {**outcome.advisories, "age_days": fresh["age_days"],
+                              "max_age_days": fresh["max_age_days"], "stale": fresh["state"] == "stale"}
+    if any(s.kind in ("python", "oci") for s in subjects):
+        action = policy.vuln_no_database if fresh["state"] == "missing" else policy.advisories_stale
+        text = notice_text(fresh, action.value, policy.name)
+        if text:
+            notice(text)
+    return fresh["why"] if fresh["state"] == "stale" else None
