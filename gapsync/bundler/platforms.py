@@ -2,7 +2,9 @@
 accept (``packaging.tags``) and the platform name the resolver (uv) understands.
 
 Resolution must evaluate environment markers for the air-gapped interpreter, not for the
-DMZ host (pip issues #4289, #9262), which is why each target is resolved on its own.
+DMZ host (pip issues #4289, #9262), which is why each target is resolved on its own. A target
+may name a patch version (``3.11.7``): "3.11" is resolved as 3.11.0, and a release that needs
+3.11.5 would then be missed, or, worse, one the real interpreter cannot use be locked.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ _UV_GLIBC = [17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40]
 
 @dataclass(frozen=True)
 class PythonTarget:
-    python: str  # "3.12"
+    python: str  # "3.12", or with a patch version "3.11.7" (resolved as that exact interpreter)
     platform: str  # a normalized platform tag, e.g. manylinux_2_17_x86_64
 
     @classmethod
     def parse(cls, python: str, platform: str) -> PythonTarget:
-        m = re.match(r"^3\.(\d{1,2})$", python.strip())
+        m = re.match(r"^3\.(\d{1,2})(?:\.(\d{1,3}))?$", python.strip())
         if not m or int(m.group(1)) < 8:
-            raise ValueError(f"python {python!r}: expected a CPython 3 version like \"3.11\" (3.8 or later)")
+            raise ValueError(f"python {python!r}: expected a CPython 3 version like \"3.11\" or \"3.11.7\" (3.8 or later)")
         plat = platform.strip().lower().replace("-", "_").replace(".", "_")
         legacy = _LEGACY_RE.match(plat)
         if legacy:
@@ -44,15 +46,27 @@ class PythonTarget:
             raise ValueError(
                 f"platform {platform!r}: expected a wheel platform tag such as manylinux_2_17_x86_64, "
                 "musllinux_1_2_x86_64, macosx_11_0_arm64, win_amd64 or linux_x86_64")
-        return cls(f"3.{int(m.group(1))}", plat)
+        patch = f".{int(m.group(2))}" if m.group(2) is not None else ""
+        return cls(f"3.{int(m.group(1))}{patch}", plat)
 
     @property
     def id(self) -> str:
-        return f"cp{self.python.replace('.', '')}-{self.platform}"
+        """``cp311-manylinux_2_17_x86_64``: the interpreter's wheel tag and the platform tag. A
+        patch version does not show (wheels are tagged by minor version); two targets that differ
+        only in it are one target."""
+        return f"cp{self.minor.replace('.', '')}-{self.platform}"
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.python.split(".")[:2])
+
+    @property
+    def has_patch(self) -> bool:
+        return self.python != self.minor
 
     @property
     def version_tuple(self) -> tuple[int, int]:
-        major, minor = self.python.split(".")
+        major, minor = self.minor.split(".")
         return int(major), int(minor)
 
     def _platforms(self) -> list[str]:

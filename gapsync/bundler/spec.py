@@ -38,7 +38,7 @@ class PythonSpec:
             "index_url": self.index_url,
             "requirements": list(self.requirements),
             "requirements_files": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in self.requirements_files},
-            "targets": [t.id for t in self.targets],
+            "targets": [f"{t.id}@{t.python}" if t.has_patch else t.id for t in self.targets],
             "sdists": self.sdists,
         }
 

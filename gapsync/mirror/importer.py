@@ -255,6 +255,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             raise BundleFormatError(f"{bundle}: metadata nested too deeply to parse ({e})") from e
         _check_kinds(release, bundle)
         _check_json_sizes(release, bundle)
+        for h in handlers:  # targets that keep per-channel views (pep503's target views) need the channel
+            h.channel = channel
         groups = [(h, [t for t in release.targets if t.kind in h.kinds]) for h in handlers]
         for h, ts in groups:
             h.check(ts)

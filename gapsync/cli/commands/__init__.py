@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "import": "importing:import_",
     "serve": "serve:serve",
     "push": "push:push",
+    "export": "export:export",
     "sync": "sync:sync",
     "receipt": "receipt:receipt",
     "audit": "audit:audit",

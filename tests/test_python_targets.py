@@ -1,0 +1,191 @@
+"""Exactly the lock, per target (issue 17): target views, hashed exports, patch-version targets.
+
+The external index is built so that the union index would give a client on this machine
+(CPython 3.11.7, glibc 2.36) NEWER files than its target's lock names:
+- ``argon`` 2.0 exists only as a manylinux_2_28 wheel, carried for the cp312/manylinux_2_28
+  target; the cp311/manylinux_2_17 target locks argon 1.0;
+- ``soup`` 2.0 needs Python >= 3.11.5, carried for cp312; target "3.11" (resolved as 3.11.0)
+  locks soup 1.0, and pip on 3.11.7 would take 2.0 from the union.
+Real pip and uv install from the target's view and from its export and must get the lock's
+versions; ``pip download --platform`` from the other target's view must get exactly its files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.conftest import ARCH, cli, isolated_env, new_channel
+from tests.helpers import make_wheel, static_server, write_index
+
+T311 = f"cp311-manylinux_2_17_{ARCH}"
+T312 = f"cp312-manylinux_2_28_{ARCH}"
+
+
+def _spec(path: Path, url: str, targets: list[tuple[str, str]], extra: str = "") -> Path:
+    ts = "".join(f'    - {{python: "{p}", platform: {plat}}}\n' for p, plat in targets)
+    path.write_text(f"name: t\nchannel: prod\npython:\n  index_url: {url}\n  requirements: [app, soup]\n"
+                    f"  targets:\n{ts}{extra}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ext17")
+    files = root / "files"
+    make_wheel(files, "app", "1.0", requires=("argon>=1",))
+    make_wheel(files, "argon", "1.0")
+    make_wheel(files, "argon", "2.0", tag=f"py3-none-manylinux_2_28_{ARCH}")
+    make_wheel(files, "soup", "1.0")
+    make_wheel(files, "soup", "2.0", requires_python=">=3.11.5")
+    write_index(root)
+    server = static_server(root)
+    base = tmp_path_factory.mktemp("w17")
+    ch = new_channel(base)
+    spec = _spec(base / "gapsync.yaml", server.url,
+                 [("3.11", f"manylinux_2_17_{ARCH}"), ("3.12", f"manylinux_2_28_{ARCH}")])
+    lock = base / "gapsync.lock"
+    r = cli("resolve", "-f", spec, "-o", lock, "--cache", base / "cache")
+    assert r.code == 0, r.err
+    r = cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "-o", base / "out",
+            "--cache", base / "cache", "--key", ch.keys[0])
+    assert r.code == 0, r.err
+    mirror = base / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
+    r = cli("import", next((base / "out").glob("*.gapsync")), "--mirror", mirror)
+    assert r.code == 0, r.err
+    yield SimpleNamespace(**vars(ch), url=server.url, spec=spec, lock=json.loads(lock.read_text()), mirror=mirror)
+    server.stop()
+
+
+def _locked(lock: dict, target: str) -> dict[str, str]:
+    return dict(p.split("==") for p in lock["python"]["pins"][target])
+
+
+def _venv(tmp: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True)
+    return tmp
+
+
+def _pip(*args: str, venv: Path | None = None) -> subprocess.CompletedProcess:
+    where = ["--python", str(venv / "bin/python")] if venv else []
+    return subprocess.run([sys.executable, "-m", "pip", *where, *args], capture_output=True, text=True, env=isolated_env())
+
+
+def _installed(venv: Path) -> dict[str, str]:
+    out = _pip("list", "--isolated", "--format", "json", "--path", str(next(venv.glob("lib/python*/site-packages")))).stdout
+    return {d["name"]: d["version"] for d in json.loads(out) if d["name"] in ("app", "argon", "soup")}
+
+
+def test_the_lock_differs_per_target_and_the_union_would_give_newer(world):
+    assert _locked(world.lock, T311) == {"app": "1.0", "argon": "1.0", "soup": "1.0"}
+    assert _locked(world.lock, T312) == {"app": "1.0", "argon": "2.0", "soup": "2.0"}
+    union = (world.mirror / "pypi/simple/argon/index.html").read_text()
+    assert "argon-2.0" in union and "argon-1.0" in union
+
+
+def test_target_view_holds_exactly_the_targets_files(world):
+    view = world.mirror / "pypi/targets/prod" / T311 / "simple"
+    assert sorted(p.name for p in view.iterdir() if p.is_dir()) == ["app", "argon", "soup"]
+    page = (view / "argon/index.html").read_text()
+    assert "argon-1.0-py3-none-any.whl" in page and "argon-2.0" not in page
+    doc = json.loads((view / "soup/index.json").read_text())
+    assert doc["versions"] == ["1.0"] and [f["filename"] for f in doc["files"]] == ["soup-1.0-py3-none-any.whl"]
+    f = doc["files"][0]
+    assert f["hashes"]["sha256"] and f["core-metadata"]["sha256"]
+    # relative links to the one copy of each file: no second copy under targets/
+    target = (view / "soup" / f["url"]).resolve()
+    assert target == (world.mirror / "pypi/files/soup-1.0-py3-none-any.whl").resolve() and target.is_file()
+    assert not [p for p in (world.mirror / "pypi/targets").rglob("*.whl")]
+    v312 = json.loads((world.mirror / "pypi/targets/prod" / T312 / "simple/argon/index.json").read_text())
+    assert v312["versions"] == ["2.0"]
+
+
+def test_pip_from_the_view_gets_the_lock_and_from_the_union_gets_newer(world, tmp_path):
+    for where, expect in ((f"targets/prod/{T311}/simple", {"app": "1.0", "argon": "1.0", "soup": "1.0"}),
+                          ("simple", {"app": "1.0", "argon": "2.0", "soup": "2.0"})):
+        venv = _venv(tmp_path / where.replace("/", "_"))
+        url = (world.mirror / "pypi" / where).as_uri() + "/"
+        r = _pip("install", "--isolated", "--no-cache-dir", "--index-url", url, "app", "soup", venv=venv)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _installed(venv) == expect, where
+
+
+def test_export_requirements_installs_with_hashes_checked(world, tmp_path):
+    req = tmp_path / "req.txt"
+    view = (world.mirror / "pypi/targets/prod" / T311 / "simple").as_uri() + "/"
+    r = cli("export", "--mirror", world.mirror, "--target", T311, "-o", req, "--index-url", view)
+    assert r.code == 0, r.err
+    text = req.read_text()
+    assert "argon==1.0" in text and "--hash=sha256:" in text and "argon==2.0" not in text
+    venv = _venv(tmp_path / "v")
+    r = _pip("install", "--isolated", "--no-cache-dir", "--require-hashes", "-r", str(req), venv=venv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _installed(venv) == _locked(world.lock, T311)
+    # a wrong hash in the export is refused by pip: the hashes are really checked
+    bad = tmp_path / "bad.txt"
+    bad.write_text(text.replace(text.split("--hash=sha256:")[1][:64], "0" * 64, 1))
+    r = _pip("install", "--isolated", "--no-cache-dir", "--require-hashes", "-r", str(bad), venv=_venv(tmp_path / "v2"))
+    assert r.returncode != 0 and "HASH" in (r.stdout + r.stderr).upper()
+
+
+def test_export_pylock_syncs_with_uv(world, tmp_path):
+    lockfile = tmp_path / "pylock.toml"
+    r = cli("export", "--mirror", world.mirror, "--target", T311, "--format", "pylock", "-o", lockfile)
+    assert r.code == 0, r.err
+    import tomllib
+
+    doc = tomllib.loads(lockfile.read_text())
+    assert doc["lock-version"] == "1.0" and {p["name"]: p["version"] for p in doc["packages"]} == _locked(world.lock, T311)
+    uv = str(Path(sys.executable).with_name("uv"))
+    env = isolated_env(UV_CACHE_DIR=str(tmp_path / "uvcache"))
+    subprocess.run([uv, "venv", "--no-config", "--python", sys.executable, str(tmp_path / "v")], check=True, env=env,
+                   capture_output=True)
+    r = subprocess.run([uv, "pip", "sync", "--no-config", "--python", str(tmp_path / "v/bin/python"), str(lockfile)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert _installed(tmp_path / "v") == _locked(world.lock, T311)
+
+
+def test_pip_download_for_another_target_gets_exactly_its_files(world, tmp_path):
+    url = (world.mirror / "pypi/targets/prod" / T312 / "simple").as_uri() + "/"
+    r = _pip("download", "--isolated", "--no-cache-dir", "--only-binary=:all:", "--platform", f"manylinux_2_28_{ARCH}",
+             "--python-version", "3.12", "--implementation", "cp", "--index-url", url, "-d", str(tmp_path / "d"),
+             "app", "soup")
+    assert r.returncode == 0, r.stdout + r.stderr
+    want = sorted(f["filename"] for f in world.lock["python"]["files"] if T312 in f["targets"])
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == want
+
+
+def test_export_refuses_an_edited_targets_metadata(world, tmp_path):
+    import shutil
+
+    m = tmp_path / "m"
+    shutil.copytree(world.mirror, m, symlinks=True)
+    tj = m / ".gapsync/trust/prod/current/targets.json"
+    doc = json.loads(tj.read_text())
+    for path, tf in doc["signed"]["targets"].items():
+        if path.startswith("python/argon/argon-2.0") and tf["custom"]["kind"] == "python":
+            tf["custom"]["tags"].append(T311)  # smuggle the newer file into the cp311 export
+    tj.unlink()
+    tj.write_text(json.dumps(doc))
+    r = cli("export", "--mirror", m, "--target", T311)
+    assert r.code == 3 and "does not verify" in r.err, r.err
+    r = cli("export", "--mirror", world.mirror, "--target", "cp311-../../etc")
+    assert r.code == 2
+
+
+def test_a_patch_version_target_resolves_as_that_interpreter(world, tmp_path):
+    spec = _spec(tmp_path / "gapsync.yaml", world.url, [("3.11.7", f"manylinux_2_17_{ARCH}")])
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "gapsync.lock", "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    lock = json.loads((tmp_path / "gapsync.lock").read_text())
+    assert _locked(lock, T311)["soup"] == "2.0"  # 3.11.7 may have it; "3.11" (3.11.0) may not
+    bad = _spec(tmp_path / "bad.yaml", world.url, [("3.11.x", f"manylinux_2_17_{ARCH}")])
+    r = cli("resolve", "-f", bad, "-o", tmp_path / "x.lock", "--cache", tmp_path / "cache")
+    assert r.code == 2 and "3.11.7" in r.err
