@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gapsync.redact import redact_value
+
 GENESIS = "0" * 64
 
 
@@ -50,7 +52,8 @@ class AuditLog:
             with os.fdopen(os.dup(fd), "rb") as f:
                 seq, prev = self._last(f)
             entry = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "actor": _actor(), "action": action, "result": result, "details": details, "prev": prev}
+                     "actor": _actor(), "action": action, "result": result,
+                     "details": redact_value(details), "prev": prev}  # no URL's credentials are recorded
             entry["hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
             line = _canonical(entry) + b"\n"
             end = os.lseek(fd, 0, os.SEEK_END)

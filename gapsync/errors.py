@@ -10,6 +10,12 @@ from __future__ import annotations
 class GapsyncError(Exception):
     """Something went wrong; the message names the thing and the reason."""
 
+    def __str__(self) -> str:
+        # messages name URLs: never with their user info or secret query values (gapsync/redact.py)
+        from gapsync.redact import redact_text
+
+        return redact_text(super().__str__())
+
 
 class InputError(GapsyncError):
     """A malformed spec, lock, key, trust or policy file, or a bad argument."""
@@ -17,6 +23,11 @@ class InputError(GapsyncError):
 
 class FetchError(GapsyncError):
     """Upstream, network or local disk trouble; running again finishes the job."""
+
+
+class UpstreamError(GapsyncError):
+    """An upstream (index, registry, Hub) answered what gapsync refuses: a name the air side would
+    refuse, a document over its size cap or of the wrong shape, a realm it must not trust."""
 
 
 class VerificationError(GapsyncError):

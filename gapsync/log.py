@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from gapsync.redact import redact_value
+
 
 def json_logs() -> bool:
     forced = os.environ.get("GAPSYNC_LOG_FORMAT")
@@ -18,6 +20,7 @@ def json_logs() -> bool:
 
 
 def event(name: str, level: str = "info", **fields: Any) -> None:
+    fields = redact_value(fields)  # a URL's user info or token never reaches a log line
     if json_logs():
         doc = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "event": name, **fields}
         sys.stderr.write(json.dumps(doc, default=str) + "\n")

@@ -19,6 +19,7 @@ from gapsync.bundler import history, minisign
 from gapsync.bundler.bundle import bundle_file_name
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
+from gapsync.bundler.http import remember_spec_credentials
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.lock import read_lock
 from gapsync.bundler.parity import write_parity
@@ -35,6 +36,7 @@ from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
 from gapsync.receipt import read_receipt
+from gapsync.redact import redact_url
 from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
 BUNDLE_INFO_PATH = "gapsync/bundle.json"
@@ -90,7 +92,7 @@ def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[di
         path = f"python/{f.name}/{f.filename}"
         custom = {"kind": "python", "name": f.name, "version": f.version, "filename": f.filename,
                   "requires_python": f.requires_python, "yanked": f.yanked, "tags": f.targets,
-                  "upstream": f.url}
+                  "upstream": redact_url(f.url)}
         if f.filename.endswith(".whl"):
             digest, size, meta = core_metadata_blob(cache, f.sha256, f.filename)
             custom["requires_python"] = requires_python(meta) or f.requires_python
@@ -159,7 +161,7 @@ def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[di
         targets[path] = Target(path, BlobRef(digest, size), {
             "kind": "model", "source": m.source, "name": m.name, "revision": m.revision, "commit": m.commit,
             "license": m.meta.get("license"), "library": m.meta.get("library"), "formats": m.meta.get("formats", []),
-            "origin": m.meta.get("origin"), "files": len(m.files), "size": total})
+            "origin": redact_url(m.meta.get("origin")), "files": len(m.files), "size": total})
         artifacts.append({"kind": "model", "name": m.name, "version": m.revision, "source": m.source, "commit": m.commit,
                           "license": m.meta.get("license"), "formats": m.meta.get("formats", []), "size": total,
                           "files": [{"path": f["path"], "filename": f["path"], "sha256": f["sha256"], "size": f["size"],
@@ -183,6 +185,7 @@ class ScanOptions:
 def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
     """Resolve (or read the lock) and fetch every blob into the cache: what create and
     ``scan --spec`` share. Returns (lock, image plans, fetch results)."""
+    remember_spec_credentials(spec)  # the lock's URLs carry no user info: it goes to its origin from here
     if lock_path is not None:
         lock = read_lock(lock_path)
         if lock.spec_digest != spec.digest():

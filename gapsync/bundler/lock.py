@@ -12,8 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapsync.bundler.http import remember_credentials
 from gapsync.errors import InputError
 from gapsync.model import SHA256_RE
+from gapsync.names import (
+    BadName,
+    check_image_name,
+    check_image_tag,
+    check_model,
+    check_python_filename,
+    check_python_project,
+)
+from gapsync.redact import redact_url
 
 LOCK_VERSION = 1
 
@@ -39,10 +49,18 @@ class LockedFile:
         kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
         if not SHA256_RE.match(str(kw.get("sha256", ""))):
             raise ValueError(f"file {kw.get('filename')!r}: bad sha256")
+        try:  # the importer's rules: a lock never makes the DMZ sign a name the air side refuses
+            check_python_project(kw.get("name"))
+            check_python_filename(kw.get("filename"))
+        except BadName as e:
+            raise ValueError(f"file {kw.get('filename')!r}: {e}") from None
+        if isinstance(kw.get("url"), str):
+            kw["url"] = remember_credentials(kw["url"])
         return cls(**kw, unrecognized=d)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
+        d["url"] = redact_url(self.url)
         d.update(self.unrecognized)
         return d
 
@@ -72,6 +90,12 @@ class LockedImage:
     def from_dict(cls, d: dict[str, Any]) -> LockedImage:
         d = dict(d)
         kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
+        try:
+            check_image_name(kw.get("name"))
+            if kw.get("tag") is not None:
+                check_image_tag(kw["tag"])
+        except BadName as e:
+            raise ValueError(f"image {kw.get('ref')!r}: {e}") from None
         return cls(**kw, unrecognized=d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,11 +127,21 @@ class LockedModel:
         for f in kw.get("files", []):
             if not SHA256_RE.match(str(f.get("sha256", ""))):
                 raise ValueError(f"model {kw.get('name')!r}: file {f.get('path')!r} has a bad sha256")
-        return cls(**kw, unrecognized=d)
+            if isinstance(f.get("url"), str):
+                f["url"] = remember_credentials(f["url"])
+        model = cls(**kw, unrecognized=d)
+        try:
+            check_model(model.name, model.revision, model.commit, [f.get("path") for f in model.files])
+        except BadName as e:
+            raise ValueError(f"model {kw.get('name')!r}: {e}") from None
+        return model
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
-        d["files"] = sorted(self.files, key=lambda f: f["path"])
+        d["files"] = sorted(({**f, "url": redact_url(f["url"])} if isinstance(f.get("url"), str) else f
+                             for f in self.files), key=lambda f: f["path"])
+        d["meta"] = {**self.meta, "origin": redact_url(self.meta["origin"])} if isinstance(self.meta.get("origin"), str) \
+            else self.meta
         d.update(self.unrecognized)
         return d
 
@@ -134,7 +168,7 @@ class Lock:
         py = d.pop("python", None)
         if py is not None:
             py = dict(py)
-            lock.index_url, lock.pins = py.pop("index_url"), py.pop("pins")
+            lock.index_url, lock.pins = remember_credentials(py.pop("index_url")), py.pop("pins")
             lock.files = [LockedFile.from_dict(f) for f in py.pop("files")]
         lock.images = [LockedImage.from_dict(i) for i in d.pop("images", [])]
         lock.models = [LockedModel.from_dict(m) for m in d.pop("models", [])]
@@ -148,7 +182,7 @@ class Lock:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"lock_version": LOCK_VERSION, "spec_digest": self.spec_digest}
         if self.index_url is not None:
-            d["python"] = {"index_url": self.index_url, "pins": self.pins,
+            d["python"] = {"index_url": redact_url(self.index_url), "pins": self.pins,
                            "files": [f.to_dict() for f in sorted(self.files, key=lambda f: (f.name, f.filename))]}
         if self.images:
             d["images"] = [i.to_dict() for i in sorted(self.images, key=lambda i: i.ref)]

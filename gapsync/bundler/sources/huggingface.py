@@ -18,13 +18,86 @@ import requests
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all
-from gapsync.bundler.http import TIMEOUT, session
+from gapsync.bundler.http import MAX_JSON_ANSWER, TIMEOUT, remember_credentials, session
 from gapsync.bundler.lock import LockedModel
-from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, git_blob_sha1, safe_model_path
+from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, git_blob_sha1
 from gapsync.bundler.spec import ModelSpec
-from gapsync.errors import DigestMismatchError, FetchError, InputError
+from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
+from gapsync.names import COMMIT_RE, SHA256_HEX, BadName, check_model
+from gapsync.redact import redact_text, redact_url
 
 MAX_REGULAR_FILE = 50 * 1024 * 1024  # regular (non-LFS) git files are small; hashed at resolve
+MAX_HUB_ANSWER = MAX_JSON_ANSWER  # one Hub API answer (model info, one page of a tree listing)
+
+
+class HubAnswerTooLarge(Exception):
+    """A Hub API answer went past its cap while huggingface_hub was reading it."""
+
+
+def _capped_client_factory():
+    """huggingface_hub's client, with a transport that caps every ``/api/`` answer (model info,
+    tree listings) at MAX_HUB_ANSWER bytes while it streams: the library reads answers whole
+    before parsing them, so the cap has to sit under it. Answers are asked for uncompressed
+    (a compressed one is refused), so the cap counts the bytes that are parsed."""
+    import httpx2
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    class CappedStream(httpx2.SyncByteStream):
+        def __init__(self, inner, url: str):
+            self.inner, self.url = inner, url
+
+        def __iter__(self):
+            n = 0
+            for chunk in self.inner:
+                n += len(chunk)
+                if n > MAX_HUB_ANSWER:
+                    raise HubAnswerTooLarge(f"{redact_url(self.url)}: answer larger than the {MAX_HUB_ANSWER}-byte cap; refused")
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class CappedTransport(httpx2.BaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx2.HTTPTransport()
+
+        def handle_request(self, request):
+            api = "/api/" in request.url.path
+            if api:
+                request.headers["Accept-Encoding"] = "identity"
+            resp = self.inner.handle_request(request)
+            if not api:
+                return resp
+            url = str(request.url)
+            enc = resp.headers.get("Content-Encoding", "identity").lower()
+            try:
+                declared = int(resp.headers.get("Content-Length", "-1"))
+            except ValueError:
+                declared = -1
+            if enc not in ("", "identity") or declared > MAX_HUB_ANSWER:
+                resp.close()
+                raise HubAnswerTooLarge(f"{redact_url(url)}: answer of {declared} bytes ({enc}) is over the "
+                                        f"{MAX_HUB_ANSWER}-byte cap or compressed though asked not to be; refused")
+            return httpx2.Response(resp.status_code, headers=resp.headers, stream=CappedStream(resp.stream, url),
+                                   extensions=resp.extensions, request=request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return httpx2.Client(transport=CappedTransport(), event_hooks={"request": [hf_request_event_hook]},
+                         follow_redirects=True, timeout=None)
+
+
+_client_set = False
+
+
+def _use_capped_client() -> None:
+    global _client_set
+    if not _client_set:
+        from huggingface_hub import set_client_factory
+
+        set_client_factory(_capped_client_factory)
+        _client_set = True
 
 
 def _endpoint(spec: ModelSpec) -> str:
@@ -62,9 +135,10 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
+    _use_capped_client()
     endpoint = _endpoint(spec)
     api = HfApi(endpoint=endpoint, library_name="gapsync")
-    where = f"hf:{spec.name}@{spec.revision}"
+    where = f"hf:{spec.name}@{spec.revision} ({redact_url(endpoint)})"
     try:
         info = api.model_info(spec.name, revision=spec.revision)
         commit = info.sha
@@ -83,15 +157,20 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
     except HfHubHTTPError as e:
         raise FetchError(f"{where}: {str(e).splitlines()[0]}") from e
     except requests.RequestException as e:
-        raise FetchError(f"{where}: {e}") from e
+        raise FetchError(f"{where}: {redact_text(str(e))}") from e
+    except HubAnswerTooLarge as e:
+        raise UpstreamError(f"{where}: {e}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # a listing or info of the wrong shape
+        raise UpstreamError(f"{where}: the Hub's answer is not what its API documents ({type(e).__name__}: "
+                            f"{redact_text(str(e))[:200]})") from None
     chosen = list(filter_repo_objects(entries, allow_patterns=list(spec.include) or None,
                                       ignore_patterns=list(spec.exclude) or None, key=lambda e: e.path))
     if not chosen:
         raise InputError(f"{where}: no file matches include/exclude")
+    _check_listing(chosen, spec, commit, where)
     files: list[dict[str, Any]] = []
     regular = []
     for e in chosen:
-        safe_model_path(e.path, where)
         if e.lfs:
             files.append({"path": e.path, "sha256": e.lfs.sha256, "size": e.lfs.size, "etag": e.lfs.sha256, "lfs": True})
         else:
@@ -111,10 +190,26 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
             files.append({"path": e.path, "sha256": r.sha256, "size": r.size, "etag": e.blob_id, "lfs": False})
     card = info.card_data.to_dict() if getattr(info, "card_data", None) else {}
     license_ = card.get("license") or next((t.split(":", 1)[1] for t in (info.tags or []) if t.startswith("license:")), None)
-    meta = {"origin": endpoint, "license": license_, "library": card.get("library_name") or getattr(info, "library_name", None),
+    meta = {"origin": remember_credentials(endpoint), "license": license_, "library": card.get("library_name") or getattr(info, "library_name", None),
             "pipeline_tag": getattr(info, "pipeline_tag", None), "formats": formats_of([f["path"] for f in files]),
             "include": list(spec.include), "exclude": list(spec.exclude)}
     return LockedModel("hf", spec.name, spec.revision or "main", commit, files, meta)
+
+
+def _check_listing(entries: list, spec: ModelSpec, commit: str, where: str) -> None:
+    """The Hub's listing, checked with the air side's rules (gapsync/names.py) and for shape
+    before anything is fetched: names the cache can hold, one tree (no `a` beside `a/b`),
+    lower-case digests, sizes that are byte counts."""
+    try:
+        check_model(spec.name, spec.revision or "main", commit, [e.path for e in entries])
+    except BadName as e:
+        raise UpstreamError(f"{where}: {e}; the air side would refuse it, so nothing is locked") from None
+    for e in entries:
+        size = e.lfs.size if e.lfs else e.size
+        digest_ok = (isinstance(e.lfs.sha256, str) and SHA256_HEX.match(e.lfs.sha256)) if e.lfs else \
+            (isinstance(e.blob_id, str) and COMMIT_RE.match(e.blob_id))
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not digest_ok:
+            raise UpstreamError(f"{where}: listing entry {e.path!r} has a bad size or digest")
 
 
 def fetch_items(model: LockedModel) -> list[FetchItem]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem
+from gapsync.bundler.http import remember_credentials
 from gapsync.bundler.lock import LockedModel
 from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
 from gapsync.bundler.spec import ModelSpec
@@ -16,11 +17,12 @@ from gapsync.hashing import read_chunks, sha256_file
 
 def resolve_url(spec: ModelSpec) -> LockedModel:
     assert spec.location and spec.sha256
-    fname = spec.location.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "model"
-    files = [{"path": safe_model_path(fname, spec.location), "sha256": spec.sha256, "size": None, "etag": spec.sha256,
-              "lfs": True, "url": spec.location}]
+    url = remember_credentials(spec.location)  # recorded without user info or secret query values
+    fname = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "model"
+    files = [{"path": safe_model_path(fname, url), "sha256": spec.sha256, "size": None, "etag": spec.sha256,
+              "lfs": True, "url": url}]
     return LockedModel("url", spec.name, "main", synthetic_commit(files), files,
-                       {"origin": spec.location, "license": None, "formats": formats_of([fname])})
+                       {"origin": url, "license": None, "formats": formats_of([fname])})
 
 
 def resolve_path(spec: ModelSpec) -> LockedModel:

@@ -29,11 +29,15 @@ from packaging.version import Version
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all
+from gapsync.bundler.http import remember_credentials
 from gapsync.bundler.lock import Lock, LockedFile
+from gapsync.bundler.per_target import resolve_targets
 from gapsync.bundler.platforms import PythonTarget
 from gapsync.bundler.sources.simple_index import IndexFile, project_files
 from gapsync.bundler.spec import Spec
-from gapsync.errors import FetchError, InputError
+from gapsync.errors import FetchError, InputError, UpstreamError
+from gapsync.names import BadName, check_python_filename, check_python_project
+from gapsync.redact import redact_text, redact_url
 
 _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 _UV_ENV_KEEP = {"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS", "UV_OFFLINE"}
@@ -57,7 +61,7 @@ def _uv_bin() -> str:
     raise FetchError("uv (the resolver) is not installed: pip install uv")
 
 
-def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache) -> list[tuple[str, str]]:
+def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache, constraints: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     py = spec.python
     assert py is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _UV_ENV_KEEP}
@@ -70,14 +74,18 @@ def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache) -> list[tuple
                "--python-platform", target.uv_platform, "--index-url", py.index_url,
                "--cache-dir", str(cache.root / "uv"), "--refresh",  # revalidate: a release minutes old must be seen
                str(req_in), *map(str, py.requirements_files)]
+        if constraints:  # python.same_versions: the versions other targets got (gapsync/bundler/per_target.py)
+            (Path(tmp) / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
+            cmd += ["--constraint", str(Path(tmp) / "constraints.txt")]
         if not py.sdists:
             cmd += ["--only-binary", ":all:"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(spec.path.parent))
     if r.returncode != 0:
         lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("warning")]
         msg = " ".join(lines)[-600:] or f"uv exited {r.returncode}"
+        msg = redact_text(msg)  # uv prints the index URL it was given, user info and all
         if re.search(r"(Failed to fetch|network|connect|timed out|dns error)", msg, re.I):
-            raise FetchError(f"{py.index_url}: cannot reach the index while resolving for {target.id}: {msg}")
+            raise FetchError(f"{redact_url(py.index_url)}: cannot reach the index while resolving for {target.id}: {msg}")
         raise InputError(f"{spec.path}: requirements cannot be resolved for {target.id}: {msg}")
     pins = []
     for line in r.stdout.splitlines():
@@ -136,12 +144,12 @@ def select_files(files: list[IndexFile], name: str, version: str, target: Python
 def resolve(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     py = spec.python
     assert py is not None
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(py.targets)))) as pool:
-        per_target = dict(zip([t.id for t in py.targets],
-                              pool.map(lambda t: uv_compile(spec, t, cache), py.targets), strict=True))
+    per_target = resolve_targets(py.targets, lambda t, constraints: uv_compile(spec, t, cache, constraints), jobs,
+                                 same_versions=py.same_versions)
     names = sorted({n for pins in per_target.values() for n, _ in pins})
+    index_url = remember_credentials(py.index_url)  # recorded without user info; sent to its origin only
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        pages = dict(zip(names, pool.map(lambda n: project_files(py.index_url, n), names), strict=True))
+        pages = dict(zip(names, pool.map(lambda n: project_files(index_url, n), names), strict=True))
     chosen: dict[str, LockedFile] = {}
     for target in py.targets:
         for name, version in per_target[target.id]:
@@ -150,6 +158,7 @@ def resolve(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
                 hint = "" if py.sdists else " (set sdists: true to carry the source distribution)"
                 raise InputError(f"{spec.path}: no file of {name}=={version} fits {target.id}{hint}")
             for f in files:
+                _check_names(index_url, name, f)
                 lf = chosen.get(f.filename)
                 if lf is None:
                     lf = chosen[f.filename] = LockedFile(
@@ -165,4 +174,15 @@ def resolve(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     for lf in chosen.values():
         lf.targets.sort()
     pins = {tid: [f"{n}=={v}" for n, v in pins] for tid, pins in per_target.items()}
-    return Lock(spec_digest=spec.digest(), index_url=py.index_url, pins=pins, files=list(chosen.values()))
+    return Lock(spec_digest=spec.digest(), index_url=index_url, pins=pins, files=list(chosen.values()))
+
+
+def _check_names(index_url: str, project: str, f: IndexFile) -> None:
+    """The importer's rules for a published file (gapsync/names.py), applied before the file is
+    locked: a name the air side would refuse stops resolve here, naming the index."""
+    try:
+        check_python_project(project)
+        check_python_filename(f.filename)
+    except BadName as e:
+        raise UpstreamError(f"{index_url}{project}/: {e}; the air side would refuse it, so it is not locked "
+                            "(pin another version, or ask the index owner)") from None

@@ -6,15 +6,17 @@ private indexes (pypiserver, devpi, Artifactory, Nexus) work the same way as PyP
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import unquote, urldefrag, urljoin
 
-import requests
 from packaging.utils import canonicalize_name
 
-from gapsync.bundler.http import TIMEOUT, session
-from gapsync.errors import FetchError
+from gapsync.bundler.http import MAX_INDEX_PAGE, get_document, remember_credentials
+from gapsync.errors import FetchError, UpstreamError
+from gapsync.names import BadName, check_sha256
+from gapsync.redact import redact_url
 
 ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
           "text/html;q=0.01")
@@ -55,46 +57,85 @@ class _LinkParser(HTMLParser):
             self._current = None
 
 
-def _meta_hash(value) -> str | None:
+def _meta_hash(value, where: str) -> str | None:
     if isinstance(value, dict):
-        return value.get("sha256")
+        h = value.get("sha256")
+        return None if h is None else _sha256(h, where)
     if isinstance(value, str) and value.startswith("sha256="):
-        return value.split("=", 1)[1]
+        return _sha256(value.split("=", 1)[1], where)
     return None
 
 
+def _sha256(value: object, where: str) -> str:
+    try:
+        return check_sha256(value)
+    except BadName as e:
+        raise UpstreamError(f"{where}: {e}") from None
+
+
 def project_files(index_url: str, project: str) -> list[IndexFile]:
+    """The files a project page lists. The page is read with a size cap, and every entry is
+    checked for shape (PEP 691 JSON: ``files`` a list of objects with a string ``filename`` and
+    ``url``, hashes in lower-case hex); a page that breaks them is refused, one line naming it."""
     name = canonicalize_name(project)
     page = urljoin(index_url, f"{name}/")
-    try:
-        r = session().get(page, headers={"Accept": ACCEPT}, timeout=TIMEOUT)
-    except requests.RequestException as e:
-        raise FetchError(f"{page}: {e}") from e
+    r, body = get_document(page, MAX_INDEX_PAGE, headers={"Accept": ACCEPT}, ok=(200,))
     if r.status_code == 404:
-        raise FetchError(f"{page}: project {project!r} not found on the index")
+        raise FetchError(f"{redact_url(page)}: project {project!r} not found on the index")
     if r.status_code != 200:
-        raise FetchError(f"{page}: HTTP {r.status_code}")
+        raise FetchError(f"{redact_url(page)}: HTTP {r.status_code}")
     ctype = r.headers.get("Content-Type", "").split(";")[0].strip()
     if ctype == "application/vnd.pypi.simple.v1+json":
-        return _from_json(r.url, r.json())
-    return _from_html(r.url, r.text)
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise UpstreamError(f"{redact_url(r.url)}: index page is not valid JSON ({type(e).__name__})") from None
+        return _from_json(r.url, doc)
+    return _from_html(r.url, body.decode(r.encoding or "utf-8", errors="replace"))
 
 
-def _from_json(page_url: str, data: dict) -> list[IndexFile]:
+def _from_json(page_url: str, data: object) -> list[IndexFile]:
+    where = redact_url(page_url)
+    if not isinstance(data, dict):
+        raise UpstreamError(f"{where}: index page is a JSON {type(data).__name__}, not an object")
+    files = data.get("files")
+    if not isinstance(files, list):
+        raise UpstreamError(f"{where}: index page's 'files' is {type(files).__name__}, not a list")
     out = []
-    for f in data.get("files", []):
-        url, frag = urldefrag(urljoin(page_url, f["url"]))
+    for i, f in enumerate(files):
+        if not isinstance(f, dict):
+            raise UpstreamError(f"{where}: files[{i}] is a JSON {type(f).__name__}, not an object")
+        fn, href = f.get("filename"), f.get("url")
+        if not isinstance(fn, str) or not fn:
+            raise UpstreamError(f"{where}: files[{i}] has no 'filename' string")
+        what = f"{where}: {fn}"
+        if not isinstance(href, str) or not href:
+            raise UpstreamError(f"{what}: entry has no 'url' string")
+        hashes = f.get("hashes") or {}
+        if not isinstance(hashes, dict):
+            raise UpstreamError(f"{what}: 'hashes' is {type(hashes).__name__}, not an object")
+        sha = hashes.get("sha256")
+        size = f.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise UpstreamError(f"{what}: 'size' {size!r} is not a byte count")
+        rp = f.get("requires-python")
+        if rp is not None and not isinstance(rp, str):
+            raise UpstreamError(f"{what}: 'requires-python' is not a string")
         yanked = f.get("yanked", False)
+        if not isinstance(yanked, (bool, str)):
+            raise UpstreamError(f"{what}: 'yanked' is neither true/false nor a reason")
+        url, frag = urldefrag(urljoin(page_url, href))
+        url = remember_credentials(url)  # a file link with user info: kept for its origin, never recorded
         out.append(IndexFile(
-            filename=f["filename"], url=url, sha256=(f.get("hashes") or {}).get("sha256"),
-            requires_python=f.get("requires-python") or None,
+            filename=fn, url=url, sha256=None if sha is None else _sha256(sha, what),
+            requires_python=rp or None,
             yanked=(yanked if isinstance(yanked, str) else ("" if yanked else None)),
-            size=f.get("size") if isinstance(f.get("size"), int) else None,
-            core_metadata_sha256=_meta_hash(f.get("core-metadata", f.get("dist-info-metadata")))))
+            size=size, core_metadata_sha256=_meta_hash(f.get("core-metadata", f.get("dist-info-metadata")), what)))
     return out
 
 
 def _from_html(page_url: str, text: str) -> list[IndexFile]:
+    where = redact_url(page_url)
     p = _LinkParser()
     p.feed(text)
     base = urljoin(page_url, p.base) if p.base else page_url
@@ -104,14 +145,13 @@ def _from_html(page_url: str, text: str) -> list[IndexFile]:
         if not href:
             continue
         url, frag = urldefrag(urljoin(base, href))
-        sha = frag.split("=", 1)[1] if frag.startswith("sha256=") else None
-        filename = url.rsplit("/", 1)[-1]
-        from urllib.parse import unquote
-
-        filename = unquote(filename)
+        url = remember_credentials(url)
+        filename = unquote(url.rsplit("/", 1)[-1])
+        what = f"{where}: {filename}"
+        sha = _sha256(frag.split("=", 1)[1], what) if frag.startswith("sha256=") else None
         yanked = a.get("data-yanked")
         out.append(IndexFile(
             filename=filename, url=url, sha256=sha, requires_python=a.get("data-requires-python") or None,
             yanked=(yanked or "") if "data-yanked" in a else None, size=None,
-            core_metadata_sha256=_meta_hash(a.get("data-core-metadata") or a.get("data-dist-info-metadata"))))
+            core_metadata_sha256=_meta_hash(a.get("data-core-metadata") or a.get("data-dist-info-metadata"), what)))
     return out

@@ -25,7 +25,16 @@ from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import SHA256_RE, Target
-from gapsync.names import COMMIT_RE, ETAG_RE, NAME_RE, REVISION_RE, safe_model_path
+from gapsync.names import (
+    COMMIT_RE,
+    ETAG_RE,
+    BadName,
+    check_model_commit,
+    check_model_name,
+    check_model_revision,
+    check_model_tree,
+    safe_model_path,
+)
 
 
 def repo_folder(name: str) -> str:
@@ -55,17 +64,22 @@ class HfCache:
                     raise BundleFormatError(f"target {t.path!r}: path does not match its digest")
                 continue
             name, rev, commit = str(c.get("name", "")), str(c.get("revision", "")), str(c.get("commit", ""))
-            if (not NAME_RE.match(name) or ".." in name or not REVISION_RE.match(rev) or ".." in rev
-                    or not COMMIT_RE.match(commit)):
-                raise BundleFormatError(f"target {t.path!r}: bad model name, revision or commit")
+            try:  # the rules resolve applied at the DMZ (gapsync/names.py)
+                check_model_name(name), check_model_revision(rev), check_model_commit(commit)
+            except BadName as e:
+                raise BundleFormatError(f"target {t.path!r}: bad model name, revision or commit ({e})") from None
             if t.path != f"model/{c.get('source')}/{name}@{rev}":
                 raise BundleFormatError(f"target {t.path!r}: path does not match the model")
 
     def _check_manifest(self, t: Target, doc: dict, digests: set[str]) -> None:
         if doc.get("name") != t.custom["name"] or doc.get("commit") != t.custom["commit"]:
             raise BundleFormatError(f"target {t.path!r}: manifest names another model or commit")
+        try:
+            check_model_tree(str(f.get("path", "")) for f in doc.get("files", []))
+        except BadName as e:  # `a` and `a/b`: no file system can lay that out
+            raise BundleFormatError(f"target {t.path!r}: {e}") from None
         for f in doc.get("files", []):
-            safe_model_path(str(f.get("path", "")), t.path)
+            safe_model_path(str(f.get("path", "")), t.path, BundleFormatError)
             if not SHA256_RE.match(str(f.get("sha256"))) or not ETAG_RE.match(str(f.get("etag"))):
                 raise BundleFormatError(f"target {t.path!r}: file {f.get('path')!r} has a bad digest or etag")
             if f["sha256"] not in digests:

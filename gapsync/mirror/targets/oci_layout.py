@@ -19,7 +19,8 @@ from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import Target
-from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, REPOSITORY_RE, TAG_RE, hex_of
+from gapsync.names import BadName, check_image_name, check_image_tag
+from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, hex_of
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 
@@ -49,9 +50,12 @@ class OciLayout:
             c = t.custom
             if t.kind == "oci-image":
                 name, tag, digest = str(c.get("name", "")), c.get("tag"), str(c.get("digest", ""))
-                registry, _, repo = name.partition("/")
-                if not registry or not REPOSITORY_RE.match(repo) or (tag is not None and not TAG_RE.match(str(tag))):
-                    raise BundleFormatError(f"target {t.path!r}: bad image name {name!r} or tag {tag!r}")
+                try:  # the rules resolve applied at the DMZ (gapsync/names.py)
+                    check_image_name(name)
+                    if tag is not None:
+                        check_image_tag(tag)
+                except BadName as e:
+                    raise BundleFormatError(f"target {t.path!r}: bad image name {name!r} or tag {tag!r} ({e})") from None
                 if not DIGEST_RE.match(digest) or hex_of(digest) != t.blob.digest:
                     raise BundleFormatError(f"target {t.path!r}: digest {digest!r} is not the target's sha256")
                 if t.path != f"oci/image/{ref_name(t)}":
