@@ -37,9 +37,24 @@ from tests.conftest import cli
 
 LIMIT = 300_000
 STEM = "t-prod-7"
+SEEDS = (1, 2, 3, 8, 99)  # the blob sets the tests build (make_blobs)
+
+
+def _signed_targets() -> dict:
+    """Targets with the length and sha256 of every blob make_blobs makes for SEEDS: repair checks
+    a rebuilt volume's blobs against them (parity.check_rebuilt_volume)."""
+    out = {"empty": {"length": 0, "hashes": {"sha256": hashlib.sha256(b"").hexdigest()}}}
+    for seed in SEEDS:
+        rnd = random.Random(seed)
+        for i in range(30):
+            data = rnd.randbytes(rnd.randrange(1, 90_000))
+            out[f"s{seed}-{i}"] = {"length": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()}}
+    return out
+
+
 METADATA = {"1.root.json": b'{"signed": {"version": 1}}', "2.root.json": b'{"signed": {"version": 2}}' * 40,
             "timestamp.json": b'{"signed": {"_type": "timestamp"}}', "snapshot.json": b'{"signed": {}}',
-            "targets.json": json.dumps({"signed": {"targets": {f"t{i}": i for i in range(300)}}}).encode()}
+            "targets.json": json.dumps({"signed": {"targets": _signed_targets()}}).encode()}
 
 
 def make_blobs(cache_dir: Path, seed: int, count: int = 30) -> tuple[BlobCache, list[tuple[str, int]]]:

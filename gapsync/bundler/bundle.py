@@ -213,12 +213,14 @@ class BundleReader:
     order and size and the end of the archive (before any TUF or hashing work, so a damaged
     50 GB bundle is refused in seconds), then ``read_metadata()`` and ``iter_blobs()``."""
 
-    def __init__(self, path: Path, max_members: int = MAX_MEMBERS):
+    def __init__(self, path: Path, max_members: int = MAX_MEMBERS, *, fileobj: BinaryIO | None = None):
+        """``fileobj``: the bundle already open (from ``fsutil.open_regular``; the reader closes
+        it), ``path`` then only names it in messages."""
         self.path = path
         try:
             # a symlink, FIFO or device is refused at once (fsutil.UnsafeFileError), never opened
             # in a way that could block or read through a link planted on the medium
-            self._f: BinaryIO = fsutil.open_regular(path)
+            self._f: BinaryIO = fileobj if fileobj is not None else fsutil.open_regular(path)
         except OSError as e:
             raise BundleFormatError(f"{path}: cannot open ({e.strerror})") from e
         self.file_size = os.fstat(self._f.fileno()).st_size

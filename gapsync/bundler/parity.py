@@ -12,9 +12,21 @@ in memory at a time, never a whole volume.
 Each parity file starts with a JSON header (magic, format, k, m, its index, the stripe size, and
 for every data volume its name, size and sha256, plus every parity file's payload sha256), so
 repair can tell which pieces are missing or damaged by size and hash before it reads a stripe,
-and can refuse parity made for another bundle. The header is not a trust anchor: a rebuilt
-volume is an ordinary volume that the importer verifies with TUF like any other; the hashes only
-decide which pieces are usable and check the rebuild. See docs/bundle-format.md.
+and can refuse parity made for another bundle.
+
+The header is not a trust anchor: its ``check`` is an unkeyed sha256 that anyone holding the
+medium can recompute, so a forged header could describe any bytes. A rebuilt volume therefore
+gets its final name only after ``check_rebuilt_volume`` has read it as a bundle (the reader's
+canonical form) and found that it carries exactly the metadata the surviving volumes carry (TUF
+signed: every blob's length and sha256 are in the signed targets) and that every blob member is
+a signed target whose bytes match its sha256. Otherwise nothing is renamed and repair exits 3.
+The importer then verifies the volume with TUF like any other. See docs/bundle-format.md.
+
+Files are written through ``fsutil`` (``<name>.partial`` created O_EXCL|O_NOFOLLOW in the
+output directory opened once, renamed into place); a link or special file at any name repair or
+parity would write (the file, its ``.partial``, a volume's ``.minisig``) is refused before a byte
+is written, and every file read (volumes, parity files, ``.minisig``) is opened with
+``fsutil.open_regular``.
 """
 
 from __future__ import annotations
@@ -29,16 +41,17 @@ from typing import BinaryIO
 
 import zfec
 
-from gapsync.bundler.bundle import SUFFIX
+from gapsync import fsutil
+from gapsync.bundler.bundle import SUFFIX, BundleReader
 from gapsync.bundler.volumes import VOLUME_RE
 from gapsync.errors import GapsyncError, InputError, VerificationError
-from gapsync.hashing import CHUNK, fsync_dir
+from gapsync.hashing import CHUNK
 
 MAGIC = "gapsync-parity"
 FORMAT = 1
 CODEC = "zfec"
 PARITY_SUFFIX = ".gapsync-parity"
-PARITY_RE = re.compile(r"^(?P<stem>.+)\.p(?P<index>[0-9]{2,})of(?P<count>[0-9]{2,})" + re.escape(PARITY_SUFFIX) + "$")
+PARITY_RE = re.compile(r"(?P<stem>.+)\.p(?P<index>[0-9]{2,})of(?P<count>[0-9]{2,})" + re.escape(PARITY_SUFFIX))  # fullmatch
 DEFAULT_STRIPE = 1 << 20
 STRIPE_MEMORY = 64 << 20  # at most this much of stripes in memory (all m pieces)
 MIN_STRIPE, MAX_STRIPE = 512, 64 << 20
@@ -47,8 +60,8 @@ MAX_HEADER = 4 << 20
 MAX_PIECES = 256  # GF(2^8): zfec's limit on m
 MAX_MINISIG = 4096
 MAX_VOLUME = 1 << 50
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,250}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,250}")  # fullmatch only
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _PLACEHOLDER = "0" * 64
 
 
@@ -150,12 +163,12 @@ class ParityHeader:
             return v
 
         def name(v, suffix: str) -> str:
-            if not isinstance(v, str) or not _SAFE_NAME.match(v) or not v.endswith(suffix):
+            if not isinstance(v, str) or not _SAFE_NAME.fullmatch(v) or not v.endswith(suffix):
                 raise ValueError(f"unsafe or unexpected file name {v!r}")
             return v
 
         def hexdigest(v) -> str:
-            if not isinstance(v, str) or not _HEX64.match(v):
+            if not isinstance(v, str) or not _HEX64.fullmatch(v):
                 raise ValueError(f"bad sha256 {v!r}")
             return v
 
@@ -175,7 +188,7 @@ class ParityHeader:
         if len(set(names)) != len(names):
             raise ValueError("a file name appears twice")
         bundle = d["bundle"]
-        if not isinstance(bundle, str) or not _SAFE_NAME.match(bundle):
+        if not isinstance(bundle, str) or not _SAFE_NAME.fullmatch(bundle):
             raise ValueError(f"bad bundle name {bundle!r}")
         h = cls(bundle, k, m, integer(d["index"], 1, m - k, "index"),
                 integer(d["stripe"], MIN_STRIPE, MAX_STRIPE, "stripe"), tuple(vols), parity)
@@ -190,7 +203,7 @@ def _check(d: dict) -> str:
 
 def read_header(path: Path) -> tuple[ParityHeader, int]:
     try:
-        with path.open("rb") as f:
+        with fsutil.open_regular(path) as f:
             raw = f.read(HEADER_ALIGN)
             while raw and b"\n" not in raw and len(raw) < MAX_HEADER:
                 more = f.read(HEADER_ALIGN)
@@ -206,10 +219,10 @@ def read_header(path: Path) -> tuple[ParityHeader, int]:
 
 def _stem_of(volumes: list[Path]) -> str:
     """The bundle's stem from its volume names, which must be the whole set, in order."""
-    if len(volumes) == 1 and volumes[0].name.endswith(SUFFIX) and not VOLUME_RE.match(volumes[0].name):
+    if len(volumes) == 1 and volumes[0].name.endswith(SUFFIX) and not VOLUME_RE.fullmatch(volumes[0].name):
         stem = volumes[0].name.removesuffix(SUFFIX)
     else:
-        matches = [VOLUME_RE.match(p.name) for p in volumes]
+        matches = [VOLUME_RE.fullmatch(p.name) for p in volumes]
         if not all(matches):
             bad = next(p.name for p, m in zip(volumes, matches, strict=True) if not m)
             raise InputError(f"{bad}: not a volume name (<stem>.vNNofMM{SUFFIX})")
@@ -219,7 +232,7 @@ def _stem_of(volumes: list[Path]) -> str:
             if m.group("stem") != stem or int(m.group("index")) != i or int(m.group("count")) != len(volumes):
                 raise InputError(f"{p.name}: expected volume {i} of {len(volumes)} of {stem}: give every volume "
                                  "of one bundle, in order")
-    if not _SAFE_NAME.match(stem):
+    if not _SAFE_NAME.fullmatch(stem):
         raise InputError(f"{stem}: the bundle name has characters a parity header does not allow")
     return stem
 
@@ -275,13 +288,16 @@ def write_parity(volumes: list[Path], n: int, out_dir: Path, *, stripe_size: int
 
     placeholder = [header([_PLACEHOLDER] * k, [_PLACEHOLDER] * n, j).to_bytes() for j in range(1, n + 1)]
     payload = max(sizes)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partials = [p.with_name(p.name + ".partial") for p in paths]
     ins: list[BinaryIO] = []
-    outs: list[BinaryIO] = []
+    outs: list[fsutil.AtomicFile] = []
+    out = fsutil.Dir(out_dir)
     try:
-        ins = [p.open("rb") for p in volumes]
-        outs = [p.open("wb") for p in partials]
+        for p in paths:  # every name refused before a byte is written if it is a link or special file
+            out.check_replaceable(p.name)
+            out.check_replaceable(p.name + ".partial")
+        ins = [fsutil.open_regular(p) for p in volumes]
+        for p in paths:
+            outs.append(out.atomic(p.name, temp=p.name + ".partial"))
         for f, h in zip(outs, placeholder, strict=True):
             f.write(h)
         vol_h = [hashlib.sha256() for _ in volumes]
@@ -311,42 +327,36 @@ def write_parity(volumes: list[Path], n: int, out_dir: Path, *, stripe_size: int
         for j, f in enumerate(outs, 1):
             final = header(vol_hashes, par_hashes, j).to_bytes()
             assert len(final) == len(placeholder[j - 1])
-            f.seek(0)
+            f.file.seek(0)
             f.write(final)
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-        for part, path in zip(partials, paths, strict=True):
-            os.replace(part, path)
-        fsync_dir(out_dir)
+        for f in outs:
+            f.commit()
     except OSError as e:
-        _discard(outs, partials)
+        _discard(outs)
         raise GapsyncError(f"{out_dir}: cannot write the parity files ({e.strerror or e})") from e
     except BaseException:
-        _discard(outs, partials)
+        _discard(outs)
         raise
     finally:
         for f in ins:
             f.close()
+        out.close()
     return paths
 
 
 def _read_minisig(volume: Path) -> str | None:
     sig = volume.with_name(volume.name + ".minisig")
     try:
-        if sig.stat().st_size > MAX_MINISIG:
-            return None
-        return sig.read_text(encoding="utf-8")
-    except (OSError, UnicodeError):
+        return fsutil.read_regular(sig, MAX_MINISIG).decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeError, VerificationError):  # too large or not text: not recorded
         return None
 
 
-def _discard(files: list[BinaryIO], partials: list[Path]) -> None:
+def _discard(files: list[fsutil.AtomicFile]) -> None:
     for f in files:
-        if not f.closed:
-            f.close()
-    for p in partials:
-        p.unlink(missing_ok=True)
+        f.abort()
 
 
 # -- checking -------------------------------------------------------------------------------
@@ -399,8 +409,10 @@ def _expand(paths: list[Path] | Path) -> tuple[list[Path], list[Path]]:
     for item in map(Path, items):
         if item.is_dir():
             dirs.append(item)
-            files += sorted(p for p in item.iterdir() if p.is_file() and p.name.endswith((SUFFIX, PARITY_SUFFIX)))
-        elif item.is_file():
+            # names that are links or special files are listed too: reading them is refused
+            # (fsutil.open_regular), and a volume must never be "missing" because it is a link
+            files += sorted(p for p in item.iterdir() if p.name.endswith((SUFFIX, PARITY_SUFFIX)))
+        elif os.path.lexists(item):
             files.append(item)
         else:
             raise InputError(f"{item}: no such file or directory")
@@ -459,12 +471,12 @@ def scan_set(paths: list[Path] | Path) -> ParityScan:
     for f in files:
         by_name.setdefault(f.name, []).append(f)
     for rec, v in zip(ref.volumes, volumes, strict=True):
-        candidates = by_name.get(rec.name, []) + [d / rec.name for d in dirs if (d / rec.name).is_file()]
+        candidates = by_name.get(rec.name, []) + [d / rec.name for d in dirs if os.path.lexists(d / rec.name)]
         seen: set[Path] = set()
         for c in candidates:
-            if c.resolve() in seen:
+            if c.absolute() in seen:
                 continue
-            seen.add(c.resolve())
+            seen.add(c.absolute())
             reason = _check_file(c, 0, rec.size, rec.sha256)
             v.path = c
             if not reason:
@@ -479,11 +491,11 @@ def scan_set(paths: list[Path] | Path) -> ParityScan:
 def _check_file(path: Path, offset: int, size: int, sha256: str) -> str:
     """"" when the bytes from ``offset`` on are ``size`` bytes with this sha256, else why not."""
     try:
-        actual = path.stat().st_size - offset
-        if actual != size:
-            return f"{actual} bytes, expected {size}"
-        h = hashlib.sha256()
-        with path.open("rb") as f:
+        with fsutil.open_regular(path) as f:  # a link or FIFO on the medium: UnsafeFileError, exit 3
+            actual = os.fstat(f.fileno()).st_size - offset
+            if actual != size:
+                return f"{actual} bytes, expected {size}"
+            h = hashlib.sha256()
             f.seek(offset)
             while chunk := f.read(CHUNK):
                 h.update(chunk)
@@ -525,20 +537,29 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
             f"({', '.join(f'{p.name} {p.status}' for p in lost)}) and {h.n} parity file(s) rebuild at most {h.n}{hint}")
     if out_dir is None:
         out_dir = next(p.path for p in scan.parity if p.status == "ok").parent  # type: ignore[union-attr]
-    out_dir.mkdir(parents=True, exist_ok=True)
     pieces = good[:h.k]
     lost_vols = [p for p in lost if p.kind == "volume"]
     lost_par = [p for p in lost if p.kind == "parity"]
-    targets = [out_dir / p.name for p in lost_vols + lost_par]
-    partials = [t.with_name(t.name + ".partial") for t in targets]
+    names = [p.name for p in lost_vols + lost_par]
+    targets = [out_dir / n for n in names]
+    reference = _reference_metadata(scan)  # before a byte is written: refuses volumes that disagree
     ins: list[BinaryIO] = []
-    outs: list[BinaryIO] = []
+    outs: list[fsutil.AtomicFile] = []
+    out = fsutil.Dir(out_dir)
     try:
+        # a link or special file at any name repair writes is refused before a byte is written
+        for n in names:
+            out.check_replaceable(n)
+            out.check_replaceable(n + ".partial")
+        for p in lost_vols:
+            if h.volumes[p.blocknum].minisig is not None:
+                out.check_replaceable(p.name + ".minisig")
         for p in pieces:
-            f = p.path.open("rb")  # type: ignore[union-attr]
+            f = fsutil.open_regular(p.path)  # type: ignore[arg-type]
             ins.append(f)
             f.seek(p.offset)
-        outs = [t.open("wb") for t in partials]
+        for n in names:
+            outs.append(out.atomic(n, temp=n + ".partial"))
         hashes = [hashlib.sha256() for _ in targets]
         sizes = [h.volumes[p.blocknum].size for p in lost_vols]
         for j, p in enumerate(lost_par):
@@ -567,24 +588,90 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
                 raise VerificationError(f"{t.name}: the rebuilt file does not match its recorded sha256 "
                                         "(a piece used for the rebuild is damaged); nothing was replaced")
         for f in outs:
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-        for part, t in zip(partials, targets, strict=True):
-            os.replace(part, t)
-        for p, t in zip(lost_vols, targets, strict=False):
+            f.file.flush()
+        # the header's sha256 is unkeyed: the rebuilt volumes must also be what the signed
+        # metadata says, before any of them gets its name
+        for f in outs[:len(lost_vols)]:
+            with out.open_regular(f.temp) as rf:
+                reference = check_rebuilt_volume(out_dir / f.name, rf, reference)
+        for f in outs:
+            f.commit()
+        for p in lost_vols:
             sig = h.volumes[p.blocknum].minisig
-            sig_path = t.with_name(t.name + ".minisig")
-            if sig is not None and not sig_path.exists():
-                sig_path.write_text(sig, encoding="utf-8")
-        fsync_dir(out_dir)
+            if sig is not None and out.lstat(p.name + ".minisig") is None:
+                out.write_atomic(p.name + ".minisig", sig.encode("utf-8"))
+        out.fsync()
     except OSError as e:
-        _discard(outs, partials)
+        _discard(outs)
         raise GapsyncError(f"{out_dir}: cannot write the rebuilt files ({e.strerror or e})") from e
     except BaseException:
-        _discard(outs, partials)
+        _discard(outs)
         raise
     finally:
         for f in ins:
             f.close()
+        out.close()
     return targets
+
+
+# -- checking a rebuilt volume against the signed metadata ---------------------------------
+
+def _reference_metadata(scan: ParityScan) -> dict[str, bytes] | None:
+    """The metadata members the intact data volumes carry (every volume of a bundle carries the
+    same signed metadata), or None when no data volume survived. Volumes that disagree are
+    refused: the medium holds volumes of different bundles, or forged ones."""
+    ref: dict[str, bytes] | None = None
+    ref_name = ""
+    for v in scan.volumes:
+        if v.status != "ok" or v.path is None:
+            continue
+        with BundleReader(v.path) as r:
+            members = r.read_metadata()
+        if ref is None:
+            ref, ref_name = members, v.name
+        elif members != ref:
+            raise VerificationError(f"{v.path}: carries other metadata than {ref_name}: these are not volumes of "
+                                    "one bundle; nothing was rebuilt")
+    return ref
+
+
+def _signed_blobs(members: dict[str, bytes], where: Path) -> dict[str, int]:
+    """sha256 -> length of every target in the (signed) targets metadata."""
+    try:
+        targets = json.loads(members["targets.json"])["signed"]["targets"]
+        out: dict[str, int] = {}
+        for t in targets.values():
+            digest, length = t["hashes"]["sha256"], t["length"]
+            if not isinstance(digest, str) or type(length) is not int:
+                raise TypeError("a target without a sha256 and a length")
+            out[digest] = length
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        raise VerificationError(f"{where}: its metadata/targets.json does not list targets with length and "
+                                f"sha256 ({type(e).__name__}); nothing was rebuilt") from e
+    return out
+
+
+def check_rebuilt_volume(where: Path, f: BinaryIO, reference: dict[str, bytes] | None) -> dict[str, bytes]:
+    """Check the rebuilt volume open as ``f`` (still under its temporary name; ``where`` is the
+    name it is to get) before it is renamed: it is a bundle in the canonical form, its metadata is
+    byte for byte the ``reference`` (the surviving volumes' signed metadata; when none survived,
+    the first rebuilt volume's, which the importer verifies with TUF), and every blob member is a
+    target of that metadata with the signed length and sha256. Returns the metadata checked
+    against, for the next rebuilt volume. VerificationError (exit 3), nothing renamed, otherwise."""
+    with BundleReader(where, fileobj=f) as r:
+        members = r.read_metadata()
+        if reference is not None and members != reference:
+            raise VerificationError(f"{where}: the rebuilt volume does not carry the signed metadata of the surviving "
+                                    "volumes (a forged or foreign parity file?); nothing was rebuilt")
+        signed = _signed_blobs(members, where)
+        for m in r.iter_blobs():
+            if signed.get(m.digest) != m.size:
+                raise VerificationError(f"{where}: the rebuilt volume carries blob {m.digest[:16]}… of {m.size} bytes, "
+                                        "which the signed targets do not list with that length; nothing was rebuilt")
+            h = hashlib.sha256()
+            for chunk in r.chunks(m):
+                h.update(chunk)
+            if h.hexdigest() != m.digest:
+                raise VerificationError(f"{where}: the rebuilt volume's blob {m.digest[:16]}… does not match its signed "
+                                        "sha256; nothing was rebuilt")
+    return members
