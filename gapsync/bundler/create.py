@@ -169,6 +169,30 @@ def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[di
     return sorted(targets.values(), key=lambda t: t.path), artifacts
 
 
+def conda_targets(section: dict | None, cache: BlobCache) -> tuple[list[Target], list[dict]]:
+    """One target per conda package file, at ``conda/<channel>/<subdir>/<file>``; its custom
+    fields carry the channel's repodata record, from which the air side writes repodata.json.
+    One artifact per name and version (all its builds and subdirs), as for Python packages."""
+    from gapsync.bundler.sources.conda import package_key, target_path
+
+    targets: list[Target] = []
+    artifacts: dict[str, dict] = {}
+    for p in (section or {}).get("packages", []):
+        blob = BlobRef(p["sha256"], cache.path(p["sha256"]).stat().st_size)
+        rec = p.get("record") or {}
+        path = target_path(p)
+        targets.append(Target(path, blob, {
+            "kind": "conda", "name": p["name"], "version": p["version"], "build": p["build"], "subdir": p["subdir"],
+            "filename": p["filename"], "channel": p["channel"], "channel_name": p["channel_name"],
+            "depends": rec.get("depends", []), "license": rec.get("license"), "platforms": p.get("platforms", []),
+            "upstream": p["url"], "record": rec}))
+        art = artifacts.setdefault(package_key(p), {"kind": "conda", "name": p["name"], "version": p["version"],
+                                                    "channel": p["channel"], "license": rec.get("license"), "files": []})
+        art["files"].append({"path": path, "filename": p["filename"], "sha256": p["sha256"], "size": blob.size,
+                             "targets": p.get("platforms", []), "subdir": p["subdir"], "build": p["build"]})
+    return sorted(targets, key=lambda t: t.path), list(artifacts.values())
+
+
 @dataclass
 class ScanOptions:
     """What decides: the policy (a path or a shipped name), the advisory store, and whether a
@@ -208,6 +232,10 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
         elif model.source == "path":
             model_local.copy_path_files(model, cache)
         # mlflow: resolve already put every artifact into the cache
+    if lock.conda:
+        from gapsync.bundler.sources import conda
+
+        items += conda.fetch_items(lock.conda)
     fetched = fetch_all(cache, items, jobs, progress=tty_progress)
     return lock, plans, fetched
 
@@ -274,7 +302,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     outcome = scan_subjects(build_subjects(lock, plans, cache), policy, load_advisories(advisories_file), now)
     blocked = set(outcome.blocked())
     py_targets, py_artifacts = python_targets(lock.files, cache)
-    artifacts = [*py_artifacts, *image_targets(plans, cache)[1], *model_targets(lock.models, cache)[1]]
+    artifacts = [*py_artifacts, *image_targets(plans, cache)[1], *model_targets(lock.models, cache)[1],
+                 *conda_targets(lock.conda, cache)[1]]
     for a in artifacts:
         key = f"{a['kind']}:{a['name']}@{a['version']}"
         a["license"] = outcome.licenses.get(key, a.get("license"))
@@ -283,6 +312,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     targets = [t for t in py_targets if t.custom.get("filename" if t.kind == "python" else "of") in allowed_files]
     targets += image_targets([p for p in plans if image_key(p) not in blocked], cache)[0]
     targets += model_targets([m for m in lock.models if model_key(m) not in blocked], cache)[0]
+    targets += [t for t in conda_targets(lock.conda, cache)[0] if f"conda:{t.custom['name']}@{t.custom['version']}" not in blocked]
     version = repo.next_version()
     info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",
             "created": now.isoformat(), "producer": f"gapsync {__version__}", "host": platform.node(),

@@ -42,4 +42,15 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
         subjects[model_key(m)] = ScanSubject("model", m.name, m.revision, files,
                                              {"license": m.meta.get("license"), "source": m.source,
                                               "formats": m.meta.get("formats", [])})
+    for p in (lock.conda or {}).get("packages", []):
+        from gapsync.bundler.sources.conda import package_key
+
+        s = subjects.setdefault(package_key(p), ScanSubject("conda", p["name"], p["version"], [],
+                                                            {"channels": [], "expected": {}}))
+        path = cache.path(p["sha256"])
+        s.files.append(SubjectFile(p["filename"], p["sha256"], path.stat().st_size, path))
+        s.meta["channels"] = sorted({*s.meta["channels"], p["channel"]})
+        s.meta["record_license"] = (p.get("record") or {}).get("license")
+        s.meta["expected"][p["filename"]] = {"name": p["name"], "version": p["version"], "build": p["build"],
+                                             "subdir": p["subdir"]}
     return list(subjects.values())

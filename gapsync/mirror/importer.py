@@ -34,6 +34,7 @@ from gapsync.locking import exclusive
 from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.subjects import allowed_targets, build_subjects, waiting_artifacts
+from gapsync.mirror.targets.conda_channel import CondaChannel
 from gapsync.mirror.targets.hf_cache import HfCache
 from gapsync.mirror.targets.oci_layout import OciLayout, ref_name
 from gapsync.mirror.targets.pep503 import Pep503Index
@@ -42,7 +43,7 @@ from gapsync.model import Target
 from gapsync.policies.schema import load_policy
 from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
-TARGET_CLASSES = (Pep503Index, OciLayout, HfCache)
+TARGET_CLASSES = (Pep503Index, OciLayout, HfCache, CondaChannel)
 BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
 KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
 SMALL_BLOB = 1 << 20

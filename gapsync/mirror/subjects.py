@@ -21,6 +21,8 @@ def target_key(t: Target) -> str | None:
         return f"oci:{c['name']}@{c.get('tag') or c['digest']}"
     if t.kind == "model":
         return f"model:{c['name']}@{c['revision']}"
+    if t.kind == "conda":
+        return f"conda:{c['name']}@{c['version']}"
     return None
 
 
@@ -47,6 +49,12 @@ def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> lis
             files = [SubjectFile(f["path"], f["sha256"], f["size"], path_of(f["sha256"])) for f in doc["files"]]
             subjects[key] = ScanSubject("model", c["name"], c["revision"], files,
                                         {"license": c.get("license"), "source": c.get("source"), "formats": c.get("formats", [])})
+        elif t.kind == "conda":
+            s = subjects.setdefault(key, ScanSubject("conda", c["name"], c["version"], [], {"channels": [], "expected": {}}))
+            s.files.append(SubjectFile(c["filename"], t.blob.digest, t.blob.size, path_of(t.blob.digest)))
+            s.meta["channels"] = sorted({*s.meta["channels"], str(c.get("channel"))})
+            s.meta["record_license"] = (c.get("record") or {}).get("license")
+            s.meta["expected"][c["filename"]] = {k: c.get(k) for k in ("name", "version", "build", "subdir")}
     return list(subjects.values())
 
 

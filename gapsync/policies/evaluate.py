@@ -93,6 +93,8 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
                 reasons.append(_reason("models.warn_at", Action.WARN, f"{f.severity.value}: {f.message}", f))
         elif f.scanner == "license" and f.rule == "license.unknown" and subject.kind != "oci":
             reasons.append(_reason("licenses.unknown", policy.license_unknown, f.message, f))
+    if subject.kind == "conda":
+        reasons += _conda_reasons(policy, subject, findings)
     if license_spdx and (policy.license_allow or policy.license_deny):
         if not license_allowed(license_spdx, policy.license_allow, policy.license_deny):
             reasons.append(_reason("licenses.allow_deny", Action.BLOCK, f"license {license_spdx} is not allowed by the policy"))
@@ -102,6 +104,27 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
             reasons.append(_reason("models.required_formats", Action.BLOCK,
                                    f"formats {sorted(formats) or 'none'}; the policy requires one of {list(policy.model_required_formats)}"))
     return _apply_waivers(policy, subject, reasons, now)
+
+
+def _conda_reasons(policy: Policy, subject: ScanSubject, findings: list[Finding]) -> list[dict[str, Any]]:
+    """Where a conda package comes from, and what reading it found. A channel whose terms restrict
+    mirroring (Anaconda's repository: its terms of service require a paid licence for use by
+    organisations of 200 people or more, and forbid mirroring it without an agreement) is
+    blocked unless a waiver with id ``conda.channel.restricted`` records the agreement."""
+    out = []
+    for url in subject.meta.get("channels") or []:
+        bare = url.split("://", 1)[-1].rstrip("/")
+        if policy.conda_channels_allow and not any(fnmatch.fnmatchcase(bare, g) for g in policy.conda_channels_allow):
+            out.append(_reason("conda.channels.allow", Action.BLOCK, f"channel {url} is not in the policy's conda.channels.allow"))
+        if any(fnmatch.fnmatchcase(bare, g) for g in policy.conda_channels_restricted):
+            out.append(_reason("conda.channel.restricted", Action.BLOCK,
+                               f"channel {url}: its terms restrict mirroring (conda.channels.restricted); "
+                               "waive conda.channel.restricted once you have the right to mirror it"))
+    for f in findings:
+        if f.scanner == "conda":
+            action = Action.BLOCK if f.severity.rank >= Severity.HIGH.rank else Action.WARN
+            out.append(_reason("conda.package", action, f"{f.file}: {f.message}", f))
+    return out
 
 
 def _apply_waivers(policy: Policy, subject: ScanSubject, reasons: list[dict[str, Any]], now: datetime) -> Decision:

@@ -76,6 +76,12 @@ class Policy:
     model_warn_at: Severity | None = Severity.MEDIUM
     model_required_formats: tuple[str, ...] = ()
     scan_pickles_in_packages: bool = False
+    # conda: channel URLs (without the scheme) as globs; an empty allow list allows any channel
+    conda_channels_allow: tuple[str, ...] = ()
+    # terms restrict mirroring: block unless waived (a policy without a conda section gets these too)
+    conda_channels_restricted: tuple[str, ...] = ("repo.anaconda.com/*", "repo.continuum.io/*", "conda.anaconda.org/anaconda",
+                                                  "conda.anaconda.org/main", "conda.anaconda.org/r",
+                                                  "conda.anaconda.org/msys2", "conda.anaconda.org/free")
     blocked: tuple[Blocked, ...] = ()
     max_artifact_size: int | None = None
     max_file_size: int | None = None
@@ -141,6 +147,8 @@ def _strings(loc: Located, keys: tuple, value: Any) -> tuple[str, ...]:
 def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping (see docs/policy.md)")
+    data = dict(data)
+    conda_section = data.pop("conda", None)  # parsed by _parse_conda, at the end
     check_keys(loc, (), data, {"name", "vulnerabilities", "advisories", "licenses", "models", "blocked", "max_size",
                                "waivers"})
     kw: dict[str, Any] = {"name": str(data.get("name", path.stem)), "source": str(path), "sha256": digest}
@@ -181,8 +189,8 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
         expect(loc, k, b, dict, "a mapping {kind, name, versions, reason}")
         check_keys(loc, k, b, {"kind", "name", "versions", "reason"})
         kind = b.get("kind", "*")
-        if kind not in ("python", "oci", "model", "*"):
-            raise loc.error((*k, "kind"), f"{kind!r}: expected python, oci, model or *")
+        if kind not in ("python", "oci", "model", "conda", "*"):
+            raise loc.error((*k, "kind"), f"{kind!r}: expected python, oci, model, conda or *")
         name = expect(loc, (*k, "name"), b.get("name"), str, "a name or glob")
         versions = None
         if b.get("versions") is not None:
@@ -219,7 +227,23 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
             raise loc.error((*k, "until"), "expected a date like 2026-12-31")
         waivers.append(Waiver(str(w["id"]), str(w["package"]), until, str(w["reason"]), str(w["approved_by"])))
     kw["waivers"] = tuple(waivers)
+    _parse_conda(conda_section, loc, kw)
     return Policy(**kw)
+
+
+def _parse_conda(co: Any, loc: Located, kw: dict[str, Any]) -> None:
+    """``conda: {channels: {allow: [...], restricted: [...]}}``: channel URLs (scheme left out)
+    as globs, e.g. ``conda.anaconda.org/conda-forge``, ``repo.anaconda.com/*``."""
+    co = co or {}
+    expect(loc, ("conda",), co, dict, "a mapping {channels}")
+    check_keys(loc, ("conda",), co, {"channels"})
+    ch = co.get("channels") or {}
+    expect(loc, ("conda", "channels"), ch, dict, "a mapping {allow, restricted}")
+    check_keys(loc, ("conda", "channels"), ch, {"allow", "restricted"})
+    for key, attr in (("allow", "conda_channels_allow"), ("restricted", "conda_channels_restricted")):
+        if key in ch:
+            kw[attr] = tuple(re.sub(r"^[a-z]+://", "", v).rstrip("/")
+                             for v in _strings(loc, ("conda", "channels", key), ch[key] or []))
 
 
 def _parse_advisories(data: dict, loc: Located, kw: dict[str, Any]) -> None:
