@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gapsync import fsutil
 from gapsync.redact import redact_value
 
 GENESIS = "0" * 64
@@ -45,9 +46,8 @@ class AuditLog:
         """One entry, all or nothing: the line goes in with one write and is cut back off if
         that fails (a full disk must not leave half a line that breaks every later entry); the
         head file follows only once the line is durable."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
+        # O_NOFOLLOW, never blocking on a FIFO, refused unless a regular file (fsutil)
+        with fsutil.open_state_fd(self.path, append=True) as fd:
             fcntl.flock(fd, fcntl.LOCK_EX)
             with os.fdopen(os.dup(fd), "rb") as f:
                 seq, prev = self._last(f)
@@ -64,15 +64,9 @@ class AuditLog:
             except OSError:
                 os.ftruncate(fd, end)
                 raise
-            tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-            try:
-                tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n")
-                os.replace(tmp, self.head_path)
-            except OSError:
-                tmp.unlink(missing_ok=True)  # verify reads a head that lags by one as "written, head not yet"
-                raise
-        finally:
-            os.close(fd)
+            # a failed head write leaves the old head: verify reads a head that lags by one as
+            # "written, head not yet"
+            fsutil.write_atomic(self.head_path, (json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n").encode())
         return entry
 
     @staticmethod
@@ -104,7 +98,7 @@ def verify(path: Path) -> AuditReport:
     last_but_one = GENESIS
     if not path.exists():
         return AuditReport(0, [f"{path}: no audit log"])
-    with path.open("rb") as f:
+    with fsutil.open_regular(path) as f:
         for lineno, raw in enumerate(f, 1):
             n += 1
             try:
@@ -124,7 +118,7 @@ def verify(path: Path) -> AuditReport:
     head = path.with_name(path.name + ".head")
     if head.exists():
         try:
-            h = json.loads(head.read_text())
+            h = json.loads(fsutil.read_regular(head, 4096))
             lagging = h.get("seq") == seq - 1 and h.get("hash") == last_but_one  # the head write failed after the line
             if (h.get("seq") != seq or h.get("hash") != prev) and not lagging:
                 problems.append(f"{path}: ends at entry {seq} but the head file records entry {h.get('seq')} (entries cut off the end)")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.errors import LockedError
 
 
@@ -34,29 +35,31 @@ def _note_stale(fd: int, what: str) -> None:
 def exclusive(path: Path, what: str, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold an exclusive flock on ``path``. The kernel drops it when a process dies, so a lock
     left by a killed run is never stale."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # the lock file is opened O_NOFOLLOW|O_NONBLOCK and must be a regular file (fsutil): a link
+    # or FIFO planted at its name is refused at once, never followed or blocked on
+    with fsutil.open_state_fd(path) as fd:
+        yield from _hold(fd, what, wait_seconds)
+
+
+def _hold(fd: int, what: str, wait_seconds: float) -> Iterator[None]:
     deadline = time.monotonic() + wait_seconds
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = ""
-                    try:
-                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                    except OSError:
-                        pass
-                    raise LockedError(f"{what} is in use by another gapsync process{f' (pid {holder})' if holder else ''}; try again when it has finished") from None
-                time.sleep(0.2)
-        _note_stale(fd, what)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    while True:
         try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # a clean exit leaves no pid: only a run that died leaves one behind
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = ""
+                try:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                except OSError:
+                    pass
+                raise LockedError(f"{what} is in use by another gapsync process{f' (pid {holder})' if holder else ''}; try again when it has finished") from None
+            time.sleep(0.2)
+    _note_stale(fd, what)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:
+        yield
     finally:
-        os.close(fd)
+        os.ftruncate(fd, 0)  # a clean exit leaves no pid: only a run that died leaves one behind

@@ -13,10 +13,13 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.bundler.keys import PublicKey, SigningKey, load_public_key
 from gapsync.errors import InputError, VerificationError
 from gapsync.fsutil import write_atomic
 from gapsync.mirror.layout import MirrorLayout
+
+MAX_RECEIPT = 256 << 20  # ~3.5 million blobs listed; read whole, so capped before reading
 
 
 def _canonical(body: dict) -> bytes:
@@ -41,16 +44,21 @@ def read_receipt(path: Path, key_file: Path) -> dict:
 
     public: PublicKey = load_public_key(key_file)
     try:
-        doc = json.loads(path.read_text())
+        # a link or FIFO is refused at once (fsutil), a file larger than MAX_RECEIPT before it is read
+        doc = json.loads(fsutil.read_regular(path, MAX_RECEIPT))
         body, sig = doc["body"], doc["signature"]
-        if body.get("kind") != "gapsync-receipt" or not isinstance(body.get("blobs"), list):
+        if not isinstance(body, dict) or body.get("kind") != "gapsync-receipt" or not isinstance(body.get("blobs"), list):
             raise ValueError("not a gapsync receipt")
+        if not isinstance(sig, dict) or not isinstance(sig.get("sig"), str):
+            raise ValueError("no signature")
+    except RecursionError as e:  # json.loads on "[[[[...": one line, not a traceback
+        raise InputError(f"{path}: not a gapsync receipt (nested too deeply to parse)") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path}: not a gapsync receipt ({e})") from e
     if sig.get("keyid") != public.tuf_key().keyid:
         raise VerificationError(f"{path}: signed by key {str(sig.get('keyid'))[:16]}…, not by {key_file}")
     try:
         public.crypto.verify(bytes.fromhex(sig["sig"]), _canonical(body))
-    except (InvalidSignature, ValueError) as e:
+    except (InvalidSignature, ValueError, RecursionError) as e:
         raise VerificationError(f"{path}: the receipt's signature does not match its content") from e
     return body

@@ -30,6 +30,7 @@ from pathlib import Path
 from securesystemslib.exceptions import UnverifiedSignatureError
 from tuf.api.metadata import Metadata, Root, Signature, Targets
 
+from gapsync import fsutil
 from gapsync.bundler.bundle import SUFFIX as BUNDLE_SUFFIX
 from gapsync.bundler.bundle import BundleReader
 from gapsync.bundler.keys import SigningKey
@@ -42,8 +43,8 @@ KIND = "gapsync-approvals"
 FORMAT = 1
 MAX_SIDE_FILE = 1 << 20
 MAX_SIGNATURES = 256
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX = re.compile(r"^[0-9a-f]{2,1024}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")  # fullmatch only
+_HEX = re.compile(r"[0-9a-f]{2,1024}")
 
 
 def side_file(bundle: Path) -> Path:
@@ -51,7 +52,7 @@ def side_file(bundle: Path) -> Path:
     same targets metadata and share one side file, ``<stem>.gapsync.approvals.json``."""
     from gapsync.bundler.volumes import VOLUME_RE
 
-    m = VOLUME_RE.match(bundle.name)
+    m = VOLUME_RE.fullmatch(bundle.name)
     return bundle.with_name((f"{m.group('stem')}{BUNDLE_SUFFIX}" if m else bundle.name) + SUFFIX)
 
 
@@ -85,7 +86,7 @@ def parse_approvals(data: bytes, where: str) -> Approvals:
     version, digest, sigs = doc.get("targets_version"), doc.get("signed_sha256"), doc.get("signatures")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise bad("targets_version is not a positive integer")
-    if not isinstance(digest, str) or not _HEX64.match(digest):
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise bad("signed_sha256 is not 64 lowercase hex digits")
     if not isinstance(sigs, list) or len(sigs) > MAX_SIGNATURES:
         raise bad(f"signatures is not a list of at most {MAX_SIGNATURES}")
@@ -95,7 +96,7 @@ def parse_approvals(data: bytes, where: str) -> Approvals:
         if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
             raise bad("a signature is not {keyid, sig}")
         keyid, sig = s["keyid"], s["sig"]
-        if not isinstance(keyid, str) or not _HEX64.match(keyid) or not isinstance(sig, str) or not _HEX.match(sig):
+        if not isinstance(keyid, str) or not _HEX64.fullmatch(keyid) or not isinstance(sig, str) or not _HEX.fullmatch(sig):
             raise bad("a signature's keyid or sig is not lowercase hex")
         if keyid in out.signatures:
             raise bad(f"key {keyid[:16]} appears twice")
@@ -106,8 +107,8 @@ def parse_approvals(data: bytes, where: str) -> Approvals:
 def read_approvals(bundle: Path) -> Approvals | None:
     """The bundle's side file, or None when there is none."""
     path = side_file(bundle)
-    try:
-        with path.open("rb") as f:
+    try:  # a link, FIFO or device named like the side file: refused at once (fsutil.UnsafeFileError)
+        with fsutil.open_regular(path) as f:
             data = f.read(MAX_SIDE_FILE + 1)
     except FileNotFoundError:
         return None
@@ -212,7 +213,7 @@ def approve_bundle(bundle: Path, key: SigningKey, now: datetime | None = None) -
     now = now or datetime.now(UTC)
     # two approvers of one bundle at once: serialise read-merge-write with a lock on the bundle
     # file itself (opened read-only: the bundle is never written)
-    with bundle.open("rb") as lock, BundleReader(bundle) as reader:
+    with fsutil.open_regular(bundle) as lock, BundleReader(bundle) as reader:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         members = reader.read_metadata()
         tmd, root_md = bundle_trust(members, bundle)

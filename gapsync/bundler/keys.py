@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gapsync import fsutil
 from gapsync.errors import InputError
 
 PASSPHRASE_ENV = "GAPSYNC_KEY_PASSPHRASE"
@@ -94,10 +95,11 @@ def generate(out_dir: Path, name: str, passphrase_file: Path | None = None) -> t
         serialization.BestAvailableEncryption(secret) if secret else serialization.NoEncryption()
     )
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    pub_path.write_text(SigningKey(private, key_path).public.minisign_text())
+    try:  # O_CREAT|O_EXCL|O_NOFOLLOW: a key is never written over anything, nor through a link
+        fsutil.write_new(key_path, pem, 0o600)
+        fsutil.write_new(pub_path, SigningKey(private, key_path).public.minisign_text().encode(), 0o644)
+    except FileExistsError as e:
+        raise InputError(f"{out_dir / (e.filename or key_path.name)}: already exists; refusing to overwrite a key") from e
     return key_path, pub_path
 
 

@@ -10,15 +10,17 @@ import base64
 import hashlib
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.bundler.keys import PublicKey, SigningKey
 from gapsync.errors import VerificationError
 
 CHUNK = 1 << 20
+MAX_SIG_FILE = 4096  # a .minisig is four short lines
 
 
 def blake2b_file(path: Path) -> bytes:
     h = hashlib.blake2b()
-    with path.open("rb") as f:
+    with fsutil.open_regular(path) as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.digest()
@@ -39,9 +41,8 @@ def signature_text(key: SigningKey, file_blake2b: bytes, trusted_comment: str) -
 
 
 def write_signature(sig_path: Path, key: SigningKey, file_blake2b: bytes, trusted_comment: str) -> None:
-    tmp = sig_path.with_name(sig_path.name + ".tmp")
-    tmp.write_text(signature_text(key, file_blake2b, trusted_comment))
-    tmp.replace(sig_path)
+    """Written through fsutil: a link or special file at the .minisig name is refused, never followed."""
+    fsutil.write_atomic(sig_path, signature_text(key, file_blake2b, trusted_comment).encode())
 
 
 def verify(path: Path, sig_path: Path, public: PublicKey) -> str:
@@ -49,11 +50,11 @@ def verify(path: Path, sig_path: Path, public: PublicKey) -> str:
     from cryptography.exceptions import InvalidSignature
 
     try:
-        lines = sig_path.read_text().splitlines()
+        lines = fsutil.read_regular(sig_path, MAX_SIG_FILE).decode().splitlines()
         blob = base64.b64decode(lines[1], validate=True)
         comment_line = lines[2]
         global_sig = base64.b64decode(lines[3], validate=True)
-    except (OSError, IndexError, ValueError) as e:
+    except (OSError, IndexError, ValueError) as e:  # UnsafeFileError (a link, a FIFO) passes through
         raise VerificationError(f"{sig_path}: not a minisign signature file") from e
     if len(blob) != 74 or blob[:2] != b"ED":
         raise VerificationError(f"{sig_path}: not a prehashed (ED) minisign signature")

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.bundler.bundle import BLOCK, RECORD, SUFFIX, BundleWriter, member_header
 from gapsync.errors import GapsyncError, InputError
 from gapsync.model import BlobRef
@@ -159,6 +160,10 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
     if n == 0:
         raise ValueError("empty volume plan")
     paths = [out_dir / volume_file_name(stem, i, n) for i in range(1, n + 1)]
+    with fsutil.Dir(out_dir) as d:  # a link or special file at any name this writes: refused up front
+        for p in paths:
+            for name in (p.name, p.name + ".partial", p.name + ".minisig"):
+                d.check_replaceable(name)
     for p in paths:
         if p.exists():
             raise InputError(f"{p}: already exists")
@@ -174,7 +179,6 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
         for p, size in zip(paths, expected, strict=True):
             if size > max_volume_size:
                 raise InputError(f"{p.name}: would be {size} bytes, over the volume size of {max_volume_size}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     try:
         for path, digests, size in zip(paths, plan, expected, strict=True):
