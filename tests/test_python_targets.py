@@ -189,3 +189,31 @@ def test_a_patch_version_target_resolves_as_that_interpreter(world, tmp_path):
     bad = _spec(tmp_path / "bad.yaml", world.url, [("3.11.x", f"manylinux_2_17_{ARCH}")])
     r = cli("resolve", "-f", bad, "-o", tmp_path / "x.lock", "--cache", tmp_path / "cache")
     assert r.code == 2 and "3.11.7" in r.err
+
+
+def test_different_versions_are_reported_and_same_versions_aligns_them(world, tmp_path):
+    targets = [("3.11", f"manylinux_2_17_{ARCH}"), ("3.12", f"manylinux_2_28_{ARCH}")]
+    spec = _spec(tmp_path / "gapsync.yaml", world.url, targets)
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "a.lock", "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    assert "different versions of 2 project(s)" in r.err and "argon: 1.0 (cp311" in r.err, r.err
+    spec = _spec(tmp_path / "same.yaml", world.url, targets, extra="  same_versions: true\n")
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "b.lock", "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    assert "different versions" not in r.err, r.err
+    lock = json.loads((tmp_path / "b.lock").read_text())
+    assert _locked(lock, T311) == _locked(lock, T312) == {"app": "1.0", "argon": "1.0", "soup": "1.0"}
+    # a project whose lowest version has no file for one target keeps its own version there, reported
+    bad = _spec(tmp_path / "bad.yaml", world.url, targets, extra="  same_versions: yes please\n")
+    assert cli("resolve", "-f", bad, "-o", tmp_path / "c.lock").code == 2
+
+
+def test_bundle_json_names_the_differences(world):
+    bundle = next((world.base / "out").glob("*.gapsync"))
+    r = cli("bundle", "inspect", bundle, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    diffs = doc["bundle"]["python_version_differences"]
+    assert diffs == {"argon": {T311: "1.0", T312: "2.0"}, "soup": {T311: "1.0", T312: "2.0"}}
+    r = cli("bundle", "inspect", bundle)
+    assert "full bundle (carries every blob)" in r.out and "argon: 1.0 (cp311" in r.out, r.out

@@ -23,6 +23,7 @@ from gapsync.bundler.http import remember_spec_credentials
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.lock import read_lock
 from gapsync.bundler.parity import write_parity
+from gapsync.bundler.per_target import differences
 from gapsync.bundler.resolve import resolve_spec
 from gapsync.bundler.sources import huggingface, model_local, oci
 from gapsync.bundler.spec import load_spec
@@ -62,13 +63,16 @@ class CreateResult:
     blocked: list[str] = field(default_factory=list)
     volumes: list[Path] = field(default_factory=list)
     parity: list[Path] = field(default_factory=list)
+    version_differences: dict[str, dict[str, str]] = field(default_factory=dict)  # project -> {target: version}
+    lock: object = field(default=None, repr=False)  # the Lock this bundle was made from (sync keeps it)
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle) if self.bundle else None, "signature": str(self.signature) if self.signature else None,
                 "channel": self.channel, "version": self.version, "targets": len(self.targets), "bundle_size": self.bundle_size,
                 "downloaded_bytes": self.downloaded, "kind": self.kind, "blobs_carried": self.carried,
                 "nothing_new": self.nothing_new, "blocked": self.blocked, "volumes": [str(v) for v in self.volumes],
-                "parity": [str(p) for p in self.parity], "artifacts": self.artifacts}
+                "parity": [str(p) for p in self.parity], "artifacts": self.artifacts,
+                "version_differences": self.version_differences}
 
 
 @dataclass
@@ -319,6 +323,9 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
             "spec_digest": spec.digest(), "lock_digest": _digest_text(lock.dumps()),
             "artifacts": artifacts, "findings": outcome.finding_dicts(), "decisions": outcome.decision_dicts(),
             "advisories": outcome.advisories, "policy": outcome.policy}
+    diffs = differences(lock.pins)  # targets that got different versions of a project: said, not hidden
+    if diffs:
+        info["python_version_differences"] = diffs
     if scan.report:
         from gapsync.scanner.report import render_html
 
@@ -338,7 +345,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         last = {p: d for p, d in history.last_targets(repo.dir).items() if p not in BUNDLE_LEVEL}
         if last and last == {t.path: t.blob.digest for t in targets}:
             return CreateResult(None, None, spec.channel, version - 1, targets, 0, sum(r.downloaded for r in fetched),
-                                artifacts, nothing_new=True, blocked=sorted(blocked))
+                                artifacts, nothing_new=True, blocked=sorted(blocked), version_differences=diffs, lock=lock)
     known, base = _known_digests(repo, delta)
     if base:
         info["kind"], info["base"] = "delta", base
@@ -386,7 +393,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     history.record(repo.dir, version, targets, carried)
     return CreateResult(volumes[0], volumes[0].with_name(volumes[0].name + ".minisig"), spec.channel, version, targets,
                         size, sum(r.downloaded for r in fetched), artifacts, kind=info["kind"], carried=len(carried),
-                        blocked=sorted(blocked), volumes=volumes, parity=parity)
+                        blocked=sorted(blocked), volumes=volumes, parity=parity, version_differences=diffs, lock=lock)
 
 
 def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int, info: dict,

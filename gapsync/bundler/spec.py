@@ -32,9 +32,10 @@ class PythonSpec:
     requirements_files: tuple[Path, ...]
     targets: tuple[PythonTarget, ...]
     sdists: bool = False
+    same_versions: bool = False  # one version per project across targets where one exists (per_target.py)
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        return {**({"same_versions": True} if self.same_versions else {}),
             "index_url": self.index_url,
             "requirements": list(self.requirements),
             "requirements_files": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in self.requirements_files},
@@ -209,7 +210,7 @@ def _load_images(loc: _Located, im: Any, base: Path) -> ImagesSpec:
 def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
     k = ("python",)
     _expect(loc, k, py, dict, "a mapping")
-    _check_keys(loc, k, py, {"index_url", "requirements", "requirements_files", "targets", "sdists"})
+    _check_keys(loc, k, py, {"index_url", "requirements", "requirements_files", "targets", "sdists", "same_versions"})
     index_url = py.get("index_url", "https://pypi.org/simple/")
     _expect(loc, (*k, "index_url"), index_url, str, "a URL")
     if not re.match(r"^https?://", index_url):
@@ -260,7 +261,9 @@ def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
         raise loc.error((*k, "targets"), "duplicate target")
     sdists = py.get("sdists", False)
     _expect(loc, (*k, "sdists"), sdists, bool, "true or false")
-    return PythonSpec(index_url, tuple(reqs), tuple(req_files), tuple(targets), sdists)
+    same = py.get("same_versions", False)
+    _expect(loc, (*k, "same_versions"), same, bool, "true or false")
+    return PythonSpec(index_url, tuple(reqs), tuple(req_files), tuple(targets), sdists, same)
 
 
 def _load_model(loc: _Located, mk: tuple, m: Any, base: Path) -> ModelSpec:

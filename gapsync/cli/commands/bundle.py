@@ -72,6 +72,9 @@ def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs
     if as_json:
         emit_json(r.to_dict())
         return
+    from gapsync.cli.output import warn_version_differences
+
+    warn_version_differences(r.version_differences, are_diffs=True)
     click.echo(f"{r.bundle}  ({human_size(r.bundle_size)}, channel {r.channel} version {r.version}, "
                f"{len(r.targets)} targets, {human_size(r.downloaded)} downloaded)")
     click.echo(f"{r.signature}  (check with: minisign -Vm {r.bundle} -p KEY.pub)")
@@ -97,6 +100,17 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
         signers += f"; approved by {', '.join(k[:16] for k in appr['signatures']) or 'nobody'} ({appr['file']}{state})"
     need = f" (targets threshold {info['threshold']} in root v{info['root_versions'][-1]})" if info.get("threshold") else ""
     click.echo(f"root versions {info['root_versions']}; targets signed by {signers}{need}")
+    meta = info.get("bundle") or {}
+    base = meta.get("base") or {}
+    if meta.get("kind") == "delta":  # what the other side must have imported before this one
+        click.echo(f"delta bundle: carries only what is new since version {base.get('version', '?')} "
+                   f"of channel {info['channel']} (base from {base.get('source', '?')}); import that version first")
+    elif meta.get("kind"):
+        click.echo("full bundle (carries every blob)")
+    if meta.get("python_version_differences"):
+        from gapsync.bundler.per_target import describe
+
+        click.echo("targets got different versions of: " + "; ".join(describe(meta["python_version_differences"])))
     rows = [[a["kind"], a["name"], a["version"], f["filename"], human_size(f["size"]), f["sha256"][:16], ",".join(f["targets"])]
             for a in info["artifacts"] for f in a["files"] if a["kind"] == "python"]
     if rows:

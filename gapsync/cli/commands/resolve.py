@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gapsync.cli.options import cache_option, jobs_option
+from gapsync.cli.output import warn_version_differences
 
 
 @click.command()
@@ -24,6 +25,7 @@ def resolve(spec_path: Path, output: Path, cache: Path | None, jobs: int) -> Non
 
     spec = load_spec(spec_path)
     lock = resolve_spec(spec, BlobCache(cache or default_cache_dir()), jobs)
+    warn_version_differences(lock.pins)
     if str(output) == "-":
         click.echo(lock.dumps(), nl=False)
         return
