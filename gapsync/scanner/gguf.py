@@ -4,18 +4,19 @@ GGUF holds no pickle, but its header counts drive allocations in loaders (heap o
 been reported for oversized counts and lengths), and ``tokenizer.chat_template`` is a Jinja2
 template that some runtimes render without a sandbox (server-side template injection,
 CVE-2024-34359). So counts and lengths are bounded, every key/value is parsed, and chat
-templates are reported for review, as high when they reach for Python internals.
+templates are judged by their syntax tree (gapsync/scanner/templates.py): reported for review
+(info) when they use only what chat templates use, high otherwise.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 from typing import Any, BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.streams import ByteReader, Truncated
+from gapsync.scanner.templates import TemplateBudget, template_findings
 
 MAX_KV = 1_000_000
 MAX_TENSORS = 10_000_000
@@ -24,14 +25,16 @@ MAX_ARRAY = 50_000_000
 MAX_DIMS = 8
 KEEP_STRING = 1 << 20
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-SUSPICIOUS_TEMPLATE = re.compile(
-    r"__(?:class|mro|subclasses|globals|builtins|import|init|base|bases|dict|code|getattribute)__"
-    r"|\b(?:os|subprocess|sys|importlib)\s*\.|\bpopen\b|\beval\b|\bexec\b|\bcycler\b|\bjoiner\b|\blipsum\b"
-    r"|\burl_for\b|\bget_flashed_messages\b|\bself\._TemplateReference")
 
 
 class GGUFError(Exception):
     pass
+
+
+class SkippedString(str):
+    """A string value too long to keep (its text is not read): only its size is known."""
+
+    size: int = 0
 
 
 def scan_gguf(f: BinaryIO, where: Where) -> list[Finding]:
@@ -50,6 +53,7 @@ def scan_gguf(f: BinaryIO, where: Where) -> list[Finding]:
             return [finding(where, "gguf.header", Severity.HIGH,
                             f"implausible counts ({n_tensors} tensors, {n_kv} keys): an allocation attack on loaders", 8)]
         alignment = 32
+        budget = TemplateBudget()
         for _ in range(n_kv):
             at = r.pos
             key = _string(r, width)
@@ -57,8 +61,8 @@ def scan_gguf(f: BinaryIO, where: Where) -> list[Finding]:
             value = _value(r, vtype, width)
             if key == "general.alignment" and isinstance(value, int):
                 alignment = value
-            if isinstance(key, str) and key.startswith("tokenizer.chat_template"):
-                out.append(_template_finding(where, key, value, at))
+            if key.startswith("tokenizer.chat_template") and isinstance(value, str):
+                out += _template_findings(where, key, value, at, budget)
         if alignment <= 0 or alignment & (alignment - 1):
             out.append(finding(where, "gguf.header", Severity.MEDIUM, f"general.alignment {alignment} is not a power of two"))
             alignment = 32
@@ -93,7 +97,9 @@ def _string(r: ByteReader, width: int) -> str:
         raise GGUFError(f"string of {n} bytes at offset {r.pos}")
     if n > KEEP_STRING:
         r.skip(n)
-        return f"<{n} bytes>"
+        skipped = SkippedString(f"<{n} bytes>")
+        skipped.size = n
+        return skipped
     return r.read(n).decode("utf-8", "replace")
 
 
@@ -119,12 +125,9 @@ def _value(r: ByteReader, vtype: int, width: int) -> Any:
     raise GGUFError(f"unknown value type {vtype}")
 
 
-def _template_finding(where: Where, key: str, value: Any, offset: int) -> Finding:
-    text = value if isinstance(value, str) else ""
-    m = SUSPICIOUS_TEMPLATE.search(text)
-    if m:
-        return finding(where, "gguf.chat_template.suspicious", Severity.HIGH,
-                       f"{key} reaches for Python internals ({m.group(0)!r}): template injection when rendered "
-                       "outside a sandbox", offset, key=key, match=m.group(0))
-    return finding(where, "gguf.chat_template", Severity.INFO,
-                   f"{key} is a Jinja2 template ({len(text)} chars): review it; runtimes render it", offset, key=key)
+def _template_findings(where: Where, key: str, value: str, offset: int, budget: TemplateBudget) -> list[Finding]:
+    """``tokenizer.chat_template`` and ``tokenizer.chat_template.<name>``; the names list is data."""
+    if isinstance(value, SkippedString):
+        return [finding(where, "gguf.chat_template.suspicious", Severity.HIGH,
+                        f"{key} is a {value.size}-byte template, too large to judge (fail closed)", offset, key=key)]
+    return template_findings(where, key, value, offset, "gguf.chat_template", budget)

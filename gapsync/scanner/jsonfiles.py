@@ -1,4 +1,9 @@
-"""JSON files: only Keras model configs matter here; other JSON (tokenizers, HF configs) is data."""
+"""JSON files: Keras model configs and chat templates matter here; other JSON (vocabularies, HF configs) is data.
+
+``chat_template`` at the top level of ``tokenizer_config.json`` (a string, or a list of
+``{"name", "template"}``) and of ``chat_template.json`` is a Jinja2 program that inference
+servers render: it is judged by gapsync/scanner/templates.py.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import BinaryIO
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.keras import analyse_keras_config, is_keras_config
+from gapsync.scanner.templates import template_findings
 
 MAX_JSON = 64 << 20
 
@@ -22,4 +28,6 @@ def scan_json(f: BinaryIO, where: Where) -> list[Finding]:
         return [finding(where, "json.malformed", Severity.INFO, "not valid JSON")] if where.depth == 0 else []
     if is_keras_config(doc):
         return analyse_keras_config(doc, where)
+    if isinstance(doc, dict) and doc.get("chat_template") is not None:
+        return template_findings(where, "chat_template", doc["chat_template"], None, "json.chat_template")
     return []
