@@ -629,14 +629,17 @@ def annotation_license(annotations: Mapping[str, Any] | None) -> LicenseResult |
 def scan_subject(subject: ScanSubject) -> tuple[str | None, list[Finding]]:
     """The license of one artifact, and a ``license.unknown`` finding (medium) when it is not known.
 
-    - python: reads ``subject.meta["metadata"]`` (the wheel's core METADATA; None for an sdist-only
-      package, which is then unknown); when the metadata names only a family ("BSD License"),
+    - python: reads ``subject.meta["metadata"]`` (the wheel's core METADATA or an sdist's PKG-INFO;
+      None for an sdist-only package, which is then unknown; a subject with no file and no
+      metadata, a requirements-file pin, has no license finding at all); when the metadata names only a family ("BSD License"),
       the license files inside the package's first wheel tell its members apart;
     - model: ``subject.meta["license"]`` (the card's raw value);
     - oci: ``subject.meta["annotations"]`` (or ``["labels"]``) ``org.opencontainers.image.licenses``.
       An image that declares no license is **not** a finding (None, []); a declared value that is
       not an SPDX expression is.
     """
+    if subject.kind == "python" and not subject.files and subject.meta.get("metadata") is None:
+        return None, []  # a pin of a requirements file (gapsync scan -r): no file to read a license from
     if subject.kind == "python":
         wheels = [f.path for f in subject.files if f.name.endswith(".whl")]
         result = _python_result(subject.meta.get("metadata"), wheels[0] if wheels else None)

@@ -30,6 +30,8 @@ SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]  # criti
 ACTION_ORDER = {"block": 0, "": 1, "warn": 2, "allow": 3}
 ACTION_LABEL = {"block": "blocked", "warn": "warned", "allow": "allowed"}
 MAX_FILES_SHOWN = 12  # per artifact in "what crossed"; the rest are counted
+GROUP_AT = 3  # a rule that fires on this many artifacts or more is one line, with the count and the artifacts
+MAX_GROUP_NAMES = 20  # artifacts named in a grouped line; the rest are counted
 
 CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#ffffff;--soft:#f6f8fa;
@@ -252,8 +254,46 @@ def _reason(r: dict) -> str:
     return f'<li><span class="mono">{_e(r.get("rule"))}</span>: {_e(r.get("message"))}{finding}</li>'
 
 
+def group_reasons(decisions: list[dict], at: int = GROUP_AT) -> list[dict]:
+    """The reasons one rule gives, with one action, on ``at`` or more artifacts: ``[{rule,
+    action, count, artifacts, messages}]`` (most artifacts first). A missing advisory database
+    gives every package the same reason: one line with the count says it, 203 rows would bury
+    the findings that matter. The text output of ``scan`` uses the same grouping."""
+    groups: dict[tuple[str, str], dict] = {}
+    for d in decisions:
+        for r in _list(d.get("reasons")):
+            if not isinstance(r, dict):
+                continue
+            g = groups.setdefault((str(r.get("rule")), _action(r.get("action"))),
+                                  {"rule": str(r.get("rule")), "action": _action(r.get("action")), "artifacts": {},
+                                   "messages": {}})
+            g["artifacts"][str(d.get("artifact"))] = None  # dicts: ordered sets
+            g["messages"][str(r.get("message"))] = None
+    out = [{**g, "artifacts": list(g["artifacts"]), "messages": list(g["messages"]), "count": len(g["artifacts"])}
+           for g in groups.values() if len(g["artifacts"]) >= at]
+    return sorted(out, key=lambda g: (ACTION_ORDER.get(g["action"], 1), -g["count"], g["rule"]))
+
+
+def _grouped(groups: list[dict]) -> str:
+    rows = []
+    for g in groups:
+        names = ", ".join(g["artifacts"][:MAX_GROUP_NAMES])
+        more = len(g["artifacts"]) - MAX_GROUP_NAMES
+        message = g["messages"][0] + (f" (and {len(g['messages']) - 1} other messages)" if len(g["messages"]) > 1 else "")
+        rows.append(f'<tr class="{g["action"]}"><td>{_badge(g["action"], ACTION_LABEL.get(g["action"]))}</td>'
+                    f'<td><span class="mono">{_e(g["rule"])}</span> <b>×{g["count"]}</b></td><td>{_e(message)}</td>'
+                    f'<td class="mono">{_e(names)}' + (f' <span class="muted">… and {more} more</span>' if more > 0 else "")
+                    + "</td></tr>")
+    return ('<h3>Repeated reasons <span class="muted">(one line per rule that fired on '
+            f'{GROUP_AT} or more artifacts)</span></h3><table>{_cols(9, 21, 35, 35)}'
+            "<thead><tr><th>Action</th><th>Rule</th><th>Message</th><th>Artifacts</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table><h3>Other reasons, by artifact</h3>")
+
+
 def _decisions(decisions: list[dict], artifacts: list[dict]) -> str:
     decided = {str(d.get("artifact")) for d in decisions}
+    groups = group_reasons(decisions)
+    grouped = {(g["rule"], g["action"]) for g in groups}
     rows = list(decisions) + [{"artifact": _key(a), "action": "", "reasons": [], "waivers": []}
                               for a in artifacts if _key(a) not in decided]
     rows.sort(key=lambda d: (ACTION_ORDER.get(_action(d.get("action")), 1), str(d.get("artifact"))))
@@ -263,6 +303,11 @@ def _decisions(decisions: list[dict], artifacts: list[dict]) -> str:
     for d in rows:
         action = _action(d.get("action"))
         reasons = [r for r in _list(d.get("reasons")) if isinstance(r, dict)]
+        if grouped and reasons:
+            own = [r for r in reasons if (str(r.get("rule")), _action(r.get("action"))) not in grouped]
+            if not own and not _list(d.get("waivers")):
+                continue  # every reason of this artifact is in a grouped line
+            reasons = own
         waivers = [w for w in _list(d.get("waivers")) if isinstance(w, dict)]
         why = f'<ul class="reasons">{"".join(_reason(r) for r in reasons)}</ul>' if reasons else (
             '<span class="muted">no rule fired</span>' if action else '<span class="muted">no decision recorded</span>')
@@ -271,7 +316,8 @@ def _decisions(decisions: list[dict], artifacts: list[dict]) -> str:
         out = ' <span class="tag out">not in bundle</span>' if action == "block" else ""
         body.append(f'<tr class="{action}"><td>{_badge(action, ACTION_LABEL.get(action))}</td>'
                     f'<td class="mono">{_e(d.get("artifact"))}{out}</td><td>{why}</td><td>{waived or "—"}</td></tr>')
-    return ('<section id="decisions"><h2>Decisions <span class="muted">(blocked first)</span></h2><table>'
+    return ('<section id="decisions"><h2>Decisions <span class="muted">(blocked first)</span></h2>'
+            + (_grouped(groups) if groups else "") + "<table>"
             f"{_cols(9, 25, 46, 20)}"
             "<thead><tr><th>Action</th><th>Artifact</th><th>Reasons</th><th>Waivers</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></section>")

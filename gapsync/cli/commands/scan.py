@@ -18,6 +18,9 @@ SEVERITIES = ["critical", "high", "medium", "low", "info"]
 @click.option("--spec", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Scan everything this spec would carry (resolve and fetch, no bundle).")
 @click.option("--lock", "lock_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="With --spec.")
+@click.option("-r", "--requirement", "requirements", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Check the name==version pins of this requirements file offline (as pip-audit -r); repeat for several.")
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True,
               help="For files and directories: exit 4 when a finding of this severity or worse is present.")
 @policy_option
@@ -28,21 +31,35 @@ SEVERITIES = ["critical", "high", "medium", "low", "info"]
               help="With --spec: parallel downloads. For a directory: at most this many processes scan its "
                    "files (one per CPU at most).")
 @json_option
-def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, fail_on: str, policy: str | None,
-         advisories: Path | None, report: Path | None, cache: Path | None, jobs: int, as_json: bool) -> int:
-    """Scan PATH (model files or a directory), a BUNDLE (a .gapsync file), or --spec gapsync.yaml.
+def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, requirements: tuple[Path, ...],
+         fail_on: str, policy: str | None, advisories: Path | None, report: Path | None, cache: Path | None, jobs: int,
+         as_json: bool) -> int:
+    """Scan PATH (model files, a wheel or sdist, a directory), a BUNDLE (a .gapsync file),
+    --spec gapsync.yaml, or -r requirements.txt.
 
-    Nothing is imported, unpickled or executed. Files and directories get the model scanner
-    (exit 4 at --fail-on or worse); a bundle or a spec gets every scanner and the policy (exit 4
-    when it blocks something).
+    Nothing is imported, unpickled, built or executed. Model files get the model scanner (exit 4
+    at --fail-on or worse). Wheels and sdists (alone or in a directory), requirement pins, a
+    bundle or a spec get every scanner and the policy, as bundle create does (exit 4 when the
+    policy blocks something).
     """
     from gapsync.errors import InputError
+    from gapsync.scanner.distributions import find_distributions, is_distribution
 
-    if (path is None) == (spec_path is None):
-        raise InputError("scan: give PATH (files, a directory or a bundle) or --spec gapsync.yaml")
+    if sum(x is not None and x != () for x in (path, spec_path, requirements)) != 1:
+        raise InputError("scan: give one of PATH (files, a directory, a wheel or sdist, a bundle), --spec gapsync.yaml "
+                         "or -r requirements.txt")
+    if requirements:
+        return _scan_dists(None, list(requirements), [], fail_on, policy, advisories, report, as_json)
     if spec_path is not None or (path is not None and path.is_file() and path.name.endswith(".gapsync")):
         return _scan_artifacts(path, spec_path, lock_path, policy, advisories, report, cache, jobs, as_json)
-    return _scan_files(path, fail_on, as_json, jobs)  # type: ignore[arg-type]
+    assert path is not None
+    if path.is_file() and not path.is_symlink() and is_distribution(path):
+        return _scan_dists([path], [], [], fail_on, policy, advisories, report, as_json)
+    if path.is_dir() and not path.is_symlink():
+        dists, others, links = find_distributions(path)
+        if dists:
+            return _scan_dists(dists, [], others, fail_on, policy, advisories, report, as_json, links)
+    return _scan_files(path, fail_on, as_json, jobs)
 
 
 def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, cache, jobs, as_json) -> int:
@@ -71,15 +88,103 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
     if as_json:
         emit_json(doc)
     else:
+        from gapsync.scanner.report import group_reasons
+
+        groups = group_reasons(doc["decisions"])
+        grouped = {(g["rule"], g["action"]) for g in groups}
+
+        def why(d: dict) -> str:
+            own = [r for r in d["reasons"] if (r["rule"], r["action"]) not in grouped and r["action"] != "allow"]
+            return own[0]["message"][:70] if own else ("(below)" if d["action"] != "allow" else "")
+
         rows = [[d["artifact"], d["action"], outcome.licenses.get(d["artifact"]) or "?",
-                 str(len(outcome.findings.get(d["artifact"], []))),
-                 (d["reasons"][0]["message"][:70] if d["reasons"] and d["action"] != "allow" else "")]
-                for d in doc["decisions"]]
+                 str(len(outcome.findings.get(d["artifact"], []))), why(d)] for d in doc["decisions"]]
         click.echo(table(rows, ["artifact", "decision", "license", "findings", "why"]))
+        for g in groups:  # one line per rule that fired on many artifacts (e.g. no advisory database)
+            names = ", ".join(g["artifacts"][:5]) + (f" and {g['count'] - 5} more" if g["count"] > 5 else "")
+            click.echo(f"{g['action']} x{g['count']} {g['rule']}: {g['messages'][0][:120]} ({names})")
         c = doc["counts"]
         click.echo(f"{what}: {c['allow']} allowed, {c['warn']} warned, {c['block']} blocked "
                    f"(policy {outcome.policy['name']}, advisories: {'yes' if outcome.advisories else 'none'})", err=True)
     return int(ExitCode.BLOCKED_BY_POLICY if doc["blocked"] else ExitCode.OK)
+
+
+def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list[Path], fail_on: str,
+                policy: str | None, advisories: Path | None, report: Path | None, as_json: bool,
+                links: list[str] | None = None) -> int:
+    """Wheels and sdists (``dists``) or requirements files, through the scan ``bundle create``
+    runs; the other files of a directory (``others``) through the model scanner, as before."""
+    import shutil
+    import tempfile
+    from datetime import UTC, datetime
+
+    from gapsync.model import Severity
+    from gapsync.policies.schema import load_policy
+    from gapsync.scanner.base import scan_path
+    from gapsync.scanner.distributions import scan_distributions, scan_requirements
+    from gapsync.scanner.run import advisory_file, load_advisories
+
+    pol = load_policy(policy)
+    db = load_advisories(advisory_file(advisories))
+    now = datetime.now(UTC)
+    results = []
+    if dists:
+        scratch = Path(tempfile.mkdtemp(prefix="gapsync-scan-"))
+        try:
+            results.append(scan_distributions(dists, pol, db, now, scratch))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    results += [scan_requirements(r, pol, db, now) for r in requirements]
+    outcome = results[0].outcome
+    for extra in results[1:]:
+        outcome.findings.update(extra.outcome.findings)
+        outcome.licenses.update(extra.outcome.licenses)
+        outcome.decisions.update(extra.outcome.decisions)
+    entries = [e for r in results for e in r.entries]
+    file_findings = [f for p in others for f in scan_path(p).findings]
+    file_blocking = [f for f in file_findings if f.severity.rank >= Severity(fail_on).rank]
+    what = ", ".join(str(x) for x in (dists or requirements))
+    doc = {"scanned": what, "distributions": entries, "decisions": outcome.decision_dicts(),
+           "findings": outcome.finding_dicts(), "licenses": outcome.licenses, "advisories": outcome.advisories,
+           "policy": outcome.policy, "counts": outcome.counts(), "blocked": outcome.blocked(),
+           "other_files": {"scanned": len(others), "findings": [f.to_dict() for f in file_findings],
+                           "fail_on": fail_on, "blocked": bool(file_blocking),
+                           "symlinks_not_followed": links or []}}
+    if report:
+        from gapsync.scanner.report import render_html
+
+        report.write_text(render_html({"name": what, "artifacts": [], **{k: doc[k] for k in (
+            "findings", "decisions", "advisories", "policy")}}))
+    if as_json:
+        emit_json(doc)
+    else:
+        _print_dists(doc, entries, file_findings)
+    return int(ExitCode.BLOCKED_BY_POLICY if doc["blocked"] or file_blocking else ExitCode.OK)
+
+
+def _print_dists(doc: dict, entries: list[dict], file_findings: list) -> None:
+    rows = []
+    for e in entries:
+        ids = e.get("advisories") or []
+        shown = ", ".join(ids[:4]) + (f" (+{len(ids) - 4})" if len(ids) > 4 else "")
+        why = e.get("not_pinned") or (e["not_checked"][0] if e.get("not_checked") else "") or e.get("note") or ""
+        rows.append([e.get("line") or Path(e["file"]).name, f"{e['name'] or '?'} {e['version'] or ''}".strip(),
+                     e.get("decision") or "?", e.get("license") or ("-" if e.get("line") else "?"),
+                     shown or ("-" if e.get("not_pinned") else "none"), why[:70]])
+    click.echo(table(rows, ["what", "distribution", "decision", "license", "advisories", "note"]))
+    for f in file_findings:
+        where = f.file + (f"!{f.location}" if f.location else "")
+        click.echo(f"{where}: {f.severity.value} {f.rule}: {f.message}")
+    c = doc["counts"]
+    pinned = sum(1 for e in entries if not e.get("not_pinned"))
+    unpinned = len(entries) - pinned
+    adv = doc["advisories"]
+    click.echo(f"{doc['scanned']}: {pinned} distribution(s) checked, "
+               + (f"{unpinned} not pinned (not checked), " if unpinned else "")
+               + f"{sum(len(e.get('advisories') or []) for e in entries)} advisories; "
+               f"{c['allow']} allowed, {c['warn']} warned, {c['block']} blocked "
+               f"(policy {doc['policy']['name']}, advisories: "
+               + (f"{adv.get('advisories')} modified {adv.get('modified')}" if adv else "none") + ")", err=True)
 
 
 def _scan_files(path: Path, fail_on: str, as_json: bool, jobs: int) -> int:

@@ -1,0 +1,362 @@
+"""``gapsync scan`` of Python distributions and requirements files, as inside a bundle.
+
+Why a module of its own: a wheel or an sdist handed to ``scan`` must get the very checks it gets
+when ``bundle create`` carries it (advisories, license, the model scanner on what it holds, the
+policy), so this module only turns files into :class:`~gapsync.scanner.subject.ScanSubject`\\ s
+and hands them to :func:`gapsync.scanner.run.scan_subjects`, the one place both sides scan.
+
+Name and version come from the distribution's own metadata, never from its file name alone: a
+wheel's ``*.dist-info/METADATA`` (read the way ``bundle create`` reads it), an sdist's top-level
+``PKG-INFO`` (a file in the archive; nothing is built and no ``setup.py`` is run). Only an sdist
+whose ``PKG-INFO`` cannot be read falls back to its file name. When the file name names another
+release than the metadata, both are checked (a renamed file must not hide a vulnerable release).
+
+A requirements file is read as ``pip-audit -r`` reads it, but offline: ``name==version`` pins
+(extras, markers, ``--hash`` options, comments, line continuations and ``-r`` includes handled;
+names and versions parsed with ``packaging``) are matched against the advisory database; any
+other line that names a package (a range, a URL, an editable) is reported "not pinned, not
+checked" and decided by the policy's ``vulnerabilities.not_checked``, never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from gapsync.errors import InputError
+from gapsync.model import Finding, Severity
+from gapsync.policies.evaluate import evaluate
+from gapsync.policies.schema import Policy
+from gapsync.scanner.run import ScanOutcome, scan_subjects
+from gapsync.scanner.subject import ScanSubject, SubjectFile
+
+SDIST_SUFFIXES = (".tar.gz", ".zip")  # the sdist formats PEP 625 and pip accept
+PKG_INFO_LIMIT = 1 << 20  # core metadata larger than this is not metadata
+MAX_SDIST_MEMBERS = 100_000  # PKG-INFO is searched among this many members at most
+MAX_INCLUDE_DEPTH = 16
+
+
+def is_distribution(path: Path) -> bool:
+    """A wheel or an sdist, by the name pip and ``packaging`` give them."""
+    name = path.name.lower()
+    return name.endswith(".whl") or name.endswith(SDIST_SUFFIXES)
+
+
+@dataclass
+class Distribution:
+    """One distribution file: who it says it is, and how that was learnt."""
+
+    path: Path
+    name: str  # PEP 503
+    version: str
+    source: str  # "metadata" or "file name"
+    metadata: bytes | None  # the core metadata (for the license), None when it could not be read
+    file_name: tuple[str, str] | None = None  # (name, version) from the file name, when it parses
+    note: str | None = None  # why the file name was used, or how it disagrees
+
+    @property
+    def disagrees(self) -> bool:
+        return self.file_name is not None and self.file_name != (self.name, self.version)
+
+
+def read_distribution(path: Path) -> Distribution:
+    """Name and version of a wheel or sdist; InputError naming the file when neither its
+    metadata nor its file name tell them."""
+    from gapsync.scanner.dist_info import parse_metadata
+
+    if not path.is_file() or path.is_symlink():
+        raise InputError(f"{path}: not a regular file")
+    file_name = _name_from_file_name(path.name)
+    is_wheel = path.name.lower().endswith(".whl")
+    try:
+        data = _wheel_metadata(path) if is_wheel else _sdist_pkg_info(path)
+        problem = None if data is not None else "no top-level PKG-INFO"
+    except (InputError, OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError) as e:
+        data, problem = None, str(e).removeprefix(f"{path.name}: ")
+    if data is not None:
+        name, version = parse_metadata(data)
+        if name and version:
+            dist = Distribution(path, canonicalize_name(name), version, "metadata", data, file_name)
+            if dist.disagrees:
+                dist.note = (f"the file name says {file_name[0]} {file_name[1]} but the metadata "  # type: ignore[index]
+                             f"{dist.name} {dist.version}: both are checked")
+            return dist
+        problem = "the metadata has no Name or no Version"
+    if is_wheel:  # pip installs a wheel by its METADATA: without one it is not a wheel
+        raise InputError(f"{path}: cannot read the wheel's metadata ({problem})")
+    if file_name is None:
+        raise InputError(f"{path}: cannot read its PKG-INFO ({problem}) and the file name is not "
+                         "NAME-VERSION.tar.gz or .zip")
+    return Distribution(path, file_name[0], file_name[1], "file name", None, file_name,
+                        f"PKG-INFO not read ({problem}): name and version from the file name")
+
+
+def _name_from_file_name(filename: str) -> tuple[str, str] | None:
+    try:
+        if filename.lower().endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return str(canonicalize_name(name)), str(version)
+
+
+def _wheel_metadata(path: Path) -> bytes:
+    from gapsync.bundler.wheel_metadata import read_core_metadata  # what bundle create reads
+
+    return read_core_metadata(path, path.name)
+
+
+def _sdist_pkg_info(path: Path) -> bytes | None:
+    """The sdist's ``<top>/PKG-INFO`` (one directory deep, a regular member), read as a stream."""
+    top = re.compile(r"^(?:\./)?[^/]+/PKG-INFO$")
+    if path.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if top.match(info.filename) and not info.is_dir():
+                    if info.file_size > PKG_INFO_LIMIT:
+                        raise ValueError(f"PKG-INFO is {info.file_size} bytes")
+                    with zf.open(info) as f:
+                        return f.read(PKG_INFO_LIMIT)
+        return None
+    with tarfile.open(path, mode="r|*") as tf:
+        for n, member in enumerate(tf):
+            if n >= MAX_SDIST_MEMBERS:
+                raise ValueError(f"no PKG-INFO in the first {MAX_SDIST_MEMBERS} members")
+            if member.isreg() and top.match(member.name):
+                if member.size > PKG_INFO_LIMIT:
+                    raise ValueError(f"PKG-INFO is {member.size} bytes")
+                f = tf.extractfile(member)
+                return f.read(PKG_INFO_LIMIT) if f else None
+    return None
+
+
+def find_distributions(root: Path) -> tuple[list[Path], list[Path], list[str]]:
+    """Under ``root``, sorted: the wheels and sdists, the other regular files (the model
+    scanner's), and the symbolic links, which are never followed."""
+    found: list[Path] = []
+    others: list[Path] = []
+    links: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            p = here / name
+            if p.is_symlink():
+                links.append(str(p))
+            elif name in filenames and p.is_file():
+                (found if is_distribution(p) else others).append(p)
+    return sorted(found), sorted(others), sorted(links)
+
+
+@dataclass
+class DistScan:
+    """What ``scan`` reports for distributions or a requirements file."""
+
+    outcome: ScanOutcome
+    entries: list[dict[str, Any]] = field(default_factory=list)  # one per distribution / requirement line
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_distributions(paths: list[Path], policy: Policy, advisories, now: datetime, scratch: Path) -> DistScan:
+    """Scan wheels and sdists as ``bundle create`` scans them, the model scanner included (as
+    with ``models.scan_pickles_in_packages``: the user asked for these files to be scanned).
+    ``scratch``: a private directory where each core metadata is written for the license scanner."""
+    import dataclasses
+    import hashlib
+
+    dists = [read_distribution(p) for p in paths]
+    subjects: dict[str, ScanSubject] = {}
+    origin: dict[str, list[tuple[Distribution, str]]] = {}
+    for i, d in enumerate(dists):
+        meta_path = None
+        if d.metadata is not None:
+            meta_path = scratch / f"{i}.metadata"
+            meta_path.write_bytes(d.metadata)
+        sha = _sha256(d.path, hashlib)
+        s = subjects.setdefault(f"python:{d.name}@{d.version}",
+                                ScanSubject("python", d.name, d.version, [], {"metadata": None}))
+        s.files.append(SubjectFile(d.path.name, sha, d.path.stat().st_size, d.path))
+        if s.meta["metadata"] is None:
+            s.meta["metadata"] = meta_path
+        origin.setdefault(s.key, []).append((d, d.source))
+        if d.disagrees:  # the release the file name claims is checked too (no files: vulnerabilities only)
+            fn_name, fn_version = d.file_name  # type: ignore[misc]
+            k = f"python:{fn_name}@{fn_version}"
+            subjects.setdefault(k, ScanSubject("python", fn_name, fn_version, [], {"metadata": None}))
+            origin.setdefault(k, []).append((d, "file name"))
+    outcome = scan_subjects(list(subjects.values()), dataclasses.replace(policy, scan_pickles_in_packages=True),
+                            advisories, now)
+    entries = []
+    for key, items in origin.items():
+        for d, source in items:
+            entries.append({"file": str(d.path), "name": subjects[key].name, "version": subjects[key].version,
+                            "source": source, "note": d.note, **_verdict(outcome, key)})
+    return DistScan(outcome, entries)
+
+
+def _sha256(path: Path, hashlib) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verdict(outcome: ScanOutcome, key: str) -> dict[str, Any]:
+    found = outcome.findings.get(key, [])
+    decision = outcome.decisions.get(key)
+    return {"artifact": key,
+            "advisories": [f.rule for f in found if f.scanner == "vulns" and f.rule != "vulns.not-checked"],
+            "aliases": {f.rule: f.evidence.get("aliases", []) for f in found
+                        if f.scanner == "vulns" and f.rule != "vulns.not-checked"},
+            "not_checked": [f.message for f in found if f.rule == "vulns.not-checked"],
+            "license": outcome.licenses.get(key),
+            "findings": len(found),
+            "decision": decision.action.value if decision else None}
+
+
+# --- requirements files --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequirementLine:
+    """One requirement of a requirements file: where it is, and what it asks for."""
+
+    where: str  # FILE:LINE
+    text: str  # the requirement as written (options such as --hash removed)
+    name: str | None  # PEP 503, None when the line names no package (a bare URL)
+    version: str | None  # the pinned version, None when the line is not a name==version pin
+    why: str | None = None  # why it is not checked (not pinned, a URL, editable, ...)
+    marker: str | None = None
+
+
+_OPTION_WITH_VALUE = re.compile(r"^(-[ricef]|--(?:requirement|constraint|index-url|extra-index-url|find-links|"
+                                r"editable|trusted-host|global-option|config-settings|hash|no-binary|only-binary|"
+                                r"platform|python-version|implementation|abi|pre|prefer-binary|require-hashes|"
+                                r"no-index|use-feature))\b")
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) with ``\\`` continuations joined and comments removed (pip: a
+    ``#`` at the start or after whitespace)."""
+    out: list[tuple[int, str]] = []
+    buf, start = "", 0
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = re.sub(r"(^|\s)#.*$", "", raw)
+        if not buf:
+            start = n
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        buf += line
+        if buf.strip():
+            out.append((start, buf.strip()))
+        buf = ""
+    if buf.strip():
+        out.append((start, buf.strip()))
+    return out
+
+
+def read_requirements(path: Path, _seen: tuple[Path, ...] = ()) -> list[RequirementLine]:
+    """Every requirement of ``path`` and of the files it includes with ``-r`` (relative to the
+    including file). A missing, unreadable or circular include is an InputError naming it."""
+    if len(_seen) > MAX_INCLUDE_DEPTH:
+        raise InputError(f"{path}: -r includes nested more than {MAX_INCLUDE_DEPTH} deep")
+    real = Path(os.path.realpath(path))
+    if real in _seen:
+        raise InputError(f"{path}: included again by itself (-r cycle)")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read ({e})") from e
+    out: list[RequirementLine] = []
+    for n, line in _logical_lines(text):
+        where = f"{path}:{n}"
+        include = re.match(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=\S))(\S+)$", line)
+        if include:
+            target = include.group(1)
+            if re.match(r"^[a-z][a-z0-9+.-]*://", target, re.I):
+                out.append(RequirementLine(where, line, None, None, f"-r {target}: a URL, not read (offline)"))
+                continue
+            out += read_requirements((path.parent / target), (*_seen, real))
+            continue
+        editable = re.match(r"^(?:-e|--editable)(?:\s*=\s*|\s+)(\S+)", line)
+        if editable:
+            out.append(RequirementLine(where, line, _egg_name(editable.group(1)), None,
+                                       "editable: not a name==version pin, not checked"))
+            continue
+        if line.startswith("-"):
+            continue  # index and install options (--index-url, -c constraints, --pre, ...): not requirements
+        out.append(_requirement(where, line))
+    return out
+
+
+def _egg_name(target: str) -> str | None:
+    m = re.search(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)", target)
+    return str(canonicalize_name(m.group(1))) if m else None
+
+
+def _requirement(where: str, line: str) -> RequirementLine:
+    text = re.split(r"\s+--?[a-z]", " " + line, maxsplit=1)[0].strip()  # drop per-requirement options (--hash=...)
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as e:
+        if re.match(r"^(?:[a-z][a-z0-9+.-]*://|\.{0,2}/)", text, re.I) or text.endswith((".whl", ".tar.gz", ".zip")):
+            return RequirementLine(where, text, _egg_name(text), None, "a URL or path, not a name==version pin: not checked")
+        raise InputError(f"{where}: not a requirement ({str(e).splitlines()[0]})") from e
+    name = str(canonicalize_name(req.name))
+    marker = str(req.marker) if req.marker else None
+    if req.url:
+        return RequirementLine(where, text, name, None, f"{req.name} @ URL: not a name==version pin, not checked", marker)
+    specs = list(req.specifier)
+    if len(specs) == 1 and specs[0].operator in ("==", "===") and not specs[0].version.endswith(".*"):
+        return RequirementLine(where, text, name, specs[0].version, None, marker)
+    what = str(req.specifier) or "any version"
+    return RequirementLine(where, text, name, None, f"not pinned ({what}), not checked", marker)
+
+
+def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> DistScan:
+    """Each pin checked like a package in a bundle (same matching, same policy); each line that
+    is not a pin gets the policy's ``vulnerabilities.not_checked`` decision."""
+    lines = read_requirements(path)
+    subjects: dict[str, ScanSubject] = {}
+    for r in lines:
+        if r.version is not None and r.name:
+            subjects.setdefault(f"python:{r.name}@{r.version}", ScanSubject("python", r.name, r.version, [],
+                                                                            {"metadata": None}))
+    outcome = scan_subjects(list(subjects.values()), policy, advisories, now)
+    entries = []
+    for r in lines:
+        entry: dict[str, Any] = {"line": r.where, "requirement": r.text, "name": r.name, "version": r.version,
+                                 "marker": r.marker}
+        if r.version is not None and r.name:
+            entry.update(_verdict(outcome, f"python:{r.name}@{r.version}"))
+        else:
+            key = f"python:{r.name or r.text}@{r.where}"
+            subject = ScanSubject("python", r.name or r.text, r.where, [], {"metadata": None})
+            finding = Finding("vulns", "vulns.not-checked", Severity.UNKNOWN, f"{r.where}: {r.text}: {r.why}",
+                              file=r.where, evidence={"package": r.name, "version": None, "reason": r.why})
+            outcome.findings[key] = [finding]
+            outcome.decisions[key] = evaluate(policy, subject, [finding], license_spdx=None,
+                                              vulns_checked=advisories is not None, now=now)
+            entry.update({"not_pinned": r.why, **_verdict(outcome, key)})
+        entries.append(entry)
+    return DistScan(outcome, entries)
