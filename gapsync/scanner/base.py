@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gapsync.errors import InputError
 from gapsync.model import Finding, Severity
+
+if TYPE_CHECKING:
+    from gapsync.scanner.budget import Budget
 
 MAX_DEPTH = 8  # containers inside containers (zip in zip, nested pickles); deeper is a finding
 
@@ -37,20 +40,35 @@ class Where:
 
     ``inner`` is a tuple of names from the outermost container inwards; findings show it
     joined with ``!`` (``model.zip!archive/data.pkl``). ``size`` is the length of these bytes
-    when known (a zip entry's uncompressed size), used to validate length fields.
+    when known (a zip entry's uncompressed size), used to validate length fields. ``budget`` is
+    the artifact's scan budget, shared by everything inside it; ``label`` the name a loader would
+    give these bytes when it differs from the last inner name (``model.pkl`` for the inside of
+    ``model.pkl.zst``), so that compression a loader infers from a name is tried too.
     """
 
     file: str
     inner: tuple[str, ...] = ()
     size: int | None = None
     depth: int = 0
+    budget: Budget | None = field(default=None, compare=False, repr=False)
+    label: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def location(self) -> str | None:
         return "!".join(self.inner) if self.inner else None
 
+    @property
+    def name(self) -> str:
+        """The file or entry name a loader sees for these bytes."""
+        if self.label is not None:
+            return self.label
+        return self.inner[-1] if self.inner else self.file
+
+    def named(self, label: str) -> Where:
+        return replace(self, label=label)
+
     def child(self, name: str, size: int | None = None) -> Where:
-        return Where(self.file, (*self.inner, name), size, self.depth + 1)
+        return Where(self.file, (*self.inner, name), size, self.depth + 1, self.budget)
 
 
 def finding(where: Where, rule: str, severity: Severity, message: str, offset: int | None = None,

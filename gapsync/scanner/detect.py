@@ -25,6 +25,7 @@ class Format(StrEnum):
     LZMA = "lzma"
     ZLIB = "zlib"
     LZ4 = "lz4"
+    ZSTD = "zstd"
     NPY = "npy"
     SAFETENSORS = "safetensors"
     GGUF = "gguf"
@@ -36,7 +37,24 @@ class Format(StrEnum):
 
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-COMPRESSED = frozenset({Format.GZIP, Format.BZIP2, Format.XZ, Format.LZMA, Format.ZLIB, Format.LZ4})
+COMPRESSED = frozenset({Format.GZIP, Format.BZIP2, Format.XZ, Format.LZMA, Format.ZLIB, Format.LZ4, Format.ZSTD})
+
+# Extensions that make a loader decompress or unpack a file whatever its first bytes are:
+# pandas.read_pickle(compression="infer") goes by .gz .bz2 .zip .xz .zst .tar (and .tar.gz ...);
+# lzma.open / tarfile.open / zstandard.open callers do the same. Used only when the content has
+# no magic number of its own (a raw .lzma, an old V7 tar): content always wins.
+BY_SUFFIX: dict[str, Format] = {
+    ".gz": Format.GZIP, ".tgz": Format.GZIP, ".gzip": Format.GZIP, ".bz2": Format.BZIP2, ".tbz2": Format.BZIP2,
+    ".xz": Format.XZ, ".txz": Format.XZ, ".lzma": Format.LZMA, ".zst": Format.ZSTD, ".zstd": Format.ZSTD,
+    ".tzst": Format.ZSTD, ".lz4": Format.LZ4, ".zip": Format.ZIP, ".tar": Format.TAR, ".7z": Format.SEVENZIP,
+}
+
+
+def by_name(name: str) -> Format | None:
+    """The container or compression a loader infers from ``name``'s extension, if any."""
+    base = name.rsplit("/", 1)[-1].lower()
+    dot = base.rfind(".")
+    return BY_SUFFIX.get(base[dot:]) if dot > 0 else None
 
 
 def detect(head: bytes, size: int | None = None) -> Format:
@@ -65,6 +83,8 @@ def detect(head: bytes, size: int | None = None) -> Format:
         return Format.LZMA
     if head[:4] == b"\x04\x22\x4d\x18":
         return Format.LZ4
+    if head[:4] == b"\x28\xb5\x2f\xfd" or (len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"):
+        return Format.ZSTD  # a zstd frame, or a skippable frame (zstd skips it and reads the next)
     if len(head) >= 2 and head[0] == 0x78 and ((head[0] << 8) | head[1]) % 31 == 0:
         return Format.ZLIB
     if is_safetensors_head(head, size):

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from gapsync.model import Finding, Severity
-from gapsync.scanner.base import MAX_DEPTH, Where, finding
-from gapsync.scanner.detect import COMPRESSED, HEAD_SIZE, Format, detect
+from gapsync.scanner.base import Where, finding
+from gapsync.scanner.budget import DEFAULT_LIMITS, Budget, BudgetExceeded
+from gapsync.scanner.detect import COMPRESSED, HEAD_SIZE, Format, by_name, detect
 from gapsync.scanner.pickles import analyse_pickles
 from gapsync.scanner.streams import CHUNK, ByteReader
 
@@ -27,12 +28,24 @@ class ModelScanner:
 
     name: ClassVar[str] = "model"
 
-    def scan_file(self, path: Path, display_name: str) -> Iterator[Finding]:
+    def __init__(self, limits=DEFAULT_LIMITS) -> None:
+        self.limits = limits
+
+    def scan_file(self, path: Path, display_name: str, budget: Budget | None = None) -> Iterator[Finding]:
+        """Findings for one file. ``budget``: the artifact's (shared by its files); by default
+        one for this file alone, from the scanner's limits and the file's size."""
         with open(path, "rb") as f:
             size = f.seek(0, io.SEEK_END)
             f.seek(0)
-            kind, findings = scan_stream(f, Where(display_name, size=size))
+            if budget is None:
+                budget = self.limits.for_size(size)
+            kind, findings = scan_stream(f, Where(display_name, size=size, budget=budget))
             yield from findings
+
+
+def budget_finding(where: Where, e: BudgetExceeded) -> Finding:
+    return finding(Where(where.file), "scan.budget", Severity.HIGH,
+                   f"scan stopped: {e}; what was not scanned cannot be trusted", budget=e.budget)
 
 
 Handler = Callable[[BinaryIO, Where], list[Finding]]
@@ -48,12 +61,38 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
     bytes that no loader opens as a file (torch's tensor storage records).
     Returns the detected format (``PICKLE`` for protocol 0/1 pickles found by parsing) and the
     findings.
+
+    The scan is charged to ``where.budget``; called without one (a top-level stream), it gets a
+    budget of its own, and running out of it ends the scan with the finding ``scan.budget``.
     """
-    if where.depth > MAX_DEPTH:
-        return Format.UNKNOWN, [finding(where, "scan.too_deep", Severity.HIGH,
-                                        f"containers nested more than {MAX_DEPTH} deep; not scanned further")]
+    if where.budget is None:
+        where = Where(where.file, where.inner, where.size, where.depth, DEFAULT_LIMITS.for_size(where.size or 0),
+                      where.label)
+        try:
+            return _scan_stream(f, where, pickle_hint, zip_tail)
+        except BudgetExceeded as e:
+            return Format.UNKNOWN, [budget_finding(where, e)]
+    if where.depth == 0:  # the top of a file: a budget that runs out ends this file's scan, here
+        try:
+            return _scan_stream(f, where, pickle_hint, zip_tail)
+        except BudgetExceeded as e:
+            return Format.UNKNOWN, [budget_finding(where, e)]
+    return _scan_stream(f, where, pickle_hint, zip_tail)
+
+
+def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -> tuple[Format, list[Finding]]:
+    budget = where.budget
+    assert budget is not None
+    budget.depth(where.depth)
+    budget.check_time()
     f, head = _peekable(f)
     fmt = detect(head, where.size)
+    named = by_name(where.name) if fmt is Format.UNKNOWN else None
+    if named is not None and named not in (Format.SEVENZIP, Format.ZIP):
+        # no magic number, but a loader that goes by the name would decompress or unpack it
+        found = _by_name(named, f, head, where)
+        if found is not None:
+            return named, found
     if fmt in _NEEDS_SEEK and not _seekable(f):
         f = _spool(f)
     handler = _handler(fmt)
@@ -75,6 +114,32 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
     return fmt, []
 
 
+def _by_name(fmt: Format, f: BinaryIO, head: bytes, where: Where) -> list[Finding] | None:
+    """Read the bytes as the container or compression their name promises; None: not that."""
+    if fmt in COMPRESSED:
+        from gapsync.scanner import compressed
+
+        return compressed.handler_for(fmt, by_name=True)(f, where)
+    if fmt is Format.TAR and _tar_checksum_ok(head):
+        # an old (V7) tar has no "ustar" magic; tarfile (and so pandas) reads it by its checksum
+        from gapsync.scanner import tars
+
+        return tars.scan_tar(f, where)
+    return None
+
+
+def _tar_checksum_ok(head: bytes) -> bool:
+    if len(head) < 512:
+        return False
+    field = head[148:156].replace(b"\0", b" ").strip()
+    try:
+        want = int(field, 8)
+    except ValueError:
+        return False
+    block = head[:148] + b" " * 8 + head[156:512]
+    return want in (sum(block), sum(b - 256 if b > 127 else b for b in block))
+
+
 def _zip_behind(f: BinaryIO, where: Where) -> list[Finding]:
     """A zip whose start is not at offset 0 (self-extractors, pickle/zip polyglots).
 
@@ -93,7 +158,7 @@ def _zip_behind(f: BinaryIO, where: Where) -> list[Finding]:
     return found
 
 
-_NEEDS_SEEK = frozenset({Format.ZIP, Format.HDF5, Format.SEVENZIP})
+_NEEDS_SEEK = frozenset({Format.ZIP, Format.HDF5})
 
 
 def _seekable(f: BinaryIO) -> bool:

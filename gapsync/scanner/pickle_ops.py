@@ -202,24 +202,126 @@ def _utf8(data):
     return data.decode("utf-8", "surrogatepass")
 
 
-def _decimal_short(r: ByteReader):
-    s = _line(r)
-    if isinstance(s, Omitted):
-        return s
-    if s == b"00":
-        return False
-    if s == b"01":
-        return True
-    return int(s.decode("ascii"))
+# --- protocol-0 numbers, read as Modules/_pickle.c reads them -------------------------------
+# The C unpickler copies each line into a NUL-terminated buffer ("line\n\0") and parses it with
+# C functions: strtol(s, &end, 0) for INT (base 0: "0x10", octal "010", leading whitespace, a
+# sign), then PyLong_FromString(s, NULL, 0) when strtol stops early or overflows (underscores,
+# "0b"/"0o", surrounding whitespace); PyLong_FromString(s, NULL, 10) for GET and PUT, and
+# PyOS_string_to_double for FLOAT. An embedded NUL ends the C string: "I1\0junk\n" is 1.
+# pickletools (and int()/float() on the text) disagree on all of these.
+
+_C_SPACE = b" \t\n\r\x0b\x0c"  # C isspace() / Py_ISSPACE in the "C" locale
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+_HEX = b"0123456789abcdefABCDEF"
 
 
-def _decimal_long(r: ByteReader):
-    s = _line(r)
-    if isinstance(s, Omitted):
-        return s
-    if s.endswith(b"L"):
-        s = s[:-1]
-    return int(s.decode("ascii"))
+def _cstr(line: bytes) -> bytes:
+    """What C code sees of a line: up to its first NUL byte."""
+    i = line.find(b"\0")
+    return line if i < 0 else line[:i]
+
+
+def _strtol(s: bytes) -> tuple[int, int, bool]:
+    """glibc ``strtol(s, &end, 0)``: (value, index of end, overflowed)."""
+    n, i = len(s), 0
+    while i < n and s[i] in _C_SPACE:
+        i += 1
+    neg = False
+    if i < n and s[i] in b"+-":
+        neg = s[i] == 0x2D
+        i += 1
+    base, digits = 10, b"0123456789"
+    if i < n and s[i] == 0x30:
+        if i + 2 < n and s[i + 1] in b"xX" and s[i + 2] in _HEX:
+            base, digits, i = 16, _HEX, i + 2
+        else:
+            base, digits = 8, b"01234567"
+    j = i
+    while j < n and s[j] in digits:
+        j += 1
+    if j == i:
+        return 0, 0, False  # no conversion: end is the start of the string
+    value = int(s[i:j], base)
+    value = -value if neg else value
+    return value, j, not _LONG_MIN <= value <= _LONG_MAX
+
+
+def _pylong(s: bytes, base: int) -> int:
+    """``PyLong_FromString(s, NULL, base)`` on a C string: C whitespace around, a sign, digits
+    with single underscores, the 0x/0o/0b prefixes in base 0; anything else raises ValueError."""
+    text = s.decode("ascii")  # non-ASCII bytes are never digits or C whitespace: ValueError
+    if any(c in text for c in "\x1c\x1d\x1e\x1f"):
+        raise ValueError("not a number")  # int() would take these as whitespace, C does not
+    t = text.strip(" \t\n\r\x0b\x0c")
+    if not t or t != t.strip():
+        raise ValueError("not a number")
+    return int(t, base)
+
+
+def _c_line(r: ByteReader):
+    """A numeric line as C sees it (None for an Omitted one), refusing an empty line as C does."""
+    start = r.pos
+    line = _line(r)
+    if isinstance(line, Omitted):
+        return line
+    if not line:  # len("\n") < 2: bad_readline, "pickle data was truncated"
+        raise PickleError("malformed", "empty line where a number belongs", start)
+    return line
+
+
+def _int_c(r: ByteReader):
+    """INT: ``load_int`` (strtol base 0, then PyLong_FromString base 0; "00"/"01" are bools)."""
+    line = _c_line(r)
+    if isinstance(line, Omitted):
+        return line
+    s = _cstr(line)
+    x, end, overflow = _strtol(s)
+    if overflow or end != len(s):
+        return _pylong(s, 0)
+    if len(line) == 2 and x in (0, 1):  # C: len == 3 counts the newline
+        return bool(x)
+    return x
+
+
+def _long_c(r: ByteReader):
+    """LONG: ``load_long`` (a trailing L is cut off, then PyLong_FromString base 0)."""
+    line = _c_line(r)
+    if isinstance(line, Omitted):
+        return line
+    if line.endswith(b"L"):
+        line = line[:-1]
+    return _pylong(_cstr(line), 0)
+
+
+def _memo_index_c(r: ByteReader):
+    """GET / PUT: ``PyLong_FromString(s, NULL, 10)``."""
+    line = _c_line(r)
+    if isinstance(line, Omitted):
+        raise PickleError("malformed", "memo index line too long", line.offset)
+    return _pylong(_cstr(line), 10)
+
+
+_FLOAT_RE = None
+
+
+def _float(r: ByteReader):
+    """FLOAT: ``PyOS_string_to_double`` (no whitespace, no underscores; "inf", "nan",
+    "infinity" in any case; overflow to infinity is an error), ending at the newline or a NUL."""
+    global _FLOAT_RE
+    line = _c_line(r)
+    if isinstance(line, Omitted):
+        return line
+    if _FLOAT_RE is None:
+        import re
+
+        _FLOAT_RE = re.compile(rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:infinity|inf|nan))\Z")
+    s = _cstr(line)
+    if not _FLOAT_RE.match(s):
+        raise ValueError(f"could not convert {s[:40]!r} to float")
+    value = float(s.decode("ascii"))
+    if value in (float("inf"), float("-inf")) and b"n" not in s.lower():
+        raise OverflowError("FLOAT out of range")
+    return value
 
 
 def _stringnl(r: ByteReader):
@@ -235,18 +337,30 @@ def _stringnl(r: ByteReader):
     return data.decode("latin-1")
 
 
-def _float(r: ByteReader):
+def _noescape(r: ByteReader, encoding: str = "utf-8"):
+    start = r.pos
     s = _line(r)
-    return s if isinstance(s, Omitted) else float(s.decode("ascii"))
-
-
-def _noescape(r: ByteReader):
-    s = _line(r)
-    return s if isinstance(s, Omitted) else s.decode("utf-8")
+    if isinstance(s, Omitted):
+        return s
+    if not s:
+        raise PickleError("malformed", "empty name (the unpickler stops: pickle data was truncated)", start)
+    return s.decode(encoding)
 
 
 def _noescape_pair(r: ByteReader):
+    """GLOBAL: module and name lines, each decoded as strict UTF-8 (``load_global``)."""
     return _noescape(r), _noescape(r)
+
+
+def _inst_pair(r: ByteReader):
+    """INST: module and class lines, each decoded as strict ASCII (``load_inst``)."""
+    return _noescape(r, "ascii"), _noescape(r, "ascii")
+
+
+def _persid(r: ByteReader):
+    """PERSID: one line, strict ASCII (``load_persid``); an empty id is allowed."""
+    s = _line(r)
+    return s if isinstance(s, Omitted) else s.decode("ascii")
 
 
 def _unicodenl(r: ByteReader):
@@ -276,15 +390,15 @@ _ARG_READERS = {
     "int4": lambda r: r.unpack(_I4),
     "uint4": lambda r: r.unpack(_U4),
     "uint8": lambda r: r.unpack(_U8),
-    "decimalnl_short": _decimal_short,
-    "decimalnl_long": _decimal_long,
+    "decimalnl_short": _int_c,
+    "decimalnl_long": _long_c,
     "floatnl": _float,
     "float8": lambda r: r.unpack(_F8),
     "stringnl": _stringnl,
     "stringnl_noescape": _noescape,
     "stringnl_noescape_pair": _noescape_pair,
     "string1": lambda r: _binstring(r, r.read_byte()),
-    "string4": lambda r: _binstring(r, r.unpack(_I4)),
+    "string4": lambda r: _binstring(r, r.unpack(_U4)),  # C: calc_binsize, unsigned (pickletools: signed)
     "bytes1": lambda r: _sized(r, r.read_byte(), "bytes", KEEP_BYTES),
     "bytes4": lambda r: _sized(r, r.unpack(_U4), "bytes", KEEP_BYTES),
     "bytes8": lambda r: _sized(r, r.unpack(_U8), "bytes", KEEP_BYTES),
@@ -299,3 +413,8 @@ _ARG_READERS = {
 
 # code byte -> (opcode name, the reader of its argument or None)
 _DECODERS = {code: (name, None if kind is None else _ARG_READERS[kind]) for code, (name, kind) in OPCODES.items()}
+# where the C unpickler reads an argument unlike pickletools' argument kind
+_DECODERS[0x67] = ("GET", _memo_index_c)
+_DECODERS[0x70] = ("PUT", _memo_index_c)
+_DECODERS[0x69] = ("INST", _inst_pair)
+_DECODERS[0x50] = ("PERSID", _persid)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gapsync.model import Finding, Severity
-from gapsync.policies.pickle_globals import GlobalAction, PicklePolicy, load_pickle_policy
+from gapsync.policies.pickle_globals import GlobalAction, PicklePolicy, load_pickle_policy, normalize
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.pickle_ops import Omitted, PickleError, iter_ops
 from gapsync.scanner.streams import ByteReader, Truncated
@@ -216,6 +216,8 @@ class Machine:
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
         self.out = Outcome()
+        self.proto = 0  # set by PROTO; the C unpickler starts every load() at 0
+        self.budget = where.budget
 
     # -- driver -----------------------------------------------------------------------------
     @classmethod
@@ -229,13 +231,16 @@ class Machine:
 
     def run(self) -> Outcome:
         handlers = self._handlers()
+        budget = self.budget
         try:
-            for op in iter_ops(self.r):
+            for n, op in enumerate(iter_ops(self.r)):
                 handler = handlers.get(op.name)
                 if handler is None:
                     self.stack.append(op.arg)
                 else:
                     handler(self, op)
+                if not n & 0x3FFF and budget is not None:  # every 16,384 opcodes: objects held, time
+                    budget.objects(len(self.memo) + len(self.stack) + sum(map(len, self.metastack)))
         except _Stop:
             self.out.stopped = True
         except PickleError as e:
@@ -388,16 +393,13 @@ class Machine:
 
     # -- memo --------------------------------------------------------------------------------
     def _put(self, key: int, op) -> None:
+        value = self.top(op.offset)  # C checks the stack before the index
         if not isinstance(key, int) or key < 0:
             self.fail(f"invalid memo key {key!r}", op.offset)
-        self.memo[key] = self.top(op.offset)
+        self.memo[key] = value
 
     def op_PUT(self, op):
-        try:
-            key = int(op.arg)
-        except (TypeError, ValueError):
-            self.fail(f"invalid memo key {op.arg!r}", op.offset)
-        self._put(key, op)
+        self._put(op.arg, op)
 
     def op_BINPUT(self, op):
         self._put(op.arg, op)
@@ -405,6 +407,7 @@ class Machine:
     op_LONG_BINPUT = op_BINPUT
 
     def op_MEMOIZE(self, op):
+        # C: the index is memo_len, the number of occupied slots (not the highest index + 1)
         self._put(len(self.memo), op)
 
     def _get(self, key: Any, op) -> None:
@@ -413,11 +416,7 @@ class Machine:
         self.push(self.memo[key])
 
     def op_GET(self, op):
-        try:
-            key = int(op.arg)
-        except (TypeError, ValueError):
-            self.fail(f"invalid memo key {op.arg!r}", op.offset)
-        self._get(key, op)
+        self._get(op.arg, op)
 
     def op_BINGET(self, op):
         self._get(op.arg, op)
@@ -429,6 +428,7 @@ class Machine:
         if op.arg > HIGHEST_PROTOCOL:
             self.fail(f"unsupported pickle protocol {op.arg}", op.offset)
         self.out.saw_proto = True
+        self.proto = op.arg  # anywhere in the stream: find_class's name mapping depends on it
 
     def op_FRAME(self, op):
         pass
@@ -450,6 +450,15 @@ class Machine:
                      f"{op.name} with a module or name too long to be importable", op.offset)
             return Global(str(module), str(name), op.offset)
         g = Global(module, name, op.offset)
+        if self.proto >= 3 and normalize(module, name) != (module, name):
+            # C's find_class maps Python 2 names only below protocol 3: here it imports the name
+            # as written, which the allowlist (written in Python 3 names) cannot vouch for
+            self.out.saw_global = True
+            self.add("pickle.global.unknown", Severity.HIGH,
+                     f"{module}.{name}: a Python 2 name in a protocol-{self.proto} pickle is imported as written, "
+                     "not renamed, so the allowlist cannot vouch for it", op.offset,
+                     subject=f"{module}:{name}", module=module, name=name, opcode=op.name)
+            return g
         if not (all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in name.split("."))):
             self.add("pickle.global.invalid", Severity.MEDIUM,
                      f"{op.name} names {module!r} {name!r}, which cannot be imported", op.offset,
@@ -492,6 +501,8 @@ class Machine:
         self.push(Global("<dynamic>", "<dynamic>", op.offset))
 
     def _ext(self, op):
+        if op.arg <= 0:
+            self.fail(f"{op.name} code {op.arg} (the unpickler refuses codes <= 0)", op.offset)
         self.add("pickle.global.extension", Severity.HIGH,
                  f"{op.name} {op.arg}: the global comes from the loader's copyreg extension registry, "
                  "which a scan cannot see", op.offset, subject=f"ext:{op.arg}", code=op.arg)
@@ -554,6 +565,7 @@ class Machine:
     def op_BUILD(self, op):
         state = self.pop(op.offset)
         target = self.top(op.offset)
+        self._build_dunders(state, op)
         if isinstance(target, Global):
             self.add("pickle.build.global", Severity.HIGH,
                      f"BUILD sets attributes on {target.ref} itself (a class, function or module), "
@@ -562,6 +574,20 @@ class Machine:
             target.state = state
             if _is_joblib_wrapper(target):
                 self._joblib_array(target, state, op)
+
+    def _build_dunders(self, state: Any, op) -> None:
+        """BUILD without a ``__setstate__`` copies the state dict into the instance ``__dict__`` and
+        setattr()s the slot state: a dunder key there (``__setstate__``, ``__reduce__``,
+        ``__class__``, ``__getattr__``...) plants a method that a later BUILD, a copy or any
+        code using the object calls. No pickler writes one."""
+        parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+        for part in parts:
+            if isinstance(part, Container) and part.kind == "dict":
+                for k, _v in part.items:
+                    if isinstance(k, str) and len(k) > 4 and k.startswith("__") and k.endswith("__"):
+                        self.add("pickle.build.dunder", Severity.HIGH,
+                                 f"BUILD sets {k!r} on an object: a method or class slot planted by the pickle "
+                                 "runs when the object is used", op.offset, subject=k, attribute=k)
 
     # -- nested pickles ----------------------------------------------------------------------
     def _nested(self, func: Global, args: Any, op) -> None:
@@ -709,9 +735,11 @@ def analyse_pickles(reader: ByteReader, where: Where, policy: PicklePolicy | Non
             e = out.error
             rule = {"truncated": "pickle.truncated", "unknown_opcode": "pickle.opcode.unknown"}.get(e.kind,
                                                                                                  "pickle.malformed")
-            total.add(where, rule, Severity.MEDIUM,
-                      f"pickle #{count}: {e}; an unpickler stops here, nothing after offset {e.offset} was analysed",
-                      e.offset)
+            # fail closed: these bytes start like a pickle, and the scanner follows the C unpickler,
+            # so either the unpickler stops here too or the scanner misreads it; both are blocked
+            total.add(where, rule, Severity.HIGH,
+                      f"pickle #{count}: {e}; it cannot be read the way the unpickler reads it: nothing after "
+                      f"offset {e.offset} was analysed", e.offset)
             break
         if first and out.value == TORCH_LEGACY_MAGIC and type(out.value) is int:
             legacy_torch = True

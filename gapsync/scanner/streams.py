@@ -13,7 +13,10 @@ import bz2
 import io
 import struct
 import zlib
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from gapsync.scanner.budget import Budget
 
 CHUNK = 1 << 20  # 1 MiB: the unit of reading; memory use is a few of these
 FIRST_READ = 16 << 10  # the first read of a stream: a tensor entry of a checkpoint is sniffed, not read
@@ -198,11 +201,12 @@ class _Decompressing(io.RawIOBase):
 
     IN_CHUNK = 64 * 1024
 
-    def __init__(self, src: BinaryIO, decomp) -> None:
+    def __init__(self, src: BinaryIO, decomp, budget: Budget | None = None) -> None:
         super().__init__()
         self._src, self._d, self._pending, self._done = src, decomp, b"", False
         self._zlib = hasattr(decomp, "unconsumed_tail")
         self._error: OSError | None = None
+        self._budget = budget
 
     def readable(self) -> bool:
         return True
@@ -248,7 +252,10 @@ class _Decompressing(io.RawIOBase):
     def readinto(self, b) -> int:  # type: ignore[override]
         want = len(b)
         while len(self._pending) < want and not self._done:
-            self._pending += self._more()
+            more = self._more()
+            if self._budget is not None:
+                self._budget.decompressed(len(more))
+            self._pending += more
         if not self._pending and self._error is not None:
             raise self._error
         n = min(want, len(self._pending))
@@ -257,15 +264,16 @@ class _Decompressing(io.RawIOBase):
         return n
 
 
-def decompressing(src: BinaryIO, decomp) -> BinaryIO:
-    """Wrap ``src`` so that reads return what ``decomp`` makes of it (see :class:`_Decompressing`)."""
-    return io.BufferedReader(_Decompressing(src, decomp), CHUNK)
+def decompressing(src: BinaryIO, decomp, budget: Budget | None = None) -> BinaryIO:
+    """Wrap ``src`` so that reads return what ``decomp`` makes of it (see :class:`_Decompressing`);
+    every byte that comes out is charged to ``budget`` (decompressed bytes, and time)."""
+    return io.BufferedReader(_Decompressing(src, decomp, budget), CHUNK)
 
 
-def inflate_stream(src: BinaryIO, wbits: int = -15) -> BinaryIO:
+def inflate_stream(src: BinaryIO, wbits: int = -15, budget: Budget | None = None) -> BinaryIO:
     """Deflate data: raw (zip method 8, the default), zlib (``wbits=15``) or gzip (``wbits=31``)."""
-    return decompressing(src, zlib.decompressobj(wbits))
+    return decompressing(src, zlib.decompressobj(wbits), budget)
 
 
-def bunzip_stream(src: BinaryIO) -> BinaryIO:
-    return decompressing(src, bz2.BZ2Decompressor())
+def bunzip_stream(src: BinaryIO, budget: Budget | None = None) -> BinaryIO:
+    return decompressing(src, bz2.BZ2Decompressor(), budget)

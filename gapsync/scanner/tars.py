@@ -15,13 +15,17 @@ MAX_MEMBERS = 1_000_000
 
 
 def scan_tar(f: BinaryIO, where: Where) -> list[Finding]:
+    """Findings for a tar stream; a damaged archive is high (what follows the damage is unread)."""
     from gapsync.scanner.models import scan_stream
 
     found: list[Finding] = []
     count = 0
+    budget = where.budget
     try:
         with tarfile.open(fileobj=f, mode="r|") as tf:
             for member in tf:
+                if budget is not None:
+                    budget.entry()
                 count += 1
                 if count > MAX_MEMBERS:
                     found.append(finding(where, "tar.too_many_members", Severity.HIGH,
@@ -35,6 +39,7 @@ def scan_tar(f: BinaryIO, where: Where) -> list[Finding]:
                 _, inner = scan_stream(stream, where.child(member.name, member.size))
                 found += [x for x in inner if x.rule != "format.unrecognised"]
     except (tarfile.TarError, OSError, EOFError) as e:
-        found.append(finding(where, "tar.corrupt", Severity.MEDIUM,
-                             f"tar archive is damaged after {count} member(s) ({e}); what came before was scanned"))
+        found.append(finding(where, "tar.corrupt", Severity.HIGH,
+                             f"tar archive is damaged after {count} member(s) ({e}): what came before was scanned, "
+                             "the rest cannot be read the way a loader would read it"))
     return found

@@ -65,8 +65,9 @@ def scan_zip(f: BinaryIO, where: Where) -> list[Finding]:
     try:
         entries = read_central_directory(f, size)
     except ZipFormatError as e:
-        return [finding(where, "zip.malformed", Severity.MEDIUM,
-                        f"zip central directory unreadable ({e}); a loader that tolerates this may still read entries")]
+        return [finding(where, "zip.malformed", Severity.HIGH,
+                        f"zip central directory unreadable ({e}): a loader that tolerates this may still read "
+                        "entries, which were not scanned")]
     out.extend(_check_structure(f, size, entries, where))
     names = [e.name for e in entries]
     torch_like = any(n.endswith("data.pkl") for n in names)
@@ -243,16 +244,16 @@ def _scan_prefix(f: BinaryIO, length: int, where: Where) -> list[Finding]:
     return [note, *found]
 
 
-def open_entry(f: BinaryIO, e: Entry) -> BinaryIO | None:
+def open_entry(f: BinaryIO, e: Entry, budget=None) -> BinaryIO | None:
     """A stream of the entry's uncompressed bytes, or None for an unsupported method."""
     assert e.data_offset is not None
     raw = Window(f, e.data_offset, e.csize)
     if e.method == 0:
         return raw  # type: ignore[return-value]
     if e.method == 8:
-        return inflate_stream(io.BufferedReader(raw, CHUNK))
+        return inflate_stream(io.BufferedReader(raw, CHUNK), budget=budget)
     if e.method == 12:
-        return bunzip_stream(io.BufferedReader(raw, CHUNK))
+        return bunzip_stream(io.BufferedReader(raw, CHUNK), budget=budget)
     return None
 
 
@@ -263,7 +264,9 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
         return []
     if e.name.endswith("/") and e.usize == 0:
         return []
-    stream = open_entry(f, e)
+    if where.budget is not None:
+        where.budget.entry()
+    stream = open_entry(f, e, where.budget)
     if stream is None:
         return [finding(where, "zip.unsupported_method", Severity.HIGH,
                         f"compression method {e.method} is not supported by the scanner; the entry was not scanned",
@@ -281,7 +284,7 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
                            f"entry {e.name!r} holds a pickle but its name does not say so", e.header_offset))
     # CRC only for entries whose content was analysed: tensor data is not read for a checksum.
     if fmt is not Format.UNKNOWN and e.usize <= CRC_CHECK_LIMIT and not (e.flags & FLAG_ENCRYPTED):
-        crc = _crc_of(f, e)
+        crc = _crc_of(f, e, where.budget)
         if crc is not None and crc != e.crc:
             out.append(finding(where, "zip.crc_mismatch", Severity.MEDIUM,
                                f"CRC-32 is 0x{crc:08x}, the directory says 0x{e.crc:08x}: some tools refuse the "
@@ -289,14 +292,16 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
     return out
 
 
-def _crc_of(f: BinaryIO, e: Entry) -> int | None:
-    stream = open_entry(f, e)
+def _crc_of(f: BinaryIO, e: Entry, budget=None) -> int | None:
+    stream = open_entry(f, e, budget)
     if stream is None:
         return None
     crc = 0
     try:
         while chunk := stream.read(CHUNK):
             crc = zlib.crc32(chunk, crc)
+            if budget is not None:
+                budget.check_time()
     except OSError:
         return None
     return crc
