@@ -149,7 +149,7 @@ def _sdist_pkg_info(path: Path) -> bytes | None:
 
 def find_distributions(root: Path) -> tuple[list[Path], list[Path], list[str]]:
     """Under ``root``, sorted: the wheels and sdists, the other regular files (the model
-    scanner's), and the symbolic links, which are never followed."""
+    scanner's), and what is not read: symbolic links (never followed), FIFOs, devices."""
     found: list[Path] = []
     others: list[Path] = []
     links: list[str] = []
@@ -159,8 +159,11 @@ def find_distributions(root: Path) -> tuple[list[Path], list[Path], list[str]]:
             p = here / name
             if p.is_symlink():
                 links.append(str(p))
-            elif name in filenames and p.is_file():
-                (found if is_distribution(p) else others).append(p)
+            elif name in filenames:
+                if p.is_file():
+                    (found if is_distribution(p) else others).append(p)
+                else:
+                    links.append(str(p))
     return sorted(found), sorted(others), sorted(links)
 
 

@@ -149,7 +149,7 @@ def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list
            "policy": outcome.policy, "counts": outcome.counts(), "blocked": outcome.blocked(),
            "other_files": {"scanned": len(others), "findings": [f.to_dict() for f in file_findings],
                            "fail_on": fail_on, "blocked": bool(file_blocking),
-                           "symlinks_not_followed": links or []}}
+                           "not_read": links or []}}  # symbolic links (not followed), FIFOs, devices
     if report:
         from gapsync.scanner.report import render_html
 
@@ -175,6 +175,8 @@ def _print_dists(doc: dict, entries: list[dict], file_findings: list) -> None:
     for f in file_findings:
         where = f.file + (f"!{f.location}" if f.location else "")
         click.echo(f"{where}: {f.severity.value} {f.rule}: {f.message}")
+    for p in doc["other_files"]["not_read"]:
+        click.echo(f"{p}: not read (a symbolic link, not followed, or not a regular file)")
     c = doc["counts"]
     pinned = sum(1 for e in entries if not e.get("not_pinned"))
     unpinned = len(entries) - pinned
