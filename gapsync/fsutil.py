@@ -158,6 +158,10 @@ class Dir:
             os.close(self.fd)
             self.fd = -1
 
+    def __del__(self) -> None:  # a Dir dropped on an error path still gives its descriptor back
+        if getattr(self, "fd", -1) >= 0:
+            self.close()
+
     def __enter__(self) -> Dir:
         return self
 
@@ -456,3 +460,44 @@ def open_append(path: Path) -> BinaryIO:
         raise _unsafe(path, st.st_mode, "append to")
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return os.fdopen(fd, "ab")
+
+
+def open_partial(path: Path, *, resume: bool) -> BinaryIO:
+    """A download's partial file in gapsync's own cache, to append to (``resume``) or to start
+    afresh, never through a link (``O_NOFOLLOW``) and refused unless a regular file. Resumable
+    by design, so not a temporary name: the cache's ``partial/`` directory holds nothing else."""
+    make_dirs(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC | (os.O_APPEND if resume else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise _unsafe(path, stat.S_IFLNK, "write") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _unsafe(path, st.st_mode, "write")
+    if not resume:
+        os.ftruncate(fd, 0)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return os.fdopen(fd, "ab" if resume else "wb")
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a directory of gapsync's own (a channel's TUF client state) to the new path ``dst``
+    in scratch space, links copied as links (``dst`` must not exist: every file in it is new)."""
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+    shutil.copytree(src, dst, symlinks=True)
+
+
+@contextmanager
+def temp_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A private scratch directory (0700, created exclusively: nothing can be planted in it
+    before us), removed with everything in it at the end."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

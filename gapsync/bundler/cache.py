@@ -7,10 +7,10 @@ downloads live in ``partial/`` and are resumed, never trusted.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.hashing import copy_verified
 from gapsync.model import SHA256_RE
 
@@ -43,15 +43,15 @@ class BlobCache:
 
     def put(self, chunks: Iterable[bytes], *, what: str, sha256: str | None, size: int | None = None) -> tuple[str, int]:
         """Store a stream, verified; returns (digest, size). Used for small derived blobs too."""
-        fd, tmp = tempfile.mkstemp(dir=self.root / "partial", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                digest, n = copy_verified(chunks, f, what=what, sha256=sha256, size=size)
-            self.adopt(Path(tmp), digest)
-            return digest, n
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with fsutil.Dir(self.root / "partial") as d:
+            tmp, f = d.create_temp("put")  # O_CREAT|O_EXCL|O_NOFOLLOW, a fresh name
+            try:
+                with f:
+                    digest, n = copy_verified(chunks, f, what=what, sha256=sha256, size=size)
+                self.adopt(d.path / tmp, digest)
+                return digest, n
+            finally:
+                d.unlink(tmp)
 
     def put_bytes(self, data: bytes, *, what: str) -> tuple[str, int]:
         return self.put([data], what=what, sha256=None, size=len(data))
@@ -59,7 +59,6 @@ class BlobCache:
     def adopt(self, verified_file: Path, digest: str) -> Path:
         """Move a file whose digest the caller has just verified into its place."""
         dst = self.path(digest)
-        dst.parent.mkdir(exist_ok=True)
         os.chmod(verified_file, 0o444)
-        os.replace(verified_file, dst)
+        fsutil.move(verified_file, dst)  # a rename relative to both directories: never follows a link
         return dst

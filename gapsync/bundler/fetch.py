@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.http import TIMEOUT, session
 from gapsync.errors import DigestMismatchError, FetchError, GapsyncError
@@ -59,7 +59,7 @@ def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
     hasher = hashlib.sha256()
     have = 0
     if item.sha256 and part.exists():
-        with part.open("rb") as f:
+        with fsutil.open_regular(part) as f:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
                 have += len(chunk)
@@ -85,7 +85,7 @@ def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
         else:
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
         try:
-            with part.open(mode) as f:
+            with fsutil.open_partial(part, resume=mode == "ab") as f:
                 digest, size = copy_verified(_chunks(resp), f, what=item.what, sha256=item.sha256,
                                              size=item.size, hasher=hasher, already=have)
         except DigestMismatchError:

@@ -6,20 +6,17 @@ over all versions is what it has, if it imported every bundle; a receipt says so
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.model import Target
 
 
 def record(channel_dir: Path, version: int, targets: list[Target], carried: set[str]) -> None:
     d = channel_dir / "shipped"
-    d.mkdir(exist_ok=True)
     doc = {"version": version, "targets": {t.path: t.blob.digest for t in targets}, "carried": sorted(carried)}
-    tmp = d / f".{version}.json.tmp"
-    tmp.write_text(json.dumps(doc, sort_keys=True))
-    os.replace(tmp, d / f"{version}.json")
+    fsutil.write_atomic(d / f"{version}.json", json.dumps(doc, sort_keys=True).encode())
 
 
 def versions(channel_dir: Path) -> list[int]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapsync import fsutil
 from gapsync.bundler.http import remember_credentials
 from gapsync.errors import InputError
 from gapsync.model import SHA256_RE
@@ -197,9 +198,7 @@ class Lock:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.dumps())
-        tmp.replace(path)
+        fsutil.write_atomic(path, self.dumps().encode())
 
 
 def read_lock(path: Path) -> Lock:

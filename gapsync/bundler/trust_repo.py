@@ -34,6 +34,7 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
+from gapsync import fsutil
 from gapsync.bundler.keys import SigningKey
 from gapsync.errors import InputError, TrustError
 from gapsync.fsutil import write_atomic
@@ -244,8 +245,8 @@ class ChannelRepo:
         """Record that ``release`` shipped; only after its bundle file is complete on disk."""
         for role in ("targets", "snapshot", "timestamp"):
             write_atomic(self.dir / f"{role}.json", release.members[f"{role}.json"])
-        with (self.dir / "history.jsonl").open("a") as f:
-            f.write(json.dumps(history, sort_keys=True) + "\n")
+        with fsutil.open_append(self.dir / "history.jsonl") as f:
+            f.write((json.dumps(history, sort_keys=True) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.audit import AuditLog
 from gapsync.bundler.bundle import BundleReader
 from gapsync.errors import (
@@ -144,7 +144,7 @@ def _quick_id(bundle: Path) -> str | None:
     """Identify the bundle file in the audit log without a second full read: sha256 over its size,
     first and last MiB (the signed content is identified by channel and version next to it)."""
     try:
-        with bundle.open("rb") as f:
+        with fsutil.open_regular(bundle) as f:  # a FIFO or link: no id, and never a blocked open
             size = os.fstat(f.fileno()).st_size
             h = hashlib.sha256(str(size).encode())
             h.update(f.read(1 << 20))
@@ -152,7 +152,7 @@ def _quick_id(bundle: Path) -> str | None:
                 f.seek(size - (1 << 20))
                 h.update(f.read())
         return h.hexdigest()
-    except OSError:
+    except (OSError, fsutil.UnsafeFileError):
         return None
 
 
@@ -216,7 +216,7 @@ def _scan(release: VerifiedRelease, candidates: list[Target], path_of, options: 
     result.blocked = sorted(blocked)
     if blocked and not options.allow_partial:
         raise PolicyBlockedError(f"{bundle}: this side's policy blocks {len(blocked)} artifact(s): "
-                                 + "; ".join(f"{k} ({outcome.decisions[k].reasons[0]['message']})" for k in sorted(blocked)[:5])
+                                 + outcome.blocked_summary()
                                  + "; nothing was published", outcome.decision_dicts())
     return blocked
 
@@ -287,6 +287,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             check_free_space(layout.meta, sum(by_digest[d].blob.size for d in needed & carried),
                              f"importing {bundle.name}")
         seen: set[str] = set()
+        staging = fsutil.Dir(scratch, create=False)  # opened once; each blob created O_EXCL|O_NOFOLLOW in it
         for member in reader.iter_blobs():
             target = by_digest[member.digest]
             seen.add(member.digest)
@@ -298,13 +299,14 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
                 copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size,
                               overlap=False)
             else:
-                with (scratch / member.digest).open("wb") as f:
+                with staging.create(member.digest) as f:
                     copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
                     f.flush()
                     os.fsync(f.fileno())
                 faults.point("import.staged-blob")
             result.blobs_read += 1
             result.bytes_read += member.size
+        staging.close()
         stored = {d for d in seen if (scratch / d).is_file()}  # staged in scratch by this run
 
         def path_of(digest: str) -> Path:

@@ -47,20 +47,13 @@ class DirectWriter:
         fsutil.link_or_copy(src, dst)
 
     def symlink(self, target: str, link: Path) -> None:
-        """Point ``link`` at ``target`` atomically (a new link renamed over the old one)."""
-        link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.with_name(f".{link.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(target, tmp)
-        try:
-            os.replace(tmp, link)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        """Point ``link`` at ``target`` atomically (a new link under a fresh exclusive name
+        renamed over the old one: fsutil.symlink_atomic)."""
+        fsutil.symlink_atomic(target, link)
 
     def move_in(self, src: Path, dst: Path) -> None:
         """Move a file or a whole directory from scratch space to ``dst`` (same file system)."""
-        os.replace(src, dst)
+        fsutil.move(src, dst)
 
     def remove_tree(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
@@ -118,12 +111,9 @@ class PublishJournal(DirectWriter):
         if os.path.lexists(path):
             aside = self.aside / str(next(self._names))
             try:
-                os.link(path, aside, follow_symlinks=False)  # no bytes copied, no space needed
+                fsutil.hard_link(path, aside)  # no bytes copied, no space needed
             except OSError:  # a file system without hard links
-                if path.is_symlink():
-                    os.symlink(os.readlink(path), aside)
-                else:
-                    shutil.copy2(path, aside)
+                fsutil.copy_aside(path, aside)
         self._changes[path] = _Change(path, aside)
 
     # -- the operations, recorded ---------------------------------------------------------
@@ -155,7 +145,7 @@ class PublishJournal(DirectWriter):
         if not os.path.lexists(path):
             return
         aside = self.aside / str(next(self._names))
-        os.rename(path, aside)
+        fsutil.move(path, aside)
         self._changes[path] = _Change(path, aside)
 
     # -- the end --------------------------------------------------------------------------
@@ -190,7 +180,7 @@ class PublishJournal(DirectWriter):
 def _undo(change: _Change) -> None:
     p = change.path
     if change.aside is not None:
-        os.rename(change.aside, p)  # over the new file or link: one rename, no space needed
+        fsutil.move(change.aside, p)  # over the new file or link: one rename, no space needed
     elif change.tree:
         if os.path.lexists(p):
             shutil.rmtree(p)

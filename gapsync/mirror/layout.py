@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.errors import InputError, TrustError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.model import SHA256_RE
 
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+MAX_STATE_FILE = 64 << 20  # pinned.json, state.json: the mirror's own, read whole
 # conda channel directories: one safe path component each (fullmatch: no trailing newline, no '.'/'..')
 CONDA_CHANNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CONDA_SUBDIR_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # noarch, linux-64, osx-arm64, win-64 ...
@@ -87,7 +88,7 @@ class MirrorLayout:
 
     def new_staging(self) -> Path:
         self.ensure()
-        return Path(tempfile.mkdtemp(prefix="import-", dir=self.meta / "staging"))
+        return fsutil.make_temp_dir(self.meta / "staging", "import-")
 
     # -- channels -------------------------------------------------------------------------
     def channels(self) -> list[str]:
@@ -104,7 +105,7 @@ class MirrorLayout:
         if not p.is_file():
             pinned = ", ".join(self.channels()) or "none"
             raise TrustError(f"bundle is for channel {channel!r}, which is not pinned in {self.root} (pinned: {pinned})")
-        return json.loads(p.read_text())
+        return json.loads(fsutil.read_regular(p, MAX_STATE_FILE))
 
     def tuf_dir(self, channel: str) -> Path:
         return self.channel_dir(channel) / "current"
@@ -113,7 +114,7 @@ class MirrorLayout:
         p = self.channel_dir(channel) / "state.json"
         if not p.exists():
             return ChannelState(bundles=[])
-        d = json.loads(p.read_text())
+        d = json.loads(fsutil.read_regular(p, MAX_STATE_FILE))
         return ChannelState(d.get("version", 0), d.get("last_import"), d.get("bundles", []))
 
     def write_state(self, channel: str, state: ChannelState, fs: DirectWriter = DIRECT) -> None:
@@ -123,7 +124,7 @@ class MirrorLayout:
         """Swap the channel's TUF client state to ``new_dir`` with one atomic symlink rename
         (through ``fs``, an import's publish journal, so that a failed import can swap it back)."""
         cdir = self.channel_dir(channel)
-        final = Path(tempfile.mkdtemp(prefix=f"md-{version}-", dir=cdir))
+        final = fsutil.make_temp_dir(cdir, f"md-{version}-")
         final.rmdir()
         fs.move_in(new_dir, final)
         old = os.readlink(cdir / "current") if (cdir / "current").is_symlink() else None

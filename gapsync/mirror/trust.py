@@ -20,6 +20,7 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
+from gapsync import fsutil
 from gapsync.bundler import approve
 from gapsync.bundler.bundle import METADATA_LIMITS
 from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, to_bytes
@@ -68,16 +69,15 @@ def pin_root(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
     cdir = layout.channel_dir(channel)
     fp = fingerprint(data)
     if (cdir / "pinned.json").exists():
-        old = json.loads((cdir / "pinned.json").read_text())
+        old = json.loads(fsutil.read_regular(cdir / "pinned.json", 1 << 20))
         if old.get("fingerprint") == fp:
             return channel, fp
         raise InputError(f"{layout.root}: channel {channel!r} is already pinned to another root ({old.get('fingerprint')})")
     staging = layout.new_staging()
     try:
         tuf = staging / "tuf"
-        (tuf / "root_history").mkdir(parents=True)
-        (tuf / "root_history" / "1.root.json").write_bytes(data)
-        (tuf / "root.json").symlink_to("root_history/1.root.json")
+        fsutil.write_new(tuf / "root_history" / "1.root.json", data)
+        fsutil.symlink_atomic("root_history/1.root.json", tuf / "root.json")
         cdir.mkdir(parents=True, exist_ok=True)
         layout.commit_tuf(channel, tuf, 1)
     finally:
@@ -190,7 +190,7 @@ def verify_release(layout: MirrorLayout, channel: str, members: dict[str, bytes]
         if name.endswith(".root.json"):
             _load_root(data, f"{bundle}: metadata/{name}")
     tuf = scratch / "tuf"
-    shutil.copytree(layout.tuf_dir(channel), tuf, symlinks=True)
+    fsutil.copy_tree(layout.tuf_dir(channel), tuf)
     for name, data in members.items():  # roots we already trust must be carried unchanged
         known = tuf / "root_history" / name
         if name.endswith(".root.json") and known.is_file() and known.read_bytes() != data:

@@ -21,12 +21,12 @@ rattler is imported inside the functions: ``gapsync --help`` and the other kinds
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gapsync import fsutil
 from gapsync.bundler.fetch import FetchItem
 from gapsync.errors import FetchError, InputError
 from gapsync.model import SHA256_RE
@@ -187,7 +187,7 @@ def _download_repodata(url: str, dest: Path) -> bool:
             if resp.status_code != 200:
                 raise FetchError(f"{url}{suffix}: HTTP {resp.status_code}")
             try:
-                with dest.open("wb") as out:
+                with fsutil.atomic_file(dest) as out:
                     if suffix:
                         _copy_capped(_zstd_chunks(resp.raw), out, url + suffix)
                     else:
@@ -229,7 +229,7 @@ def resolve(spec: CondaSpec, scratch: Path | None = None) -> dict[str, Any]:
     """Solve every platform from the channels' repodata; return the lock's ``conda`` section."""
     import asyncio
 
-    with tempfile.TemporaryDirectory(prefix="gapsync-conda-", dir=scratch) as tmp:
+    with fsutil.temp_dir("gapsync-conda-", scratch) as tmp:
         repodata: dict[tuple[str, str], Path] = {}
         for ch in spec.channels:
             for subdir in sorted({"noarch", *spec.platforms}):

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from gapsync import fsutil
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.lock import LockedModel
 from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
@@ -61,7 +61,7 @@ def _resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
         mv = c.get_model_version(spec.name, spec.revision)
         rm = c.get_registered_model(spec.name)
         uri = c.get_model_version_download_uri(spec.name, spec.revision)
-        tmp = Path(tempfile.mkdtemp(prefix="mlflow-", dir=cache.root / "partial"))
+        tmp = fsutil.make_temp_dir(cache.root / "partial", "mlflow-")
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp), tracking_uri=spec.location))
             files = _store(local, cache, where)

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from gapsync import fsutil
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all
 from gapsync.bundler.http import remember_credentials
@@ -66,16 +66,16 @@ def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache, constraints: 
     assert py is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _UV_ENV_KEEP}
     env["UV_PYTHON_DOWNLOADS"] = "never"
-    with tempfile.TemporaryDirectory(prefix="gapsync-resolve-") as tmp:
+    with fsutil.temp_dir("gapsync-resolve-") as tmp:
         req_in = Path(tmp) / "requirements.in"
-        req_in.write_text("".join(f"{r}\n" for r in py.requirements))
+        fsutil.write_new(req_in, "".join(f"{r}\n" for r in py.requirements).encode())
         cmd = [_uv_bin(), "pip", "compile", "--no-config", "--no-header", "--no-annotate", "--quiet",
                "--color", "never", "--python", sys.executable, "--python-version", target.python,
                "--python-platform", target.uv_platform, "--index-url", py.index_url,
                "--cache-dir", str(cache.root / "uv"), "--refresh",  # revalidate: a release minutes old must be seen
                str(req_in), *map(str, py.requirements_files)]
         if constraints:  # python.same_versions: the versions other targets got (gapsync/bundler/per_target.py)
-            (Path(tmp) / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
+            fsutil.write_new(Path(tmp) / "constraints.txt", "".join(f"{c}\n" for c in constraints).encode())
             cmd += ["--constraint", str(Path(tmp) / "constraints.txt")]
         if not py.sdists:
             cmd += ["--only-binary", ":all:"]
