@@ -18,20 +18,38 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from gapsync import __version__
-from gapsync.errors import DigestMismatchError, FetchError, InputError, PublishError
+from gapsync.errors import DigestMismatchError, FetchError, InputError, PublishError, UpstreamError
 from gapsync.oci import ACCEPT_MANIFESTS, DIGEST_RE, DOCKER_HUB, DOCKER_HUB_API
 from gapsync.oci_auth import Credentials, credentials_for
+from gapsync.redact import redact_text, redact_url
+from gapsync.upstream import read_capped
 
 MAX_MANIFEST = 4 * 1024 * 1024
+MAX_TOKEN_ANSWER = 1 << 20  # a token server's JSON answer
+MAX_TOKEN = 64 * 1024  # the token itself: it becomes a header
 TIMEOUT = (10, 120)
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+\Z")  # printable ASCII, no space: nothing that can split a header
+# Token services that registries are known to name as their realm (another host by design):
+# the credentials of the registry may go there. Any other host gets them only when the
+# credential configuration (docker config.json) names that host itself.
+KNOWN_REALMS = {DOCKER_HUB: ("auth.docker.io",), DOCKER_HUB_API: ("auth.docker.io",)}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urlsplit(url)
+    return p.scheme.lower(), (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+
+
+def _is_loopback(host: str) -> bool:
+    return bool(LOOPBACK.match(host)) or host == "::1"
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,7 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
 class RegistryClient:
     def __init__(self, registry: str, *, scheme: str = "https", credentials: Credentials | None = None,
                  use_docker_config: bool = True, retries: int = 4):
+        self._realm_creds_from_config = use_docker_config
         self.registry = registry
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.base = f"{scheme}://{host}"
@@ -65,9 +84,12 @@ class RegistryClient:
     def from_url(cls, url: str, credentials: Credentials | None = None) -> tuple[RegistryClient, str]:
         """``http(s)://host[:port][/prefix]`` -> (client, prefix)."""
         parts = urlsplit(url if "://" in url else f"https://{url}")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InputError(f"{url!r}: expected a registry URL like https://registry.internal or http://127.0.0.1:5000")
-        return cls(parts.netloc, scheme=parts.scheme, credentials=credentials), parts.path.strip("/")
+        host = parts.netloc.rpartition("@")[2]  # user info: used as the credentials, never as a name
+        if parts.scheme not in ("http", "https") or not host:
+            raise InputError(f"{redact_url(url)!r}: expected a registry URL like https://registry.internal or http://127.0.0.1:5000")
+        if credentials is None and (parts.username or parts.password):
+            credentials = Credentials(unquote(parts.username or ""), unquote(parts.password or ""))
+        return cls(host, scheme=parts.scheme, credentials=credentials), parts.path.strip("/")
 
     # -- transport ---------------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -95,30 +117,77 @@ class RegistryClient:
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
         return {}
 
+    def _realm_credentials(self, realm: str) -> Credentials | None:
+        """The credentials a token realm may receive: the registry's own when the realm is the
+        registry's origin (scheme, host, port) or its known token service; the realm host's own
+        when the credential configuration names that host; otherwise none (an anonymous token)."""
+        scheme, host, port = _origin(realm)
+        if (scheme, host, port) == _origin(self.base):
+            return self.credentials
+        if scheme == "https" and host in KNOWN_REALMS.get(self.registry, ()):
+            return self.credentials
+        if self._realm_creds_from_config:
+            netloc = host if port in (None, 443) else f"{host}:{port}"
+            try:
+                return credentials_for(netloc)
+            except InputError:
+                return None
+        return None
+
+    def _check_realm(self, realm: str) -> None:
+        """A realm is an https URL (or http on loopback, or the registry's own origin when the
+        operator made the registry itself plain http); anything else is refused, one line."""
+        try:
+            scheme, host, port = _origin(realm)
+        except ValueError:
+            raise UpstreamError(f"{self.registry}: token realm {redact_url(realm)!r} is not a URL; refused") from None
+        if scheme not in ("https", "http") or not host:
+            raise UpstreamError(f"{self.registry}: token realm {redact_url(realm)!r} is not an http(s) URL; refused")
+        if scheme == "http" and not _is_loopback(host) and (scheme, host, port) != _origin(self.base):
+            raise UpstreamError(f"{self.registry}: token realm {redact_url(realm)!r} is plain http on another host; "
+                                "realms must be https (loopback aside); refused")
+
     def _fetch_token(self, params: dict[str, str], scopes: list[str]) -> str:
         realm = params.get("realm")
         if not realm:
-            raise FetchError(f"{self.registry}: Bearer challenge without a realm")
+            raise UpstreamError(f"{self.registry}: Bearer challenge without a realm")
+        self._check_realm(realm)
         query = [("service", params["service"])] if "service" in params else []
         query += [("scope", s) for s in scopes]
-        auth = None
-        if self.credentials and self.credentials.identity_token:
-            r = self._session().post(realm, data={"grant_type": "refresh_token", "refresh_token": self.credentials.identity_token,
-                                                 "service": params.get("service", ""), "scope": " ".join(scopes),
-                                                 "client_id": "gapsync"}, timeout=TIMEOUT, allow_redirects=False)
-        else:
-            if self.credentials:
-                auth = (self.credentials.username, self.credentials.password)
-            r = self._session().get(f"{realm}?{urlencode(query)}", auth=auth, timeout=TIMEOUT, allow_redirects=False)
+        creds = self._realm_credentials(realm)
+        where = f"{self.registry}: token realm {redact_url(realm)}"
+        try:
+            if creds and creds.identity_token:
+                r = self._session().post(realm, data={"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                                                     "service": params.get("service", ""), "scope": " ".join(scopes),
+                                                     "client_id": "gapsync"}, timeout=TIMEOUT, allow_redirects=False,
+                                         stream=True)
+            else:
+                auth = (creds.username, creds.password) if creds and (creds.username or creds.password) else None
+                sep = "&" if urlsplit(realm).query else "?"
+                r = self._session().get(f"{realm}{sep}{urlencode(query)}", auth=auth, timeout=TIMEOUT,
+                                        allow_redirects=False, stream=True)
+        except requests.RequestException as e:
+            raise FetchError(f"{where}: {redact_text(str(e))}") from e
         if r.status_code in (401, 403):
+            r.close()
             raise FetchError(f"{self.registry}: token server refused the credentials for {' '.join(scopes)} (HTTP {r.status_code})")
         if r.status_code != 200:
-            raise FetchError(f"{realm}: token request failed (HTTP {r.status_code})")
+            r.close()
+            raise FetchError(f"{where}: token request failed (HTTP {r.status_code})")
+        body = read_capped(r, MAX_TOKEN_ANSWER, where)
         try:
-            doc = r.json()
-            return doc.get("token") or doc["access_token"]
-        except (ValueError, KeyError) as e:
-            raise FetchError(f"{realm}: token response has no token") from e
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            raise UpstreamError(f"{where}: token answer is not JSON") from None
+        if not isinstance(doc, dict):
+            raise UpstreamError(f"{where}: token answer is a JSON {type(doc).__name__}, not an object")
+        token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise UpstreamError(f"{where}: token answer has no token string ('token' is {type(token).__name__})")
+        if len(token) > MAX_TOKEN or not _TOKEN_CHARS.match(token):
+            raise UpstreamError(f"{where}: token is not a header-safe string of at most {MAX_TOKEN} characters")
+        return token
 
     def request(self, method: str, url: str, *, scope: str, extra_scopes: tuple[str, ...] = (), blob: bool = False,
                 headers: dict[str, str] | None = None, data=None, stream: bool = False, ok_redirect: bool = True) -> requests.Response:
@@ -181,11 +250,9 @@ class RegistryClient:
                 raise FetchError(f"{self.registry}/{repo}:{reference}: manifest not found")
             if r.status_code != 200:
                 raise FetchError(f"{self.registry}/{repo}:{reference}: manifest request failed (HTTP {r.status_code})")
-            data = r.raw.read(MAX_MANIFEST + 1, decode_content=True)
-            if len(data) > MAX_MANIFEST:
-                raise FetchError(f"{self.registry}/{repo}:{reference}: manifest larger than {MAX_MANIFEST} bytes")
             media_type = r.headers.get("Content-Type", "").split(";")[0].strip()
             header_digest = r.headers.get("Docker-Content-Digest")
+            data = read_capped(r, MAX_MANIFEST, f"{self.registry}/{repo}:{reference}: manifest")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if DIGEST_RE.match(reference) and digest != reference:
             raise DigestMismatchError(f"{self.registry}/{repo}@{reference}: registry served a manifest whose digest is {digest}")
@@ -193,9 +260,14 @@ class RegistryClient:
             raise DigestMismatchError(f"{self.registry}/{repo}:{reference}: Docker-Content-Digest {header_digest} "
                                       f"does not match the bytes ({digest})")
         try:
-            declared = json.loads(data).get("mediaType")
-        except ValueError as e:
-            raise FetchError(f"{self.registry}/{repo}:{reference}: manifest is not JSON") from e
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            raise UpstreamError(f"{self.registry}/{repo}:{reference}: manifest is not JSON") from None
+        if not isinstance(doc, dict):
+            raise UpstreamError(f"{self.registry}/{repo}:{reference}: manifest is a JSON {type(doc).__name__}, not an object")
+        declared = doc.get("mediaType")
+        if declared is not None and not isinstance(declared, str):
+            raise UpstreamError(f"{self.registry}/{repo}:{reference}: manifest's mediaType is not a string")
         return Manifest(data, declared or media_type, digest)
 
     def open_blob(self, repo: str, digest: str, start: int = 0) -> requests.Response:

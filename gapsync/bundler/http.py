@@ -24,12 +24,11 @@ from requests.utils import get_netrc_auth
 from urllib3.util.retry import Retry
 
 from gapsync import __version__
-from gapsync.errors import UpstreamError
 from gapsync.redact import redact_text, redact_url
+from gapsync.upstream import CHUNK, read_capped  # noqa: F401  (re-exported: the connected side reads through here)
 
 USER_AGENT = f"gapsync/{__version__}"
 TIMEOUT = (10, 60)  # connect, read (seconds between bytes)
-CHUNK = 64 * 1024
 
 # Size caps for upstream documents, read before parsing (bytes, after content decoding).
 MAX_INDEX_PAGE = 32 << 20  # a PEP 503/691 project page; PyPI's largest are a few MB
@@ -113,34 +112,6 @@ def session(pool: int = 16) -> requests.Session:
         s.auth = _OriginAuth()
         _local.session = s
     return s
-
-
-def read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
-    """The body of a streamed response, at most ``cap`` bytes after decoding; raises
-    UpstreamError (one line naming ``what``) as soon as one more byte arrives. The response is
-    closed either way. A Content-Length over the cap is refused before reading."""
-    try:
-        declared = int(resp.headers.get("Content-Length", "-1"))
-    except ValueError:
-        declared = -1
-    try:
-        if declared > cap and not resp.headers.get("Content-Encoding"):
-            raise UpstreamError(f"{redact_text(what)}: answer of {declared} bytes is over the {cap}-byte cap for this document; refused")
-        buf = bytearray()
-        raw = resp.raw
-        while True:
-            try:
-                chunk = raw.read(CHUNK, decode_content=True)
-            except Exception as e:  # urllib3's protocol/decoding errors, connection resets
-                raise UpstreamError(f"{redact_text(what)}: reading the answer failed ({redact_text(str(e)).splitlines()[0][:200]})") from e
-            if not chunk:
-                break
-            buf += chunk
-            if len(buf) > cap:
-                raise UpstreamError(f"{redact_text(what)}: answer larger than the {cap}-byte cap for this document; refused")
-        return bytes(buf)
-    finally:
-        resp.close()
 
 
 def get_document(url: str, cap: int, what: str | None = None, headers: dict[str, str] | None = None,
