@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gapsync import __version__
+from gapsync import __version__, fsutil
 from gapsync.audit import AuditLog
 from gapsync.bundler import history, minisign
 from gapsync.bundler.bundle import bundle_file_name
@@ -329,10 +329,10 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     if scan.report:
         from gapsync.scanner.report import render_html
 
-        scan.report.write_text(render_html(info, [k.public.tuf_key().keyid for k in keys]))
+        fsutil.write_atomic(scan.report, render_html(info, [k.public.tuf_key().keyid for k in keys]).encode())
     if blocked and not scan.allow_partial:
         raise PolicyBlockedError(f"{spec.path}: the policy {policy.name} blocks {len(blocked)} artifact(s): "
-                                 + "; ".join(f"{k} ({outcome.decisions[k].reasons[0]['message']})" for k in sorted(blocked)[:5])
+                                 + outcome.blocked_summary()
                                  + ("" if scan.report else " (see --report for the details)"), outcome.decision_dicts())
     # bundle-level targets: the policy and the advisory snapshot it was scanned with
     digest, size = cache.put_bytes(Path(policy.source).read_bytes(), what=POLICY_PATH)

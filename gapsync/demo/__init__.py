@@ -25,6 +25,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from gapsync import fsutil
 from gapsync.bundler.platforms import host_target
 from gapsync.errors import FetchError, GapsyncError
 
@@ -112,7 +113,7 @@ class Demo:
 
     def start(self, argv: list[str], url: str, cwd: Path) -> None:
         log = cwd / f"server-{len(self.procs)}.log"  # a server that fails to start says why here
-        with open(log, "ab") as out:
+        with fsutil.open_append(log) as out:
             p = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_clean_env())
         self.procs.append(p)
         wait_http(url, proc=p, log=log)
@@ -145,14 +146,14 @@ class Demo:
         projects: dict[str, list[str]] = {}
         for whl in sorted(seed.glob("*/*.whl")):
             if not (files / whl.name).exists():
-                shutil.copy(whl, files / whl.name)
+                fsutil.copy_file(whl, files / whl.name)
                 projects.setdefault(canonicalize_name(parse_wheel_filename(whl.name)[0]), []).append(whl.name)
         for name, fns in projects.items():
             page = ext / "simple" / name / "index.html"
             page.parent.mkdir(parents=True)
-            page.write_text("".join(
+            fsutil.write_atomic(page, "".join(
                 f'<a href="../../files/{f}#sha256={hashlib.sha256((files / f).read_bytes()).hexdigest()}">{f}</a><br/>\n'
-                for f in fns))
+                for f in fns).encode())
         port = free_port()
         self.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
                    f"http://127.0.0.1:{port}/simple/", ext)
@@ -192,9 +193,9 @@ class Demo:
         reg = self.w / "external" / "registry"
         reg.mkdir(parents=True)
         port = free_port()
-        (reg / "config.yml").write_text(
+        fsutil.write_atomic(reg / "config.yml", (
             f"version: 0.1\nstorage: {{filesystem: {{rootdirectory: {reg / 'data'}}}}}\n"
-            f"http: {{addr: 127.0.0.1:{port}, secret: demo}}\nlog: {{level: error}}\n")
+            f"http: {{addr: 127.0.0.1:{port}, secret: demo}}\nlog: {{level: error}}\n").encode())
         self.start(["docker-registry", "serve", str(reg / "config.yml")], f"http://127.0.0.1:{port}/v2/", reg)
         names = build_demo_layout(reg / "layout", arch)
         self.registry = f"127.0.0.1:{port}"
@@ -209,14 +210,14 @@ class Demo:
         d = self.w / "dmz"
         d.mkdir()
         target = host_target()
-        (d / "gapsync.yaml").write_text(
+        fsutil.write_atomic(d / "gapsync.yaml", (
             "name: demo\nchannel: prod\npython:\n"
             f"  index_url: {index_url}\n"
             f"  requirements: {json.dumps(REQUIREMENTS)}\n"
             "  targets:\n" + "".join(f'    - {{python: "{py}", platform: {target.platform}}}\n' for py in PYTHONS)
             + (f"images:\n  platforms: [linux/{'arm64' if 'aarch64' in target.platform else 'amd64'}]\n"
                f"  insecure: [\"{self.registry}\"]\n  refs: {json.dumps(self.images)}\n" if self.images else "")
-            + (f"models:\n  - hf: demo/tiny-classifier\n    revision: main\n    endpoint: {self.hub}\n" if self.hub else ""))
+            + (f"models:\n  - hf: demo/tiny-classifier\n    revision: main\n    endpoint: {self.hub}\n" if self.hub else "")).encode())
         self.out(f"spec dmz/gapsync.yaml: {REQUIREMENTS} for Python {', '.join(PYTHONS)} on {target.platform}"
                  + (f", images {', '.join(self.images)}" if self.images else "")
                  + (", and the model demo/tiny-classifier" if self.hub else ""))
@@ -229,7 +230,7 @@ class Demo:
         usb = self.w / "usb"
         usb.mkdir()
         for f in (bundle, bundle.with_name(bundle.name + ".minisig"), d / "keys/dmz.pub", d / "state/prod/1.root.json"):
-            shutil.copy(f, usb / f.name)
+            fsutil.copy_file(f, usb / f.name)
         self.banner("TRANSFER: usb/ holds the bundle, its .minisig, the public key and root v1")
         for f in sorted(usb.iterdir()):
             self.out(f"  {f.name}  ({f.stat().st_size:,} bytes)")

@@ -11,6 +11,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gapsync import fsutil
 from gapsync.bundler.bundle import BundleReader
 from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import copy_verified
@@ -22,7 +23,7 @@ from gapsync.scanner.run import ScanOutcome, advisory_file, load_advisories, sca
 
 def scan_bundle(bundle: Path, policy: str | Path | None = None, advisories: Path | None = None,
                 now: datetime | None = None) -> tuple[ScanOutcome, dict]:
-    tmp = Path(tempfile.mkdtemp(prefix="gapsync-scan-"))
+    tmp = fsutil.make_temp_dir(Path(tempfile.gettempdir()), "gapsync-scan-")
     try:
         with BundleReader(bundle) as reader:
             members = reader.read_metadata()
@@ -36,7 +37,7 @@ def scan_bundle(bundle: Path, policy: str | Path | None = None, advisories: Path
             for m in reader.iter_blobs():
                 if m.digest not in sizes:
                     raise BundleFormatError(f"{bundle}: member blobs/sha256/{m.digest} is not a target")
-                with (tmp / m.digest).open("wb") as f:
+                with fsutil.atomic_file(tmp / m.digest) as f:
                     copy_verified(reader.chunks(m), f, what=f"{bundle}: blob {m.digest}", sha256=m.digest, size=sizes[m.digest])
         missing = sorted({t.blob.digest for t in targets} - {p.name for p in tmp.iterdir()})
         if missing:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gapsync import fsutil
 from gapsync.errors import InputError
 from gapsync.model import Severity
 
@@ -207,7 +208,7 @@ def compile_default_policy() -> Path:
     doc = {"comment": f"generated from {DEFAULT_POLICY} by `python -m gapsync.policies.pickle_globals`; "
                       "edit the YAML, not this file",
            "source": _fingerprint(raw), "policy": data}
-    out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    fsutil.write_atomic(out, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return out
 
 

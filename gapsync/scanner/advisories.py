@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
+from gapsync import fsutil
 from gapsync.errors import FetchError, InputError, VerificationError
 from gapsync.fsutil import write_atomic
 
@@ -321,11 +321,12 @@ def update(store: Path, *, url: str = OSV_PYPI_URL, timeout: float = 60.0) -> Db
     """Download the OSV PyPI export from ``url`` and import it into ``store``."""
     import requests
 
-    store.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=".download.", suffix=".zip")
+    with fsutil.Dir(store) as d:
+        name, f = d.create_temp("download.zip")  # O_CREAT|O_EXCL|O_NOFOLLOW in the store opened once
+    tmp = store / name
     try:
         try:
-            with os.fdopen(fd, "wb") as f, requests.get(url, stream=True, timeout=timeout) as r:
+            with f, requests.get(url, stream=True, timeout=timeout) as r:
                 if r.status_code != 200:
                     raise FetchError(f"cannot download {url}: HTTP {r.status_code} {r.reason}")
                 for chunk in r.iter_content(1 << 20):

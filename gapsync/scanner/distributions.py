@@ -38,6 +38,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from gapsync import fsutil
 from gapsync.errors import InputError
 from gapsync.model import Finding, Severity
 from gapsync.policies.evaluate import evaluate
@@ -190,7 +191,7 @@ def scan_distributions(paths: list[Path], policy: Policy, advisories, now: datet
         meta_path = None
         if d.metadata is not None:
             meta_path = scratch / f"{i}.metadata"
-            meta_path.write_bytes(d.metadata)
+            fsutil.write_new(meta_path, d.metadata)
         sha = _sha256(d.path, hashlib)
         s = subjects.setdefault(f"python:{d.name}@{d.version}",
                                 ScanSubject("python", d.name, d.version, [], {"metadata": None}))

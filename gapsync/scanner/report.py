@@ -316,9 +316,11 @@ def _decisions(decisions: list[dict], artifacts: list[dict]) -> str:
         out = ' <span class="tag out">not in bundle</span>' if action == "block" else ""
         body.append(f'<tr class="{action}"><td>{_badge(action, ACTION_LABEL.get(action))}</td>'
                     f'<td class="mono">{_e(d.get("artifact"))}{out}</td><td>{why}</td><td>{waived or "—"}</td></tr>')
-    return ('<section id="decisions"><h2>Decisions <span class="muted">(blocked first)</span></h2>'
-            + (_grouped(groups) if groups else "") + "<table>"
-            f"{_cols(9, 25, 46, 20)}"
+    head = ('<section id="decisions"><h2>Decisions <span class="muted">(blocked first)</span></h2>'
+            + (_grouped(groups) if groups else ""))
+    if not body:
+        return head + '<p class="empty">No other reason.</p></section>'
+    return (head + f"<table>{_cols(9, 25, 46, 20)}"
             "<thead><tr><th>Action</th><th>Artifact</th><th>Reasons</th><th>Waivers</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></section>")
 
@@ -480,5 +482,7 @@ def render_to(path: Any, bundle_info: dict, signers: list[str] | None = None) ->
     """Write the report to ``path`` (UTF-8)."""
     from pathlib import Path
 
-    Path(path).write_text(render_html(bundle_info, signers), encoding="utf-8")
+    from gapsync import fsutil
+
+    fsutil.write_atomic(Path(path), render_html(bundle_info, signers).encode("utf-8"))
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gapsync import fsutil
 from gapsync.cli.exit_codes import ExitCode
 from gapsync.cli.options import cache_option, json_option, policy_option, report_option
 from gapsync.cli.output import emit_json, table
@@ -82,9 +83,9 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
     if report:
         from gapsync.scanner.report import render_html
 
-        report.write_text(render_html({**info, "findings": doc["findings"], "decisions": doc["decisions"],
-                                       "advisories": outcome.advisories, "policy": outcome.policy,
-                                       "artifacts": info.get("artifacts", [])}))
+        fsutil.write_atomic(report, render_html({**info, "findings": doc["findings"], "decisions": doc["decisions"],
+                                                 "advisories": outcome.advisories, "policy": outcome.policy,
+                                                 "artifacts": info.get("artifacts", [])}).encode())
     if as_json:
         emit_json(doc)
     else:
@@ -114,8 +115,6 @@ def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list
                 links: list[str] | None = None) -> int:
     """Wheels and sdists (``dists``) or requirements files, through the scan ``bundle create``
     runs; the other files of a directory (``others``) through the model scanner, as before."""
-    import shutil
-    import tempfile
     from datetime import UTC, datetime
 
     from gapsync.model import Severity
@@ -129,11 +128,8 @@ def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list
     now = datetime.now(UTC)
     results = []
     if dists:
-        scratch = Path(tempfile.mkdtemp(prefix="gapsync-scan-"))
-        try:
+        with fsutil.temp_dir("gapsync-scan-") as scratch:
             results.append(scan_distributions(dists, pol, db, now, scratch))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
     results += [scan_requirements(r, pol, db, now) for r in requirements]
     outcome = results[0].outcome
     for extra in results[1:]:
@@ -153,8 +149,8 @@ def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list
     if report:
         from gapsync.scanner.report import render_html
 
-        report.write_text(render_html({"name": what, "artifacts": [], **{k: doc[k] for k in (
-            "findings", "decisions", "advisories", "policy")}}))
+        fsutil.write_atomic(report, render_html({"name": what, "artifacts": [], **{k: doc[k] for k in (
+            "findings", "decisions", "advisories", "policy")}}).encode())
     if as_json:
         emit_json(doc)
     else:
