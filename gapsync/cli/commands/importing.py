@@ -17,13 +17,16 @@ from gapsync.cli.output import emit_json, human_size
 @mirror_option
 @click.option("--oci-push", "oci_push", metavar="URL",
               help="Also push the images of these bundles into this registry (e.g. https://registry.internal/mirror).")
+@click.option("--pypi-upload", "pypi_upload", metavar="URL",
+              help="Also upload these bundles' Python files into this index server (its upload URL, e.g. "
+                   "http://devpi:3141/USER/INDEX/); credentials from ~/.pypirc or GAPSYNC_PYPI_USERNAME/PASSWORD.")
 @click.option("--mlflow", "mlflow_uri", metavar="URI",
               help="Also register the bundles' models in this MLflow registry (e.g. http://mlflow.internal:5000).")
 @policy_option
 @allow_partial_option
 @json_option
-def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflow_uri: str | None, policy: str | None,
-            allow_partial: bool, as_json: bool) -> int:
+def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, pypi_upload: str | None,
+            mlflow_uri: str | None, policy: str | None, allow_partial: bool, as_json: bool) -> int:
     """Verify each BUNDLE (in order), scan it again under this side's policy, and publish it into
     MIRROR. Exit 5 when nothing was new, 4 when the policy blocks."""
     from gapsync.mirror.importer import ImportOptions, import_bundle
@@ -35,6 +38,11 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflo
 
         images = {p for r in results for p in r.images}
         report = push_and_audit(mirror, oci_push, images) if images else None
+    uploaded = None
+    if pypi_upload:  # every Python file of the imported releases (also when already imported: a re-run resumes)
+        from gapsync.mirror.pypi_upload import channel_files, upload_and_audit
+
+        uploaded = upload_and_audit(mirror, pypi_upload, only=channel_files(mirror, {r.channel for r in results}))
     registered = []
     if mlflow_uri:
         from gapsync.mirror.push import register_and_audit
@@ -43,8 +51,9 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflo
                       for r in results if r.models]
     if as_json:
         doc = [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict()
-        extra = {"push": report.to_dict() if report else None, "mlflow": [m.to_dict() for m in registered]}
-        emit_json({"imports": doc, **extra} if (report or registered) else doc)
+        extra = {"push": report.to_dict() if report else None, "mlflow": [m.to_dict() for m in registered],
+                 "pypi_upload": uploaded.to_dict() if uploaded else None}
+        emit_json({"imports": doc, **extra} if (report or registered or uploaded) else doc)
     else:
         for r in results:
             if r.nothing_new:
@@ -57,8 +66,13 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, mlflo
         if report:
             click.echo(f"pushed {len(report.images)} image(s) to {report.registry}: {report.blobs_uploaded} blobs uploaded "
                        f"({human_size(report.bytes_uploaded)}), {report.blobs_skipped} already there, {report.blobs_mounted} mounted")
+        if uploaded:
+            click.echo(f"uploaded to {uploaded.repository}: {len(uploaded.uploaded)} files "
+                       f"({human_size(uploaded.bytes_uploaded)}), {len(uploaded.skipped)} already there")
         for m in registered:
             click.echo(f"registered in {m.uri}: {', '.join(m.registered) or 'nothing new'}"
                        + (f" (already there: {', '.join(m.already)})" if m.already else ""))
     new_registrations = any(m.registered for m in registered)
-    return ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) and not report and not new_registrations else ExitCode.OK
+    new_uploads = bool(uploaded and uploaded.uploaded)
+    return (ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) and not report and not new_registrations
+            and not new_uploads else ExitCode.OK)
