@@ -36,6 +36,22 @@ class ScanOutcome:
     def decision_dicts(self) -> list[dict[str, Any]]:
         return [d.to_dict() for _, d in sorted(self.decisions.items())]
 
+    def blocked_summary(self, shown: int = 5) -> str:
+        """The blocked artifacts for a one-line error, grouped by the reason that blocks them
+        (a missing advisory database blocks every package for one reason: said once)."""
+        by_reason: dict[str, list[str]] = {}
+        for key in self.blocked():
+            reasons = self.decisions[key].reasons
+            why = next((r["message"] for r in reasons if r["action"] == Action.BLOCK.value), reasons[0]["message"])
+            by_reason.setdefault(why, []).append(key)
+        parts = []
+        for why, keys in list(by_reason.items())[:shown]:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{', '.join(keys[:3])}{more} ({why})")
+        if len(by_reason) > shown:
+            parts.append(f"{len(by_reason) - shown} more reasons")
+        return "; ".join(parts)
+
     def counts(self) -> dict[str, int]:
         out = {a.value: 0 for a in Action}
         for d in self.decisions.values():
