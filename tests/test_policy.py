@@ -120,6 +120,10 @@ def test_stricter_air_side_policy_blocks_what_the_dmz_allowed(tmp_path):
     ("blocked:\n  - {kind: python, name: x, versions: '<<1'}\n", ":2:", ["versions"]),
     ("max_size:\n  file: lots\n", ":2:", ["max_size.file"]),
     ("models: [1]\n", ":1:", ["models"]),
+    ("advisories:\n  max_age: a month\n", ":2:", ["advisories.max_age", "30d"]),
+    ("advisories:\n  max_age: 0d\n", ":2:", ["advisories.max_age"]),
+    ("advisories:\n  stale: shrug\n", ":2:", ["advisories.stale", "allow, warn or block"]),
+    ("advisories:\n  maxage: 30d\n", ":2:", ["advisories.maxage", "unknown key"]),
 ])
 def test_bad_policy_names_file_line_and_key(tmp_path, text, where, words):
     p = tmp_path / "policy.yaml"
@@ -130,3 +134,31 @@ def test_bad_policy_names_file_line_and_key(tmp_path, text, where, words):
     assert f"{p}{where}" in msg, msg
     for w in words:
         assert w in msg, msg
+
+
+def test_the_shipped_default_fails_closed_without_a_database(tmp_path):
+    """Fail closed: the default policy, and any policy file that does not say otherwise, blocks
+    a package or an image that could not be checked; the reason names both ways to get one."""
+    for p in (load_policy(None), policy(tmp_path, "name: mine\n")):
+        d = decide(p, vulns_checked=False)
+        assert d.action is Action.BLOCK and d.reasons[0]["rule"] == "vulnerabilities.no_database"
+        assert "gapsync advisories import" in d.reasons[0]["message"]
+        assert "gapsync advisories update" in d.reasons[0]["message"]
+        assert decide(p, s=subject(kind="oci", name="r/img", version="1"), vulns_checked=False).action is Action.BLOCK
+
+
+def test_advisories_max_age_and_stale(tmp_path):
+    from datetime import timedelta
+
+    assert load_policy(None).advisories_max_age == timedelta(days=30)
+    assert load_policy(None).advisories_stale is Action.WARN
+    p = policy(tmp_path, "advisories: {max_age: 2w, stale: block}\n")
+    assert p.advisories_max_age == timedelta(weeks=2)
+    d = evaluate(p, subject(), [], license_spdx="MIT", vulns_checked=True, now=NOW, stale="40 days old")
+    assert d.action is Action.BLOCK and d.reasons[0]["rule"] == "advisories.stale"
+    # models have no advisories: a stale database says nothing about them
+    d = evaluate(p, subject(kind="model", name="org/m"), [], license_spdx="MIT", vulns_checked=True, now=NOW,
+                 stale="40 days old")
+    assert d.action is Action.ALLOW
+    assert policy(tmp_path, "advisories: {max_age: none}\n").advisories_max_age is None
+    assert policy(tmp_path, "advisories: {max_age: 12h}\n").advisories_max_age == timedelta(hours=12)

@@ -243,3 +243,37 @@ def test_cli(tmp_path, capsys, monkeypatch, zip_server):
     bad.write_text("{\n")
     assert main(["advisories", "import", str(bad), "--store", str(other)]) == 2
     assert f"{bad} line 1" in capsys.readouterr().err
+
+
+def test_freshness_counts_from_the_newest_advisory():
+    from datetime import UTC, datetime, timedelta
+
+    from gapsync.scanner.advisories import freshness, notice_text
+
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    info = {"modified": "2024-10-10T17:22:00.587279Z", "imported_at": "2026-12-06T00:00:00Z"}
+    f = freshness(info, timedelta(days=30), now)
+    assert f["state"] == "stale" and f["age_days"] == 787 and "787 days old" in f["why"] and "30 days" in f["why"]
+    text = notice_text(f, "warn", "default")
+    assert "gapsync advisories update" in text and "gapsync advisories import FILE" in text and "\n" not in text
+    assert freshness(info, timedelta(days=800), now)["state"] == "current"
+    assert freshness(info, None, now)["state"] == "current"
+    # no usable date: its age cannot be vouched for
+    for bad in ({}, {"modified": "yesterday"}, {"modified": 5}):
+        assert freshness(bad, timedelta(days=30), now)["state"] == "stale"
+    missing = freshness(None, timedelta(days=30), now)
+    assert missing["state"] == "missing"
+    text = notice_text(missing, "block", "default")
+    assert "NOT checked" in text and "blocks" in text and "gapsync advisories update" in text
+    assert notice_text(freshness(info, None, now), "warn", "default") is None
+
+
+def test_import_records_the_attribution(tmp_path):
+    from tests.conftest import cli
+    from tests.data_paths import ADVISORIES
+
+    text = "Python Packaging Advisory Database (pypa/advisory-database, commit 3ccb612), CC BY 4.0"
+    r = cli("advisories", "import", ADVISORIES, "--store", tmp_path, "--source", text)
+    assert r.code == 0, r.err
+    assert read_info(tmp_path).source == text
+    assert AdvisoryDB.load(tmp_path).info()["source"] == text

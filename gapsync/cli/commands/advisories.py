@@ -26,13 +26,16 @@ def advisories() -> None:
 @advisories.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @store_option
-def import_(file: Path, store: Path | None) -> None:
+@click.option("--source", "source_name", metavar="TEXT",
+              help="Where the data comes from and under which licence, recorded with it and shown in reports and "
+                   "the SBOM (e.g. the attribution CC BY 4.0 asks for) [default: FILE's path].")
+def import_(file: Path, store: Path | None, source_name: str | None) -> None:
     """Load FILE, an OSV export (a zip of JSON files such as osv.dev's PyPI/all.zip, or JSON
     lines, gzipped or not), into the store, replacing what was there."""
     from gapsync.scanner.advisories import default_store, import_db
 
     store = store or default_store()
-    info = import_db(file, store)
+    info = import_db(file, store, source_name=source_name)
     click.echo(_summary(store, info), err=True)
 
 
