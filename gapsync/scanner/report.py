@@ -193,8 +193,10 @@ def _header(info: dict, signers: list[str] | None) -> str:
     else:
         signed = "<br>".join(f'<span class="mono">{_e(s)}</span>' for s in signers)
     if adv:
+        stale = (f' <span class="tag soon">stale: {_e(adv.get("age_days"))} days old, the policy allows '
+                 f'{_e(adv.get("max_age_days"))}</span>' if adv.get("stale") is True else "")
         advisories = (f"{_e(adv.get('source'))} — {_e(adv.get('advisories'))} advisories, modified "
-                      f"{_e(adv.get('modified'))}<br><span class=\"mono muted\">sha256 {_e(adv.get('sha256'))}</span>")
+                      f"{_e(adv.get('modified'))}{stale}<br><span class=\"mono muted\">sha256 {_e(adv.get('sha256'))}</span>")
     else:
         advisories = '<span class="tag out">none: vulnerabilities were not checked</span>'
     policy = (f"{_e(pol.get('name'))} <span class=\"mono muted\">sha256 {_e(pol.get('sha256'))}</span>"

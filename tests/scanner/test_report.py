@@ -141,3 +141,37 @@ def test_renders_in_headless_chromium(tmp_path: Path) -> None:
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 2000)
     assert len(data) > 50_000  # a page of text and tables, not a blank screen
+
+
+def test_a_reason_repeated_on_many_artifacts_is_one_line():
+    """203 packages without an advisory database: one line with the count and the artifacts,
+    and the two real findings are not buried."""
+    from gapsync.scanner.report import group_reasons
+
+    why = "not checked for vulnerabilities: no advisory database (gapsync advisories import / update)"
+    decisions = [{"artifact": f"python:pkg{i}@1.0", "action": "warn",
+                  "reasons": [{"rule": "vulnerabilities.no_database", "action": "warn", "message": why}], "waivers": []}
+                 for i in range(203)]
+    decisions[7]["action"] = "block"
+    decisions[7]["reasons"].append({"rule": "models.block_at", "action": "block", "message": "critical: os.system"})
+    info = {"name": "big", "artifacts": [], "findings": [], "decisions": decisions, "advisories": None}
+    [g] = group_reasons(decisions)
+    assert (g["rule"], g["count"], g["messages"]) == ("vulnerabilities.no_database", 203, [why])
+    page = render_html(info)
+    decisions_html = page[page.index('id="decisions"'):page.index('id="findings"')]
+    assert decisions_html.count("no advisory database") == 1 and "<b>×203</b>" in decisions_html
+    assert "… and 183 more" in decisions_html  # 20 named, the rest counted
+    # the one artifact with a reason of its own keeps its row, with only that reason
+    assert decisions_html.count("python:pkg7@1.0") == 2 and "critical: os.system" in decisions_html
+    assert "python:pkg8@1.0" in decisions_html.split("Other reasons")[0]
+    assert "python:pkg8@1.0" not in decisions_html.split("Other reasons")[1]
+    # below the threshold nothing is grouped
+    assert group_reasons(decisions[:2]) == []
+
+
+def test_a_stale_database_is_marked_in_the_header():
+    info = example_bundle_info()
+    info["advisories"] = {**info["advisories"], "age_days": 787, "max_age_days": 30, "stale": True}
+    assert "stale: 787 days old, the policy allows 30" in render_html(info)
+    info["advisories"]["stale"] = False
+    assert "stale:" not in render_html(info)
