@@ -48,9 +48,10 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
         s = subjects.setdefault(package_key(p), ScanSubject("conda", p["name"], p["version"], [],
                                                             {"channels": [], "expected": {}}))
         path = cache.path(p["sha256"])
-        s.files.append(SubjectFile(p["filename"], p["sha256"], path.stat().st_size, path))
+        name = f"{p['subdir']}/{p['filename']}"  # one file name may be in several subdirs
+        s.files.append(SubjectFile(name, p["sha256"], path.stat().st_size, path))
         s.meta["channels"] = sorted({*s.meta["channels"], p["channel"]})
         s.meta["record_license"] = (p.get("record") or {}).get("license")
-        s.meta["expected"][p["filename"]] = {"name": p["name"], "version": p["version"], "build": p["build"],
+        s.meta["expected"][name] = {"name": p["name"], "version": p["version"], "build": p["build"],
                                              "subdir": p["subdir"]}
     return list(subjects.values())

@@ -2,7 +2,6 @@
 
     MIRROR/pypi/simple/...            the static PEP 503/691 index (servable by any web server)
     MIRROR/pypi/files/...             wheels, sdists and their PEP 658 .metadata files
-    MIRROR/conda/<channel>/<subdir>/  static conda channels (repodata.json + packages; targets/conda_channel.py)
     MIRROR/conda/<channel>/<subdir>/  static conda channels (repodata + packages), see conda_file()
     MIRROR/.gapsync/blobs/sha256/ab/  every verified blob once; published files are hard links
     MIRROR/.gapsync/trust/<channel>/  pinned.json, state.json, current -> md-<N> (TUF client state)

@@ -51,10 +51,11 @@ def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> lis
                                         {"license": c.get("license"), "source": c.get("source"), "formats": c.get("formats", [])})
         elif t.kind == "conda":
             s = subjects.setdefault(key, ScanSubject("conda", c["name"], c["version"], [], {"channels": [], "expected": {}}))
-            s.files.append(SubjectFile(c["filename"], t.blob.digest, t.blob.size, path_of(t.blob.digest)))
+            name = f"{c['subdir']}/{c['filename']}"  # one file name may be in several subdirs
+            s.files.append(SubjectFile(name, t.blob.digest, t.blob.size, path_of(t.blob.digest)))
             s.meta["channels"] = sorted({*s.meta["channels"], str(c.get("channel"))})
             s.meta["record_license"] = (c.get("record") or {}).get("license")
-            s.meta["expected"][c["filename"]] = {k: c.get(k) for k in ("name", "version", "build", "subdir")}
+            s.meta["expected"][name] = {k: c.get(k) for k in ("name", "version", "build", "subdir")}
     return list(subjects.values())
 
 

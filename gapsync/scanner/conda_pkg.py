@@ -111,26 +111,29 @@ def _scan_tar(stream: IO[bytes], display: str, where: str, facts: PackageFacts, 
 
 
 def read_package(path: Path, display: str, pickles: bool = False) -> PackageFacts:
-    """Read one package file; never raises for bad bytes (they become a ``conda.unreadable``
-    finding after what was read before the damage)."""
+    """Read one package file (``display``: ``[subdir/]name-version-build.conda|.tar.bz2``); never
+    raises for bad bytes (they become a ``conda.unreadable`` finding after what was read before
+    the damage)."""
     import zstandard
+
+    base = posixpath.basename(display)
 
     facts = PackageFacts()
     budget = _Budget()
     on_file = _pickle_scanner(display) if pickles else None
     try:
-        if display.endswith(".tar.bz2"):
+        if base.endswith(".tar.bz2"):
             import bz2
 
             with bz2.open(path, "rb") as raw:
                 _scan_tar(raw, display, "", facts, budget, on_file)
-        elif display.endswith(".conda"):
+        elif base.endswith(".conda"):
             with zipfile.ZipFile(path) as zf:
                 infos = zf.infolist()
                 if len(infos) > ZIP_MEMBERS:
                     raise ValueError(f"{len(infos)} zip members; a .conda has 3")
                 names = [i.filename for i in infos]
-                stem = display.removesuffix(".conda")
+                stem = base.removesuffix(".conda")
                 for part in ("info", "pkg"):
                     inner = f"{part}-{stem}.tar.zst"
                     if inner not in names:

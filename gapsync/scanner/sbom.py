@@ -21,6 +21,8 @@ What is in it:
     vulnerability points at the package in the image, not at the image as a whole.
   - model: type ``machine-learning-model``, purl ``pkg:huggingface/<org>/<name>@<commit>`` for
     Hub models, ``pkg:generic/<org>/<name>@<revision>`` otherwise; files as for python.
+  - conda: type ``library``, purl ``pkg:conda/<name>@<version>?channel=<url>`` (plus ``build``,
+    ``subdir`` and ``type`` when the version is one file); every build file as for python.
   - licenses: a normalized SPDX expression (:mod:`gapsync.scanner.licenses`); a value that is not
     one is kept as a named license rather than dropped.
   - ``gapsync:decision`` (allow / warn / block) and ``gapsync:shipped`` (false for a blocked
@@ -225,6 +227,12 @@ def _artifact_component(art: dict, decision: dict | None) -> Component | None:
         spdx = licenses.model_license(license_).spdx if license_ else None
         props.update({"gapsync:source": art.get("source"), "gapsync:commit": art.get("commit"),
                       "gapsync:formats": art.get("formats"), "gapsync:size": art.get("size")})
+    elif kind == "conda":
+        ctype, purl = ComponentType.LIBRARY, conda_purl(art, files)
+        license_ = art.get("license")
+        spdx = licenses.normalize(license_) if isinstance(license_, str) else None
+        props.update({"gapsync:conda_channel": art.get("channel"),
+                      "gapsync:subdirs": sorted({str(f.get("subdir")) for f in files if f.get("subdir")}) or None})
     else:
         ctype, purl, spdx = ComponentType.DATA, None, None
         props["gapsync:kind"] = kind
@@ -271,6 +279,19 @@ def oci_purl(name: str, version: str, digest: Any) -> PackageURL:
     last = name.rstrip("/").rsplit("/", 1)[-1]
     digest = str(digest) if digest else (version if version.startswith("sha256:") else None)
     return PackageURL(type="oci", name=last.lower(), version=digest, qualifiers=qualifiers)
+
+
+def conda_purl(art: dict, files: list[dict]) -> PackageURL:
+    """``pkg:conda/<name>@<version>?channel=<url>`` (the purl spec's conda type); one build file
+    adds ``build``, ``subdir`` and ``type`` (conda or tar.bz2). The artifact spans every build
+    and subdir of that version, each file listed as an external reference."""
+    qualifiers = {"channel": str(art["channel"])} if art.get("channel") else {}
+    if len(files) == 1:
+        fn = str(files[0].get("filename") or "")
+        qualifiers.update({k: str(files[0][k]) for k in ("build", "subdir") if files[0].get(k)})
+        qualifiers["type"] = "tar.bz2" if fn.endswith(".tar.bz2") else "conda"
+    return PackageURL(type="conda", name=str(art.get("name")).lower(), version=str(art.get("version")),
+                      qualifiers=qualifiers or None)
 
 
 def model_purl(art: dict) -> PackageURL:

@@ -119,7 +119,7 @@ class CondaChannel:
     def is_published(self, t: Target) -> bool:
         channel, subdir, fn = self._where(t)
         try:
-            return ((self.root / channel / subdir / fn).stat().st_size == t.blob.size
+            return (self.layout.conda_file(channel, subdir, fn).stat().st_size == t.blob.size
                     and self._inventory(channel, subdir)[self._section(fn)].get(fn, {}).get("sha256") == t.blob.digest)
         except FileNotFoundError:
             return False
@@ -132,7 +132,7 @@ class CondaChannel:
         published = []
         for t in sorted(targets, key=lambda t: t.path):  # files first: repodata never names a missing file
             channel, subdir, fn = self._where(t)
-            dst = self.root / channel / subdir / fn
+            dst = self.layout.conda_file(channel, subdir, fn)
             if not (dst.exists() and dst.stat().st_size == t.blob.size):
                 fs.link_or_copy(blob_path(t.blob.digest), dst)
                 faults.point("publish.conda.file")
@@ -142,7 +142,7 @@ class CondaChannel:
         for channel, subdirs in sorted(touched.items()):
             for subdir in sorted(subdirs | {"noarch"}):
                 inv = self._inventory(channel, subdir)
-                if subdir in subdirs or not (self.root / channel / subdir / "repodata.json").exists():
+                if subdir in subdirs or not self.layout.conda_file(channel, subdir, "repodata.json").exists():
                     self._render(fs, channel, subdir, inv)
                     fs.write_atomic(self.inventory_dir / channel / f"{subdir}.json",
                                     json.dumps(inv, indent=1, sort_keys=True).encode())
@@ -154,7 +154,7 @@ class CondaChannel:
     def _render(self, fs: DirectWriter, channel: str, subdir: str, inv: dict) -> None:
         doc = {"info": {"subdir": subdir}, "packages": dict(sorted(inv["packages"].items())),
                "packages.conda": dict(sorted(inv["packages.conda"].items())), "removed": [], "repodata_version": 1}
-        fs.write_atomic(self.root / channel / subdir / "repodata.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+        fs.write_atomic(self.layout.conda_file(channel, subdir, "repodata.json"), json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def _render_channeldata(self, fs: DirectWriter, channel: str) -> None:
         """channeldata.json as conda-index writes it (what ``conda search`` and UIs read)."""

@@ -1,0 +1,156 @@
+"""Conda packages across the gap, with real parts: a channel of real packages on 127.0.0.1,
+py-rattler's solver on the DMZ, a signed bundle, the air side's static channel, and py-rattler
+solving and installing from that channel alone (over ``file://`` and over ``gapsync serve``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conda.conftest import rattler_index
+from tests.conftest import GAPSYNC, cli, isolated_env, new_channel
+from tests.helpers import Server, free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def conda_spec(path: Path, channel_url: str, specs: list[str], platforms=("linux-64", "osx-arm64"), extra: str = "") -> Path:
+    path.write_text(f"name: envs\nchannel: prod\nconda:\n  channels: [{channel_url}]\n  specs: {json.dumps(specs)}\n"
+                    f"  platforms: {json.dumps(list(platforms))}\n{extra}")
+    return path
+
+
+def consume(channel: str, platform: str, prefix: Path | None, specs: list[str], cache: Path) -> list[dict]:
+    """py-rattler in its own process, every proxy a closed port: only the given channel (file://
+    or loopback, which bypasses the proxy) can be reached."""
+    env = isolated_env(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", ALL_PROXY="http://127.0.0.1:9",
+                       NO_PROXY="127.0.0.1", CONDARC=os.devnull, PIXI_HOME=str(cache / "pixi"))
+    r = subprocess.run([sys.executable, str(HERE / "consumer.py"), channel, platform, str(prefix or "-"), str(cache),
+                        *specs], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def crossed(conda_upstream, tmp_path_factory):
+    """One bundle of gs-tool and gs-py for linux-64 and osx-arm64, imported into a mirror."""
+    base = tmp_path_factory.mktemp("conda-crossed")
+    ch = new_channel(base)
+    spec = conda_spec(base / "g.yaml", conda_upstream.url, ["gs-tool", "gs-py"])
+    r = cli("resolve", "-f", spec, "-o", base / "g.lock", "--cache", base / "cache")
+    assert r.code == 0, r.err
+    r = cli("bundle", "create", "-f", spec, "--lock", base / "g.lock", "--state", ch.state, "--key", ch.keys[0],
+            "-o", base / "out", "--cache", base / "cache")
+    assert r.code == 0, r.err
+    mirror = base / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
+    bundle = next((base / "out").glob("*.gapsync"))
+    r = cli("import", bundle, "--mirror", mirror)
+    assert r.code == 0, r.err
+    return base, ch, mirror, bundle, json.loads((base / "g.lock").read_text())
+
+
+def test_lock_has_every_file_per_platform_with_sha256(crossed, conda_upstream):
+    lock = crossed[4]["conda"]
+    # gs-tool needs gs-lib <2: the solver must take 1.0 although 2.0 is newer
+    assert lock["solved"]["linux-64"] == ["gs-lib=1.0=h0_0", "gs-py=1.0=pyh0_0", "gs-tool=0.1=h0_0",
+                                          "python=3.11.0=h0_0_cpython"]
+    assert lock["solved"]["osx-arm64"] == lock["solved"]["linux-64"]
+    by = {(p["subdir"], p["filename"]): p for p in lock["packages"]}
+    assert ("noarch", "gs-py-1.0-pyh0_0.conda") in by and by[("noarch", "gs-py-1.0-pyh0_0.conda")]["platforms"] == \
+        ["linux-64", "osx-arm64"]
+    assert ("osx-arm64", "gs-tool-0.1-h0_0.tar.bz2") in by and len(lock["packages"]) == 7
+    for (subdir, fn), p in by.items():
+        data = (conda_upstream.dir / subdir / fn).read_bytes()
+        assert p["sha256"] == hashlib.sha256(data).hexdigest() and p["size"] == len(data)
+        assert p["channel"] == conda_upstream.url and p["channel_name"] == "upstream"
+
+
+def test_air_side_channel_matches_rattler_index(crossed, tmp_path):
+    """Our repodata.json holds what rattler's own indexer writes for the same files."""
+    _, _, mirror, _, _ = crossed
+    chan = mirror / "conda" / "upstream"
+    assert sorted(p.name for p in chan.iterdir()) == ["channeldata.json", "linux-64", "noarch", "osx-arm64"]
+    copy = tmp_path / "reindexed"
+    for subdir in ("linux-64", "osx-arm64", "noarch"):
+        (copy / subdir).mkdir(parents=True)
+        for f in (chan / subdir).iterdir():
+            if f.name != "repodata.json":
+                (copy / subdir / f.name).write_bytes(f.read_bytes())
+    rattler_index(copy)
+    for subdir in ("linux-64", "osx-arm64", "noarch"):
+        ours = json.loads((chan / subdir / "repodata.json").read_text())
+        theirs = json.loads((copy / subdir / "repodata.json").read_text())
+        assert ours["info"]["subdir"] == subdir
+        for section in ("packages", "packages.conda"):
+            assert sorted(ours[section]) == sorted(theirs[section])
+            for fn, rec in theirs[section].items():
+                for key in ("name", "version", "build", "sha256", "size", "md5", "depends", "subdir", "noarch", "license"):
+                    assert ours[section][fn].get(key) == rec.get(key), (fn, key)
+
+
+def test_installs_from_the_mirror_alone_over_file_url_and_runs(crossed, tmp_path):
+    _, _, mirror, _, _ = crossed
+    prefix = tmp_path / "env"
+    recs = consume((mirror / "conda" / "upstream").as_uri(), "linux-64", prefix, ["gs-tool", "gs-py"], tmp_path / "c")
+    assert {r["name"] for r in recs} == {"gs-tool", "gs-lib", "gs-py", "python"}
+    assert all(r["url"].startswith((mirror / "conda").as_uri()) for r in recs)
+    out = subprocess.run([str(prefix / "bin" / "gs-hello")], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "hello from gs-tool with gs-lib 1.0"
+    assert (prefix / "lib" / "python3.11" / "site-packages" / "gs_py" / "__init__.py").read_text() == "VALUE = 42\n"
+
+
+def test_solves_for_the_other_platform_from_the_mirror_alone(crossed, tmp_path):
+    _, _, mirror, _, _ = crossed
+    recs = consume((mirror / "conda" / "upstream").as_uri(), "osx-arm64", None, ["gs-tool", "gs-py"], tmp_path / "c")
+    assert {(r["name"], r["subdir"]) for r in recs} == {("gs-tool", "osx-arm64"), ("gs-lib", "osx-arm64"),
+                                                        ("gs-py", "noarch"), ("python", "osx-arm64")}
+
+
+def test_installs_over_gapsync_serve(crossed, tmp_path):
+    _, _, mirror, _, _ = crossed
+    port = free_port()
+    server = Server([GAPSYNC, "serve", "--mirror", str(mirror), "--listen", f"127.0.0.1:{port}"],
+                    f"http://127.0.0.1:{port}/conda/upstream/noarch/repodata.json", env=isolated_env())
+    try:
+        prefix = tmp_path / "env"
+        recs = consume(f"http://127.0.0.1:{port}/conda/upstream", "linux-64", prefix, ["gs-tool"], tmp_path / "c")
+        assert {r["name"] for r in recs} == {"gs-tool", "gs-lib"}
+        out = subprocess.run([str(prefix / "bin" / "gs-hello")], capture_output=True, text=True, check=True).stdout
+        assert "gs-lib 1.0" in out
+    finally:
+        server.stop()
+
+
+def test_bundle_targets_and_sbom_cover_conda(crossed):
+    base, ch, mirror, bundle, _ = crossed
+    r = cli("bundle", "inspect", bundle, "--json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    text = json.dumps(info)
+    assert "conda" in text
+    sbom = next((mirror / ".gapsync" / "blobs").rglob("*"), None)
+    assert sbom is not None
+    from gapsync.scanner.sbom import build_sbom
+
+    doc = json.loads(build_sbom({"channel": "prod", "version": 1, "kind": "full", "created": "2026-01-01T00:00:00+00:00",
+                                 "artifacts": [
+        {"kind": "conda", "name": "gs-tool", "version": "0.1", "channel": "https://conda.anaconda.org/conda-forge",
+         "license": "Apache-2.0", "files": [{"filename": "gs-tool-0.1-h0_0.tar.bz2", "sha256": "0" * 64, "size": 1,
+                                               "subdir": "linux-64", "build": "h0_0"}]}]}))
+    purls = [c.get("purl") for c in doc["components"]]
+    assert any(p and p.startswith("pkg:conda/gs-tool@0.1") for p in purls), purls
+
+
+def test_second_import_is_nothing_new_and_tree_stable(crossed):
+    _, _, mirror, bundle, _ = crossed
+    before = (mirror / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes()
+    r = cli("import", bundle, "--mirror", mirror)
+    assert r.code in (0, 5), r.err
+    assert (mirror / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes() == before
