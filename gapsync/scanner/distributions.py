@@ -53,9 +53,10 @@ MAX_INCLUDE_DEPTH = 16
 
 
 def is_distribution(path: Path) -> bool:
-    """A wheel or an sdist, by the name pip and ``packaging`` give them."""
+    """A wheel, or an archive named as an sdist is (``NAME-VERSION.tar.gz`` / ``.zip``, by
+    ``packaging``): a candidate; :func:`read_distribution` decides from its content."""
     name = path.name.lower()
-    return name.endswith(".whl") or name.endswith(SDIST_SUFFIXES)
+    return name.endswith(".whl") or (name.endswith(SDIST_SUFFIXES) and _name_from_file_name(path.name) is not None)
 
 
 @dataclass
@@ -75,20 +76,26 @@ class Distribution:
         return self.file_name is not None and self.file_name != (self.name, self.version)
 
 
-def read_distribution(path: Path) -> Distribution:
-    """Name and version of a wheel or sdist; InputError naming the file when neither its
-    metadata nor its file name tell them."""
+def read_distribution(path: Path) -> Distribution | None:
+    """Name and version of a wheel or sdist. None for an archive named like an sdist that holds
+    neither a ``PKG-INFO`` nor a Python source tree (``setup.py``, ``pyproject.toml``,
+    ``setup.cfg`` at its top): it is not a distribution, and the model scanner reads it. A wheel
+    whose metadata cannot be read is an InputError naming the file."""
     from gapsync.scanner.dist_info import parse_metadata
 
     if not path.is_file() or path.is_symlink():
         raise InputError(f"{path}: not a regular file")
     file_name = _name_from_file_name(path.name)
     is_wheel = path.name.lower().endswith(".whl")
+    source_tree = False
     try:
-        data = _wheel_metadata(path) if is_wheel else _sdist_pkg_info(path)
+        if is_wheel:
+            data = _wheel_metadata(path)
+        else:
+            data, source_tree = _sdist_pkg_info(path)
         problem = None if data is not None else "no top-level PKG-INFO"
     except (InputError, OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError) as e:
-        data, problem = None, str(e).removeprefix(f"{path.name}: ")
+        data, problem, source_tree = None, str(e).removeprefix(f"{path.name}: "), True  # named as an sdist: say so
     if data is not None:
         name, version = parse_metadata(data)
         if name and version:
@@ -97,12 +104,11 @@ def read_distribution(path: Path) -> Distribution:
                 dist.note = (f"the file name says {file_name[0]} {file_name[1]} but the metadata "  # type: ignore[index]
                              f"{dist.name} {dist.version}: both are checked")
             return dist
-        problem = "the metadata has no Name or no Version"
+        problem, source_tree = "the PKG-INFO has no Name or no Version", True
     if is_wheel:  # pip installs a wheel by its METADATA: without one it is not a wheel
         raise InputError(f"{path}: cannot read the wheel's metadata ({problem})")
-    if file_name is None:
-        raise InputError(f"{path}: cannot read its PKG-INFO ({problem}) and the file name is not "
-                         "NAME-VERSION.tar.gz or .zip")
+    if file_name is None or not source_tree:
+        return None
     return Distribution(path, file_name[0], file_name[1], "file name", None, file_name,
                         f"PKG-INFO not read ({problem}): name and version from the file name")
 
@@ -124,28 +130,39 @@ def _wheel_metadata(path: Path) -> bytes:
     return read_core_metadata(path, path.name)
 
 
-def _sdist_pkg_info(path: Path) -> bytes | None:
-    """The sdist's ``<top>/PKG-INFO`` (one directory deep, a regular member), read as a stream."""
-    top = re.compile(r"^(?:\./)?[^/]+/PKG-INFO$")
+_TOP_PKG_INFO = re.compile(r"^(?:\./)?[^/]+/PKG-INFO$")
+_TOP_SOURCE = re.compile(r"^(?:\./)?[^/]+/(?:setup\.py|pyproject\.toml|setup\.cfg)$")
+
+
+def _sdist_pkg_info(path: Path) -> tuple[bytes | None, bool]:
+    """The sdist's ``<top>/PKG-INFO`` (one directory deep, a regular member; read as a stream,
+    nothing extracted), and whether a Python source tree was seen at the top."""
+    source_tree = False
     if path.name.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
-                if top.match(info.filename) and not info.is_dir():
+                if info.is_dir():
+                    continue
+                source_tree = source_tree or bool(_TOP_SOURCE.match(info.filename))
+                if _TOP_PKG_INFO.match(info.filename):
                     if info.file_size > PKG_INFO_LIMIT:
                         raise ValueError(f"PKG-INFO is {info.file_size} bytes")
                     with zf.open(info) as f:
-                        return f.read(PKG_INFO_LIMIT)
-        return None
+                        return f.read(PKG_INFO_LIMIT), True
+        return None, source_tree
     with tarfile.open(path, mode="r|*") as tf:
         for n, member in enumerate(tf):
             if n >= MAX_SDIST_MEMBERS:
                 raise ValueError(f"no PKG-INFO in the first {MAX_SDIST_MEMBERS} members")
-            if member.isreg() and top.match(member.name):
+            if not member.isreg():
+                continue
+            source_tree = source_tree or bool(_TOP_SOURCE.match(member.name))
+            if _TOP_PKG_INFO.match(member.name):
                 if member.size > PKG_INFO_LIMIT:
                     raise ValueError(f"PKG-INFO is {member.size} bytes")
                 f = tf.extractfile(member)
-                return f.read(PKG_INFO_LIMIT) if f else None
-    return None
+                return (f.read(PKG_INFO_LIMIT) if f else None), True
+    return None, source_tree
 
 
 def find_distributions(root: Path) -> tuple[list[Path], list[Path], list[str]]:
@@ -177,14 +194,15 @@ class DistScan:
     skipped: list[str] = field(default_factory=list)
 
 
-def scan_distributions(paths: list[Path], policy: Policy, advisories, now: datetime, scratch: Path) -> DistScan:
+def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisories, now: datetime,
+                       scratch: Path) -> DistScan:
     """Scan wheels and sdists as ``bundle create`` scans them, the model scanner included (as
     with ``models.scan_pickles_in_packages``: the user asked for these files to be scanned).
     ``scratch``: a private directory where each core metadata is written for the license scanner."""
     import dataclasses
     import hashlib
 
-    dists = [read_distribution(p) for p in paths]
+    dists = [d for d in (p if isinstance(p, Distribution) else read_distribution(p) for p in paths) if d is not None]
     subjects: dict[str, ScanSubject] = {}
     origin: dict[str, list[tuple[Distribution, str]]] = {}
     for i, d in enumerate(dists):

@@ -135,9 +135,34 @@ def test_what_cannot_be_identified_is_refused_with_one_line(tmp_path):
         z.writestr("other-1.0.dist-info/METADATA", "Name: other\nVersion: 1.0\n\n")
     r = cli("scan", two, "--advisories", ADVISORIES)
     assert r.code == 2 and "expected one .dist-info/METADATA" in r.err
-    nameless = make_sdist(tmp_path / "x", "something.tar.gz", None)
-    r = cli("scan", nameless, "--advisories", ADVISORIES)
-    assert r.code == 2 and "cannot read its PKG-INFO" in r.err
+
+
+
+def test_archives_that_are_not_sdists_stay_the_model_scanner_s(tmp_path):
+    """A model archive named like an sdist (resnet-50.tar.gz) holds no PKG-INFO and no source
+    tree: it is scanned as before (--fail-on), in a directory of wheels as alone."""
+    for name in ("resnet-50.tar.gz", "weights.zip"):
+        d = tmp_path / name.split(".")[0]
+        d.mkdir()
+        archive = d / name
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(archive, "w") as zf:
+                zf.writestr("resnet/model.pkl", evil_pickle())
+        else:
+            with tarfile.open(archive, "w:gz") as tf:
+                data = evil_pickle()
+                ti = tarfile.TarInfo("resnet/model.pkl")
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+        r = cli("scan", archive, "--advisories", ADVISORIES, "--json")
+        doc = json.loads(r.out)
+        assert r.code == 4 and "distributions" not in doc and doc["fail_on"] == "high", name
+        assert any(f["rule"] == "pickle.global.denied" for f in doc["findings"])
+        make_wheel(d, "Jinja2", "3.1.4")
+        r = cli("scan", d, "--advisories", ADVISORIES, "--json")
+        doc = json.loads(r.out)
+        assert [x["name"] for x in doc["distributions"]] == ["jinja2"]
+        assert doc["other_files"]["scanned"] == 1 and r.code == 4, name
 
 
 def test_a_directory_of_distributions_and_other_files(tmp_path):

@@ -44,7 +44,7 @@ def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, requ
     policy blocks something).
     """
     from gapsync.errors import InputError
-    from gapsync.scanner.distributions import find_distributions, is_distribution
+    from gapsync.scanner.distributions import find_distributions, is_distribution, read_distribution
 
     if sum(x is not None and x != () for x in (path, spec_path, requirements)) != 1:
         raise InputError("scan: give one of PATH (files, a directory, a wheel or sdist, a bundle), --spec gapsync.yaml "
@@ -55,11 +55,20 @@ def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, requ
         return _scan_artifacts(path, spec_path, lock_path, policy, advisories, report, cache, jobs, as_json)
     assert path is not None
     if path.is_file() and not path.is_symlink() and is_distribution(path):
-        return _scan_dists([path], [], [], fail_on, policy, advisories, report, as_json)
+        dist = read_distribution(path)
+        if dist is not None:  # else an archive named like an sdist that is not one: the model scanner's
+            return _scan_dists([dist], [], [], fail_on, policy, advisories, report, as_json)
     if path.is_dir() and not path.is_symlink():
-        dists, others, links = find_distributions(path)
+        candidates, others, links = find_distributions(path)
+        dists = []
+        for p in candidates:
+            d = read_distribution(p)
+            if d is None:
+                others.append(p)
+            else:
+                dists.append(d)
         if dists:
-            return _scan_dists(dists, [], others, fail_on, policy, advisories, report, as_json, links)
+            return _scan_dists(dists, [], sorted(others), fail_on, policy, advisories, report, as_json, links)
     return _scan_files(path, fail_on, as_json, jobs)
 
 
@@ -110,7 +119,7 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
     return int(ExitCode.BLOCKED_BY_POLICY if doc["blocked"] else ExitCode.OK)
 
 
-def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list[Path], fail_on: str,
+def _scan_dists(dists: list | None, requirements: list[Path], others: list[Path], fail_on: str,
                 policy: str | None, advisories: Path | None, report: Path | None, as_json: bool,
                 links: list[str] | None = None) -> int:
     """Wheels and sdists (``dists``) or requirements files, through the scan ``bundle create``
@@ -139,7 +148,7 @@ def _scan_dists(dists: list[Path] | None, requirements: list[Path], others: list
     entries = [e for r in results for e in r.entries]
     file_findings = [f for p in others for f in scan_path(p).findings]
     file_blocking = [f for f in file_findings if f.severity.rank >= Severity(fail_on).rank]
-    what = ", ".join(str(x) for x in (dists or requirements))
+    what = ", ".join(str(getattr(x, "path", x)) for x in (dists or requirements))
     doc = {"scanned": what, "distributions": entries, "decisions": outcome.decision_dicts(),
            "findings": outcome.finding_dicts(), "licenses": outcome.licenses, "advisories": outcome.advisories,
            "policy": outcome.policy, "counts": outcome.counts(), "blocked": outcome.blocked(),
