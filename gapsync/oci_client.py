@@ -40,7 +40,8 @@ _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+\Z")  # printable ASCII, no space: noth
 # Token services that registries are known to name as their realm (another host by design):
 # the credentials of the registry may go there. Any other host gets them only when the
 # credential configuration (docker config.json) names that host itself.
-KNOWN_REALMS = {DOCKER_HUB: ("auth.docker.io",), DOCKER_HUB_API: ("auth.docker.io",)}
+KNOWN_REALMS = {DOCKER_HUB: ("auth.docker.io",), DOCKER_HUB_API: ("auth.docker.io",),
+                "registry.gitlab.com": ("gitlab.com",)}
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -170,10 +170,14 @@ def test_serve_answers_the_distribution_api(img_world, oci_images, tmp_path):
         srv.stop()
 
 
-def _docker_config(tmp_path: Path, host: str, user: str, password: str) -> Path:
+def _docker_config(tmp_path: Path, host: str, user: str, password: str, realm: str | None = None) -> Path:
+    """The registry's credentials; a token server on another origin (here: another port) gets
+    credentials only when the configuration names it too (issue 13 §5)."""
     d = tmp_path / "docker"
     d.mkdir()
-    (d / "config.json").write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}))
+    entry = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    hosts = [host] + ([realm.split("/")[2]] if realm else [])
+    (d / "config.json").write_text(json.dumps({"auths": {h: entry for h in hosts}}))
     return d
 
 
@@ -183,7 +187,7 @@ def test_pull_with_credentials_from_docker_config(which, request, oci_images, tm
     spec = images_spec(tmp_path / "g.yaml", reg.host, ["team/app-b:2.0"])
     r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
     assert r.code == 1 and ("credentials" in r.err or "refused" in r.err or "401" in r.err), r.err
-    monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, reg.host, reg.username, reg.password)))
+    monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, reg.host, reg.username, reg.password, reg.realm)))
     ch = new_channel(tmp_path, "prod")
     r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "o", "--cache", tmp_path / "c")
     assert r.code == 0, r.err
@@ -196,7 +200,8 @@ def test_push_into_a_registry_that_needs_credentials(img_world, empty_registry, 
     target = empty_registry(auth="token")
     r = cli("push", "--mirror", img_world.mirror, "--to", target.url, "--image", f"{img_world.registry.host}/team/app-b:2.0")
     assert r.code == 1
-    monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, target.host, target.username, target.password)))
+    monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, target.host, target.username, target.password,
+                                                           target.realm)))
     r = cli("push", "--mirror", img_world.mirror, "--to", target.url)
     assert r.code == 0, r.err
     assert any("push" in " ".join(e["scopes"]) for e in target.token_requests())

@@ -19,8 +19,17 @@ from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.lock import LockedImage
 from gapsync.bundler.sources.oci_local import LayoutSource, docker_save_into_cache
 from gapsync.bundler.spec import ImageSource, ImagesSpec
-from gapsync.errors import DigestMismatchError, FetchError, InputError
-from gapsync.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_MANIFEST, ImageRef, Platform, hex_of, rewritten_index
+from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
+from gapsync.oci import (
+    DIGEST_RE,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_MANIFEST,
+    ImageRef,
+    Platform,
+    hex_of,
+    rewritten_index,
+)
 from gapsync.oci_client import Manifest, RegistryClient
 
 MAX_CONFIG = 8 * 1024 * 1024
@@ -43,11 +52,32 @@ class Clients:
 def _json(data: bytes, what: str) -> dict:
     try:
         doc = json.loads(data)
-    except ValueError as e:
-        raise FetchError(f"{what}: not JSON") from e
+    except (ValueError, RecursionError):
+        raise UpstreamError(f"{what}: not JSON") from None
     if not isinstance(doc, dict):
-        raise FetchError(f"{what}: not a JSON object")
+        raise UpstreamError(f"{what}: not a JSON object")
     return doc
+
+
+def _descriptor(d: object, what: str) -> dict:
+    """A content descriptor, typed: an object with a string mediaType, a sha256 digest and a
+    byte count (and a platform object, when there is one). Anything else is one line."""
+    if not isinstance(d, dict):
+        raise UpstreamError(f"{what}: a descriptor is a JSON {type(d).__name__}, not an object")
+    size = d.get("size")
+    if (not isinstance(d.get("mediaType", ""), str) or not isinstance(d.get("digest"), str)
+            or not DIGEST_RE.match(d["digest"]) or not isinstance(size, int) or isinstance(size, bool) or size < 0
+            or not isinstance(d.get("platform") or {}, dict) or not isinstance(d.get("urls") or [], list)):
+        raise UpstreamError(f"{what}: descriptor {str(d.get('digest'))[:80]!r} lacks a sha256 digest, a size or a "
+                            "media type of the right type")
+    return d
+
+
+def _descriptors(doc: dict, key: str, what: str) -> list[dict]:
+    items = doc.get(key) or []
+    if not isinstance(items, list):
+        raise UpstreamError(f"{what}: '{key}' is a JSON {type(items).__name__}, not a list")
+    return [_descriptor(d, what) for d in items]
 
 
 class Origin:
@@ -125,8 +155,8 @@ class Origin:
 
 
 def _config_platform(origin: Origin, manifest: dict) -> Platform:
-    desc = manifest.get("config") or {}
-    data = origin.small_blob(desc.get("digest", ""), int(desc.get("size", 0)), MAX_CONFIG)
+    desc = _descriptor(manifest.get("config"), f"{origin.describe()} config")
+    data = origin.small_blob(desc["digest"], desc["size"], MAX_CONFIG)
     cfg = _json(data, f"{origin.describe()} config")
     return Platform(cfg.get("os", ""), cfg.get("architecture", ""), cfg.get("variant") or None)
 
@@ -139,8 +169,9 @@ def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
               "size": len(top.data), "rewrite_index": spec.rewrite_index, "source": origin.source}
     if top.media_type in INDEX_TYPES or "manifests" in doc:
         chosen, found = [], []
+        manifests = _descriptors(doc, "manifests", origin.describe())
         for want in spec.platforms:
-            for d in doc.get("manifests", []):
+            for d in manifests:
                 p = Platform.from_descriptor(d.get("platform") or {})
                 if d.get("mediaType") in MANIFEST_TYPES and want.matches(p) and d["digest"] not in [c["digest"] for c in chosen]:
                     chosen.append({"digest": d["digest"], "media_type": d["mediaType"], "size": int(d["size"]),
@@ -149,7 +180,7 @@ def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
                     break
         missing = [str(p) for p in spec.platforms if str(p) not in found]
         if not chosen:
-            have = sorted({str(Platform.from_descriptor(d.get("platform") or {})) for d in doc.get("manifests", [])})
+            have = sorted({str(Platform.from_descriptor(d.get("platform") or {})) for d in manifests})
             raise InputError(f"{origin.describe()}: none of the platforms {[str(p) for p in spec.platforms]} is in the index (it has {have})")
         return LockedImage(**common, platforms=[c["platform"] for c in chosen], missing_platforms=missing, manifests=chosen)
     if top.media_type not in MANIFEST_TYPES and "layers" not in doc:
@@ -191,12 +222,13 @@ def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> tuple[
     else:
         image_docs.append((image.digest, _json(top, f"{image.name}@{image.digest}")))
     top_digest = image.digest
-    if image.manifests and image.rewrite_index and len(image.manifests) < len(_json(top, image.name).get("manifests", [])):
+    if image.manifests and image.rewrite_index and len(image.manifests) < len(_descriptors(_json(top, image.name), "manifests", image.name)):
         top = rewritten_index(top, [m["digest"] for m in image.manifests])
         top_digest = "sha256:" + cache.put_bytes(top, what=f"{image.name} rewritten index")[0]
     blobs: dict[str, dict] = {}
     for digest, doc in image_docs:
-        for desc in [doc.get("config") or {}, *doc.get("layers", [])]:
+        where = f"{image.name}@{digest}"
+        for desc in [_descriptor(doc.get("config"), where), *_descriptors(doc, "layers", where)]:
             if desc.get("urls"):
                 raise InputError(f"{image.name}@{digest}: foreign (non-distributable) layer {desc.get('digest')} is not supported")
             d = desc.get("digest", "")
