@@ -154,3 +154,50 @@ def test_second_import_is_nothing_new_and_tree_stable(crossed):
     r = cli("import", bundle, "--mirror", mirror)
     assert r.code in (0, 5), r.err
     assert (mirror / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes() == before
+
+
+def test_delta_carries_only_new_packages_and_keeps_the_old_ones(conda_upstream, tmp_path):
+    from tests.test_sync import carried, sync
+
+    ch = new_channel(tmp_path, "prod")
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64"])
+    r = sync(ch, spec, tmp_path / "o1")
+    assert r.code == 0, r.err
+    b1 = Path(json.loads(r.out)["bundle"])
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool", "gs-py"], platforms=["linux-64"])
+    r = sync(ch, spec, tmp_path / "o2")
+    assert r.code == 0, r.err
+    v2 = json.loads(r.out)
+    assert v2["kind"] == "delta"
+    b2 = Path(v2["bundle"])
+    assert carried(b2) == ["conda/upstream/linux-64/python-3.11.0-h0_0_cpython.conda",
+                           "conda/upstream/noarch/gs-py-1.0-pyh0_0.conda"]
+    m = tmp_path / "m"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    assert cli("import", b1, "--mirror", m).code == 0
+    r = cli("import", b2, "--mirror", m)
+    assert r.code == 0, r.err
+    linux = json.loads((m / "conda" / "upstream" / "linux-64" / "repodata.json").read_text())
+    assert sorted([*linux["packages"], *linux["packages.conda"]]) == [
+        "gs-lib-1.0-h0_0.conda", "gs-tool-0.1-h0_0.tar.bz2", "python-3.11.0-h0_0_cpython.conda"]
+    recs = consume((m / "conda" / "upstream").as_uri(), "linux-64", None, ["gs-tool", "gs-py"], tmp_path / "c")
+    assert len(recs) == 4
+
+
+def test_volumes_publish_conda_packages_when_their_volume_comes(conda_upstream, tmp_path):
+    ch = new_channel(tmp_path, "prod")
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool", "gs-py"])
+    (tmp_path / "no-advisories").mkdir()  # conda only: nothing to check against advisories, and small volumes
+    r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "out",
+            "--cache", tmp_path / "cache", "--max-volume-size", "44KB", "--advisories", tmp_path / "no-advisories")
+    assert r.code == 0, r.err
+    volumes = sorted((tmp_path / "out").glob("*.gapsync"))
+    assert len(volumes) >= 2, volumes
+    m = tmp_path / "m"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    for v in reversed(volumes):  # any order
+        r = cli("import", v, "--mirror", m)
+        assert r.code in (0, 5), r.err
+    recs = consume((m / "conda" / "upstream").as_uri(), "linux-64", tmp_path / "env", ["gs-tool", "gs-py"], tmp_path / "c")
+    assert len(recs) == 4
+    assert (tmp_path / "env" / "bin" / "gs-hello").exists()
