@@ -8,10 +8,13 @@ bytes, container nesting depth, container entries, pickle objects held, wall tim
 the readers as they go. Exceeding one raises :class:`BudgetExceeded`; the scan of that artifact
 stops and reports ``scan.budget`` (high), which the default policy blocks (fail closed).
 
-The time and decompressed-bytes budgets grow with the artifact's size (a 20 GB checkpoint may take
-longer than a 10 KB pickle), from a floor that keeps any input of 10 MB or less under 2 seconds.
-The limits come from the policy (``models.scan_budget``, docs/policy.md); :data:`DEFAULT_LIMITS`
-are used when a scan has no policy (``gapsync scan FILE`` without ``--policy``).
+The budgets count work, not wall-clock time, so that a verdict is the same on a busy machine and
+an idle one, and on both sides of the gap: pickle opcodes followed, container entries opened,
+bytes out of decompressors, nesting depth, and the objects one pickle holds at once (memory).
+Each grows with the artifact's size from a floor (a 20 GB checkpoint may hold more than a 10 KB
+pickle); the floors keep any input of 10 MB or less under 2 seconds. CPU time of the scanning
+thread is the backstop for work the counters do not see. The limits come from the policy
+(``models.scan_budget``, docs/policy.md); :data:`DEFAULT_LIMITS` apply without one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 MIB = 1 << 20
+FREE_SIZE = 10 * MIB  # inputs up to this size get the floors alone
 
 
 class BudgetExceeded(Exception):  # noqa: N818 (not an error of the scanner: a verdict on the input)
@@ -34,13 +38,14 @@ class BudgetExceeded(Exception):  # noqa: N818 (not an error of the scanner: a v
 class BudgetLimits:
     """The configurable limits (policy ``models.scan_budget``); see docs/policy.md."""
 
-    seconds: float = 1.0  # wall time for any artifact ...
-    seconds_per_gib: float = 50.0  # ... plus this much per GiB of the artifact's own size
-    decompressed_bytes: int = 1 << 30  # bytes out of decompressors, at least ...
-    decompressed_ratio: int = 200  # ... or this many times the artifact's size
+    pickle_ops: int = 2_000_000  # opcodes followed, at least; or one per 4 bytes of the artifact
+    entries: int = 4_096  # container entries (zip entries, tar members, streams), at least; or one per 64 bytes
+    decompressed_bytes: int = 128 * MIB  # bytes out of decompressors, at least ...
+    decompressed_ratio: int = 32  # ... or this many times the artifact's size
     depth: int = 8  # containers inside containers (zip in tar in gzip ...)
-    entries: int = 200_000  # container entries (zip entries, tar members, decompressed streams)
-    pickle_objects: int = 2_000_000  # objects one pickle keeps on its stack and memo at once
+    pickle_objects: int = 1_000_000  # objects one pickle keeps on its stack and memo at once
+    cpu_seconds: float = 5.0  # CPU time of the scanning thread (a backstop), at least ...
+    cpu_seconds_per_gib: float = 100.0  # ... plus this much per GiB of the artifact beyond 10 MiB
 
     def for_size(self, size: int) -> Budget:
         return Budget(self, size)
@@ -50,49 +55,50 @@ DEFAULT_LIMITS = BudgetLimits()
 
 
 class Budget:
-    """What is left for one artifact. Cheap to charge: the readers call it per chunk and entry."""
+    """What is left for one artifact. Cheap to charge: the readers call it per chunk, entry and
+    16,384 opcodes."""
 
-    __slots__ = ("limits", "deadline", "seconds", "max_bytes", "out_bytes", "entries")
+    __slots__ = ("limits", "max_ops", "max_entries", "max_bytes", "seconds", "deadline", "ops", "entries",
+                 "out_bytes")
 
     def __init__(self, limits: BudgetLimits = DEFAULT_LIMITS, size: int = 0) -> None:
+        size = max(0, size)
         self.limits = limits
-        self.seconds = limits.seconds + limits.seconds_per_gib * max(0, size) / (1 << 30)
-        self.deadline = time.monotonic() + self.seconds
-        self.max_bytes = max(limits.decompressed_bytes, limits.decompressed_ratio * max(0, size))
-        self.out_bytes = 0
-        self.entries = 0
+        self.max_ops = max(limits.pickle_ops, size // 4)
+        self.max_entries = max(limits.entries, size // 64)
+        self.max_bytes = max(limits.decompressed_bytes, limits.decompressed_ratio * size)
+        self.seconds = limits.cpu_seconds + limits.cpu_seconds_per_gib * max(0, size - FREE_SIZE) / (1 << 30)
+        self.deadline = time.thread_time() + self.seconds
+        self.ops = self.entries = self.out_bytes = 0
 
     def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise BudgetExceeded("time", f"the scan took longer than its time budget of {self.seconds:.1f} s")
+        if time.thread_time() > self.deadline:
+            raise BudgetExceeded("cpu_seconds", f"the scan used more than its {self.seconds:.1f} s of CPU time")
 
     def decompressed(self, n: int) -> None:
         self.out_bytes += n
         if self.out_bytes > self.max_bytes:
             raise BudgetExceeded("decompressed_bytes",
-                                 f"more than {self.max_bytes:,} bytes came out of decompression "
-                                 "(a decompression bomb, or set models.scan_budget.decompressed_bytes)")
+                                 f"more than {self.max_bytes:,} bytes came out of decompression (a bomb?)")
         self.check_time()
 
     def entry(self) -> None:
         self.entries += 1
-        if self.entries > self.limits.entries:
-            raise BudgetExceeded("entries", f"more than {self.limits.entries:,} container entries "
+        if self.entries > self.max_entries:
+            raise BudgetExceeded("entries", f"more than {self.max_entries:,} container entries "
                                             "(zip entries, tar members, compressed streams)")
-        self.check_time()
+        if not self.entries & 63:
+            self.check_time()
 
     def depth(self, depth: int) -> None:
         if depth > self.limits.depth:
             raise BudgetExceeded("depth", f"containers nested more than {self.limits.depth} deep")
 
-    def objects(self, n: int) -> None:
-        if n > self.limits.pickle_objects:
+    def pickle(self, ops: int, objects: int) -> None:
+        self.ops += ops
+        if self.ops > self.max_ops:
+            raise BudgetExceeded("pickle_ops", f"more than {self.max_ops:,} pickle opcodes")
+        if objects > self.limits.pickle_objects:
             raise BudgetExceeded("pickle_objects", f"a pickle holds more than {self.limits.pickle_objects:,} "
                                                    "objects on its stack and memo")
         self.check_time()
-
-
-def unlimited() -> Budget:
-    """A budget for callers that scan without one (tests of a single format)."""
-    return Budget(BudgetLimits(seconds=1e9, decompressed_bytes=1 << 62, depth=8, entries=1 << 62,
-                               pickle_objects=1 << 62))

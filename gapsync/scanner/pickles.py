@@ -23,6 +23,7 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from gapsync.model import Finding, Severity
@@ -232,15 +233,21 @@ class Machine:
     def run(self) -> Outcome:
         handlers = self._handlers()
         budget = self.budget
+        ops = iter_ops(self.r)
+        start = self.r.pos
         try:
-            for n, op in enumerate(iter_ops(self.r)):
-                handler = handlers.get(op.name)
-                if handler is None:
-                    self.stack.append(op.arg)
-                else:
-                    handler(self, op)
-                if not n & 0x3FFF and budget is not None:  # every 16,384 opcodes: objects held, time
-                    budget.objects(len(self.memo) + len(self.stack) + sum(map(len, self.metastack)))
+            while True:
+                # opcodes in slices of 16,384 (islice counts in C: no Python counter per opcode);
+                # after each slice the work, the objects held and the time are charged
+                start = self.r.pos
+                for op in islice(ops, 0x4000):
+                    handler = handlers.get(op.name)
+                    if handler is None:
+                        self.stack.append(op.arg)
+                    else:
+                        handler(self, op)
+                if budget is not None:
+                    budget.pickle(0x4000, len(self.memo) + len(self.stack) + sum(map(len, self.metastack)))
         except _Stop:
             self.out.stopped = True
         except PickleError as e:
@@ -249,6 +256,8 @@ class Machine:
             self.out.error = PickleError("truncated", str(e), e.offset)
         except OSError as e:  # a corrupt compressed stream underneath
             self.out.error = PickleError("malformed", f"the data stops being readable: {e}", self.r.pos)
+        if budget is not None:  # the last, partial slice: at most one opcode per byte read
+            budget.pickle(max(1, min(self.r.pos - start, 0x4000)), 0)
         return self.out
 
     def fail(self, message: str, offset: int, kind: str = "malformed") -> None:
