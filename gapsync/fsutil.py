@@ -256,18 +256,27 @@ class AtomicFile:
         return self.file.write(data)
 
     def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        self.dir.check_replaceable(self.name)  # planted while we wrote: still never replaced silently
-        self.dir.replace(self.temp, self.name)
-        self.dir.fsync()
+        """Flush, fsync and rename into place; on any failure (a full disk at the flush) the
+        temporary file is removed and the error raised."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.dir.check_replaceable(self.name)  # planted while we wrote: still never replaced silently
+            self.dir.replace(self.temp, self.name)
+        except BaseException:
+            self.abort()
+            raise
         self.done = True
+        self.dir.fsync()
         self._close_dir()
 
     def abort(self) -> None:
         if not self.file.closed:
-            self.file.close()
+            try:
+                self.file.close()  # flushes: on a full disk that fails too, and the file goes anyway
+            except OSError:
+                pass
         if not self.done:
             self.dir.unlink(self.temp)
             self.done = True

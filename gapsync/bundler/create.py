@@ -22,7 +22,7 @@ from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
 from gapsync.bundler.http import remember_spec_credentials
 from gapsync.bundler.keys import SigningKey
 from gapsync.bundler.lock import read_lock
-from gapsync.bundler.parity import write_parity
+from gapsync.bundler.parity import check_parity_names, write_parity
 from gapsync.bundler.per_target import differences
 from gapsync.bundler.resolve import resolve_spec
 from gapsync.bundler.sources import huggingface, model_local, oci
@@ -381,6 +381,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         minisign.write_signature(p.with_name(p.name + ".minisig"), keys[0], file_hash, f"{comment} file:{p.name}")
 
     stem = bundle_file_name(spec.name, spec.channel, version).removesuffix(".gapsync")
+    if scan.parity:  # a planted link at a parity name stops the run before a volume is written
+        check_parity_names(out_dir, stem, scan.parity)
     volumes = write_volumes(out_dir, stem, release.members, plan or [[b.digest for b in order]], cache.path,
                             {b.digest: b.size for b in order}, int(now.timestamp()), sign, scan.max_volume_size,
                             shared=frozenset({targets[0].blob.digest}))

@@ -43,14 +43,27 @@ def _signers(path: Path, members: dict[str, bytes]) -> tuple[dict | None, int | 
 
 
 def inspect_bundle(path: Path) -> dict:
+    """What the bundle says, unverified. Every field read here is unsigned input: one of the wrong
+    type (a list where a mapping belongs, a length that is not a number, JSON nested too deep) is
+    one line naming the bundle, exit 3, never a traceback."""
+    try:
+        return _inspect(path)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as e:
+        raise BundleFormatError(f"{path}: its metadata or bundle.json has a field of the wrong type or shape "
+                                f"({type(e).__name__}: {str(e)[:120]}); not a bundle gapsync wrote") from e
+
+
+def _inspect(path: Path) -> dict:
     with BundleReader(path) as reader:
         members = reader.read_metadata()
         try:
             targets_doc = json.loads(members["targets.json"])
             signed = targets_doc["signed"]
             targets = signed["targets"]
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, RecursionError) as e:
             raise BundleFormatError(f"{path}: metadata/targets.json is missing or malformed") from e
+        if not isinstance(targets, dict) or not isinstance(signed, dict):
+            raise BundleFormatError(f"{path}: metadata/targets.json does not list targets as a mapping")
         info_target = targets.get(BUNDLE_INFO_PATH, {})
         info_digest = (info_target.get("hashes") or {}).get("sha256")
         info = None

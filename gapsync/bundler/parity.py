@@ -237,6 +237,18 @@ def _stem_of(volumes: list[Path]) -> str:
     return stem
 
 
+def check_parity_names(out_dir: Path, stem: str, n: int) -> None:
+    """Refuse (fsutil.UnsafeFileError) before anything of a bundle is written when a name its
+    ``n`` parity files would take, or their ``.partial``, is a link or special file."""
+    if not out_dir.is_dir():
+        return
+    with fsutil.Dir(out_dir, create=False) as d:
+        for j in range(1, n + 1):
+            name = parity_file_name(stem, j, n)
+            d.check_replaceable(name)
+            d.check_replaceable(name + ".partial")
+
+
 def _auto_stripe(m: int) -> int:
     return max(MIN_STRIPE * 8, min(DEFAULT_STRIPE, STRIPE_MEMORY // m // HEADER_ALIGN * HEADER_ALIGN))
 
