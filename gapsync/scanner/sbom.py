@@ -167,8 +167,10 @@ def _bundle_properties(info: dict) -> list[Property]:
              "gapsync:format": info.get("format"), "gapsync:producer": info.get("producer"),
              "gapsync:host": info.get("host"), "gapsync:created": info.get("created")}
     adv = info.get("advisories") if isinstance(info.get("advisories"), dict) else {}
-    for k in ("source", "modified", "advisories", "sha256"):
+    for k in ("source", "modified", "advisories", "sha256", "age_days", "stale"):  # source: its attribution
         props[f"gapsync:advisories:{k}"] = adv.get(k)
+    if not adv:
+        props["gapsync:advisories:none"] = "no advisory database: vulnerabilities were not checked"
     pol = info.get("policy") if isinstance(info.get("policy"), dict) else {}
     for k in ("name", "sha256"):
         props[f"gapsync:policy:{k}"] = pol.get(k)
