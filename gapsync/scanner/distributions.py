@@ -49,6 +49,7 @@ from gapsync.scanner.subject import ScanSubject, SubjectFile
 SDIST_SUFFIXES = (".tar.gz", ".zip")  # the sdist formats PEP 625 and pip accept
 PKG_INFO_LIMIT = 1 << 20  # core metadata larger than this is not metadata
 MAX_SDIST_MEMBERS = 100_000  # PKG-INFO is searched among this many members at most
+MAX_SDIST_BYTES = 512 << 20  # ... and in this many uncompressed bytes (a gzip bomb is not read to its end)
 MAX_INCLUDE_DEPTH = 16
 
 
@@ -162,6 +163,8 @@ def _sdist_pkg_info(path: Path) -> tuple[bytes | None, bool]:
                     raise ValueError(f"PKG-INFO is {member.size} bytes")
                 f = tf.extractfile(member)
                 return (f.read(PKG_INFO_LIMIT) if f else None), True
+            if member.offset_data + member.size > MAX_SDIST_BYTES:  # going on would decompress past the budget
+                raise ValueError(f"no PKG-INFO in the first {MAX_SDIST_BYTES >> 20} MiB")
     return None, source_tree
 
 

@@ -240,3 +240,21 @@ def test_no_database_blocks_the_distribution_with_one_line(tmp_path):
     assert r.code == 4 and json.loads(r.out)["blocked"] == ["python:jinja2@2.10"]
     lines = [ln for ln in r.err.splitlines() if "gapsync advisories import" in ln]
     assert len(lines) == 1 and "gapsync advisories update" in lines[0] and "NOT checked" in lines[0]
+
+
+def test_the_pkg_info_search_stops_at_its_budget(tmp_path, monkeypatch):
+    """A large member before PKG-INFO (a gzip bomb, at full size) is not decompressed to its end:
+    the sdist is then known by its file name only, and says so."""
+    from gapsync.scanner import distributions
+
+    monkeypatch.setattr(distributions, "MAX_SDIST_BYTES", 1 << 20)
+    path = tmp_path / "jinja2-2.10.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in (("jinja2-2.10/setup.py", b"raise SystemExit\n"), ("jinja2-2.10/big.bin", bytes(4 << 20)),
+                           ("jinja2-2.10/PKG-INFO", b"Metadata-Version: 2.2\nName: other\nVersion: 9\n\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    d = distributions.read_distribution(path)
+    assert (d.source, d.name, d.version) == ("file name", "jinja2", "2.10")
+    assert "no PKG-INFO in the first 1 MiB" in d.note
