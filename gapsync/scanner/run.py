@@ -63,7 +63,7 @@ def advisory_file(store: Path | None) -> Path | None:
     """The stored OSV database in ``store`` (or the default store), or None when none was imported."""
     from gapsync.scanner.advisories import default_store
 
-    d = Path(store).expanduser() if store is not None else default_store()
+    d = Path(store) if store is not None else default_store()
     if d.is_file():
         return d
     found = sorted(d.glob("*.osv.jsonl.gz")) if d.is_dir() else []
