@@ -176,3 +176,10 @@ def test_audit_logs_on_both_sides_verify(world, mirror):
     assert r.code == 0, r.err
     entries = [json.loads(ln) for ln in (world.state / "audit.log").read_text().splitlines()]
     assert [e["action"] for e in entries][:3] == ["channel.init", "bundle.create", "bundle.create"]
+
+
+def test_import_says_what_was_new_and_what_was_already_there(world, mirror):
+    r = cli("import", world.b1, "--mirror", mirror)
+    assert r.code == 0 and "; 6 new, 0 already present" in r.out, r.out
+    r = cli("import", world.b2, "--mirror", mirror)  # v2 = v1 + newpy
+    assert r.code == 0 and "; 1 new, 6 already present" in r.out, r.out

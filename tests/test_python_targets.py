@@ -217,3 +217,4 @@ def test_bundle_json_names_the_differences(world):
     assert diffs == {"argon": {T311: "1.0", T312: "2.0"}, "soup": {T311: "1.0", T312: "2.0"}}
     r = cli("bundle", "inspect", bundle)
     assert "full bundle (carries every blob)" in r.out and "argon: 1.0 (cp311" in r.out, r.out
+

@@ -35,7 +35,8 @@ def test_sync_full_then_nothing_new_then_small_delta(world, tmp_path):
     v1 = json.loads(r.out)
     assert v1["kind"] == "full" and v1["version"] == 1
     logs = [json.loads(line) for line in r.err.splitlines() if line.startswith("{")]
-    assert [e["event"] for e in logs] == ["sync.start", "sync.bundle"]  # JSON lines: stderr is not a terminal
+    events = [e["event"] for e in logs]  # JSON lines: stderr is not a terminal
+    assert events[0] == "sync.start" and events[-1] == "sync.bundle" and "sync.lock" in events, events
     r = sync(ch, spec, tmp_path / "o2")
     assert r.code == 5 and json.loads(r.out)["nothing_new"] is True
     assert not (tmp_path / "o2").exists() or not list((tmp_path / "o2").iterdir())

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -41,16 +43,18 @@ class FetchResult:
     downloaded: int  # bytes that crossed the network in this run (0 when cached)
 
 
-def _chunks(resp: requests.Response) -> Iterable[bytes]:
+def _chunks(resp: requests.Response, on_bytes: Callable[[int], None] | None = None) -> Iterable[bytes]:
     try:
         for chunk in resp.iter_content(CHUNK):
+            if on_bytes:
+                on_bytes(len(chunk))
             yield chunk
             faults.point("fetch.chunk")
     except requests.RequestException as e:
         raise FetchError(f"{resp.url}: connection lost ({e}); run again to resume") from e
 
 
-def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
+def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None = None) -> FetchResult:
     if item.sha256 and cache.has(item.sha256):
         size = cache.path(item.sha256).stat().st_size
         return FetchResult(item, item.sha256, size, 0)
@@ -81,12 +85,12 @@ def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
             mode = "ab" if have else "wb"
         elif resp.status_code == 416 and have:
             part.unlink(missing_ok=True)
-            return fetch_one(cache, item)
+            return fetch_one(cache, item, on_bytes)
         else:
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
         try:
             with fsutil.open_partial(part, resume=mode == "ab") as f:
-                digest, size = copy_verified(_chunks(resp), f, what=item.what, sha256=item.sha256,
+                digest, size = copy_verified(_chunks(resp, on_bytes), f, what=item.what, sha256=item.sha256,
                                              size=item.size, hasher=hasher, already=have)
         except DigestMismatchError:
             part.unlink(missing_ok=True)  # never keep bytes that failed their check
@@ -98,30 +102,99 @@ def fetch_one(cache: BlobCache, item: FetchItem) -> FetchResult:
 def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS,
               progress: Callable[[FetchResult, int, int], None] | None = None) -> list[FetchResult]:
     """Fetch every item (each blob once: by digest when known, else by URL); the first failure
-    is raised after the others finish."""
+    is raised after the others finish. ``progress=tty_progress`` shows byte progress (see
+    ``ByteMeter``); any other callable is called once per finished file."""
     unique = list({i.sha256 or i.url: i for i in items}.values())
     results: list[FetchResult] = []
     errors: list[GapsyncError] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(fetch_one, cache, i): i for i in unique}
-        for fut in as_completed(futures):
-            try:
-                r = fut.result()
-            except GapsyncError as e:
-                errors.append(e)
-                continue
-            results.append(r)
-            if progress:
-                progress(r, len(results), len(unique))
+    meter = ByteMeter([i for i in unique if not (i.sha256 and cache.has(i.sha256))]) if progress is tty_progress else None
+    on_bytes = meter.add if meter else None
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(fetch_one, cache, i, on_bytes): i for i in unique}
+            for fut in as_completed(futures):
+                try:
+                    r = fut.result()
+                except GapsyncError as e:
+                    errors.append(e)
+                    continue
+                results.append(r)
+                if meter:
+                    meter.file_done(r)
+                elif progress:
+                    progress(r, len(results), len(unique))
+    finally:
+        if meter:
+            meter.close(failed=bool(errors))
     if errors:
         raise errors[0]
     return results
 
 
+class ByteMeter:
+    """Download progress in bytes. On a terminal: a tqdm bar with rate and ETA (stderr). Off a
+    terminal (a timer, cron, a pipe): JSON lines as ``sync`` logs them (gapsync.log), a
+    ``fetch.start``, a ``fetch.progress`` at most every ``EVERY`` seconds, a ``fetch.done``.
+    Nothing at all when every file is cached, or with GAPSYNC_QUIET set."""
+
+    EVERY = 10.0
+
+    def __init__(self, pending: list[FetchItem]):
+        from gapsync.log import json_logs
+
+        self.files = len(pending)
+        self.total = None if any(i.size is None for i in pending) else sum(i.size or 0 for i in pending)  # None: unknown
+        self.done_files = self.done_bytes = 0
+        self.lock = threading.Lock()
+        self.start = self.last = time.monotonic()
+        quiet = bool(os.environ.get("GAPSYNC_QUIET")) or not pending
+        self.bar = None
+        self.json = not quiet and json_logs()
+        if not quiet and not self.json and sys.stderr.isatty():
+            import shutil
+
+            from tqdm import tqdm
+
+            size = shutil.get_terminal_size((100, 24))  # a pty may say 0x0: tqdm would draw nothing
+            self.bar = tqdm(total=self.total or None, unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr,
+                            desc=f"downloading {self.files} files", ncols=size.columns or 100, nrows=size.lines or 24,
+                            leave=True)
+        if self.json:
+            from gapsync.log import event
+
+            event("fetch.start", files=self.files, bytes=self.total)
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.done_bytes += n
+            if self.bar is not None:
+                self.bar.update(n)
+            elif self.json and time.monotonic() - self.last >= self.EVERY:
+                self.last = time.monotonic()
+                self._event("fetch.progress")
+
+    def file_done(self, r: FetchResult) -> None:
+        with self.lock:
+            if r.downloaded:
+                self.done_files += 1
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"{self.done_files}/{self.files} files", refresh=False)
+
+    def _event(self, name: str, **extra) -> None:
+        from gapsync.log import event
+
+        elapsed = time.monotonic() - self.start
+        rate = self.done_bytes / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done_bytes) / rate if rate and self.total and self.total > self.done_bytes else None
+        event(name, files_done=self.done_files, files=self.files, bytes_done=self.done_bytes, bytes=self.total,
+              rate_bytes_s=round(rate), eta_s=None if eta is None else round(eta, 1), seconds=round(elapsed, 1), **extra)
+
+    def close(self, failed: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.json:
+            self._event("fetch.failed" if failed else "fetch.done", level="warning" if failed else "info")
+
+
 def tty_progress(r: FetchResult, done: int, total: int) -> None:
-    if sys.stderr.isatty() and not os.environ.get("GAPSYNC_QUIET"):
-        state = "cached" if r.downloaded == 0 else f"{r.downloaded / 1e6:.1f} MB"
-        sys.stderr.write(f"\r\x1b[K[{done}/{total}] {r.item.what} ({state})")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+    """The marker for ``fetch_all(progress=tty_progress)``: byte progress (``ByteMeter``)."""

@@ -47,6 +47,7 @@ TARGET_CLASSES = (Pep503Index, OciLayout, HfCache, CondaChannel)
 BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
 KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
 SMALL_BLOB = 1 << 20
+SHOWN_KINDS = {"python", "oci-image", "model", "conda"}  # what "N new, M already present" counts (not blobs, pages)
 # Signed JSON documents the importer reads whole into memory, by kind: a bundle whose signed
 # length for one of them is larger is refused before a byte of it is staged (a bundle.json or a
 # model manifest of gigabytes would otherwise be read and parsed in one piece).
@@ -79,13 +80,16 @@ class ImportResult:
     models: list[tuple[str, str]] = field(default_factory=list)  # (name, revision) this bundle carries
     targets: int = 0
     signers: list[str] = field(default_factory=list)
+    files_new: int = 0  # Python files (and other published targets) this import added ...
+    files_present: int = 0  # ... and those the mirror already had (an import of a delta says both)
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle), "channel": self.channel, "version": self.version,
                 "result": "nothing-new" if self.nothing_new else ("verified" if self.verified_only else "imported"),
                 "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
                 "published": self.published, "images": self.images, "models": [f"{n}@{r}" for n, r in self.models],
-                "signers": self.signers, "blocked": self.blocked, "pending": self.pending, "decisions": self.decisions}
+                "signers": self.signers, "blocked": self.blocked, "pending": self.pending, "decisions": self.decisions,
+                "files_new": self.files_new, "files_present": self.files_present}
 
 
 class _Discard:
@@ -353,6 +357,9 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             keep.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
     needed = stored & keep
     groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
+    shown = [t for h, ts in groups for t in ts if t.kind in SHOWN_KINDS]
+    result.files_present = sum(1 for h, ts in groups for t in ts if t.kind in SHOWN_KINDS and h.is_published(t))
+    result.files_new = len(shown) - result.files_present
     # -- publish: blobs into the store, then the index, then the trust and channel state.
     # Files go in before the pages that name them, so a reader never follows a dangling
     # link; the channel advances last. Every write goes through the journal: a failure undoes

@@ -60,7 +60,7 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, pypi_
                 click.echo(f"{r.bundle}: nothing new (channel {r.channel} version {r.version} already imported)")
             else:
                 click.echo(f"{r.bundle}: imported channel {r.channel} version {r.version}: {r.blobs_read} blobs "
-                           f"({human_size(r.bytes_read)}), {len(r.published)} files published")
+                           f"({human_size(r.bytes_read)}); {r.files_new} new, {r.files_present} already present (files, images, models)")
                 for key in r.blocked:
                     click.echo(f"  blocked by this side's policy, not published: {key}")
         if report:
