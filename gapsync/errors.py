@@ -42,6 +42,10 @@ class TrustError(VerificationError):
     """TUF refused the metadata: signature, threshold, expiry, rollback, channel."""
 
 
+class ChannelConflictError(VerificationError):
+    """A channel's release would replace a name (file, tag, model reference) another channel owns."""
+
+
 class DigestMismatchError(VerificationError):
     """Bytes do not match the digest or length that was signed or announced."""
 

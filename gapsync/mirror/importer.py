@@ -31,6 +31,7 @@ from gapsync.errors import (
 )
 from gapsync.hashing import check_free_space, copy_verified
 from gapsync.locking import exclusive
+from gapsync.mirror import claims
 from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.subjects import allowed_targets, build_subjects, waiting_artifacts
@@ -260,6 +261,11 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             raise BundleFormatError(f"{bundle}: metadata nested too deeply to parse ({e})") from e
         _check_kinds(release, bundle)
         _check_json_sizes(release, bundle)
+        view = claims.published_layout(layout, channel)  # the channel's own namespace, if it was given one
+        if view is not layout:
+            handlers = [type(h)(view) for h in handlers]
+        # a name another channel owns is refused before anything is staged (models' snapshots below)
+        claims.check(view, channel, release.targets, None, bundle)
         for h in handlers:  # targets that keep per-channel views (pep503's target views) need the channel
             h.channel = channel
         groups = [(h, [t for t in release.targets if t.kind in h.kinds]) for h in handlers]
@@ -360,6 +366,10 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
     shown = [t for h, ts in groups for t in ts if t.kind in SHOWN_KINDS]
     result.files_present = sum(1 for h, ts in groups for t in ts if t.kind in SHOWN_KINDS and h.is_published(t))
     result.files_new = len(shown) - result.files_present
+
+    # with the models' snapshots (read now: publishing moves the staged manifests into the store)
+    manifests = {t.blob.digest: json.loads(path_of(t.blob.digest).read_bytes()) for t in publish if t.kind == "model"}
+    claims.check(view, channel, publish, lambda t: manifests[t.blob.digest], bundle)
     # -- publish: blobs into the store, then the index, then the trust and channel state.
     # Files go in before the pages that name them, so a reader never follows a dangling
     # link; the channel advances last. Every write goes through the journal: a failure undoes
@@ -375,6 +385,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
         for h, ts in groups:
             result.published += h.publish(ts, layout.blob_path, journal)
             faults.point(f"import.published.{type(h).__name__}")
+        claims.record(view, channel, publish, lambda t: manifests[t.blob.digest], journal)
         layout.commit_tuf(channel, release.tuf_dir, release.version, journal)
         faults.point("import.committed-trust")
         state.version = release.version

@@ -8,6 +8,8 @@
     MIRROR/.gapsync/staging/          per-import scratch space, removed at the end
     MIRROR/.gapsync/audit.log(.head)  the hash-chained audit log
     MIRROR/.gapsync/lock              held during import
+    MIRROR/.gapsync/claims.json       which channel owns each published name (gapsync/mirror/claims.py)
+    MIRROR/.gapsync/namespaces.json   channels given their own namespace, published under MIRROR/ns/<name>/
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ class MirrorLayout:
     @property
     def audit_path(self) -> Path:
         return self.meta / "audit.log"
+
+    @property
+    def claims_path(self) -> Path:
+        return self.meta / "claims.json"
+
+    @property
+    def namespaces_path(self) -> Path:
+        return self.meta / "namespaces.json"
 
     def require(self) -> None:
         if not (self.meta / "trust").is_dir() or not self.channels():
