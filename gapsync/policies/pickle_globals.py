@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,6 +32,9 @@ COMPILED_POLICY = "pickle_globals.json"
 _HERE = Path(__file__).resolve().parent
 # Modules under an allowed prefix that are still not allowed: test helpers run code on purpose.
 _TEST_COMPONENTS = frozenset({"tests", "test", "testing", "_testing", "conftest", "estimator_checks"})
+# A class name as libraries write them (CapWords, maybe private), or Cython's reconstructor of an
+# extension type (``__pyx_unpickle_Tree``): what `allow.classes` prefixes admit.
+_CLASS_NAME = re.compile(r"_{0,2}[A-Z][A-Za-z0-9_]*|__pyx_unpickle_[A-Za-z_][A-Za-z0-9_]*")
 
 
 class GlobalAction(StrEnum):
@@ -77,6 +81,10 @@ class PicklePolicy:
     unknown_severity: Severity = Severity.HIGH
     allow_globals: dict[str, str] = field(default_factory=dict)  # "mod:name" -> why
     allow_modules: dict[str, str] = field(default_factory=dict)  # prefix -> why
+    allow_classes: dict[str, str] = field(default_factory=dict)  # prefix -> why (class names only)
+    # Names a prefix rule never admits: re-exports of things that are not harmless at home
+    # (``sklearn.pipeline:Memory`` is ``joblib.Memory``, ``torch.nn.modules.linear:F`` a module).
+    prefix_exceptions: frozenset[str] = frozenset()
     review_globals: dict[str, _Rule] = field(default_factory=dict)
     deny_globals: dict[str, _Rule] = field(default_factory=dict)
     deny_modules: dict[str, _Rule] = field(default_factory=dict)
@@ -96,6 +104,9 @@ class PicklePolicy:
                     pol.allow_globals[_check_ref(g, source)] = why
                 for m in group.get("modules") or []:
                     pol.allow_modules[str(m)] = why
+                for m in group.get("classes") or []:
+                    pol.allow_classes[str(m)] = why
+            pol.prefix_exceptions = frozenset(str(n) for n in data.get("prefix_exceptions") or [])
             for section, gtarget, mtarget in (("review", pol.review_globals, None),
                                               ("deny", pol.deny_globals, pol.deny_modules)):
                 for group in data.get(section) or []:
@@ -145,6 +156,8 @@ class PicklePolicy:
             return GlobalVerdict(GlobalAction.DENY, denied.severity, denied.why, denied.category)
         if self._allowed_by_module(module, name):
             return GlobalVerdict(GlobalAction.ALLOW, None, "allowed module prefix")
+        if self._allowed_by_class_prefix(module, name):
+            return GlobalVerdict(GlobalAction.ALLOW, None, "a class of an allowed module prefix")
         if "." in name:
             return GlobalVerdict(GlobalAction.UNKNOWN, self.unknown_severity,
                                  "reaches an attribute through a chain of names, not on the allowlist")
@@ -163,11 +176,21 @@ class PicklePolicy:
         return best[1] if best else None
 
     def _allowed_by_module(self, module: str, name: str) -> bool:
-        if not name.isidentifier() or (name.startswith("__") and name.endswith("__")):
-            return False
-        if any(part in _TEST_COMPONENTS for part in module.split(".")):
+        if not self._prefix_may_admit(module, name):
             return False
         return any(_under(module, prefix) for prefix in self.allow_modules)
+
+    def _allowed_by_class_prefix(self, module: str, name: str) -> bool:
+        if not (self._prefix_may_admit(module, name) and _CLASS_NAME.fullmatch(name)):
+            return False
+        return any(_under(module, prefix) for prefix in self.allow_classes)
+
+    def _prefix_may_admit(self, module: str, name: str) -> bool:
+        if not name.isidentifier() or (name.startswith("__") and name.endswith("__")):
+            return False
+        if name in self.prefix_exceptions:
+            return False
+        return not any(part in _TEST_COMPONENTS for part in module.split("."))
 
 
 def _check_ref(ref: Any, source: str) -> str:

@@ -49,8 +49,8 @@ def test_compiled_allowlist_is_used_and_agrees(policy_dir, monkeypatch):
     pg._default_policy.cache_clear()
     (policy_dir / pg.COMPILED_POLICY).unlink()
     from_yaml = pg.load_pickle_policy()
-    for field in ("unknown_severity", "allow_globals", "allow_modules", "review_globals", "deny_globals",
-                  "deny_modules", "nested_loaders"):
+    for field in ("unknown_severity", "allow_globals", "allow_modules", "allow_classes", "prefix_exceptions",
+                  "review_globals", "deny_globals", "deny_modules", "nested_loaders"):
         assert getattr(from_json, field) == getattr(from_yaml, field), field
 
 
@@ -102,3 +102,111 @@ def test_classify_memo_is_bounded_and_per_policy(tmp_path):
     assert other.classify("builtins", "exec").action is pg.GlobalAction.UNKNOWN  # this policy denies nothing
     assert pol.classify("builtins", "exec").action is pg.GlobalAction.DENY
     pol._memo.clear()
+
+
+# -- the prefix rules, checked against the libraries themselves --------------------------------------
+# Homes whose classes are harmless to construct with any arguments when a prefix re-exports them.
+_HARMLESS_HOMES = ("abc", "typing", "typing_extensions", "numbers", "enum", "collections.abc", "_collections_abc",
+                   "dataclasses", "_cyutility", "View.MemoryView")  # the last two: Cython's memoryview helpers
+# Classes of other homes that only store their arguments (constructing one does nothing else).
+_HARMLESS_CLASSES = {"inspect.Parameter", "collections.UserDict", "builtins.ellipsis", "types.GenericAlias",
+                     "re.Pattern", "importlib._bootstrap.Components"}  # the last: a pandas namedtuple, misnamed
+
+
+def _prefix_members(prefix: str):
+    """(module, name, object) for every name of every importable module under ``prefix``."""
+    import importlib
+    import pkgutil
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = importlib.import_module(prefix)
+        names = [prefix]
+        if hasattr(root, "__path__"):
+            names += [m.name for m in pkgutil.walk_packages(root.__path__, prefix + ".", onerror=lambda _n: None)]
+        for name in names:
+            if any(part in pg._TEST_COMPONENTS for part in name.split(".")):
+                continue
+            try:
+                module = importlib.import_module(name)
+            except Exception:  # noqa: BLE001, S112 - what cannot be imported cannot be unpickled either
+                continue
+            for attr, obj in list(vars(module).items()):
+                yield name, attr, obj
+
+
+def _prefix_admission_problem(pol, module: str, name: str, obj) -> str | None:
+    """Why admitting ``module:name`` by a prefix rule would be wrong, or None."""
+    import inspect
+    import types
+
+    if pol.classify(module, name).action is not pg.GlobalAction.ALLOW or f"{module}:{name}" in pol.allow_globals:
+        return None
+    if isinstance(obj, types.ModuleType):
+        return "a module (reached through it, any attribute is one getattr away)"
+    if inspect.isclass(obj):
+        home, qual = getattr(obj, "__module__", "") or "", getattr(obj, "__qualname__", name)
+        if home == module or pol.classify(home, qual).action is pg.GlobalAction.ALLOW:
+            return None
+        if home in _HARMLESS_HOMES or f"{home}.{qual}" in _HARMLESS_CLASSES or issubclass(obj, BaseException):
+            return None
+        return f"re-exports the class {home}.{qual}, which is not allowed where it lives"
+    if type(obj).__module__ == "typing" or isinstance(obj, types.GenericAlias | types.UnionType):
+        return None  # type annotations: dict[str, Tensor], Optional[int] ...
+    if callable(obj):
+        if name.startswith("__pyx_unpickle_"):
+            return None  # Cython's reconstructor: X.__new__(type) with type a subtype of its class X, then its state
+        home = getattr(obj, "__module__", None)
+        if home in _HARMLESS_HOMES:  # typing.Callable, typing.NamedTuple ...
+            return None
+        return f"a function or callable object (from {home}), not a class: list it exactly if a model needs it"
+    return None  # plain data (constants, dtypes, sentinels) cannot be called
+
+
+@pytest.mark.parametrize("library", ["sklearn", "torch", "pandas", "numpy"])
+def test_prefix_rules_admit_only_classes_that_live_there(library):
+    """Every name an `allow.modules`/`allow.classes` prefix admits, resolved in the installed library.
+
+    A prefix must never admit a module object, a function, or a re-export of something that is not
+    allowed at home (sklearn.pipeline re-exports joblib.Memory; torch.nn.modules.linear has F). Fix a
+    failure with an exact deny, a `prefix_exceptions` name, or a narrower prefix.
+    """
+    pytest.importorskip(library)
+    pol = pg.load_pickle_policy()
+    prefixes = [p for p in list(pol.allow_modules) + list(pol.allow_classes) if p.split(".")[0] == library]
+    assert prefixes or library == "numpy"
+    problems = []
+    for prefix in prefixes:
+        for module, name, obj in _prefix_members(prefix):
+            why = _prefix_admission_problem(pol, module, name, obj)
+            if why:
+                problems.append(f"{module}:{name}: {why}")
+    assert problems == [], f"{len(problems)} admitted by a prefix:\n" + "\n".join(sorted(problems)[:80])
+
+
+def test_dangerous_names_stay_refused():
+    """What reads or writes files, runs code or reaches interpreter state is never allowed,
+    however it is spelled (a re-export under an allowed prefix included)."""
+    pol = pg.load_pickle_policy()
+    refused = [("numpy", "load"), ("numpy", "fromfile"), ("numpy", "memmap"), ("numpy", "loadtxt"),
+               ("numpy.lib.npyio", "load"), ("numpy", "save"), ("torch", "load"), ("torch.serialization", "load"),
+               ("torch.hub", "load"), ("torch.jit", "load"), ("torch", "from_file"), ("scipy.io", "loadmat"),
+               ("scipy.io.matlab._mio", "loadmat"), ("scipy.io", "savemat"), ("pandas", "read_csv"),
+               ("pandas", "read_pickle"), ("pandas.io.pickle", "read_pickle"), ("pandas", "eval"),
+               ("pandas.core.computation.expr", "Expr"), ("pandas.core.computation.eval", "eval"),
+               ("pandas", "ExcelWriter"), ("pandas", "HDFStore"), ("sklearn.datasets", "load_svmlight_file"),
+               ("sklearn.datasets._base", "load_files"), ("sklearn.utils._joblib", "Memory"),
+               ("sklearn.pipeline", "Memory"), ("sklearn.utils.validation", "check_memory"),
+               ("sklearn.utils.fixes", "import_module"), ("sklearn.utils", "np"),
+               ("sklearn.utils.parallel", "Parallel"), ("sklearn.externals._packaging.version", "Version"),
+               ("torch.nn.modules.linear", "F"), ("torch.nn.modules.module", "register_module_forward_hook"),
+               ("torch.optim.lr_scheduler", "partial"), ("xgboost.core", "DMatrix"), ("xgboost", "DMatrix"),
+               ("lightgbm.basic", "Dataset"), ("builtins", "eval"), ("builtins", "getattr"),
+               ("builtins", "__import__"), ("importlib", "import_module"), ("os", "system"),
+               ("subprocess", "Popen"), ("functools", "partial"), ("operator", "attrgetter")]
+    allowed = [f"{m}:{n}" for m, n in refused if pol.classify(m, n).action is pg.GlobalAction.ALLOW]
+    assert allowed == []
+    for module, name in [("__main__", "Net"), ("models.yolo", "Model"), ("mypkg.nn", "Linear"),
+                         ("torch_custom.nn.modules", "Linear")]:
+        assert pol.classify(module, name).action is pg.GlobalAction.UNKNOWN, (module, name)
