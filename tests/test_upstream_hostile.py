@@ -162,3 +162,65 @@ def test_hostile_hub_listing_stops_resolve(upstream, tmp_path, mode, reason, mon
     assert len(line.splitlines()) == 1 and "internal error" not in line, line
     assert "hf:org/m1@main" in line and s.base in line and reason in line, line
     assert not (tmp_path / "lock").exists()
+
+
+# -- the air side applies the same rules: a signed model listing `a` and `a/b` ----------------
+def _model_bundle(tmp_path: Path, files: dict[str, bytes], rename: dict[str, str] | None = None,
+                  monkeypatch=None) -> tuple[object, Path]:
+    """A bundle of one path model; ``rename`` edits the lock's file paths before signing (what a
+    DMZ without gapsync's checks, or a stolen key, could sign)."""
+    from tests.conftest import new_channel
+
+    src = tmp_path / "model-src"
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\nmodels:\n  - {{path: {src}, name: team/m1}}\n")
+    lock = tmp_path / "gapsync.lock"
+    r = cli("resolve", "-f", spec, "-o", lock, "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    if rename:
+        doc = json.loads(lock.read_text())
+        for f in doc["models"][0]["files"]:
+            f["path"] = rename.get(f["path"], f["path"])
+        lock.write_text(json.dumps(doc))
+        import gapsync.names
+
+        monkeypatch.setattr(gapsync.names, "check_model_tree", lambda paths: None)  # the DMZ's check, skipped
+    ch = new_channel(tmp_path / "dmz", "prod")
+    r = cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "--key", ch.keys[0],
+            "-o", tmp_path / "out", "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    if rename:
+        monkeypatch.undo()
+    return ch, next((tmp_path / "out").glob("*.gapsync"))
+
+
+def test_signed_model_with_a_file_and_a_directory_of_one_name_is_refused_before_publishing(tmp_path, monkeypatch):
+    from tests.helpers import snapshot
+
+    ch, bundle = _model_bundle(tmp_path, {"a_file": b"one", "x/b": b"two"}, {"a_file": "a", "x/b": "a/b"}, monkeypatch)
+    m = tmp_path / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    before = snapshot(m)
+    for _ in range(2):  # and the re-run gives the same answer: nothing half-done to trip over
+        r = cli("import", bundle, "--mirror", m)
+        assert r.code == ExitCode.VERIFICATION_FAILED, (r.code, r.err)
+        line = r.err.strip().splitlines()[-1]
+        assert "'a' is both a file and a directory" in line and str(bundle) in line, r.err
+        assert snapshot(m) == before
+
+
+def test_repo_file_named_like_a_temporary_name_survives_publishing(tmp_path):
+    """A model file named like a writer's temporary name must be published like any other."""
+    files = {"config.json": b'{"model_type": "demo"}', ".config.json.tmp": b"not a temporary file",
+             "sub/.weights.bin.tmp": b"also real"}
+    ch, bundle = _model_bundle(tmp_path, files)
+    m = tmp_path / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    r = cli("import", bundle, "--mirror", m)
+    assert r.code == 0, r.err
+    snap = next((m / "models/hf/models--team--m1/snapshots").iterdir())
+    for rel, data in files.items():
+        assert (snap / rel).read_bytes() == data, rel

@@ -41,6 +41,7 @@ from gapsync.mirror.targets.oci_layout import OciLayout, ref_name
 from gapsync.mirror.targets.pep503 import Pep503Index
 from gapsync.mirror.trust import VerifiedRelease, apply_approvals, claimed_channel, verify_release
 from gapsync.model import Target
+from gapsync.names import BadName, check_model
 from gapsync.policies.schema import load_policy
 from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
@@ -207,6 +208,10 @@ def _check_model_manifests(release: VerifiedRelease, path_of, available, bundle:
             raise BundleFormatError(f"{bundle}: model manifest {t.path} is not a manifest ({type(e).__name__})") from e
         if not ok:
             raise BundleFormatError(f"{bundle}: model manifest {t.path} lists files without a path, sha256 and size")
+        try:  # the rules resolve applied at the DMZ: names the cache can hold, one tree (no `a` beside `a/b`)
+            check_model(t.custom.get("name"), t.custom.get("revision"), t.custom.get("commit"), [f["path"] for f in files])
+        except BadName as e:
+            raise BundleFormatError(f"{bundle}: model manifest {t.path}: {e}; refused before publishing") from None
 
 
 def _scan(release: VerifiedRelease, candidates: list[Target], path_of, options: ImportOptions, now: datetime,

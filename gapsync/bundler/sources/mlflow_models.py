@@ -27,6 +27,7 @@ from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_mode
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import FetchError, InputError
 from gapsync.hashing import read_chunks
+from gapsync.redact import redact_url
 
 
 def client(uri: str):
@@ -71,9 +72,9 @@ def _resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
     except MlflowException as e:
         raise FetchError(f"{where}: {str(e).splitlines()[0]}") from e
     meta: dict[str, Any] = {
-        "origin": spec.location, "license": (mv.tags or {}).get("license") or (rm.tags or {}).get("license"),
+        "origin": redact_url(spec.location), "license": (mv.tags or {}).get("license") or (rm.tags or {}).get("license"),
         "library": ",".join(flavors) or None, "formats": formats_of([f["path"] for f in files]),
-        "run_id": mv.run_id, "source_uri": mv.source, "description": mv.description or rm.description or "",
+        "run_id": mv.run_id, "source_uri": redact_url(mv.source) if isinstance(mv.source, str) else mv.source, "description": mv.description or rm.description or "",
         "version_tags": dict(mv.tags or {}), "model_tags": dict(rm.tags or {}), "source_version": str(mv.version)}
     return LockedModel("mlflow", spec.name, str(spec.revision), synthetic_commit(files), files, meta)
 
