@@ -171,7 +171,7 @@ def _check_raw_header(buf: bytes) -> None:
         raw = buf[start:start + length]
         nul = raw.find(b"\0")
         if nul != -1 and raw[nul:].strip(b"\0"):
-            raise BundleFormatError(f"tar header {field} field has bytes after a NUL: {raw[:nul]!r}")
+            raise BundleFormatError(f"tar header {field} field has bytes after a NUL: {raw[:nul][:40]!r}")
 
 
 class _StrictTarInfo(tarfile.TarInfo):

@@ -44,7 +44,7 @@ import zfec
 from gapsync import fsutil
 from gapsync.bundler.bundle import SUFFIX, BundleReader
 from gapsync.bundler.volumes import VOLUME_RE
-from gapsync.errors import GapsyncError, InputError, VerificationError
+from gapsync.errors import BundleFormatError, GapsyncError, InputError, VerificationError
 from gapsync.hashing import CHUNK
 
 MAGIC = "gapsync-parity"
@@ -628,62 +628,91 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
 
 # -- checking a rebuilt volume against the signed metadata ---------------------------------
 
-def _reference_metadata(scan: ParityScan) -> dict[str, bytes] | None:
+@dataclass
+class _Reference:
+    """What the intact data volumes say: their (identical) metadata members, and which volume
+    carries which blob (each blob is in one volume, bar those every volume carries)."""
+
+    metadata: dict[str, bytes] | None = None
+    carried: dict[str, str] = field(default_factory=dict)  # blob digest -> volume name
+
+
+def _reference_metadata(scan: ParityScan) -> _Reference:
     """The metadata members the intact data volumes carry (every volume of a bundle carries the
-    same signed metadata), or None when no data volume survived. Volumes that disagree are
-    refused: the medium holds volumes of different bundles, or forged ones."""
-    ref: dict[str, bytes] | None = None
+    same signed metadata; None when no data volume survived) and their blobs. Volumes that
+    disagree are refused: the medium holds volumes of different bundles, or forged ones."""
+    ref = _Reference()
     ref_name = ""
     for v in scan.volumes:
         if v.status != "ok" or v.path is None:
             continue
         with BundleReader(v.path) as r:
             members = r.read_metadata()
-        if ref is None:
-            ref, ref_name = members, v.name
-        elif members != ref:
+            for m in r.iter_blobs():
+                ref.carried.setdefault(m.digest, v.name)
+        if ref.metadata is None:
+            ref.metadata, ref_name = members, v.name
+        elif members != ref.metadata:
             raise VerificationError(f"{v.path}: carries other metadata than {ref_name}: these are not volumes of "
                                     "one bundle; nothing was rebuilt")
     return ref
 
 
-def _signed_blobs(members: dict[str, bytes], where: Path) -> dict[str, int]:
-    """sha256 -> length of every target in the (signed) targets metadata."""
+def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int], set[str]]:
+    """sha256 -> length of every target in the (signed) targets metadata, and the digests of
+    the targets every volume carries (``bundle-info``: bundle.json)."""
     try:
         targets = json.loads(members["targets.json"])["signed"]["targets"]
         out: dict[str, int] = {}
+        shared: set[str] = set()
         for t in targets.values():
             digest, length = t["hashes"]["sha256"], t["length"]
             if not isinstance(digest, str) or type(length) is not int:
                 raise TypeError("a target without a sha256 and a length")
             out[digest] = length
+            if isinstance(t.get("custom"), dict) and t["custom"].get("kind") == "bundle-info":
+                shared.add(digest)
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
         raise VerificationError(f"{where}: its metadata/targets.json does not list targets with length and "
                                 f"sha256 ({type(e).__name__}); nothing was rebuilt") from e
-    return out
+    return out, shared
 
 
-def check_rebuilt_volume(where: Path, f: BinaryIO, reference: dict[str, bytes] | None) -> dict[str, bytes]:
+def check_rebuilt_volume(where: Path, f: BinaryIO, reference: _Reference) -> _Reference:
     """Check the rebuilt volume open as ``f`` (still under its temporary name; ``where`` is the
     name it is to get) before it is renamed: it is a bundle in the canonical form, its metadata is
-    byte for byte the ``reference`` (the surviving volumes' signed metadata; when none survived,
-    the first rebuilt volume's, which the importer verifies with TUF), and every blob member is a
-    target of that metadata with the signed length and sha256. Returns the metadata checked
-    against, for the next rebuilt volume. VerificationError (exit 3), nothing renamed, otherwise."""
+    byte for byte the reference (the surviving volumes' signed metadata; when none survived, the
+    first rebuilt volume's, which the importer verifies with TUF), every blob member is a target
+    of that metadata with the signed length and sha256, and none is a blob another volume carries
+    (a real volume under another volume's name). Returns the reference for the next rebuilt
+    volume. VerificationError (exit 3), nothing renamed, otherwise."""
+    try:
+        return _check_rebuilt(where, f, reference)
+    except BundleFormatError as e:  # the reader's own refusal: the bytes are not a bundle gapsync wrote
+        raise VerificationError(f"{e} (the rebuilt volume is not a well-formed bundle: nothing was rebuilt)") from e
+
+
+def _check_rebuilt(where: Path, f: BinaryIO, reference: _Reference) -> _Reference:
     with BundleReader(where, fileobj=f) as r:
         members = r.read_metadata()
-        if reference is not None and members != reference:
+        if reference.metadata is not None and members != reference.metadata:
             raise VerificationError(f"{where}: the rebuilt volume does not carry the signed metadata of the surviving "
                                     "volumes (a forged or foreign parity file?); nothing was rebuilt")
-        signed = _signed_blobs(members, where)
+        reference.metadata = members
+        signed, shared = _signed_blobs(members, where)
         for m in r.iter_blobs():
             if signed.get(m.digest) != m.size:
                 raise VerificationError(f"{where}: the rebuilt volume carries blob {m.digest[:16]}… of {m.size} bytes, "
                                         "which the signed targets do not list with that length; nothing was rebuilt")
+            other = reference.carried.get(m.digest)
+            if other is not None and m.digest not in shared:
+                raise VerificationError(f"{where}: the rebuilt volume carries blob {m.digest[:16]}…, which {other} "
+                                        "carries already (another volume under this name?); nothing was rebuilt")
+            reference.carried[m.digest] = where.name
             h = hashlib.sha256()
             for chunk in r.chunks(m):
                 h.update(chunk)
             if h.hexdigest() != m.digest:
                 raise VerificationError(f"{where}: the rebuilt volume's blob {m.digest[:16]}… does not match its signed "
                                         "sha256; nothing was rebuilt")
-    return members
+    return reference
