@@ -224,3 +224,11 @@ def test_repo_file_named_like_a_temporary_name_survives_publishing(tmp_path):
     snap = next((m / "models/hf/models--team--m1/snapshots").iterdir())
     for rel, data in files.items():
         assert (snap / rel).read_bytes() == data, rel
+
+
+def test_image_name_the_layout_refuses_stops_resolve(tmp_path):
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text("name: t\nchannel: prod\nimages:\n  refs: ['my_host:5000/team/app:1.0']\n")
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "lock", "--cache", tmp_path / "cache")
+    assert r.code == ExitCode.USAGE and "air side would refuse" in r.err and "my_host:5000" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from gapsync.bundler.lock import LockedImage
 from gapsync.bundler.sources.oci_local import LayoutSource, docker_save_into_cache
 from gapsync.bundler.spec import ImageSource, ImagesSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
+from gapsync.names import BadName, check_image_name, check_image_tag
 from gapsync.oci import (
     DIGEST_RE,
     INDEX_TYPES,
@@ -192,6 +193,13 @@ def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
 
 
 def resolve(spec: ImagesSpec, raw_refs: list[str], cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
+    for ref, raw in zip(spec.refs, raw_refs, strict=True):
+        try:  # the names the air side's layout accepts (gapsync/names.py): refused here, not after signing
+            check_image_name(ref.name)
+            if ref.tag is not None:
+                check_image_tag(ref.tag)
+        except BadName as e:
+            raise InputError(f"image {raw!r}: {e}; the air side would refuse it") from None
     clients = Clients(spec.insecure)
     origins = [Origin(clients, r, spec.source_of(i), cache) for i, r in enumerate(spec.refs)]
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(origins)))) as pool:
