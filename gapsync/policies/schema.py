@@ -76,6 +76,8 @@ class Policy:
     model_warn_at: Severity | None = Severity.MEDIUM
     model_required_formats: tuple[str, ...] = ()
     scan_pickles_in_packages: bool = False
+    # models.scan_budget: overrides of gapsync.scanner.budget.BudgetLimits, as (field, value) pairs
+    model_scan_budget: tuple[tuple[str, Any], ...] = ()
     # conda: channel URLs (without the scheme) as globs; an empty allow list allows any channel
     conda_channels_allow: tuple[str, ...] = ()
     # terms restrict mirroring: block unless waived (a policy without a conda section gets these too)
@@ -89,6 +91,34 @@ class Policy:
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "sha256": self.sha256}
+
+
+# models.scan_budget: the scanner's budgets per artifact (gapsync/scanner/budget.py, docs/policy.md)
+_BUDGET_INTS = ("pickle_ops", "entries", "decompressed_ratio", "depth", "pickle_objects")
+_BUDGET_SIZES = ("decompressed_bytes",)
+_BUDGET_SECONDS = ("cpu_seconds", "cpu_seconds_per_gib")
+
+
+def _scan_budget(loc: Located, value: Any) -> tuple[tuple[str, Any], ...]:
+    key = ("models", "scan_budget")
+    expect(loc, key, value, dict, "a mapping of budgets")
+    check_keys(loc, key, value, set(_BUDGET_INTS + _BUDGET_SIZES + _BUDGET_SECONDS))
+    out = []
+    for name, v in value.items():
+        if name in _BUDGET_SIZES:
+            try:
+                out.append((name, parse_size(v)))
+            except ValueError as e:
+                raise loc.error((*key, name), str(e)) from e
+        elif name in _BUDGET_INTS:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise loc.error((*key, name), f"{v!r}: expected a positive whole number")
+            out.append((name, v))
+        else:
+            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+                raise loc.error((*key, name), f"{v!r}: expected a positive number of seconds")
+            out.append((name, float(v)))
+    return tuple(sorted(out))
 
 
 def parse_size(value: Any) -> int:
@@ -174,7 +204,8 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
         kw["license_unknown"] = _action(loc, ("licenses", "unknown"), lic["unknown"])
     mo = data.get("models") or {}
     expect(loc, ("models",), mo, dict, "a mapping")
-    check_keys(loc, ("models",), mo, {"block_at", "warn_at", "required_formats", "scan_pickles_in_packages"})
+    check_keys(loc, ("models",), mo, {"block_at", "warn_at", "required_formats", "scan_pickles_in_packages",
+                                      "scan_budget"})
     for key, attr in (("block_at", "model_block_at"), ("warn_at", "model_warn_at")):
         if key in mo:
             kw[attr] = _severity(loc, ("models", key), mo[key])
@@ -183,6 +214,8 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
     if "scan_pickles_in_packages" in mo:
         kw["scan_pickles_in_packages"] = expect(loc, ("models", "scan_pickles_in_packages"), mo["scan_pickles_in_packages"],
                                                 bool, "true or false")
+    if "scan_budget" in mo:
+        kw["model_scan_budget"] = _scan_budget(loc, mo["scan_budget"])
     blocked = []
     for i, b in enumerate(expect(loc, ("blocked",), data.get("blocked") or [], list, "a list")):
         k = ("blocked", i)

@@ -56,6 +56,7 @@ class _Counted(io.RawIOBase):
     def __init__(self, inner, budget) -> None:
         super().__init__()
         self._inner, self._budget = inner, budget
+        self.error: OSError | None = None
 
     def readable(self) -> bool:
         return True
@@ -66,7 +67,8 @@ class _Counted(io.RawIOBase):
         try:
             data = self._inner.read(len(b))
         except zstandard.ZstdError as e:
-            raise OSError(f"corrupt zstd data: {e}") from e
+            self.error = OSError(f"corrupt zstd data: {e}")
+            raise self.error from e
         if self._budget is not None:
             self._budget.decompressed(len(data))
         b[:len(data)] = data
@@ -123,6 +125,11 @@ def handler_for(fmt: Format, by_name: bool = False) -> Callable[[BinaryIO, Where
             return [finding(where, "compressed.corrupt", Severity.HIGH,
                             f"{fmt.value} data is corrupt ({e}): a loader reads what comes before the damage, "
                             "which was scanned, but the rest cannot be read the way a loader would read it")]
+        err = getattr(getattr(stream, "raw", None), "error", None)
+        if err is not None and not any(x.rule.startswith("pickle.") and x.severity is Severity.HIGH for x in found):
+            found.append(finding(where, "compressed.corrupt", Severity.HIGH,
+                                 f"{fmt.value} data is corrupt ({err}): what came before the damage was scanned, "
+                                 "the rest cannot be read the way a loader would read it"))
         return found
 
     return scan

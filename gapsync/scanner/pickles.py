@@ -47,6 +47,8 @@ class Global:
     name: str
     offset: int
     allowed: bool = False
+    pending: Any = None  # getattr: its finding, reported unless it only builds allowed bound methods
+    bound: bool = False
 
     @property
     def ref(self) -> str:
@@ -219,6 +221,7 @@ class Machine:
         self.out = Outcome()
         self.proto = 0  # set by PROTO; the C unpickler starts every load() at 0
         self.budget = where.budget
+        self._pending: list[Global] = []
 
     # -- driver -----------------------------------------------------------------------------
     @classmethod
@@ -256,8 +259,12 @@ class Machine:
             self.out.error = PickleError("truncated", str(e), e.offset)
         except OSError as e:  # a corrupt compressed stream underneath
             self.out.error = PickleError("malformed", f"the data stops being readable: {e}", self.r.pos)
-        if budget is not None:  # the last, partial slice: at most one opcode per byte read
-            budget.pickle(max(1, min(self.r.pos - start, 0x4000)), 0)
+        if budget is not None:  # the last, partial slice: at most one opcode per byte read, and
+            # a pickle costs at least 16 (setting up a machine costs about as much as 16 opcodes)
+            budget.pickle(max(16, min(self.r.pos - start, 0x4000)), 0)
+        for g in self._pending:  # a getattr that built no allowed bound method is reported as before
+            if g.pending is not None and not g.bound:
+                g.pending()
         return self.out
 
     def fail(self, message: str, offset: int, kind: str = "malformed") -> None:
@@ -485,8 +492,16 @@ class Machine:
         ev = {"global": f"{module}.{name}", "module": module, "name": name, "opcode": op.name}
         if verdict.category:
             ev["category"] = verdict.category
-        self.add(rule, verdict.severity or Severity.HIGH, f"{module}.{name}: {verdict.why}", op.offset,
-                 subject=f"{module}:{name}", **ev)
+
+        def report() -> None:
+            self.add(rule, verdict.severity or Severity.HIGH, f"{module}.{name}: {verdict.why}", op.offset,
+                     subject=f"{module}:{name}", **ev)
+
+        if normalize(module, name) == ("builtins", "getattr") and self.policy.allow_methods:
+            g.pending = report  # pickle saves a bound method as getattr(obj, name): judged in _call
+            self._pending.append(g)
+        else:
+            report()
         return g
 
     def op_GLOBAL(self, op):
@@ -523,6 +538,17 @@ class Machine:
     # -- calls -------------------------------------------------------------------------------
     def _call(self, func: Any, args: Any, op) -> None:
         self.out.saw_call = True
+        if isinstance(func, Persistent) and isinstance(func.pid, tuple) and len(func.pid) == 4 \
+                and func.pid[0] == "module" and isinstance(func.pid[1], Global):
+            func = func.pid[1]  # legacy torch.save: torch's persistent_load returns the class named there
+        if isinstance(func, Global) and func.pending is not None:
+            method = self._bound_method(args, op)
+            if method is not None:
+                func.bound = True
+                self.push(method)
+                return
+            func.pending()
+            func.pending = None
         call = Call(func, args, op.offset)
         if isinstance(func, Global):
             if not func.allowed:
@@ -535,6 +561,16 @@ class Machine:
                      "(the result of another call or lookup, as in getattr(module, name)(...))",
                      op.offset, subject=func_label(func), callee=func_label(func), opcode=op.name)
         self.push(call)
+
+    def _bound_method(self, args: Any, op) -> Global | None:
+        """getattr(obj, "name") where the allowlist lists that method of obj's class (obj: the class
+        itself or an object of it built in this pickle); the bound method stands in as a global."""
+        if not (isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], str)):
+            return None
+        owner = args[0].func if isinstance(args[0], Call) else args[0]
+        if isinstance(owner, Global) and owner.allowed and self.policy.allows_method(owner.module, owner.name, args[1]):
+            return Global(owner.module, f"{owner.name}.{args[1]}", op.offset, allowed=True)
+        return None
 
     def _note_call_args(self, func: Global, args: Any) -> None:
         for hit_rule in ("pickle.global.denied", "pickle.global.unknown", "pickle.global.review"):

@@ -85,7 +85,9 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
 
     outcome = ScanOutcome(advisories=advisories.info() if advisories is not None else None, policy=policy.summary())
     stale = _advisories_notice(outcome, subjects, policy, now)
-    model_scanner = ModelScanner()
+    from gapsync.scanner.budget import BudgetLimits
+
+    model_scanner = ModelScanner(BudgetLimits(**dict(policy.model_scan_budget)))
     for s in subjects:
         found: list[Finding] = []
         if advisories is not None and s.kind in ("python", "oci"):
@@ -98,8 +100,9 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
         spdx, license_findings = licenses.scan_subject(s)
         found += license_findings
         if s.kind == "model" or (policy.scan_pickles_in_packages and s.kind != "conda"):
+            budget = model_scanner.limits.for_size(s.size)  # one budget for all the artifact's files
             for f in s.files:
-                found += list(model_scanner.scan_file(f.path, f.name))
+                found += list(model_scanner.scan_file(f.path, f.name, budget))
         outcome.findings[s.key] = found
         outcome.licenses[s.key] = spdx
         outcome.decisions[s.key] = evaluate(policy, s, found, license_spdx=spdx,

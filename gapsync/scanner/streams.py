@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import lzma
 import struct
 import zlib
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -211,6 +212,11 @@ class _Decompressing(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @property
+    def error(self) -> OSError | None:
+        """The decompression error met so far, if any (the data before it was delivered)."""
+        return self._error
+
     def _more(self) -> bytes:
         d = self._d
         if d.eof:
@@ -226,7 +232,7 @@ class _Decompressing(io.RawIOBase):
         snapshot = d.copy() if self._zlib else None
         try:
             return d.decompress(data, CHUNK)
-        except (zlib.error, OSError, EOFError, ValueError, RuntimeError) as e:
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, RuntimeError) as e:
             self._done = True
             self._error = OSError(f"corrupt compressed data: {e}")
             return self._salvage(snapshot, data) if snapshot is not None else b""
