@@ -150,6 +150,11 @@ def test_export_pylock_syncs_with_uv(world, tmp_path):
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert _installed(tmp_path / "v") == _locked(world.lock, T311)
+    # pip (26: pylock.toml support, experimental) installs the same files from it
+    venv = _venv(tmp_path / "pipv")
+    r = _pip("install", "--isolated", "--no-cache-dir", "-r", str(lockfile), venv=venv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _installed(venv) == _locked(world.lock, T311)
 
 
 def test_pip_download_for_another_target_gets_exactly_its_files(world, tmp_path):
