@@ -3,25 +3,15 @@
 1. A walk of the source (ast): no module but fsutil.py creates, replaces, renames or copies a
    file itself, and the modules that read the medium open nothing but through fsutil. It fails
    naming file:line, so a new write path cannot slip in.
-2. Hostile files on a real medium: a planted symlink at the names gapsync writes (bundle
-   ``.partial``, parity ``.partial``, a volume's ``.minisig``), and a symlink or FIFO where it
-   reads (the bundle, a volume, the approvals side file, a receipt). Each run is a real CLI
-   process with a timeout: it must refuse with one line naming the file and the documented exit
-   code, never block, and leave the file the link points to byte for byte as it was, with no
-   new file outside.
+2. The hostile files on a real medium (planted links at the names gapsync writes, links and
+   FIFOs where it reads, forged parity) are in tests/faults/test_fs_hostile.py; here, the
+   module's own promises on one directory.
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "gapsync"
@@ -138,7 +128,7 @@ def test_medium_readers_open_through_fsutil():
     assert not reads, "reads of the medium outside fsutil.open_regular:\n" + "\n".join(reads)
 
 
-def test_the_walk_can_fail(tmp_path, monkeypatch):
+def test_the_walk_can_fail():
     """The walk sees each kind of write it is meant to catch (so a passing walk means something)."""
     probe = SRC / "_fs_discipline_probe.py"
     probe.write_text("import os, shutil, tempfile\nfrom pathlib import Path\n"
@@ -151,3 +141,56 @@ def test_the_walk_can_fail(tmp_path, monkeypatch):
         probe.unlink()
     mine = [w for w in writes if "_fs_discipline_probe" in w]
     assert len(mine) == 8, mine
+
+
+def test_fsutil_never_writes_through_a_link(tmp_path):
+    from gapsync import fsutil
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "page.html").symlink_to(victim)
+    (d / "dangling").symlink_to(tmp_path / "new-file")
+    for name in ("page.html", "dangling"):
+        try:
+            fsutil.write_atomic(d / name, b"attacker")
+        except fsutil.UnsafeFileError as e:
+            assert str(d / name) in str(e) and "symlink" in str(e)
+        else:
+            raise AssertionError(f"{name}: written through a link")
+    try:
+        fsutil.link_or_copy(victim, d / "page.html")
+    except fsutil.UnsafeFileError:
+        pass
+    else:
+        raise AssertionError("link_or_copy replaced a link")
+    assert victim.read_bytes() == b"keep" and not (tmp_path / "new-file").exists()
+    # temporary names never touch an existing file, whatever its name
+    (d / "config.json").write_bytes(b"published")
+    fsutil.write_atomic(d / "other.json", b"x")
+    assert (d / "config.json").read_bytes() == b"published"
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "dangling", "other.json", "page.html"]
+
+
+def test_open_regular_refuses_at_once(tmp_path):
+    import os
+    import time
+
+    from gapsync import fsutil
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(tmp_path / "fifo")
+    start = time.monotonic()
+    for p, kind in ((fifo, "FIFO"), (tmp_path / "link", "symlink"), (tmp_path, "directory")):
+        try:
+            fsutil.open_regular(p)
+        except fsutil.UnsafeFileError as e:
+            assert kind in str(e) and str(p) in str(e), e
+        else:
+            raise AssertionError(f"{p} opened")
+    assert time.monotonic() - start < 5
+    (tmp_path / "f").write_bytes(b"data")
+    with fsutil.open_regular(tmp_path / "f") as f:
+        assert f.read() == b"data"  # blocking mode again: a normal read
