@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -520,7 +521,8 @@ def _check_file(path: Path, offset: int, size: int, sha256: str) -> str:
 
 # -- repairing ------------------------------------------------------------------------------
 
-def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: ParityScan | None = None) -> list[Path]:
+def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: ParityScan | None = None,
+           verify: Callable[[dict[str, bytes], Path], None] | None = None) -> list[Path]:
     """Rebuild every lost or damaged volume (and parity file) of the set found in ``paths``
     into ``out_dir`` (default: the directory of the first usable parity file); returns the
     rebuilt files, [] when nothing was lost.
@@ -530,6 +532,10 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
     sha256 before it is renamed into place, replacing a damaged copy of the same name. A volume's
     recorded ``.minisig`` is restored if it is missing. More than N lost pieces: VerificationError,
     nothing written.
+
+    ``verify(metadata, volume)``: a TUF check of the volumes' metadata against the channel's
+    pinned trust (``bundle repair --mirror``), run on the surviving volumes' metadata before a
+    byte is written, or on the rebuilt one's before it is renamed when none survived.
     """
     scan = scan or scan_set(paths)
     h = scan.header
@@ -555,6 +561,10 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
     names = [p.name for p in lost_vols + lost_par]
     targets = [out_dir / n for n in names]
     reference = _reference_metadata(scan)  # before a byte is written: refuses volumes that disagree
+    verified = False
+    if verify is not None and reference.metadata is not None:
+        verify(reference.metadata, next(v.path for v in scan.volumes if v.status == "ok"))  # type: ignore[arg-type]
+        verified = True
     ins: list[BinaryIO] = []
     outs: list[fsutil.AtomicFile] = []
     out = fsutil.Dir(out_dir)
@@ -606,6 +616,8 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
         for f in outs[:len(lost_vols)]:
             with out.open_regular(f.temp) as rf:
                 reference = check_rebuilt_volume(out_dir / f.name, rf, reference)
+        if verify is not None and not verified and lost_vols and reference.metadata is not None:
+            verify(reference.metadata, out_dir / lost_vols[0].name)
         for f in outs:
             f.commit()
         for p in lost_vols:

@@ -322,3 +322,35 @@ def test_a_receipt_that_is_not_a_regular_file_or_too_deep(index, tmp_path, outsi
     if kind == "symlink":
         (outside / "receipt.json").unlink()
     assert_untouched(outside)
+
+
+@pytest.fixture(scope="module")
+def single(index, tmp_path_factory):
+    """One volume with one parity file: when it is lost, no volume survives to compare with."""
+    base = tmp_path_factory.mktemp("fs-single")
+    ch, spec = _channel(base, index)
+    r = _create(ch, spec, base / "out", "--parity", "1")
+    assert r.returncode == 0, r.stderr
+    m = base / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    return ch, base / "out", sorted((base / "out").glob("*.gapsync")), m
+
+
+def test_repair_with_a_mirror_verifies_with_tuf_when_no_volume_survives(single, world, tmp_path, outside):
+    """A forged parity file that rebuilds a well-formed bundle of another channel: with no volume
+    left to compare with, only TUF against the pinned root can tell; --mirror makes repair ask it."""
+    ch, out, vols, m = single
+    d = copy_out(out, tmp_path / "medium")
+    _forge_parity(d, vols, 0, world.b1.read_bytes(), tmp_path / "forge")
+    lost = _lose(d, vols[0])
+    before = snapshot(d)
+    line = refused(gapsync("bundle", "repair", d, "--mirror", m), 3)
+    assert "trusted root" in line or "signature" in line or "threshold" in line, line  # TUF's refusal
+    assert not (d / lost).exists() and snapshot(d) == before
+    assert_untouched(outside)
+    # the real parity, with --mirror: rebuilt, TUF-checked
+    d2 = copy_out(out, tmp_path / "medium2")
+    _lose(d2, vols[0])
+    r = gapsync("bundle", "repair", d2, "--mirror", m)
+    assert r.returncode == 0, r.stderr
+    assert (d2 / lost).read_bytes() == vols[0].read_bytes()
