@@ -82,6 +82,8 @@ class PicklePolicy:
     allow_globals: dict[str, str] = field(default_factory=dict)  # "mod:name" -> why
     allow_modules: dict[str, str] = field(default_factory=dict)  # prefix -> why
     allow_classes: dict[str, str] = field(default_factory=dict)  # prefix -> why (class names only)
+    # "module:Class.method": bound methods a pickle may build with getattr(instance or class, name)
+    allow_methods: dict[str, str] = field(default_factory=dict)
     # Names a prefix rule never admits: re-exports of things that are not harmless at home
     # (``sklearn.pipeline:Memory`` is ``joblib.Memory``, ``torch.nn.modules.linear:F`` a module).
     prefix_exceptions: frozenset[str] = frozenset()
@@ -106,6 +108,8 @@ class PicklePolicy:
                     pol.allow_modules[str(m)] = why
                 for m in group.get("classes") or []:
                     pol.allow_classes[str(m)] = why
+                for m in group.get("methods") or []:
+                    pol.allow_methods[_check_ref(m, source)] = why
             pol.prefix_exceptions = frozenset(str(n) for n in data.get("prefix_exceptions") or [])
             for section, gtarget, mtarget in (("review", pol.review_globals, None),
                                               ("deny", pol.deny_globals, pol.deny_modules)):
@@ -163,6 +167,11 @@ class PicklePolicy:
                                  "reaches an attribute through a chain of names, not on the allowlist")
         return GlobalVerdict(GlobalAction.UNKNOWN, self.unknown_severity,
                              "not on the allowlist: loading imports it and can call it with any arguments")
+
+    def allows_method(self, module: str, name: str, method: str) -> bool:
+        """May ``getattr(<module.name instance or class>, method)`` be built? (how pickle saves a bound method)"""
+        module, name = normalize(module, name)
+        return f"{module}:{name}.{method}" in self.allow_methods
 
     def is_nested_loader(self, module: str, name: str) -> bool:
         module, name = normalize(module, name)
