@@ -246,8 +246,10 @@ def _sha256(path: Path, hashlib) -> str:
 def _verdict(outcome: ScanOutcome, key: str) -> dict[str, Any]:
     found = outcome.findings.get(key, [])
     decision = outcome.decisions.get(key)
+    checked = outcome.advisories is not None  # without a database: null, never an empty (clean-looking) list
     return {"artifact": key,
-            "advisories": [f.rule for f in found if f.scanner == "vulns" and f.rule != "vulns.not-checked"],
+            "advisories": [f.rule for f in found if f.scanner == "vulns" and f.rule != "vulns.not-checked"]
+            if checked else None,
             "aliases": {f.rule: f.evidence.get("aliases", []) for f in found
                         if f.scanner == "vulns" and f.rule != "vulns.not-checked"},
             "not_checked": [f.message for f in found if f.rule == "vulns.not-checked"],

@@ -238,8 +238,11 @@ def test_no_database_blocks_the_distribution_with_one_line(tmp_path):
     empty.mkdir()
     r = cli("scan", w, "--advisories", empty, "--json")
     assert r.code == 4 and json.loads(r.out)["blocked"] == ["python:jinja2@2.10"]
+    assert json.loads(r.out)["distributions"][0]["advisories"] is None  # not checked is not "no advisories"
     lines = [ln for ln in r.err.splitlines() if "gapsync advisories import" in ln]
     assert len(lines) == 1 and "gapsync advisories update" in lines[0] and "NOT checked" in lines[0]
+    r = cli("scan", w, "--advisories", empty)
+    assert r.code == 4 and "NOT CHECKED" in r.out and "none" not in r.out.split("NOT CHECKED")[0].splitlines()[-1]
 
 
 def test_the_pkg_info_search_stops_at_its_budget(tmp_path, monkeypatch):

@@ -173,9 +173,13 @@ def _print_dists(doc: dict, entries: list[dict], file_findings: list) -> None:
         ids = e.get("advisories") or []
         shown = ", ".join(ids[:4]) + (f" (+{len(ids) - 4})" if len(ids) > 4 else "")
         why = e.get("not_pinned") or (e["not_checked"][0] if e.get("not_checked") else "") or e.get("note") or ""
+        if e.get("not_pinned"):
+            shown = "-"
+        elif e.get("advisories") is None:
+            shown = "NOT CHECKED"
         rows.append([e.get("line") or Path(e["file"]).name, f"{e['name'] or '?'} {e['version'] or ''}".strip(),
                      e.get("decision") or "?", e.get("license") or ("-" if e.get("line") else "?"),
-                     shown or ("-" if e.get("not_pinned") else "none"), why[:70]])
+                     shown or "none", why[:70]])
     click.echo(table(rows, ["what", "distribution", "decision", "license", "advisories", "note"]))
     for f in file_findings:
         where = f.file + (f"!{f.location}" if f.location else "")
@@ -186,7 +190,8 @@ def _print_dists(doc: dict, entries: list[dict], file_findings: list) -> None:
     pinned = sum(1 for e in entries if not e.get("not_pinned"))
     unpinned = len(entries) - pinned
     adv = doc["advisories"]
-    click.echo(f"{doc['scanned']}: {pinned} distribution(s) checked, "
+    click.echo(f"{doc['scanned']}: {pinned} distribution(s) "
+               + ("checked, " if adv else "NOT checked for vulnerabilities (no advisory database), ")
                + (f"{unpinned} not pinned (not checked), " if unpinned else "")
                + f"{sum(len(e.get('advisories') or []) for e in entries)} advisories; "
                f"{c['allow']} allowed, {c['warn']} warned, {c['block']} blocked "
