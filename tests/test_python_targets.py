@@ -223,3 +223,37 @@ def test_bundle_json_names_the_differences(world):
     r = cli("bundle", "inspect", bundle)
     assert "full bundle (carries every blob)" in r.out and "argon: 1.0 (cp311" in r.out, r.out
 
+
+
+def test_a_release_without_a_target_removes_its_view_and_a_failed_publish_undoes_it(world, tmp_path, monkeypatch):
+    import shutil
+
+    from gapsync.errors import PublishError
+    from gapsync.mirror.importer import import_bundle
+    from gapsync.mirror.targets.oci_layout import OciLayout
+    from tests.helpers import snapshot
+
+    m = tmp_path / "m"
+    shutil.copytree(world.mirror, m, symlinks=True)
+    spec = _spec(tmp_path / "one.yaml", world.url, [("3.11", f"manylinux_2_17_{ARCH}")])
+    r = cli("bundle", "create", "-f", spec, "--state", world.state, "-o", tmp_path / "out", "--cache",
+            world.base / "cache", "--key", world.keys[0])
+    assert r.code == 0, r.err
+    bundle = next((tmp_path / "out").glob("*.gapsync"))
+    before = snapshot(m)
+
+    def refuse(self, targets, blob_path, fs):
+        raise PublishError("oci: refused for the test")
+
+    monkeypatch.setattr(OciLayout, "publish", refuse)
+    with pytest.raises(PublishError):
+        import_bundle(bundle, m)
+    assert snapshot(m) == before  # the views (and the removed one) are as they were
+    monkeypatch.undo()
+    r = cli("import", bundle, "--mirror", m)
+    assert r.code == 0, r.err
+    assert not (m / "pypi/targets/prod" / T312).exists()
+    assert (m / "pypi/targets/prod" / T311 / "simple/argon/index.html").is_file()
+    assert (m / "pypi/simple/argon/index.html").read_text().count(".whl<") == 2  # the union keeps what came before
+    r = cli("export", "--mirror", m, "--target", T312)
+    assert r.code == 2 and "not a target of any imported channel" in r.err
