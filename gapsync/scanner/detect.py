@@ -1,10 +1,12 @@
-"""Format detection by content: magic bytes and header structure, never the file name.
+"""Format detection by content: magic bytes and header structure; the name only as a fallback.
 
 Why: an attacker chooses the file name. picklescan once skipped pickles named ``.bin`` and zip
 entries named ``data.txt`` (CVE-2025-1889, CVE-2025-10155); loaders such as ``torch.load`` do not
 care about names at all. So the scanner decides what a file *is* from its first bytes, and a
 file that matches nothing is still offered to the pickle analyser, which accepts it only if it
-really parses as a pickle (protocol 0 and 1 pickles have no magic number).
+really parses as a pickle (protocol 0 and 1 pickles have no magic number). Some loaders do go by
+the name (``pandas.read_pickle`` decompresses ``.gz .bz2 .zip .xz .zst .tar``): bytes without a
+magic number are also read the way such a name says (:func:`by_name`), so both readings are seen.
 """
 
 from __future__ import annotations
