@@ -243,6 +243,8 @@ def _torch() -> Iterator[tuple[str, Callable[[Path], None]]]:
     import torch
     from torch import nn
 
+    torch.manual_seed(0)  # the same bytes on every run
+
     def saver(factory, **kw):
         def write(path: Path) -> None:
             torch.save(factory(), path, **kw)
