@@ -22,29 +22,19 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-
-from gapsync import fsutil
 from gapsync.errors import InputError
-from gapsync.model import Finding, Severity
-from gapsync.policies.evaluate import evaluate
-from gapsync.policies.schema import Policy
-from gapsync.scanner.run import ScanOutcome, scan_subjects
-from gapsync.scanner.subject import ScanSubject, SubjectFile
+
+if TYPE_CHECKING:
+    from gapsync.policies.schema import Policy
+    from gapsync.scanner.run import ScanOutcome
+
+# Only what deciding "is this a distribution?" needs is imported with the module: ``gapsync scan``
+# of model files imports it too, and packaging, the policy and the scanners cost ~0.1 s to load.
 
 SDIST_SUFFIXES = (".tar.gz", ".zip")  # the sdist formats PEP 625 and pip accept
 PKG_INFO_LIMIT = 1 << 20  # core metadata larger than this is not metadata
@@ -57,7 +47,9 @@ def is_distribution(path: Path) -> bool:
     """A wheel, or an archive named as an sdist is (``NAME-VERSION.tar.gz`` / ``.zip``, by
     ``packaging``): a candidate; :func:`read_distribution` decides from its content."""
     name = path.name.lower()
-    return name.endswith(".whl") or (name.endswith(SDIST_SUFFIXES) and _name_from_file_name(path.name) is not None)
+    if name.endswith(".whl"):
+        return True
+    return name.endswith(SDIST_SUFFIXES) and _name_from_file_name(path.name) is not None
 
 
 @dataclass
@@ -82,6 +74,11 @@ def read_distribution(path: Path) -> Distribution | None:
     neither a ``PKG-INFO`` nor a Python source tree (``setup.py``, ``pyproject.toml``,
     ``setup.cfg`` at its top): it is not a distribution, and the model scanner reads it. A wheel
     whose metadata cannot be read is an InputError naming the file."""
+    import tarfile
+    import zipfile
+
+    from packaging.utils import canonicalize_name
+
     from gapsync.scanner.dist_info import parse_metadata
 
     if not path.is_file() or path.is_symlink():
@@ -115,6 +112,14 @@ def read_distribution(path: Path) -> Distribution | None:
 
 
 def _name_from_file_name(filename: str) -> tuple[str, str] | None:
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        canonicalize_name,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
     try:
         if filename.lower().endswith(".whl"):
             name, version, _, _ = parse_wheel_filename(filename)
@@ -138,6 +143,9 @@ _TOP_SOURCE = re.compile(r"^(?:\./)?[^/]+/(?:setup\.py|pyproject\.toml|setup\.cf
 def _sdist_pkg_info(path: Path) -> tuple[bytes | None, bool]:
     """The sdist's ``<top>/PKG-INFO`` (one directory deep, a regular member; read as a stream,
     nothing extracted), and whether a Python source tree was seen at the top."""
+    import tarfile
+    import zipfile
+
     source_tree = False
     if path.name.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
@@ -204,6 +212,10 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
     ``scratch``: a private directory where each core metadata is written for the license scanner."""
     import dataclasses
     import hashlib
+
+    from gapsync import fsutil
+    from gapsync.scanner.run import scan_subjects
+    from gapsync.scanner.subject import ScanSubject, SubjectFile
 
     dists = [d for d in (p if isinstance(p, Distribution) else read_distribution(p) for p in paths) if d is not None]
     subjects: dict[str, ScanSubject] = {}
@@ -337,11 +349,16 @@ def read_requirements(path: Path, _seen: tuple[Path, ...] = ()) -> list[Requirem
 
 
 def _egg_name(target: str) -> str | None:
+    from packaging.utils import canonicalize_name
+
     m = re.search(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)", target)
     return str(canonicalize_name(m.group(1))) if m else None
 
 
 def _requirement(where: str, line: str) -> RequirementLine:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     text = re.split(r"\s+--?[a-z]", " " + line, maxsplit=1)[0].strip()  # drop per-requirement options (--hash=...)
     try:
         req = Requirement(text)
@@ -363,6 +380,11 @@ def _requirement(where: str, line: str) -> RequirementLine:
 def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> DistScan:
     """Each pin checked like a package in a bundle (same matching, same policy); each line that
     is not a pin gets the policy's ``vulnerabilities.not_checked`` decision."""
+    from gapsync.model import Finding, Severity
+    from gapsync.policies.evaluate import evaluate
+    from gapsync.scanner.run import scan_subjects
+    from gapsync.scanner.subject import ScanSubject
+
     lines = read_requirements(path)
     subjects: dict[str, ScanSubject] = {}
     for r in lines:
