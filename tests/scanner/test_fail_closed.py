@@ -13,6 +13,7 @@ import lzma
 import tarfile
 import zipfile
 import zlib
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,31 @@ def test_bundle_create_and_import_block_a_compressed_malicious_model(tmp_path):
     r = cli("import", bundle, "--mirror", m)
     assert r.code == 4 and "model:team/zst@main" in r.err, r.err
     assert snapshot(m) == before
+
+
+def test_budgets_come_from_the_policy_and_bad_ones_are_refused(tmp_path):
+    from gapsync.errors import InputError
+    from gapsync.policies.schema import load_policy
+    from gapsync.scanner.run import scan_subjects
+    from gapsync.scanner.subject import ScanSubject, SubjectFile
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text("models:\n  scan_budget: {entries: 100, decompressed_bytes: 1GiB, cpu_seconds: 2}\n")
+    p = load_policy(pol)
+    assert dict(p.model_scan_budget) == {"entries": 100, "decompressed_bytes": 1 << 30, "cpu_seconds": 2.0}
+    for bad in ("{entries: -1}", "{entries: true}", "{depth: 1.5}", "{decompressed_bytes: lots}", "{seconds: 3}",
+                "[1]"):
+        pol.write_text(f"models:\n  scan_budget: {bad}\n")
+        with pytest.raises(InputError, match="scan_budget"):
+            load_policy(pol)
+    # bundle create and import scan through scan_subjects: one budget for all of an artifact's files
+    bomb = write(tmp_path, "bomb.zip", nested_zip_bomb(3, 8))
+    subject = ScanSubject("model", "team/m", "main", [SubjectFile("bomb.zip", "0" * 64, bomb.stat().st_size, bomb)])
+    from datetime import datetime
+
+    now = datetime.now(UTC)
+    assert scan_subjects([subject], load_policy(None), None, now).blocked() == []
+    pol.write_text("models:\n  scan_budget: {entries: 100}\n")
+    out = scan_subjects([subject], load_policy(pol), None, now)
+    assert out.blocked() == ["model:team/m@main"]
+    assert [f.evidence["budget"] for f in out.findings["model:team/m@main"] if f.rule == "scan.budget"] == ["entries"]
