@@ -257,3 +257,28 @@ def test_a_release_without_a_target_removes_its_view_and_a_failed_publish_undoes
     assert (m / "pypi/simple/argon/index.html").read_text().count(".whl<") == 2  # the union keeps what came before
     r = cli("export", "--mirror", m, "--target", T312)
     assert r.code == 2 and "not a target of any imported channel" in r.err
+
+
+@pytest.mark.parametrize("bad", ["../../../../etc", "cp311-manylinux_2_17_x86_64/../../x", "cp311-" + "a" * 200, ""])
+def test_a_signed_target_id_that_is_not_one_is_refused(world, tmp_path, bad):
+    """A signer's mistake or a stolen key: the tags become directory names on the air side."""
+    import shutil
+
+    from tests.helpers import snapshot
+
+    lock = json.loads((world.base / "gapsync.lock").read_text())
+    lock["python"]["files"][0]["targets"].append(bad)
+    (tmp_path / "bad.lock").write_text(json.dumps(lock))
+    state = tmp_path / "state"
+    shutil.copytree(world.state, state)
+    r = cli("bundle", "create", "-f", world.spec, "--lock", tmp_path / "bad.lock", "--state", state, "-o",
+            tmp_path / "out", "--cache", world.base / "cache", "--key", world.keys[0])
+    assert r.code == 0, r.err
+    m = tmp_path / "m"
+    shutil.copytree(world.mirror, m, symlinks=True)
+    before = snapshot(m)
+    r = cli("import", next((tmp_path / "out").glob("*.gapsync")), "--mirror", m)
+    assert r.code == 3 and "bad target ids" in r.err, r.err
+    assert {k: v for k, v in snapshot(m).items() if not k.startswith(".gapsync/")} == \
+        {k: v for k, v in before.items() if not k.startswith(".gapsync/")}
+    assert not list(m.rglob("etc"))
