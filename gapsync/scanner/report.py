@@ -9,8 +9,10 @@ written, through :func:`_e` only.
 Sections, in reading order: the bundle (name, channel, version, created, producer, host,
 signers, advisory database, policy); the verdict line; a summary (artifacts by kind, findings by
 severity, blocked / warned / allowed / waived); the decisions, blocked first, with the rule and
-the finding behind each; the findings by severity, worst first, with artifact, file, location
-(the path inside an archive), offset and message; the waivers with their expiry (counted from
+the finding behind each (a rule that fires on many artifacts is one line with the count and
+the artifacts); the findings by severity, worst first, with artifact, file, location (the path
+inside an archive), offset and message (a medium or lower rule found many times is one row with
+the count; critical and high findings are always listed one by one); the waivers with their expiry (counted from
 the bundle's creation, so the page is reproducible) and approver; and what crossed: every
 artifact with its license, size and digests, blocked ones marked as not in the bundle.
 """
@@ -32,6 +34,7 @@ ACTION_LABEL = {"block": "blocked", "warn": "warned", "allow": "allowed"}
 MAX_FILES_SHOWN = 12  # per artifact in "what crossed"; the rest are counted
 GROUP_AT = 3  # a rule that fires on this many artifacts or more is one line, with the count and the artifacts
 MAX_GROUP_NAMES = 20  # artifacts named in a grouped line; the rest are counted
+FOLD_NEVER = {"critical", "high"}  # findings of these severities are always listed one by one
 
 CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#ffffff;--soft:#f6f8fa;
@@ -357,6 +360,8 @@ def _findings(findings: list[dict], by_artifact: dict[str, dict]) -> str:
             continue
         group.sort(key=lambda f: (str(f.get("artifact")), str(f.get("rule")), str(f.get("file"))))
         rows = []
+        if sev not in FOLD_NEVER:
+            rows, group = _folded_findings(group, by_artifact)
         for f in group:
             decision = by_artifact.get(str(f.get("artifact")), {})
             action = _action(decision.get("action"))
@@ -379,6 +384,35 @@ def _findings(findings: list[dict], by_artifact: dict[str, dict]) -> str:
                    f"<th>Message</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     out.append("</section>")
     return "".join(out)
+
+
+def _folded_findings(group: list[dict], by_artifact: dict[str, dict]) -> tuple[list[str], list[dict]]:
+    """Rows for the rules of one severity that fired ``GROUP_AT`` times or more (one row each:
+    the count, the artifacts, the distinct messages), and the findings left to list one by one.
+    Critical and high findings are never folded (``FOLD_NEVER``): they are the ones to read."""
+    by_rule: dict[str, list[dict]] = {}
+    for f in group:
+        by_rule.setdefault(str(f.get("rule")), []).append(f)
+    rows, rest = [], []
+    for rule, fs in by_rule.items():
+        if len(fs) < GROUP_AT:
+            rest += fs
+            continue
+        arts = list(dict.fromkeys(str(f.get("artifact")) for f in fs))
+        messages = list(dict.fromkeys(str(f.get("message")) for f in fs))
+        files = {(str(f.get("artifact")), str(f.get("file"))) for f in fs}
+        blocked = sum(1 for a in arts if _action(by_artifact.get(a, {}).get("action")) == "block")
+        names = ", ".join(arts[:MAX_GROUP_NAMES]) + (f" … and {len(arts) - MAX_GROUP_NAMES} more"
+                                                     if len(arts) > MAX_GROUP_NAMES else "")
+        shown = "; ".join(messages[:3]) + (f" (and {len(messages) - 3} other messages)" if len(messages) > 3 else "")
+        tag = f' <span class="tag out">{blocked} blocked</span>' if blocked else ""
+        rows.append(f'<tr class="{"block" if blocked else ""}"><td class="mono">{len(arts)} artifact'
+                    f'{"s" if len(arts) != 1 else ""}{tag}<div class="muted">{_e(names)}</div></td>'
+                    f'<td><span class="mono">{_e(rule)}</span> <b>×{len(fs)}</b>'
+                    f'<div class="muted">{_e(fs[0].get("scanner"))}</div></td>'
+                    f'<td class="mono">{len(files)} file{"s" if len(files) != 1 else ""}</td><td class="mono">—</td>'
+                    f'<td class="num mono">—</td><td>{_e(shown)}</td></tr>')
+    return rows, rest
 
 
 def _finding_ids(f: dict) -> set[str]:

@@ -175,3 +175,18 @@ def test_a_stale_database_is_marked_in_the_header():
     assert "stale: 787 days old, the policy allows 30" in render_html(info)
     info["advisories"]["stale"] = False
     assert "stale:" not in render_html(info)
+
+
+def test_repeated_lesser_findings_fold_and_the_serious_ones_never_do():
+    findings = [{"artifact": f"python:pkg{i}@1.0", "scanner": "license", "rule": "license.unknown",
+                 "severity": "medium", "message": "license unknown: no License field", "file": f"pkg{i}.whl"}
+                for i in range(50)]
+    findings += [{"artifact": f"model:org/m{i}@main", "scanner": "model", "rule": "pickle.global.denied",
+                  "severity": "critical", "message": f"os.system called in m{i}", "file": "model.pkl"} for i in range(4)]
+    info = {"name": "big", "artifacts": [], "findings": findings, "decisions": [], "advisories": None}
+    page = render_html(info)
+    section = page[page.index('id="findings"'):page.index('id="waivers"')]
+    assert section.count("license unknown: no License field") == 1 and "<b>×50</b>" in section
+    assert "50 artifacts" in section and "50 files" in section
+    assert all(f"os.system called in m{i}" in section for i in range(4))  # critical: one row each
+    assert "pickle.global.denied</span> <b>" not in section
