@@ -232,3 +232,31 @@ def test_image_name_the_layout_refuses_stops_resolve(tmp_path):
     r = cli("resolve", "-f", spec, "-o", tmp_path / "lock", "--cache", tmp_path / "cache")
     assert r.code == ExitCode.USAGE and "air side would refuse" in r.err and "my_host:5000" in r.err, r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+RESOLVE_PROBE = textwrap.dedent("""
+    import json, resource, subprocess, sys, time
+    t = time.monotonic()
+    r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+    print(json.dumps({"code": r.returncode, "err": r.stderr, "seconds": time.monotonic() - t,
+                      "maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+""")
+
+
+def test_resolve_with_an_81_mb_page_is_bounded_for_uv_too(upstream, tmp_path):
+    """uv (the resolver) reads the index through gapsync's capping loopback proxy: the whole
+    process tree stays small and the line is gapsync's, naming the page (uv alone: 5 s, 670 MB)."""
+    from tests.conftest import GAPSYNC, isolated_env
+
+    s = upstream("huge-page")
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\npython:\n  index_url: {s.base}/simple/\n  requirements: ['x']\n"
+                    "  targets:\n    - {python: '3.11', platform: manylinux_2_17_x86_64}\n")
+    r = subprocess.run([sys.executable, "-c", RESOLVE_PROBE, GAPSYNC, "resolve", "-f", str(spec), "-o",
+                        str(tmp_path / "lock"), "--cache", str(tmp_path / "cache")],
+                       capture_output=True, text=True, timeout=300, env=isolated_env())
+    out = json.loads(r.stdout)
+    assert out["code"] == ExitCode.ERROR, out
+    assert out["err"].strip().splitlines()[-1].endswith(
+        f"{s.base}/simple/x/: answer larger than the 33554432-byte cap for this document; refused"), out
+    assert out["seconds"] < 30 and out["maxrss_mb"] < 250, out

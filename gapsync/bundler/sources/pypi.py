@@ -15,6 +15,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -33,9 +34,10 @@ from gapsync.bundler.http import remember_credentials
 from gapsync.bundler.lock import Lock, LockedFile
 from gapsync.bundler.per_target import resolve_targets
 from gapsync.bundler.platforms import PythonTarget
+from gapsync.bundler.sources.index_proxy import IndexProxy
 from gapsync.bundler.sources.simple_index import IndexFile, project_files
 from gapsync.bundler.spec import Spec
-from gapsync.errors import FetchError, InputError, UpstreamError
+from gapsync.errors import FetchError, GapsyncError, InputError, UpstreamError
 from gapsync.names import BadName, check_python_filename, check_python_project
 from gapsync.redact import redact_text, redact_url
 
@@ -61,17 +63,21 @@ def _uv_bin() -> str:
     raise FetchError("uv (the resolver) is not installed: pip install uv")
 
 
-def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache, constraints: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache, constraints: tuple[str, ...] = (),
+               index_url: str | None = None) -> list[tuple[str, str]]:
+    """``index_url``: where uv reads the index (resolve gives it the capping loopback proxy)."""
     py = spec.python
     assert py is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _UV_ENV_KEEP}
     env["UV_PYTHON_DOWNLOADS"] = "never"
+    if index_url is not None:  # the loopback proxy: never through an HTTP proxy from the environment
+        env["NO_PROXY"] = env["no_proxy"] = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1"]))
     with fsutil.temp_dir("gapsync-resolve-") as tmp:
         req_in = Path(tmp) / "requirements.in"
         fsutil.write_new(req_in, "".join(f"{r}\n" for r in py.requirements).encode())
         cmd = [_uv_bin(), "pip", "compile", "--no-config", "--no-header", "--no-annotate", "--quiet",
                "--color", "never", "--python", sys.executable, "--python-version", target.python,
-               "--python-platform", target.uv_platform, "--index-url", py.index_url,
+               "--python-platform", target.uv_platform, "--index-url", index_url or py.index_url,
                "--cache-dir", str(cache.root / "uv"), "--refresh",  # revalidate: a release minutes old must be seen
                str(req_in), *map(str, py.requirements_files)]
         if constraints:  # python.same_versions: the versions other targets got (gapsync/bundler/per_target.py)
@@ -84,6 +90,9 @@ def uv_compile(spec: Spec, target: PythonTarget, cache: BlobCache, constraints: 
         lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("warning")]
         msg = " ".join(lines)[-600:] or f"uv exited {r.returncode}"
         msg = redact_text(msg)  # uv prints the index URL it was given, user info and all
+        if index_url is not None:  # uv names the proxy: name the index
+            p, real = urlsplit(index_url), urlsplit(redact_url(py.index_url))
+            msg = msg.replace(f"{p.scheme}://{p.netloc}", f"{real.scheme}://{real.netloc}")
         if re.search(r"(Failed to fetch|network|connect|timed out|dns error)", msg, re.I):
             raise FetchError(f"{redact_url(py.index_url)}: cannot reach the index while resolving for {target.id}: {msg}")
         raise InputError(f"{spec.path}: requirements cannot be resolved for {target.id}: {msg}")
@@ -144,10 +153,19 @@ def select_files(files: list[IndexFile], name: str, version: str, target: Python
 def resolve(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     py = spec.python
     assert py is not None
-    per_target = resolve_targets(py.targets, lambda t, constraints: uv_compile(spec, t, cache, constraints), jobs,
-                                 same_versions=py.same_versions)
-    names = sorted({n for pins in per_target.values() for n, _ in pins})
     index_url = remember_credentials(py.index_url)  # recorded without user info; sent to its origin only
+    with IndexProxy(index_url) as proxy:  # uv reads every page through gapsync's capped reader
+        try:
+            per_target = resolve_targets(
+                py.targets, lambda t, constraints: uv_compile(spec, t, cache, constraints, proxy.url), jobs,
+                same_versions=py.same_versions)
+        except GapsyncError:
+            if proxy.refused:  # uv failed because a page was cut off: say so, not uv's echo of it
+                raise UpstreamError(proxy.refused[0]) from None
+            raise
+        if proxy.refused:  # uv got past a page it could not read (an optional candidate): fail closed
+            raise UpstreamError(proxy.refused[0])
+    names = sorted({n for pins in per_target.values() for n, _ in pins})
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         pages = dict(zip(names, pool.map(lambda n: project_files(index_url, n), names), strict=True))
     chosen: dict[str, LockedFile] = {}
