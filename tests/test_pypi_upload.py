@@ -156,3 +156,14 @@ def test_import_uploads_into_devpi_then_pip_installs(mirror, world, devpi, tmp_p
     assert r.code == 5, r.out + r.err
     frozen = _pip_install(f"{devpi}+simple/", tmp_path, "alpha", "gamma", "native")
     assert "alpha==1.0" in frozen and "beta==2.0" in frozen and "native==1.0" in frozen
+
+
+def test_a_namespaced_channel_is_uploaded_from_its_namespace(world, pypiserver, tmp_path, monkeypatch):
+    url, pkgs = pypiserver
+    m = tmp_path / "m"
+    assert cli("trust", "pin", world.root, "--mirror", m, "--namespace", "team").code == 0
+    _env(monkeypatch, GAPSYNC_PYPI_USERNAME="uploader", GAPSYNC_PYPI_PASSWORD="s3cret%pw")
+    r = cli("import", world.b1, "--mirror", m, "--pypi-upload", url, "--json")
+    assert r.code == 0, r.err
+    files = {p.name for p in (m / "ns/team/pypi/files").iterdir() if not p.name.endswith(".metadata")}
+    assert set(json.loads(r.out)["pypi_upload"]["uploaded"]) == files and {p.name for p in pkgs.iterdir()} == files

@@ -282,3 +282,14 @@ def test_a_signed_target_id_that_is_not_one_is_refused(world, tmp_path, bad):
     assert {k: v for k, v in snapshot(m).items() if not k.startswith(".gapsync/")} == \
         {k: v for k, v in before.items() if not k.startswith(".gapsync/")}
     assert not list(m.rglob("etc"))
+
+
+def test_a_namespaced_channel_has_its_views_and_export_in_its_namespace(world, tmp_path):
+    m = tmp_path / "m"
+    assert cli("trust", "pin", world.root, "--mirror", m, "--namespace", "team").code == 0
+    r = cli("import", next((world.base / "out").glob("*.gapsync")), "--mirror", m)
+    assert r.code == 0, r.err
+    view = m / "ns/team/pypi/targets/prod" / T311 / "simple"
+    assert "argon-2.0" not in (view / "argon/index.html").read_text()
+    r = cli("export", "--mirror", m, "--target", T311)
+    assert r.code == 0 and "argon==1.0" in r.out, r.err

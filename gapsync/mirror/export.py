@@ -78,9 +78,11 @@ def signed_targets(layout: MirrorLayout, channel: str) -> tuple[int, list[Target
 
 def channel_targets(layout: MirrorLayout) -> dict[str, list[str]]:
     """channel -> the target ids its published views hold (for messages and the default channel)."""
+    from gapsync.mirror.claims import published_layout
+
     out: dict[str, list[str]] = {}
     for ch in layout.channels():
-        p = layout.meta / "pypi-views" / f"{ch}.json"
+        p = published_layout(layout, ch).meta / "pypi-views" / f"{ch}.json"  # a namespaced channel's own trees
         if p.is_file():
             out[ch] = sorted(json.loads(p.read_text()).get("targets", {}))
     return out
@@ -99,8 +101,10 @@ def export_target(mirror: Path, target: str, channel: str | None = None) -> Expo
             why = "is in several channels, name one with --channel" if having else "is not a target of any imported channel"
             raise InputError(f"{mirror}: target {target} {why} (targets: {known})")
         channel = having[0]
+    from gapsync.mirror.claims import published_layout
+
     version, targets = signed_targets(layout, channel)
-    index = Pep503Index(layout)
+    index = Pep503Index(published_layout(layout, channel))
     files, omitted = [], []
     for t in targets:
         if t.kind != "python" or target not in (t.custom.get("tags") or []):

@@ -72,6 +72,7 @@ class MirrorFile:
     version: str
     sha256: str
     size: int
+    files: Path  # the pypi/files directory it is published in (the mirror's, or a channel namespace's)
 
 
 # -- credentials ----------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def _metadata_fields(layout: MirrorLayout, f: MirrorFile) -> list[tuple[str, str
         filetype, pyversion = "sdist", "source"
     fields = [(":action", "file_upload"), ("protocol_version", "1"), ("filetype", filetype), ("pyversion", pyversion),
               ("sha256_digest", f.sha256), ("name", f.project), ("version", f.version), ("metadata_version", "2.1")]
-    meta = layout.pypi / "files" / f"{f.filename}.metadata"
+    meta = f.files / f"{f.filename}.metadata"
     if f.filename.endswith(".whl") and meta.is_file():
         with open_regular(meta) as fh:
             headers = BytesHeaderParser().parse(fh)  # headers only: the description body is not needed
@@ -264,25 +265,46 @@ def _metadata_fields(layout: MirrorLayout, f: MirrorFile) -> list[tuple[str, str
     return fields
 
 
-def mirror_files(layout: MirrorLayout, only: set[str] | None = None) -> list[MirrorFile]:
-    """Every Python file the mirror publishes (its inventory), or those named in ``only``."""
-    out = []
-    for inv_path in sorted((layout.meta / "pypi").glob("*.json")):
-        inv = json.loads(inv_path.read_text())
-        project = str(inv.get("name", inv_path.stem))
-        if canonicalize_name(project) != project:
-            continue
-        for fn, rec in sorted(inv.get("files", {}).items()):
-            if only is None or fn in only:
-                out.append(MirrorFile(project, fn, str(rec.get("version")), rec["sha256"], int(rec["size"])))
-    return out
+def _published_layouts(layout: MirrorLayout, channels: set[str] | None = None) -> list[MirrorLayout]:
+    """The mirror's top and every channel namespace (``trust pin --namespace``), or those of ``channels``."""
+    from gapsync.mirror.claims import published_layout
+
+    out: dict[Path, MirrorLayout] = {} if channels else {layout.root: layout}
+    for ch in sorted(channels or layout.channels()):
+        view = published_layout(layout, ch)
+        out.setdefault(view.root, view)
+    return list(out.values())
+
+
+def mirror_files(layout: MirrorLayout, only: set[str] | None = None, channels: set[str] | None = None) -> list[MirrorFile]:
+    """Every Python file the mirror publishes (its inventories), or those named in ``only``; the
+    same file in two namespaces is uploaded once (a different one under one name is a conflict)."""
+    out: dict[tuple[str, str], MirrorFile] = {}
+    for view in _published_layouts(layout, channels):
+        for inv_path in sorted((view.meta / "pypi").glob("*.json")):
+            inv = json.loads(inv_path.read_text())
+            project = str(inv.get("name", inv_path.stem))
+            if canonicalize_name(project) != project:
+                continue
+            for fn, rec in sorted(inv.get("files", {}).items()):
+                if only is None or fn in only:
+                    f = MirrorFile(project, fn, str(rec.get("version")), rec["sha256"], int(rec["size"]), view.pypi / "files")
+                    out.setdefault((fn, f.sha256), f)
+    by_name: dict[str, MirrorFile] = {}
+    for f in out.values():
+        if by_name.setdefault(f.filename, f).sha256 != f.sha256:
+            raise PublishError(f"{layout.root}: {f.filename} is published with two different sha256 in two namespaces; "
+                               "an index server holds one file per name: push one channel's files (import --pypi-upload)")
+    return sorted(out.values(), key=lambda f: (f.project, f.filename))
 
 
 def channel_files(mirror: Path, channels: set[str]) -> set[str]:
     """The Python files the channels' current releases publish (their target views' record)."""
+    from gapsync.mirror.claims import published_layout
+
     out: set[str] = set()
     for ch in channels:
-        p = MirrorLayout(mirror).meta / "pypi-views" / f"{ch}.json"
+        p = published_layout(MirrorLayout(mirror), ch).meta / "pypi-views" / f"{ch}.json"
         if p.is_file():
             for projects in json.loads(p.read_text()).get("targets", {}).values():
                 for names in projects.values():
@@ -320,7 +342,7 @@ def upload_files(layout: MirrorLayout, url: str, files: list[MirrorFile], simple
             if have:
                 raise PublishError(f"{server.url}: {f.filename} is already there with another sha256 "
                                    f"({digest[:16] if digest else '?'}…, mirror {f.sha256[:16]}…); not overwritten")
-            path = layout.pypi / "files" / f.filename
+            path = f.files / f.filename
             _check_local(path, f)
             server._refused = None
             server.upload(f, path, _metadata_fields(layout, f))
@@ -338,7 +360,7 @@ def upload_files(layout: MirrorLayout, url: str, files: list[MirrorFile], simple
 
 
 def upload_and_audit(mirror: Path, url: str, only: set[str] | None = None, simple_url: str | None = None,
-                     progress=None) -> UploadReport:
+                     progress=None, channels: set[str] | None = None) -> UploadReport:
     """``push --pypi`` and ``import --pypi-upload``: under the mirror's lock, with an audit entry."""
     from gapsync.audit import AuditLog
     from gapsync.errors import GapsyncError
@@ -349,7 +371,7 @@ def upload_and_audit(mirror: Path, url: str, only: set[str] | None = None, simpl
     audit = AuditLog(layout.audit_path)
     try:
         with exclusive(layout.lock_path, f"mirror {mirror}", wait_seconds=5):
-            report = upload_files(layout, url, mirror_files(layout, only), simple_url, progress)
+            report = upload_files(layout, url, mirror_files(layout, only, channels), simple_url, progress)
     except GapsyncError as e:
         audit.append("pypi.upload", "error", repository=_redact(url), reason=str(e))
         raise

@@ -42,7 +42,8 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, pypi_
     if pypi_upload:  # every Python file of the imported releases (also when already imported: a re-run resumes)
         from gapsync.mirror.pypi_upload import channel_files, upload_and_audit
 
-        uploaded = upload_and_audit(mirror, pypi_upload, only=channel_files(mirror, {r.channel for r in results}))
+        channels = {r.channel for r in results}
+        uploaded = upload_and_audit(mirror, pypi_upload, only=channel_files(mirror, channels), channels=channels)
     registered = []
     if mlflow_uri:
         from gapsync.mirror.push import register_and_audit
