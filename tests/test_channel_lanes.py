@@ -195,3 +195,14 @@ def test_a_python_file_of_the_same_name_with_other_bytes_is_refused_naming_both_
     r = cli("import", bundles["research"][1], "--mirror", m)
     assert r.code == 3 and "Python file lanepkg-1.0-py3-none-any.whl" in r.err and "'prod'" in r.err, (r.code, r.err)
     assert snapshot(m) == before
+
+
+def test_a_mirror_published_before_claims_were_kept_is_still_guarded(bundles, tmp_path):
+    """An upgraded mirror has no claims file: the names come from each channel's last signed
+    release (re-verified), so the other channel is refused all the same."""
+    m = pinned_mirror(tmp_path, bundles)
+    (m / ".gapsync/claims.json").unlink()
+    before = snapshot(m)
+    r = cli("import", bundles["research-other"], "--mirror", m)
+    assert r.code == 3 and "'prod'" in r.err and "'research'" in r.err, (r.code, r.err)
+    assert snapshot(m) == before

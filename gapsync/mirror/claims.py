@@ -153,9 +153,40 @@ def published_layout(layout: MirrorLayout, channel: str) -> MirrorLayout:
 
 # -- claims -----------------------------------------------------------------------------------
 def read_claims(view: MirrorLayout) -> dict[str, dict]:
+    if not view.claims_path.exists() and not view.claims_path.is_symlink():
+        return _bootstrap(view)
     doc = _read_json(view.claims_path, "the channel claims")
     names = doc.get("names") or {}
     return names if isinstance(names, dict) else {}
+
+
+def _bootstrap(view: MirrorLayout) -> dict[str, dict]:
+    """The claims of a mirror that published before claims were kept: every channel that
+    publishes into ``view`` claims the names of its last imported (signed, re-verified) release,
+    the channel that imported first winning a name two of them hold. Written out by the next
+    import's :func:`record`."""
+    from gapsync.mirror.export import signed_targets
+
+    base = view.base if isinstance(view, NamespaceLayout) else view
+    ns = view.namespace if isinstance(view, NamespaceLayout) else None
+    spaces = namespaces(base)
+    chans = [c for c in base.channels() if spaces.get(c) == ns and base.state(c).version > 0]
+
+    def first_import(c: str) -> str:
+        bundles = base.state(c).bundles or [{}]
+        return str(bundles[0].get("imported", "")) if isinstance(bundles[0], dict) else ""
+
+    claims: dict[str, dict] = {}
+    for c in sorted(chans, key=lambda c: (first_import(c), c)):
+        _, targets = signed_targets(base, c)
+        for t in targets:
+            try:
+                names = names_of(t, lambda t: json.loads(fsutil.read_regular(base.blob_path(t.blob.digest), MAX_STATE)))
+            except (OSError, ValueError, RecursionError):
+                continue  # a model that was never published here (blocked): it claims nothing
+            for n in names:
+                claims.setdefault(n.key, {"channel": c, "value": n.value})
+    return claims
 
 
 def check(view: MirrorLayout, channel: str, targets: list[Target], manifest_of: Callable[[Target], dict] | None,
@@ -184,7 +215,7 @@ def record(view: MirrorLayout, channel: str, targets: list[Target], manifest_of:
     """Claim the names this release published (a name another channel owns with the same value
     stays that channel's); written through the publish journal."""
     claims = read_claims(view)
-    changed = False
+    changed = not view.claims_path.exists()  # a bootstrapped set is written out once
     for t in targets:
         for n in names_of(t, manifest_of):
             c = claims.get(n.key)
