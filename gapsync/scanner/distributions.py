@@ -202,7 +202,6 @@ class DistScan:
 
     outcome: ScanOutcome
     entries: list[dict[str, Any]] = field(default_factory=list)  # one per distribution / requirement line
-    skipped: list[str] = field(default_factory=list)
 
 
 def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisories, now: datetime,
@@ -211,9 +210,9 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
     with ``models.scan_pickles_in_packages``: the user asked for these files to be scanned).
     ``scratch``: a private directory where each core metadata is written for the license scanner."""
     import dataclasses
-    import hashlib
 
     from gapsync import fsutil
+    from gapsync.hashing import sha256_file
     from gapsync.scanner.run import scan_subjects
     from gapsync.scanner.subject import ScanSubject, SubjectFile
 
@@ -225,10 +224,10 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
         if d.metadata is not None:
             meta_path = scratch / f"{i}.metadata"
             fsutil.write_new(meta_path, d.metadata)
-        sha = _sha256(d.path, hashlib)
+        sha, size = sha256_file(d.path)
         s = subjects.setdefault(f"python:{d.name}@{d.version}",
                                 ScanSubject("python", d.name, d.version, [], {"metadata": None}))
-        s.files.append(SubjectFile(d.path.name, sha, d.path.stat().st_size, d.path))
+        s.files.append(SubjectFile(d.path.name, sha, size, d.path))
         if s.meta["metadata"] is None:
             s.meta["metadata"] = meta_path
         origin.setdefault(s.key, []).append((d, d.source))
@@ -245,14 +244,6 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
             entries.append({"file": str(d.path), "name": subjects[key].name, "version": subjects[key].version,
                             "source": source, "note": d.note, **_verdict(outcome, key)})
     return DistScan(outcome, entries)
-
-
-def _sha256(path: Path, hashlib) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verdict(outcome: ScanOutcome, key: str) -> dict[str, Any]:
