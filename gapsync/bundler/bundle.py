@@ -276,10 +276,10 @@ class BundleReader:
             if name in names:
                 raise self._fail(f"duplicate member {name!r}")
             names.add(name)
-            self._check_header(ti, start)
-            start = ti.offset_data + ti.size + (-ti.size % BLOCK)
             if ti.offset_data + ti.size > self.file_size:
                 raise self._fail(f"truncated: member {name!r} needs {ti.size} bytes past the end of the file")
+            self._check_header(ti, start)
+            start = ti.offset_data + ti.size + (-ti.size % BLOCK)
             self._check_padding(ti)
             if is_metadata:
                 if self._blobs:
