@@ -293,3 +293,27 @@ def test_a_namespaced_channel_has_its_views_and_export_in_its_namespace(world, t
     assert "argon-2.0" not in (view / "argon/index.html").read_text()
     r = cli("export", "--mirror", m, "--target", T311)
     assert r.code == 0 and "argon==1.0" in r.out, r.err
+
+
+def test_same_versions_keeps_a_targets_own_version_where_the_common_one_does_not_fit(tmp_path):
+    root = tmp_path / "ext"
+    make_wheel(root / "files", "zeta", "1.0", requires_python="<3.12")  # what cp311 gets; not installable on 3.12
+    make_wheel(root / "files", "zeta", "2.0", requires_python=">=3.12")
+    make_wheel(root / "files", "soup", "1.0")
+    make_wheel(root / "files", "soup", "2.0", requires_python=">=3.12")
+    write_index(root)
+    server = static_server(root)
+    try:
+        spec = tmp_path / "gapsync.yaml"
+        spec.write_text(f"name: t\nchannel: prod\npython:\n  index_url: {server.url}\n  requirements: [zeta, soup]\n"
+                        f"  same_versions: true\n  targets:\n"
+                        f'    - {{python: "3.11", platform: manylinux_2_17_{ARCH}}}\n'
+                        f'    - {{python: "3.12", platform: manylinux_2_17_{ARCH}}}\n')
+        r = cli("resolve", "-f", spec, "-o", tmp_path / "gapsync.lock", "--cache", tmp_path / "cache")
+        assert r.code == 0, r.err
+        lock = json.loads((tmp_path / "gapsync.lock").read_text())
+        t312 = f"cp312-manylinux_2_17_{ARCH}"
+        assert _locked(lock, T311)["zeta"] == "1.0" and _locked(lock, t312)["zeta"] == "2.0"
+        assert "zeta: 1.0 (cp311" in r.err  # still reported
+    finally:
+        server.stop()

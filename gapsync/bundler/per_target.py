@@ -84,8 +84,11 @@ class _Progress:
 
 
 def resolve_targets(targets: Sequence[PythonTarget], compile_one: Callable[[PythonTarget, tuple[str, ...]], Pins],
-                    jobs: int, same_versions: bool = False) -> dict[str, Pins]:
-    """Every target resolved concurrently; with ``same_versions``, aligned as the module says."""
+                    jobs: int, same_versions: bool = False,
+                    accept: Callable[[PythonTarget, Pins], bool] | None = None) -> dict[str, Pins]:
+    """Every target resolved concurrently; with ``same_versions``, aligned as the module says.
+    ``accept`` vets a constrained result (has every pin a file for the target?): refused, the
+    target keeps its own versions."""
     progress = _Progress(targets)
 
     def one(t: PythonTarget, constraints: tuple[str, ...] = ()) -> Pins:
@@ -123,7 +126,7 @@ def resolve_targets(targets: Sequence[PythonTarget], compile_one: Callable[[Pyth
                 break
 
             changed = False
-            for tid, pins in pool.map(lambda item: _attempt(one, by_id[item[0]], item[1]), list(todo.items())):
+            for tid, pins in pool.map(lambda item: _attempt(one, by_id[item[0]], item[1], accept), list(todo.items())):
                 if pins is None:
                     refused.update((tid, n) for n in lowest)
                 elif pins != per_target[tid]:
@@ -133,9 +136,10 @@ def resolve_targets(targets: Sequence[PythonTarget], compile_one: Callable[[Pyth
     return per_target
 
 
-def _attempt(one: Callable[[PythonTarget, tuple[str, ...]], Pins], t: PythonTarget,
-             constraints: tuple[str, ...]) -> tuple[str, Pins | None]:
+def _attempt(one: Callable[[PythonTarget, tuple[str, ...]], Pins], t: PythonTarget, constraints: tuple[str, ...],
+             accept: Callable[[PythonTarget, Pins], bool] | None) -> tuple[str, Pins | None]:
     try:
-        return t.id, one(t, constraints)
+        pins = one(t, constraints)
     except InputError:  # the common versions do not resolve together on this target
         return t.id, None
+    return t.id, pins if accept is None or accept(t, pins) else None

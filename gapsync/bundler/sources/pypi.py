@@ -154,11 +154,23 @@ def resolve(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     py = spec.python
     assert py is not None
     index_url = remember_credentials(py.index_url)  # recorded without user info; sent to its origin only
+    seen_pages: dict[str, list[IndexFile]] = {}
+
+    def fits(t: PythonTarget, pins: list[tuple[str, str]]) -> bool:
+        """same_versions: a common version uv accepts (uv ignores Requires-Python upper bounds)
+        must also have a file this target installs, or the target keeps its own version."""
+        for n, v in pins:
+            if n not in seen_pages:
+                seen_pages[n] = project_files(index_url, n)
+            if not select_files(seen_pages[n], n, v, t, py.sdists):
+                return False
+        return True
+
     with IndexProxy(index_url) as proxy:  # uv reads every page through gapsync's capped reader
         try:
             per_target = resolve_targets(
                 py.targets, lambda t, constraints: uv_compile(spec, t, cache, constraints, proxy.url), jobs,
-                same_versions=py.same_versions)
+                same_versions=py.same_versions, accept=fits)
         except GapsyncError:
             if proxy.refused:  # uv failed because a page was cut off: say so, not uv's echo of it
                 raise UpstreamError(proxy.refused[0]) from None
