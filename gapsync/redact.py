@@ -1,7 +1,7 @@
 """Credentials never recorded: the one function every place that records a URL goes through.
 
 A URL may carry a password (``http://alice:pw@index/``) or a token in its query
-(``?token=…``, a pre-signed ``X-Amz-Signature``). Whatever gapsync writes down (the lock, the
+(``?token=…``, a pre-signed ``X-Amz-Signature``, anaconda.org's ``/t/<token>/`` path). Whatever gapsync writes down (the lock, the
 signed target metadata, reports, the audit log, log lines, error messages) holds the URL
 without its user info and with the values of secret-looking query parameters replaced by
 ``***``. The credentials themselves stay in memory, with the origin they belong to
@@ -20,6 +20,8 @@ SECRET_PARAMS = re.compile(
     r"^(?:token|access_?token|refresh_?token|id_?token|auth|authorization|api[_-]?key|key|password|passwd|pwd|"
     r"secret|client_?secret|signature|sig|session|sessionid|jwt|x-amz-(?:signature|credential|security-token)|"
     r"x-goog-(?:signature|credential))\Z", re.I)
+# a token as a path segment: anaconda.org's /t/<token>/ channels
+_PATH_TOKEN = re.compile(r"(/t/)[^/\s?#'\"<>]+")
 _USERINFO_IN_TEXT = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^\s/?#@'\"<>]*@")
 _SECRET_PARAM_IN_TEXT = re.compile(
     r"(?i)([?&;](?:token|access_?token|refresh_?token|id_?token|auth|authorization|api[_-]?key|key|password|passwd|pwd|"
@@ -35,12 +37,13 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         netloc = parts.netloc.rpartition("@")[2]
+        path = _PATH_TOKEN.sub(r"\1" + MASK, parts.path)
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
             if any(SECRET_PARAMS.match(k) for k, _ in pairs):
                 query = urlencode([(k, MASK if SECRET_PARAMS.match(k) else v) for k, v in pairs], safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
     except ValueError:
         return redact_text(url)
 
@@ -51,6 +54,7 @@ def redact_text(text: str) -> str:
     if not isinstance(text, str):
         return text
     text = _USERINFO_IN_TEXT.sub(r"\1", text)
+    text = re.sub(r"(?i)(\b[a-z][a-z0-9+.-]{0,15}://[^\s/]+[^\s]*?/t/)[^/\s?#'\"<>]+", r"\1" + MASK, text)
     return _SECRET_PARAM_IN_TEXT.sub(lambda m: m.group(1) + MASK, text)
 
 

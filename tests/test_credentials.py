@@ -188,3 +188,43 @@ def test_redaction_rules():
     assert redact_url("https://h/f.whl?X-Amz-Signature=abc&v=1") == "https://h/f.whl?X-Amz-Signature=***&v=1"
     assert redact_url("https://h/simple/") == "https://h/simple/"
     assert redact_text("GET http://u:p@h/x?access_token=zz failed") == "GET http://h/x?access_token=*** failed"
+
+
+def test_conda_channel_token_in_the_path_is_used_and_recorded_nowhere(tmp_path):
+    """anaconda.org's private channels put the token in the path: ``…/t/<token>/<channel>``."""
+    pytest.importorskip("rattler")
+    import shutil
+    import sys
+
+    from tests.conda.conftest import build_channel
+    from tests.helpers import Server, free_port
+
+    chan = build_channel(tmp_path / "build")
+    served = tmp_path / "served"
+    (served / "t" / TOKEN).mkdir(parents=True)
+    shutil.move(str(chan), str(served / "t" / TOKEN / "upstream"))
+    port, log = free_port(), tmp_path / "static.log"
+    server = Server([sys.executable, str(Path(__file__).parent / "servers" / "static_http.py"), str(served), str(port),
+                     "--log", str(log)], f"http://127.0.0.1:{port}/t/{TOKEN}/upstream/noarch/repodata.json")
+    try:
+        spec = tmp_path / "g.yaml"
+        spec.write_text(f"name: envs\nchannel: prod\nconda:\n  channels: ['http://127.0.0.1:{port}/t/{TOKEN}/upstream']\n"
+                        "  specs: ['gs-tool']\n  platforms: ['linux-64']\n")
+        ch = new_channel(tmp_path / "dmz", "prod")
+        lock = tmp_path / "g.lock"
+        r = cli("resolve", "-f", spec, "-o", lock, "--cache", tmp_path / "cache")
+        assert r.code == 0, r.err
+        r2 = cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "--key", ch.keys[0],
+                 "-o", tmp_path / "out", "--cache", tmp_path / "cache2")
+        assert r2.code == 0, r2.err
+    finally:
+        server.stop()
+    mirror = tmp_path / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
+    r3 = cli("import", next((tmp_path / "out").glob("*.gapsync")), "--mirror", mirror)
+    assert r3.code == 0, r3.err
+    assert f"/t/{TOKEN}/upstream/" in log.read_text()  # used, at its origin
+    for what, text in {"lock": lock.read_text(), "bundle": _tree_text(tmp_path / "out"), "state": _tree_text(ch.state),
+                       "mirror": _tree_text(mirror), "messages": r.err + r2.err + r3.err}.items():
+        assert TOKEN not in text, what
+    assert "/t/***/upstream" in lock.read_text()

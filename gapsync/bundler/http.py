@@ -39,6 +39,7 @@ MAX_DOCUMENT = 64 << 20  # backstop for any response read whole without an expli
 _local = threading.local()
 _credentials: dict[tuple[str, str, int | None], tuple[str, str]] = {}
 _unmasked: dict[str, str] = {}  # recorded URL (secret query values masked) -> the URL to send
+_unmasked_prefixes: dict[str, str] = {}  # the same for every URL under a masked path token
 _cred_lock = threading.Lock()
 
 
@@ -61,10 +62,23 @@ def remember_credentials(url: str) -> str:
     clean = redact_url(url)
     bare = urlsplit(clean)._replace(fragment="").geturl()
     real = p._replace(netloc=p.netloc.rpartition("@")[2], fragment="").geturl()
-    if bare != real:  # a secret in the query: recorded masked, sent as given
+    if bare != real:  # a secret in the query or the path: recorded masked, sent as given
         with _cred_lock:
             _unmasked[bare] = real
+            if not p.query:  # a path token (a conda channel): the URLs under it too
+                _unmasked_prefixes[bare.rstrip("/") + "/"] = real.rstrip("/") + "/"
     return clean
+
+
+def unmask(url: str) -> str:
+    """The URL to send for a recorded (masked) one: what :func:`remember_credentials` kept."""
+    with _cred_lock:
+        real = _unmasked.get(url)
+        if real is None:
+            for masked, prefix in _unmasked_prefixes.items():
+                if url.startswith(masked):
+                    return prefix + url[len(masked):]
+    return real or url
 
 
 class _OriginAuth(AuthBase):
@@ -87,10 +101,8 @@ class _CappedAdapter(HTTPAdapter):
     refused past ``MAX_DOCUMENT``, so no caller can parse an unbounded body by accident."""
 
     def send(self, request, stream=False, **kw):
-        with _cred_lock:
-            real = _unmasked.get(request.url or "")
-        if real:
-            request.url = real
+        if request.url:
+            request.url = unmask(request.url)
         resp = super().send(request, stream=True, **kw)
         if not stream:
             resp._content = read_capped(resp, MAX_DOCUMENT, redact_url(request.url or "?"))

@@ -17,6 +17,7 @@ from typing import Any
 from gapsync.bundler.platforms import PythonTarget
 from gapsync.oci import ImageRef, Platform
 from gapsync.oci_client import LOOPBACK
+from gapsync.redact import redact_url
 from gapsync.yamlfile import Located as _Located
 from gapsync.yamlfile import check_keys as _check_keys
 from gapsync.yamlfile import expect as _expect
@@ -36,7 +37,7 @@ class PythonSpec:
 
     def canonical(self) -> dict[str, Any]:
         return {**({"same_versions": True} if self.same_versions else {}),
-            "index_url": self.index_url,
+            "index_url": redact_url(self.index_url),  # the digest is recorded: never a hash over a password
             "requirements": list(self.requirements),
             "requirements_files": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in self.requirements_files},
             "targets": [f"{t.id}@{t.python}" if t.has_patch else t.id for t in self.targets],

@@ -102,7 +102,10 @@ def channel_from(value: str) -> CondaChannel:
         raise ValueError(f"{value!r}: plain HTTP is only allowed to a loopback channel (127.0.0.1, localhost)")
     if parts.query or parts.fragment:
         raise ValueError(f"{value!r}: a channel URL has no query or fragment")
-    url = value.rstrip("/")
+    from gapsync.bundler.http import remember_credentials
+
+    # user info or an anaconda.org /t/<token>/ kept for its origin, never recorded (lock, metadata)
+    url = remember_credentials(value.rstrip("/"))
     name = url.rsplit("/", 1)[-1] if parts.path.strip("/") else parts.hostname
     if not CHANNEL_NAME_RE.match(name):
         raise ValueError(f"{value!r}: its last path segment {name!r} cannot name a channel directory")
