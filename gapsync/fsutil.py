@@ -71,6 +71,13 @@ def _unsafe(path: Path | str, mode: int, doing: str) -> UnsafeFileError:
                            "(a link or special file where a file belongs: remove it and run again)")
 
 
+def _temp_name(name: str) -> str:
+    """A fresh temporary name for ``name`` (``.<name>.<12 hex>.gapsync-tmp``), within the 255
+    bytes a file name may have whatever the encoding of ``name``."""
+    stem = name.encode("utf-8", "surrogateescape")[:180].decode("utf-8", "ignore")
+    return f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 def open_regular_fd(path: Path | str, *, dir_fd: int | None = None) -> int:
@@ -116,14 +123,6 @@ def read_regular(path: Path | str, limit: int) -> bytes:
     if len(data) > limit:  # grew while being read
         raise VerificationError(f"{path}: is more than the {limit} bytes gapsync reads for it")
     return data
-
-
-def is_regular(path: Path | str) -> bool:
-    """True when ``path`` itself (not what a link points to) is a regular file."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 # -- directories -----------------------------------------------------------------------------
@@ -191,9 +190,8 @@ class Dir:
     def create_temp(self, name: str, mode: int = 0o644) -> tuple[str, BinaryIO]:
         """A new file under a fresh temporary name for ``name`` (created exclusively, so it never
         touches an existing file of any name); returns (temporary name, file)."""
-        stem = name[:200]
         for _ in range(100):
-            tmp = f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            tmp = _temp_name(name)
             try:
                 return tmp, self.create(tmp, mode)
             except FileExistsError:
@@ -346,7 +344,7 @@ def link_or_copy(src: Path, dst: Path, mode: int = 0o444) -> None:
         d.check_replaceable(dst.name)
         tmp = None
         for _ in range(100):
-            name = f".{dst.name[:200]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            name = _temp_name(dst.name)
             try:
                 os.link(src, name, dst_dir_fd=d.fd, follow_symlinks=False)
                 tmp = name
@@ -374,7 +372,7 @@ def symlink_atomic(target: str, link: Path) -> None:
     old name (which is replaced itself, never followed). For the mirror's own links only."""
     with Dir(link.parent) as d:
         for _ in range(100):
-            name = f".{link.name[:200]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            name = _temp_name(link.name)
             try:
                 os.symlink(target, name, dir_fd=d.fd)
                 break
@@ -416,15 +414,6 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     """A new private directory (mode 0700, created exclusively) under ``parent``."""
     make_dirs(parent)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-
-
-def temp_path_in(directory: Path, name: str) -> Path:
-    """A name in ``directory`` that nothing has yet, for a caller that must hand a path to
-    another program (which then creates it); nothing is created here."""
-    while True:
-        p = directory / f".{name[:200]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-        if not os.path.lexists(p):
-            return p
 
 
 @contextmanager
