@@ -122,7 +122,8 @@ def load_signing_key(path: Path, passphrase_file: Path | None = None) -> Signing
 def load_public_key(path: Path) -> PublicKey:
     """Read a minisign-format public key file (the second line is the base64 key)."""
     try:
-        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        # a public key often comes on the medium: a link or FIFO is refused at once (fsutil)
+        lines = [ln.strip() for ln in fsutil.read_regular(path, 64 << 10).decode().splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read public key") from e
     body = lines[-1] if lines else ""

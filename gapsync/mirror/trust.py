@@ -52,7 +52,7 @@ def _load_root(data: bytes, what: str) -> Metadata[Root]:
 def pin_root(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
     """Trust-on-first-use, made deliberate: store root v1 for its channel; return (channel, fingerprint)."""
     try:
-        data = root_file.read_bytes()
+        data = fsutil.read_regular(root_file, METADATA_LIMITS["root"])  # from the medium: no link, no FIFO
     except OSError as e:
         raise InputError(f"{root_file}: cannot read ({e.strerror})") from e
     md = _load_root(data, str(root_file))
