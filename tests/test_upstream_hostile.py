@@ -260,3 +260,14 @@ def test_resolve_with_an_81_mb_page_is_bounded_for_uv_too(upstream, tmp_path):
     assert out["err"].strip().splitlines()[-1].endswith(
         f"{s.base}/simple/x/: answer larger than the 33554432-byte cap for this document; refused"), out
     assert out["seconds"] < 30 and out["maxrss_mb"] < 250, out
+
+
+def test_mlflow_answer_over_its_cap_stops_resolve(upstream, tmp_path):
+    pytest.importorskip("mlflow")
+    s = upstream("mlflow-huge")
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\nmodels:\n  - {{mlflow: 'models:/m/1', tracking_uri: '{s.base}'}}\n")
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "lock", "--cache", tmp_path / "cache")
+    assert r.code == ExitCode.ERROR, (r.code, r.err)
+    line = r.err.strip().splitlines()[-1]
+    assert "cap" in line and s.base in line and "internal error" not in line, r.err

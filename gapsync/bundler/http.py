@@ -110,6 +110,21 @@ class _CappedAdapter(HTTPAdapter):
         return resp
 
 
+def cap_answers(s: requests.Session, cap: int = MAX_DOCUMENT) -> requests.Session:
+    """Cap every answer ``s`` reads whole (``stream=False``) at ``cap`` bytes, for a library's
+    own session (MLflow's): a response hook runs before requests reads the body, so it is read
+    here, in chunks, and refused one byte past the cap. Streamed downloads pass untouched."""
+    def hook(resp, *args, **kw):
+        if not kw.get("stream") and resp._content is False:
+            resp._content = read_capped(resp, cap, redact_url(resp.url or "?"))
+            resp._content_consumed = True
+        return resp
+
+    if hook.__qualname__ not in [getattr(h, "__qualname__", "") for h in s.hooks["response"]]:
+        s.hooks["response"].append(hook)
+    return s
+
+
 def session(pool: int = 16) -> requests.Session:
     s = getattr(_local, "session", None)
     if s is None:

@@ -31,6 +31,10 @@ Hub modes (``/api/models/<org>/<name>/revision/<rev>`` and ``…/tree/<commit>``
     hub-file-and-dir     the listing has a file ``a`` and a file ``a/b``
     hub-huge             the tree listing is a 40 MB JSON array
     hub-bad-revision     model info answers a commit that is not 40 hex
+
+MLflow mode (``/api/2.0/mlflow/…``):
+
+    mlflow-huge          every REST answer is a 24 MB JSON object
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ def main() -> None:
                 self._send(200, f.read_bytes(), "application/octet-stream") if f.is_file() else self._send(404, b"")
             elif path.startswith("/v2"):
                 self._registry(path)
+            elif path.startswith("/api/2.0/mlflow/") and a.mode == "mlflow-huge":
+                self._send(200, json.dumps({"model_version": {"name": "m", "pad": "x" * (24 << 20)}}).encode())
             elif path.startswith("/api/"):
                 self._hub(path)
             else:

@@ -22,6 +22,7 @@ import yaml
 
 from gapsync import fsutil
 from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.http import MAX_JSON_ANSWER, cap_answers
 from gapsync.bundler.lock import LockedModel
 from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
 from gapsync.bundler.spec import ModelSpec
@@ -52,9 +53,30 @@ def resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
         return _resolve(spec, cache)
 
 
+def _cap_mlflow_answers() -> None:
+    """MLflow's REST answers are read whole by its own requests session: give that session
+    gapsync's cap (bundler/http.py ``cap_answers``). MLflow builds it in a private, cached
+    function; if that moves in a later MLflow, the answers go uncapped rather than failing."""
+    try:
+        from mlflow.utils import request_utils
+    except ImportError:
+        return
+    make = getattr(request_utils, "_cached_get_request_session", None)
+    if make is None or getattr(make, "_gapsync_capped", False):
+        return
+
+    def capped(*args, **kw):
+        return cap_answers(make(*args, **kw), MAX_JSON_ANSWER)
+
+    capped._gapsync_capped = True  # type: ignore[attr-defined]
+    request_utils._cached_get_request_session = capped
+
+
 def _resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
+
+    _cap_mlflow_answers()
 
     where = f"mlflow:{spec.location}/models:/{spec.name}/{spec.revision}"
     c = client(spec.location or "")
