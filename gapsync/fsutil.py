@@ -63,6 +63,8 @@ def _kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISDIR(mode):
         return "a directory"
+    if stat.S_ISREG(mode):
+        return "a regular file"
     return "not a regular file"
 
 
@@ -149,7 +151,8 @@ class Dir:
                     mode = os.lstat(self.path).st_mode
                 except OSError:
                     mode = 0
-                raise _unsafe(self.path, mode, "write into") from None
+                raise UnsafeFileError(f"{self.path}: is {_kind(mode) if mode else 'not a directory'}, not a directory; "
+                                      "gapsync does not write through it (name the real directory)") from None
             raise
 
     def close(self) -> None:
