@@ -54,7 +54,9 @@ def _mode_of(call: ast.Call) -> str | None:
         if kw.arg == "mode" and isinstance(kw.value, ast.Constant):
             return str(kw.value.value)
     func = call.func
-    pos = 0 if isinstance(func, ast.Attribute) and func.attr == "open" and not _is_builtin_open(func) else 1
+    module_open = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in (
+        "io", "builtins", "tarfile", "gzip", "bz2", "lzma")
+    pos = 0 if isinstance(func, ast.Attribute) and func.attr == "open" and not module_open else 1
     if isinstance(func, ast.Attribute) and func.attr == "fdopen":
         pos = 1
     if len(call.args) > pos and isinstance(call.args[pos], ast.Constant):
@@ -69,10 +71,6 @@ def _writes(call: ast.Call) -> bool:
     names = {n.attr for n in ast.walk(call.args[1]) if isinstance(n, ast.Attribute)}
     names |= {n.id for n in ast.walk(call.args[1]) if isinstance(n, ast.Name)}
     return bool(names & WRITE_FLAGS) or not (names & {"O_RDONLY", "O_DIRECTORY", "O_PATH"})
-
-
-def _is_builtin_open(func: ast.expr) -> bool:
-    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("io", "builtins")
 
 
 def _violations() -> tuple[list[str], list[str]]:
@@ -103,10 +101,16 @@ def _violations() -> tuple[list[str], list[str]]:
                   and not node.keywords):  # Path.replace(dst); str.replace takes two arguments
                 what = ".replace"
             elif name in ("open", "fdopen"):
-                if owner in ("tarfile", "zipfile", "gzip", "bz2", "lzma", "zf", "tf", "urllib") or (
+                if owner in ("zf", "tf", "urllib") or (
                         isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute)
                         and func.value.attr in ("request",)):
-                    continue
+                    continue  # a member of an archive already open, a URL
+                if owner in ("tarfile", "gzip", "bz2", "lzma"):  # module.open(name, mode): a file unless fileobj=
+                    mode = _mode_of(node)
+                    if mode and any(c in mode for c in "wax+") and not any(k.arg == "fileobj" for k in node.keywords):
+                        what = f"{owner}.open(mode={mode!r})"
+                    else:
+                        continue
                 mode = _mode_of(node)
                 if mode is not None and any(c in mode for c in "wax+"):
                     what = f"{name}(mode={mode!r})"
@@ -131,16 +135,16 @@ def test_medium_readers_open_through_fsutil():
 def test_the_walk_can_fail():
     """The walk sees each kind of write it is meant to catch (so a passing walk means something)."""
     probe = SRC / "_fs_discipline_probe.py"
-    probe.write_text("import os, shutil, tempfile\nfrom pathlib import Path\n"
+    probe.write_text("import gzip, os, shutil, tempfile\nfrom pathlib import Path\n"
                      "def f(p):\n    open(p, 'wb')\n    Path(p).write_text('x')\n    os.replace(p, p)\n"
                      "    shutil.copy(p, p)\n    tempfile.mkstemp()\n    os.open(p, 0)\n    Path(p).open('ab')\n"
-                     "    Path(p).replace(p)\n", encoding="utf-8")
+                     "    Path(p).replace(p)\n    gzip.open(p, 'wb')\n", encoding="utf-8")
     try:
         writes, _ = _violations()
     finally:
         probe.unlink()
     mine = [w for w in writes if "_fs_discipline_probe" in w]
-    assert len(mine) == 8, mine
+    assert len(mine) == 9, mine
 
 
 def test_fsutil_never_writes_through_a_link(tmp_path):
