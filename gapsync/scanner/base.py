@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -34,7 +34,6 @@ class Scanner(Protocol):
         ...
 
 
-@dataclass(frozen=True)
 class Where:
     """Where the bytes being scanned come from: the file, and the path inside it (zip entries).
 
@@ -44,14 +43,19 @@ class Where:
     the artifact's scan budget, shared by everything inside it; ``label`` the name a loader would
     give these bytes when it differs from the last inner name (``model.pkl`` for the inside of
     ``model.pkl.zst``), so that compression a loader infers from a name is tried too.
+
+    A plain slotted class, treated as immutable: one is made per container entry, and a frozen
+    dataclass of six fields costs several microseconds to build.
     """
 
-    file: str
-    inner: tuple[str, ...] = ()
-    size: int | None = None
-    depth: int = 0
-    budget: Budget | None = field(default=None, compare=False, repr=False)
-    label: str | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("file", "inner", "size", "depth", "budget", "label")
+
+    def __init__(self, file: str, inner: tuple[str, ...] = (), size: int | None = None, depth: int = 0,
+                 budget: Budget | None = None, label: str | None = None) -> None:
+        self.file, self.inner, self.size, self.depth, self.budget, self.label = file, inner, size, depth, budget, label
+
+    def __repr__(self) -> str:
+        return f"Where({self.file!r}, {self.inner!r}, size={self.size}, depth={self.depth})"
 
     @property
     def location(self) -> str | None:
@@ -65,7 +69,7 @@ class Where:
         return self.inner[-1] if self.inner else self.file
 
     def named(self, label: str) -> Where:
-        return replace(self, label=label)
+        return Where(self.file, self.inner, self.size, self.depth, self.budget, label)
 
     def child(self, name: str, size: int | None = None) -> Where:
         return Where(self.file, (*self.inner, name), size, self.depth + 1, self.budget)

@@ -68,11 +68,14 @@ class Budget:
         self.max_entries = max(limits.entries, size // 64)
         self.max_bytes = max(limits.decompressed_bytes, limits.decompressed_ratio * size)
         self.seconds = limits.cpu_seconds + limits.cpu_seconds_per_gib * max(0, size - FREE_SIZE) / (1 << 30)
-        self.deadline = time.thread_time() + self.seconds
+        self.deadline: float | None = None  # set at the first check: reading the clock is a system call
         self.ops = self.entries = self.out_bytes = 0
 
     def check_time(self) -> None:
-        if time.thread_time() > self.deadline:
+        now = time.thread_time()
+        if self.deadline is None:
+            self.deadline = now + self.seconds
+        elif now > self.deadline:
             raise BudgetExceeded("cpu_seconds", f"the scan used more than its {self.seconds:.1f} s of CPU time")
 
     def decompressed(self, n: int) -> None:
@@ -101,4 +104,5 @@ class Budget:
         if objects > self.limits.pickle_objects:
             raise BudgetExceeded("pickle_objects", f"a pickle holds more than {self.limits.pickle_objects:,} "
                                                    "objects on its stack and memo")
-        self.check_time()
+        if ops >= 0x4000:  # a full slice of opcodes (not the end of a small pickle)
+            self.check_time()

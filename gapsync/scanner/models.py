@@ -84,7 +84,6 @@ def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -
     budget = where.budget
     assert budget is not None
     budget.depth(where.depth)
-    budget.check_time()
     f, head = _peekable(f)
     fmt = detect(head, where.size)
     named = by_name(where.name) if fmt is Format.UNKNOWN else None

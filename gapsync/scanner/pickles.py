@@ -466,15 +466,6 @@ class Machine:
                      f"{op.name} with a module or name too long to be importable", op.offset)
             return Global(str(module), str(name), op.offset)
         g = Global(module, name, op.offset)
-        if self.proto >= 3 and normalize(module, name) != (module, name):
-            # C's find_class maps Python 2 names only below protocol 3: here it imports the name
-            # as written, which the allowlist (written in Python 3 names) cannot vouch for
-            self.out.saw_global = True
-            self.add("pickle.global.unknown", Severity.HIGH,
-                     f"{module}.{name}: a Python 2 name in a protocol-{self.proto} pickle is imported as written, "
-                     "not renamed, so the allowlist cannot vouch for it", op.offset,
-                     subject=f"{module}:{name}", module=module, name=name, opcode=op.name)
-            return g
         if not (all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in name.split("."))):
             self.add("pickle.global.invalid", Severity.MEDIUM,
                      f"{op.name} names {module!r} {name!r}, which cannot be imported", op.offset,
@@ -484,6 +475,15 @@ class Machine:
         verdict = self.policy.classify(module, name)
         if verdict.action is not GlobalAction.UNKNOWN:
             self.out.saw_known_global = True
+        if (verdict.action in (GlobalAction.ALLOW, GlobalAction.REVIEW) and self.proto >= 3
+                and normalize(module, name) != (module, name)):
+            # C's find_class maps Python 2 names only below protocol 3: here it imports the name
+            # as written, which the allowlist (written in Python 3 names) cannot vouch for
+            self.add("pickle.global.unknown", Severity.HIGH,
+                     f"{module}.{name}: a Python 2 name in a protocol-{self.proto} pickle is imported as written, "
+                     "not renamed, so the allowlist cannot vouch for it", op.offset,
+                     subject=f"{module}:{name}", module=module, name=name, opcode=op.name)
+            return g
         if verdict.action is GlobalAction.ALLOW:
             g.allowed = True
             return g
