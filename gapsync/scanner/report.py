@@ -462,9 +462,12 @@ def _digests(art: dict) -> str:
             lines.append(f'<li><span class="muted">{len(blobs)} blobs</span></li>')
     if art.get("kind") == "model" and art.get("commit"):
         lines.append(f'<li><span class="muted">{_e(art.get("source"))} commit</span> {_e(art.get("commit"))}</li>')
+    if art.get("kind") == "conda" and art.get("channel"):
+        lines.append(f'<li><span class="muted">channel</span> {_e(art.get("channel"))}</li>')
     files = [f for f in _list(art.get("files")) if isinstance(f, dict)]
     for f in files[:MAX_FILES_SHOWN]:
-        lines.append(f'<li>{_e(f.get("filename") or f.get("path"))} <span class="muted">({_e(human_size(f.get("size")))})'
+        lines.append(f'<li>{_e(f"{f['subdir']}/") if f.get("subdir") else ""}{_e(f.get("filename") or f.get("path"))} '
+                     f'<span class="muted">({_e(human_size(f.get("size")))})'
                      f'</span><br><span class="muted">sha256</span> {_e(f.get("sha256"))}</li>')
     if len(files) > MAX_FILES_SHOWN:
         lines.append(f'<li class="muted">… and {len(files) - MAX_FILES_SHOWN} more files</li>')

@@ -201,3 +201,18 @@ def test_volumes_publish_conda_packages_when_their_volume_comes(conda_upstream, 
     recs = consume((m / "conda" / "upstream").as_uri(), "linux-64", tmp_path / "env", ["gs-tool", "gs-py"], tmp_path / "c")
     assert len(recs) == 4
     assert (tmp_path / "env" / "bin" / "gs-hello").exists()
+
+
+def test_inspect_and_report_show_conda_packages(crossed, conda_upstream, tmp_path):
+    base, ch, mirror, bundle, _ = crossed
+    r = cli("bundle", "inspect", bundle)
+    assert r.code == 0, r.err
+    assert "conda package" in r.out and "gs-tool-0.1-h0_0.tar.bz2" in r.out and "osx-arm64" in r.out
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64"])
+    report = tmp_path / "report.html"
+    ch2 = new_channel(tmp_path / "ch")
+    r = cli("bundle", "create", "-f", spec, "--state", ch2.state, "--key", ch2.keys[0], "-o", tmp_path / "out",
+            "--cache", tmp_path / "c", "--report", report)
+    assert r.code == 0, r.err
+    page = report.read_text()
+    assert "conda:gs-tool@0.1" in page and "linux-64/gs-tool-0.1-h0_0.tar.bz2" in page and conda_upstream.url in page

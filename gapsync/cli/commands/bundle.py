@@ -120,6 +120,11 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
               for a in info["artifacts"] if a["kind"] == "model"]
     if models:
         click.echo(table(models, ["model", "revision", "source", "commit", "formats", "license", "files", "size"]))
+    conda = [[a["name"], a["version"], f.get("subdir") or "?", f["filename"], human_size(f["size"]), f["sha256"][:16],
+              a.get("license") or "?", ",".join(f.get("targets") or [])]
+             for a in info["artifacts"] if a["kind"] == "conda" for f in a["files"]]
+    if conda:
+        click.echo(table(conda, ["conda package", "version", "subdir", "file", "size", "sha256", "license", "platforms"]))
     images = [[a["name"], a["version"], ",".join(a["platforms"]) + (f" (absent: {','.join(a['missing_platforms'])})" if a["missing_platforms"] else ""),
                human_size(a["size"]), a["digest"][:19]] for a in info["artifacts"] if a["kind"] == "oci"]
     if images:
