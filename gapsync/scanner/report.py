@@ -466,7 +466,7 @@ def _digests(art: dict) -> str:
         lines.append(f'<li><span class="muted">channel</span> {_e(art.get("channel"))}</li>')
     files = [f for f in _list(art.get("files")) if isinstance(f, dict)]
     for f in files[:MAX_FILES_SHOWN]:
-        lines.append(f'<li>{_e(f"{f['subdir']}/") if f.get("subdir") else ""}{_e(f.get("filename") or f.get("path"))} '
+        lines.append(f'<li>{_e(str(f.get("subdir")) + "/") if f.get("subdir") else ""}{_e(f.get("filename") or f.get("path"))} '
                      f'<span class="muted">({_e(human_size(f.get("size")))})'
                      f'</span><br><span class="muted">sha256</span> {_e(f.get("sha256"))}</li>')
     if len(files) > MAX_FILES_SHOWN:
