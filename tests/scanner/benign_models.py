@@ -75,6 +75,10 @@ def _pickled(obj_factory: Callable[[], Any], protocol: int = PROTOCOL) -> Callab
 def _sklearn() -> Iterator[tuple[str, Callable[[Path], None]]]:
     import joblib
     import numpy as np
+
+    # the experimental estimators too, so that the set does not depend on what was imported before
+    import sklearn.experimental.enable_halving_search_cv  # noqa: F401
+    import sklearn.experimental.enable_iterative_imputer  # noqa: F401
     from sklearn.utils import all_estimators
 
     rng = np.random.RandomState(0)
@@ -140,7 +144,8 @@ def _sklearn_instance(cls):
         kwargs["param_grid"] = {"fit_intercept": [True, False]} if not is_classifier else {"C": [0.5, 1.0]}
     if "param_distributions" in params:
         kwargs["param_distributions"] = {"fit_intercept": [True, False]} if not is_classifier else {"C": [0.5, 1.0]}
-        kwargs["n_iter"] = 2
+        if "n_iter" in params:
+            kwargs["n_iter"] = 2
     if "cv" in params:
         kwargs["cv"] = 2
     if "n_components" in params and params["n_components"].default in (None, 2, "auto"):
