@@ -352,3 +352,19 @@ def test_import_killed_while_publishing_finishes_on_rerun(conda_upstream, tmp_pa
     assert r.returncode == 0, r.stderr
     doc = json.loads((mirror / "conda" / "upstream" / "osx-arm64" / "repodata.json").read_text())
     assert sorted(doc["packages"]) == ["gs-tool-0.1-h0_0.tar.bz2"] and len(doc["packages.conda"]) == 1
+
+
+@pytest.mark.parametrize("field,value", [("filename", "../../evil.conda"), ("subdir", "../x"), ("channel_name", ".."),
+                                         ("url", "https://elsewhere.example/x.conda"), ("channel", "http://example.org/c"),
+                                         ("record", None)])
+def test_an_edited_lock_is_refused_before_fetching(conda_upstream, tmp_path, field, value):
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-lib"], platforms=["linux-64"])
+    assert cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c").code == 0
+    lock = json.loads((tmp_path / "l").read_text())
+    lock["conda"]["packages"][0][field] = value
+    (tmp_path / "l").write_text(json.dumps(lock))
+    ch = new_channel(tmp_path / "ch")
+    r = cli("bundle", "create", "-f", spec, "--lock", tmp_path / "l", "--state", ch.state, "--key", ch.keys[0],
+            "-o", tmp_path / "out", "--cache", tmp_path / "c2")
+    assert r.code == 2 and "lock: conda package" in r.err, r.err
+    assert not (tmp_path / "c2" / "sha256").exists() or not any(p.is_file() for p in (tmp_path / "c2" / "sha256").rglob("*"))

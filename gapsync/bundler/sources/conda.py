@@ -298,9 +298,35 @@ async def _solve(spec: CondaSpec, platform: str, repodata: dict[tuple[str, str],
     return out
 
 
+def check_locked(section: dict[str, Any]) -> None:
+    """A lock is a file people can edit: its conda entries must name safe channels, subdirs and
+    file names, and URLs under their channel, before anything is fetched or becomes a target."""
+    packages = section.get("packages")
+    if not isinstance(packages, list):
+        raise InputError("lock: conda.packages is not a list")
+    for p in packages:
+        if not isinstance(p, dict):
+            raise InputError("lock: a conda package entry is not a mapping")
+        fn, subdir, name = str(p.get("filename")), str(p.get("subdir")), str(p.get("channel_name"))
+        ok = (FILENAME_RE.match(fn) and subdir in ("noarch", *PLATFORMS) and CHANNEL_NAME_RE.match(name)
+              and isinstance(p.get("channel"), str) and p.get("url") == f"{p['channel']}/{subdir}/{fn}"
+              and fn.startswith(f"{p.get('name')}-{p.get('version')}-{p.get('build')}.")
+              and isinstance(p.get("record"), dict) and (p.get("size") is None or isinstance(p.get("size"), int)))
+        if not ok:
+            raise InputError(f"lock: conda package {fn!r} ({subdir!r}, channel {name!r}) is not a consistent entry; "
+                             "run gapsync resolve again")
+        try:
+            channel_from(p["channel"])
+        except ValueError as e:
+            raise InputError(f"lock: conda package {fn!r}: {e}") from e
+
+
 def fetch_items(section: dict[str, Any] | None) -> list[FetchItem]:
     """Every locked package file, by sha256 (the cache has each once)."""
-    return [FetchItem(p["url"], p["sha256"], p.get("size"), p["filename"]) for p in (section or {}).get("packages", [])]
+    if not section:
+        return []
+    check_locked(section)
+    return [FetchItem(p["url"], p["sha256"], p.get("size"), p["filename"]) for p in section.get("packages", [])]
 
 
 def package_key(p: dict[str, Any]) -> str:

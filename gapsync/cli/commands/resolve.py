@@ -30,4 +30,7 @@ def resolve(spec_path: Path, output: Path, cache: Path | None, jobs: int) -> Non
         click.echo(lock.dumps(), nl=False)
         return
     lock.write(output)
-    click.echo(f"{output}: {len(lock.files)} files for {len(lock.pins)} target(s), {len(lock.images)} image(s)", err=True)
+    conda = (f", {len(lock.conda['packages'])} conda package file(s) for {', '.join(lock.conda['platforms'])}"
+             if lock.conda else "")
+    click.echo(f"{output}: {len(lock.files)} files for {len(lock.pins)} target(s), {len(lock.images)} image(s){conda}",
+               err=True)
