@@ -58,7 +58,7 @@ SELECTING_FILTERS = frozenset({"items", "dictsort", "list", "first", "last", "se
 INT_FILTERS = frozenset({"length", "count", "int", "abs", "round", "wordcount"})
 SELECTING_METHODS = frozenset({"items", "keys", "values", "get", "copy"})
 FILTER_NAME_FILTERS = frozenset({"map", "select", "reject"})  # first argument names a filter or test
-ATTRIBUTE_FILTERS = frozenset({"selectattr", "rejectattr"})  # first argument names an attribute
+ATTRIBUTE_FILTERS = frozenset({"selectattr", "rejectattr", "groupby"})  # first argument names an attribute
 LOADS_TEMPLATES = ("Import", "FromImport", "Include", "Extends")
 # Attributes of functions, frames and generators that lead to code objects and globals without
 # double underscores (Python 2 names included, as jinja2.sandbox lists them).
@@ -216,7 +216,7 @@ class _Judge:
             elif isinstance(node, n.With):
                 yield from zip(node.targets, node.values, strict=False)
             elif isinstance(node, n.AssignBlock):
-                yield node.target, n.Const("x")  # captured output: text, not a key
+                yield node.target, n.Concat([])  # captured output: text the template wrote, so built
             elif isinstance(node, n.Macro):
                 defaults = node.defaults
                 yield from zip(node.args[len(node.args) - len(defaults):], defaults, strict=False)
@@ -277,25 +277,33 @@ class _Judge:
             return True
         if isinstance(expr, n.Name):
             return expr.name not in self.built_names
-        if isinstance(expr, n.Getattr):
-            if isinstance(expr.node, n.Name) and expr.attr in self.built_attrs:
-                return False
-            return self._plain(expr.node)
+        if isinstance(expr, n.Getattr):  # ns.k where some ns.k was set to a built string
+            return expr.attr not in self.built_attrs and self._plain(expr.node)
         if isinstance(expr, n.Getitem):
-            return self._plain(expr.node) and (isinstance(expr.arg, n.Slice) or self._plain(expr.arg))
+            if isinstance(expr.arg, n.Slice):  # '_x_xcxlxaxsxsx_x_'[::2] is '__class__'
+                return False
+            if isinstance(expr.arg, n.Const) and expr.arg.value in self.built_attrs:
+                return False
+            return self._plain(expr.node) and self._plain(expr.arg)
         if isinstance(expr, n.List | n.Tuple):
             return all(self._plain(i) for i in expr.items)
         if isinstance(expr, n.Dict):
             return all(self._plain(p.key) and self._plain(p.value) for p in expr.items)
         if isinstance(expr, n.CondExpr):
             return self._plain(expr.expr1) and self._plain(expr.expr2)
-        if isinstance(expr, n.Filter):
-            return expr.name in SELECTING_FILTERS and self._plain(expr.node)
+        if isinstance(expr, n.Filter):  # |default('__cl' ~ 'ass__') returns its argument
+            if expr.name == "map" and (expr.args or any(k.key != "attribute" for k in expr.kwargs)):
+                return False  # map('replace', 'X', '_') transforms every item
+            return (expr.name in SELECTING_FILTERS and self._plain(expr.node) and self._args_plain(expr))
         if isinstance(expr, n.Call) and isinstance(expr.node, n.Getattr):
-            return expr.node.attr in SELECTING_METHODS and self._plain(expr.node.node)
+            return (expr.node.attr in SELECTING_METHODS and self._plain(expr.node.node) and self._args_plain(expr))
         if isinstance(expr, n.Call) and isinstance(expr.node, n.Name):
             return expr.node.name in {"range", "namespace", "dict"}
         return self._int(expr)
+
+    def _args_plain(self, expr) -> bool:
+        return (all(self._plain(a) for a in expr.args) and all(self._plain(k.value) for k in expr.kwargs)
+                and expr.dyn_args is None and expr.dyn_kwargs is None)
 
     def _int(self, expr) -> bool:
         """Certainly a number (or an error): index arithmetic such as ``messages[loop.index0 - 1]``."""
