@@ -368,3 +368,20 @@ def test_an_edited_lock_is_refused_before_fetching(conda_upstream, tmp_path, fie
             "-o", tmp_path / "out", "--cache", tmp_path / "c2")
     assert r.code == 2 and "lock: conda package" in r.err, r.err
     assert not (tmp_path / "c2" / "sha256").exists() or not any(p.is_file() for p in (tmp_path / "c2" / "sha256").rglob("*"))
+
+
+@pytest.mark.parametrize("body", ["not json at all", '{"packages": {"x.conda": 5}}', "[" * 100000])
+def test_hostile_upstream_repodata_is_a_fetch_error(tmp_path, body):
+    from tests.conda.conftest import serve_dir
+
+    for subdir in ("linux-64", "noarch"):
+        (tmp_path / "www" / "bad" / subdir).mkdir(parents=True)
+        (tmp_path / "www" / "bad" / subdir / "repodata.json").write_text(body)
+    server = serve_dir(tmp_path / "www", "bad/noarch/repodata.json")
+    try:
+        spec = conda_spec(tmp_path / "g.yaml", server.url.removesuffix("/noarch/repodata.json"), ["x"],
+                          platforms=["linux-64"])
+        r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
+        assert r.code in (1, 2) and "internal error" not in r.err and ("repodata" in r.err or "solve" in r.err), r.err
+    finally:
+        server.stop()

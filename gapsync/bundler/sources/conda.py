@@ -269,7 +269,13 @@ async def _solve(spec: CondaSpec, platform: str, repodata: dict[tuple[str, str],
     for ch in spec.channels:  # channel order is priority order, as conda and pixi read it
         for subdir in (platform, "noarch"):
             if (ch.name, subdir) in repodata:
-                sources.append(SparseRepoData(Channel(ch.url + "/"), subdir, str(repodata[(ch.name, subdir)])))
+                try:
+                    sources.append(SparseRepoData(Channel(ch.url + "/"), subdir, str(repodata[(ch.name, subdir)])))
+                except Exception as e:  # rattler's own error types: a document it cannot read
+                    for s in sources:
+                        s.close()
+                    raise FetchError(f"{ch.url}/{subdir}/repodata.json: not a repodata document rattler can read "
+                                     f"({' '.join(str(e).split())[:200]})") from e
     try:
         records = await solve_with_sparse_repodata(
             list(spec.specs), sources, virtual_packages=_virtual(spec.virtual_for(platform)),
@@ -284,7 +290,10 @@ async def _solve(spec: CondaSpec, platform: str, repodata: dict[tuple[str, str],
     for r in records:
         rec = json.loads(r.to_json())
         url, fn, channel = rec.pop("url"), rec.pop("fn"), rec.pop("channel", None)
-        ch = by_url.get(str(channel or "").rstrip("/")) or next(c for c in spec.channels if url.startswith(c.url + "/"))
+        ch = by_url.get(str(channel or "").rstrip("/")) or next(
+            (c for c in spec.channels if url.startswith(c.url + "/")), None)
+        if ch is None:
+            raise FetchError(f"{url}: the solver chose a package from no channel of the spec")
         sha = rec.get("sha256")
         if not isinstance(sha, str) or not SHA256_RE.match(sha):
             raise FetchError(f"{url}: the channel's repodata gives no sha256 for {fn}; gapsync locks every file by sha256")
