@@ -31,6 +31,7 @@ from gapsync.model import Finding, Severity
 
 SCANNER = "conda"
 MAX_JSON = 1 << 20  # info/index.json, info/about.json
+MAX_HEADER = 1 << 20  # one pax or GNU long-name header's data
 MAX_MEMBERS = 200_000
 MAX_UNPACKED = 64 << 30  # bytes read out of one package's tars (a decompression bomb costs time, bounded)
 ZIP_MEMBERS = 16  # a .conda holds 3
@@ -67,9 +68,24 @@ def _link_escapes(member: tarfile.TarInfo) -> bool:
     return posixpath.normpath(posixpath.join(base, target)).startswith("..")
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a pax or GNU long-name header's whole data into memory: a hostile package
+    would declare gigabytes of it (bz2 and zstd compress such a block to almost nothing)."""
+
+    def _proc_pax(self, tf):
+        if self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"a pax header of {self.size} bytes (more than {MAX_HEADER})")
+        return super()._proc_pax(tf)
+
+    def _proc_gnulong(self, tf):
+        if self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"a long-name header of {self.size} bytes (more than {MAX_HEADER})")
+        return super()._proc_gnulong(tf)
+
+
 def _scan_tar(stream: IO[bytes], display: str, where: str, facts: PackageFacts, budget: _Budget,
               on_file: Callable[[IO[bytes], str, int], list[Finding]] | None) -> None:
-    with tarfile.open(fileobj=stream, mode="r|") as tf:
+    with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo) as tf:
         for m in tf:
             budget.members += 1
             if budget.members > MAX_MEMBERS:

@@ -385,3 +385,16 @@ def test_hostile_upstream_repodata_is_a_fetch_error(tmp_path, body):
         assert r.code in (1, 2) and "internal error" not in r.err and ("repodata" in r.err or "solve" in r.err), r.err
     finally:
         server.stop()
+
+
+def test_a_pax_header_bomb_is_refused_without_reading_it(tmp_path):
+    """8 MiB of pax header data compress to a few hundred bytes; the reader must not take them in."""
+    info = tarfile.TarInfo("bin/x")
+    info.pax_headers = {"comment": "A" * (8 << 20)}
+    info.size = 1
+    pkg = tmp_path / "gs-x-1.0-h0_0.tar.bz2"
+    with tarfile.open(pkg, "w:bz2", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b"x"))
+    assert pkg.stat().st_size < 10_000
+    facts = read_package(pkg, pkg.name)
+    assert [f.rule for f in facts.findings] == ["conda.unreadable"] and "pax header" in facts.findings[0].message
