@@ -54,9 +54,10 @@ BY_SUFFIX: dict[str, Format] = {
 
 def by_name(name: str) -> Format | None:
     """The container or compression a loader infers from ``name``'s extension, if any."""
-    base = name.rsplit("/", 1)[-1].lower()
-    dot = base.rfind(".")
-    return BY_SUFFIX.get(base[dot:]) if dot > 0 else None
+    dot = name.rfind(".")
+    if dot <= 0 or name[dot - 1] == "/" or "/" in name[dot:]:  # no extension, or a dot file
+        return None
+    return BY_SUFFIX.get(name[dot:].lower())
 
 
 def detect(head: bytes, size: int | None = None) -> Format:

@@ -65,19 +65,15 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
     The scan is charged to ``where.budget``; called without one (a top-level stream), it gets a
     budget of its own, and running out of it ends the scan with the finding ``scan.budget``.
     """
+    if where.depth and where.budget is not None:  # inside a container: its scan owns the budget
+        return _scan_stream(f, where, pickle_hint, zip_tail)
     if where.budget is None:
         where = Where(where.file, where.inner, where.size, where.depth, DEFAULT_LIMITS.for_size(where.size or 0),
                       where.label)
-        try:
-            return _scan_stream(f, where, pickle_hint, zip_tail)
-        except BudgetExceeded as e:
-            return Format.UNKNOWN, [budget_finding(where, e)]
-    if where.depth == 0:  # the top of a file: a budget that runs out ends this file's scan, here
-        try:
-            return _scan_stream(f, where, pickle_hint, zip_tail)
-        except BudgetExceeded as e:
-            return Format.UNKNOWN, [budget_finding(where, e)]
-    return _scan_stream(f, where, pickle_hint, zip_tail)
+    try:  # the top of a file (or a stream scanned on its own): a budget that runs out ends it here
+        return _scan_stream(f, where, pickle_hint, zip_tail)
+    except BudgetExceeded as e:
+        return Format.UNKNOWN, [budget_finding(where, e)]
 
 
 def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -> tuple[Format, list[Finding]]:

@@ -274,6 +274,8 @@ def _int_c(r: ByteReader):
     line = _c_line(r)
     if isinstance(line, Omitted):
         return line
+    if line.isdigit() and (line[0] != 0x30 or len(line) == 1):  # plain decimal: what picklers write
+        return int(line)
     s = _cstr(line)
     x, end, overflow = _strtol(s)
     if overflow or end != len(s):
@@ -298,6 +300,8 @@ def _memo_index_c(r: ByteReader):
     line = _c_line(r)
     if isinstance(line, Omitted):
         raise PickleError("malformed", "memo index line too long", line.offset)
+    if line.isdigit():  # what picklers write (leading zeros are fine in base 10)
+        return int(line)
     return _pylong(_cstr(line), 10)
 
 
@@ -338,12 +342,11 @@ def _stringnl(r: ByteReader):
 
 
 def _noescape(r: ByteReader, encoding: str = "utf-8"):
-    start = r.pos
     s = _line(r)
+    if not s:  # (iter_ops gives the error the opcode's offset)
+        raise PickleError("malformed", "empty name (the unpickler stops: pickle data was truncated)", 0)
     if isinstance(s, Omitted):
         return s
-    if not s:
-        raise PickleError("malformed", "empty name (the unpickler stops: pickle data was truncated)", start)
     return s.decode(encoding)
 
 
