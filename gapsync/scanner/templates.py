@@ -102,6 +102,8 @@ def judge_template(source: str) -> list[TemplateProblem]:
         return _Judge(source, tree).run()
     except RecursionError:
         return [TemplateProblem("template nests too deeply to judge", None, source[:80])]
+    except Exception as e:  # noqa: BLE001 - a tree this module does not understand is not passed
+        return [TemplateProblem(f"template cannot be judged ({type(e).__name__}: {_one_line(e)})", None, source[:80])]
 
 
 class TemplateBudget:
@@ -252,7 +254,9 @@ class _Judge:
         work = list(range(len(bindings)))
         while work:
             target, value = bindings[work.pop()]
-            if self._plain(value):
+            done = all(name in self.built_names for name in self._target_names(target)) and not (
+                isinstance(target, n.NSRef) and target.attr not in self.built_attrs)
+            if done or self._plain(value):  # already built: nothing new to learn from it
                 continue
             marked = [("name", name) for name in self._target_names(target) if name not in self.built_names]
             self.built_names.update(name for _, name in marked)
