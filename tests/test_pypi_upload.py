@@ -167,3 +167,94 @@ def test_a_namespaced_channel_is_uploaded_from_its_namespace(world, pypiserver, 
     assert r.code == 0, r.err
     files = {p.name for p in (m / "ns/team/pypi/files").iterdir() if not p.name.endswith(".metadata")}
     assert set(json.loads(r.out)["pypi_upload"]["uploaded"]) == files and {p.name for p in pkgs.iterdir()} == files
+
+
+# -- hostile index servers -------------------------------------------------------------------------
+class _Hostile:
+    """An index server on 127.0.0.1 that misbehaves as ``mode`` says; records what it received."""
+
+    def __init__(self, mode: str, elsewhere: str = ""):
+        import http.server
+        import threading
+
+        self.mode, self.elsewhere, self.seen = mode, elsewhere, []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                outer.seen.append(("GET", self.path, self.headers.get("Authorization")))
+                if self.path.rstrip("/") in ("/simple", "/+simple"):
+                    return self._send(200, b"<html></html>")
+                if outer.mode == "huge":
+                    body = b"<a href='x'>x</a>" * (3 << 21)  # 48 MiB: over the cap
+                    return self._send(200, body)
+                if outer.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", outer.elsewhere + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                if outer.mode == "lies" and any(m == "POST" for m, *_ in outer.seen):
+                    name = self.path.rstrip("/").rsplit("/", 1)[-1]
+                    fn = outer.uploaded.get(name, "x.whl")
+                    return self._send(200, f'<a href="/f/{fn}#sha256={"0" * 64}">{fn}</a>'.encode())
+                return self._send(404, b"")
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                outer.seen.append(("POST", self.path, self.headers.get("Authorization")))
+                import re as _re
+
+                m = _re.search(rb'name="content"; filename="([^"]+)"', body)
+                nm = _re.search(rb'name="name"\r\n\r\n([^\r]+)', body)
+                if m and nm:
+                    outer.uploaded[nm.group(1).decode().lower()] = m.group(1).decode()
+                self._send(200, b"OK")
+
+            def _send(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.uploaded: dict[str, str] = {}
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_hostile_index_servers(imported, tmp_path, monkeypatch):
+    _env(monkeypatch, GAPSYNC_PYPI_USERNAME="uploader", GAPSYNC_PYPI_PASSWORD="s3cret")
+    # a server that lists an upload with other bytes than were sent: refused, named
+    liar = _Hostile("lies")
+    try:
+        r = cli("push", "--mirror", imported, "--pypi", liar.url)
+        assert r.code == 1 and "after uploading" in r.err and "expected" in r.err, r.err
+    finally:
+        liar.stop()
+    # a project page over the size cap: refused before it is parsed
+    huge = _Hostile("huge")
+    try:
+        r = cli("push", "--mirror", imported, "--pypi", huge.url)
+        assert r.code == 1 and "larger than" in r.err, r.err
+        assert not [s for s in huge.seen if s[0] == "POST"]
+    finally:
+        huge.stop()
+    # a page that redirects to another origin: "not here", and the credentials never go there
+    other = _Hostile("lies")
+    redirecting = _Hostile("redirect", elsewhere=other.url.rstrip("/"))
+    try:
+        cli("push", "--mirror", imported, "--pypi", redirecting.url)
+        assert other.seen == [] or all(auth is None for _, _, auth in other.seen), other.seen
+        assert any(auth for m, _, auth in redirecting.seen if m == "POST")  # the upload itself went to the server named
+    finally:
+        redirecting.stop()
+        other.stop()
