@@ -75,7 +75,7 @@ class _Counted(io.RawIOBase):
         return len(data)
 
 
-def _zstd_stream(f: BinaryIO, budget) -> BinaryIO:
+def zstd_stream(f: BinaryIO, budget) -> BinaryIO:
     import zstandard
 
     # read_across_frames: zstd files may hold several frames, and the zstd tool and
@@ -88,11 +88,13 @@ def _zstd_stream(f: BinaryIO, budget) -> BinaryIO:
 def open_decompressed(f: BinaryIO, fmt: Format, budget, alone: bool = False) -> BinaryIO | None:
     """The decompressed stream of ``f`` (None: the codec is not available here)."""
     if fmt is Format.ZSTD:
-        return _zstd_stream(f, budget)
+        return zstd_stream(f, budget)
     d = _decompressor(fmt, alone)
     if d is None:
         return None
-    return decompressing(f, d, budget)
+    # every loader reads on past the end of the first stream (gzip members, bz2 and xz streams,
+    # lz4 frames, joblib's zlib streams): so does the scan
+    return decompressing(f, d, budget, again=lambda: _decompressor(fmt, alone), zero_padding=fmt is Format.GZIP)
 
 
 def handler_for(fmt: Format, by_name: bool = False) -> Callable[[BinaryIO, Where], list[Finding]]:

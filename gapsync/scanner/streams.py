@@ -202,12 +202,14 @@ class _Decompressing(io.RawIOBase):
 
     IN_CHUNK = 64 * 1024
 
-    def __init__(self, src: BinaryIO, decomp, budget: Budget | None = None) -> None:
+    def __init__(self, src: BinaryIO, decomp, budget: Budget | None = None, again=None) -> None:
         super().__init__()
         self._src, self._d, self._pending, self._done = src, decomp, b"", False
         self._zlib = hasattr(decomp, "unconsumed_tail")
         self._error: OSError | None = None
         self._budget = budget
+        self._again = again  # makes the decompressor of a next stream/member (gzip, bz2, xz, lz4, zlib)
+        self._feed = b""  # input already read that belongs to the next stream
 
     def readable(self) -> bool:
         return True
@@ -217,15 +219,43 @@ class _Decompressing(io.RawIOBase):
         """The decompression error met so far, if any (the data before it was delivered)."""
         return self._error
 
+    def _read(self) -> bytes:
+        if self._feed:
+            data, self._feed = self._feed, b""
+            return data
+        return self._src.read(self.IN_CHUNK)
+
+    def _next_stream(self) -> bool:
+        """After the end of one stream: the next one, as gzip.open, bz2.open, lzma.open and joblib
+        read concatenated members (gzip's zero padding after a member is skipped, as gzip does)."""
+        if self._again is None:
+            return False
+        rest = self._d.unused_data
+        while True:
+            rest = rest.lstrip(b"\0") if self._again_pads else rest
+            if rest:
+                break
+            rest = self._src.read(self.IN_CHUNK)
+            if not rest:
+                return False
+        self._d = self._again()
+        self._zlib = hasattr(self._d, "unconsumed_tail")
+        self._feed = rest
+        return True
+
+    _again_pads = False
+
     def _more(self) -> bytes:
         d = self._d
         if d.eof:
-            self._done = True
-            return b""
+            if not self._next_stream():
+                self._done = True
+                return b""
+            d = self._d
         if self._zlib:
-            data = d.unconsumed_tail or self._src.read(self.IN_CHUNK)
+            data = d.unconsumed_tail or self._read()
         else:
-            data = self._src.read(self.IN_CHUNK) if d.needs_input else b""
+            data = self._read() if d.needs_input else b""
         if not data and (self._zlib or d.needs_input):
             self._done = True
             return b""
@@ -270,10 +300,15 @@ class _Decompressing(io.RawIOBase):
         return n
 
 
-def decompressing(src: BinaryIO, decomp, budget: Budget | None = None) -> BinaryIO:
+def decompressing(src: BinaryIO, decomp, budget: Budget | None = None, again=None,
+                  zero_padding: bool = False) -> BinaryIO:
     """Wrap ``src`` so that reads return what ``decomp`` makes of it (see :class:`_Decompressing`);
-    every byte that comes out is charged to ``budget`` (decompressed bytes, and time)."""
-    return io.BufferedReader(_Decompressing(src, decomp, budget), CHUNK)
+    every byte that comes out is charged to ``budget`` (decompressed bytes, and time). ``again``:
+    a factory of decompressors for the streams that follow the first one (concatenated members);
+    ``zero_padding``: zero bytes between members are skipped (gzip)."""
+    raw = _Decompressing(src, decomp, budget, again)
+    raw._again_pads = zero_padding
+    return io.BufferedReader(raw, CHUNK)
 
 
 def inflate_stream(src: BinaryIO, wbits: int = -15, budget: Budget | None = None) -> BinaryIO:

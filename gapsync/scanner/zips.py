@@ -14,6 +14,7 @@ on the fly); tensor data is never read unless it looks like something loadable.
 from __future__ import annotations
 
 import io
+import lzma
 import re
 import struct
 import zlib
@@ -24,7 +25,7 @@ from typing import BinaryIO
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.detect import Format
-from gapsync.scanner.streams import CHUNK, Window, bunzip_stream, inflate_stream
+from gapsync.scanner.streams import CHUNK, Window, bunzip_stream, decompressing, inflate_stream
 
 EOCD_SIG = b"PK\x05\x06"
 ZIP64_LOCATOR_SIG = b"PK\x06\x07"
@@ -35,7 +36,7 @@ MAX_ENTRIES = 200_000
 CRC_CHECK_LIMIT = 64 << 20  # analysed entries up to this size get their CRC verified (a second read)
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pck", ".pt", ".pth", ".bin", ".joblib", ".data")
 FLAG_ENCRYPTED, FLAG_DESCRIPTOR, FLAG_PATCHED, FLAG_STRONG = 0x1, 0x8, 0x20, 0x40
-METHODS = {0: "stored", 8: "deflate", 12: "bzip2"}
+METHODS = {0: "stored", 8: "deflate", 12: "bzip2", 14: "lzma", 93: "zstd"}
 
 
 @dataclass
@@ -254,6 +255,19 @@ def open_entry(f: BinaryIO, e: Entry, budget=None) -> BinaryIO | None:
         return inflate_stream(io.BufferedReader(raw, CHUNK), budget=budget)
     if e.method == 12:
         return bunzip_stream(io.BufferedReader(raw, CHUNK), budget=budget)
+    if e.method == 14:  # LZMA as zipfile writes and reads it: version, properties size, properties, raw LZMA1
+        head = raw.read(4)
+        props = raw.read(struct.unpack("<H", head[2:4])[0]) if len(head) == 4 else b""
+        try:
+            lz = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[
+                lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)])  # noqa: SLF001 (what zipfile does)
+        except (lzma.LZMAError, ValueError) as err:
+            raise OSError(f"bad LZMA properties: {err}") from err
+        return decompressing(io.BufferedReader(raw, CHUNK), lz, budget)
+    if e.method == 93:  # zstd (zipfile in Python 3.14)
+        from gapsync.scanner.compressed import zstd_stream
+
+        return zstd_stream(io.BufferedReader(raw, CHUNK), budget)
     return None
 
 
@@ -266,7 +280,11 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
         return []
     if where.budget is not None:
         where.budget.entry()
-    stream = open_entry(f, e, where.budget)
+    try:
+        stream = open_entry(f, e, where.budget)
+    except OSError as err:
+        return [finding(where, "zip.corrupt_entry", Severity.HIGH,
+                        f"entry data cannot be decompressed ({err}); it was not scanned", e.header_offset)]
     if stream is None:
         return [finding(where, "zip.unsupported_method", Severity.HIGH,
                         f"compression method {e.method} is not supported by the scanner; the entry was not scanned",
@@ -276,8 +294,9 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
     try:
         fmt, found = scan_stream(stream, where, pickle_hint=hint, zip_tail=not storage)
     except OSError as err:
-        return [finding(where, "zip.corrupt_entry", Severity.MEDIUM,
-                        f"entry data cannot be decompressed ({err}); loaders fail on it too", e.header_offset)]
+        return [finding(where, "zip.corrupt_entry", Severity.HIGH,
+                        f"entry data cannot be decompressed ({err}): a loader reads what comes before the damage, "
+                        "which could not be scanned the way it reads it", e.header_offset)]
     out.extend(found)
     if fmt is Format.PICKLE and not e.name.lower().endswith(PICKLE_SUFFIXES):
         out.append(finding(where, "zip.entry.disguised_pickle", Severity.MEDIUM,
@@ -293,7 +312,10 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
 
 
 def _crc_of(f: BinaryIO, e: Entry, budget=None) -> int | None:
-    stream = open_entry(f, e, budget)
+    try:
+        stream = open_entry(f, e, budget)
+    except OSError:
+        return None
     if stream is None:
         return None
     crc = 0

@@ -101,6 +101,29 @@ def test_several_zstd_frames_and_a_skippable_frame_are_all_read(tmp_path):
     assert denied(fs)
 
 
+@pytest.mark.parametrize("ext", ["gz", "bz2", "xz", "lz4", "zlib", "zst"])
+def test_the_payload_in_a_second_member_or_stream(tmp_path, ext):
+    # gzip.open, bz2.open, lzma.open, lz4.frame.open, zstd and joblib read concatenated streams
+    compress = COMPRESSORS[ext]
+    assert denied(scan(write(tmp_path, f"m.{ext}", compress(b"\x80\x04N.") + compress(EVIL))))
+    if ext == "gz":  # zero padding after a member is skipped, as gzip does, and is not damage
+        assert not scan(write(tmp_path, "pad.gz", gzip.compress(b"\x80\x04N.") + bytes(100)))
+
+
+def test_zip_entries_compressed_with_lzma_and_zstd(tmp_path):
+    assert denied(scan(write(tmp_path, "l.zip", zipped({"m.pkl": EVIL}, zipfile.ZIP_LZMA))))
+    # method 93 (zstd, zipfile in Python 3.14): a stored entry rewritten by hand
+    import struct
+
+    raw = bytearray(zipped({"m.pkl": zstd(EVIL)}, zipfile.ZIP_STORED))
+    for sig, method_at, crc_at in ((b"PK\x03\x04", 8, 14), (b"PK\x01\x02", 10, 16)):
+        i = raw.find(sig)
+        raw[i + method_at:i + method_at + 2] = struct.pack("<H", 93)
+        raw[i + crc_at:i + crc_at + 4] = struct.pack("<I", zlib.crc32(EVIL))
+        raw[i + crc_at + 8:i + crc_at + 12] = struct.pack("<I", len(EVIL))
+    assert denied(scan(write(tmp_path, "z.zip", bytes(raw))))
+
+
 def test_any_nesting_zip_in_tar_xz_in_gzip(tmp_path):
     inner = zipped({"model.pkl.zst": zstd(EVIL)})
     data = gzip.compress(lzma.compress(tarred({"dir/inner.zip": inner})))
