@@ -20,6 +20,11 @@ opcode bytes) and the three tools only scan statically.
    findings or no JSON). modelscan picks scanners by file extension: a file it scanned nothing
    in is shown as ``skip``. The goal (issue 6): nothing that picklescan or modelscan flags is
    missed by gapsync, and gapsync flags no benign file that they pass.
+   1b. (``--part issue14``) the same on the kinds of issue 14, written here: a pickle compressed
+   with zstd, lz4, raw lzma, bz2, zlib, in a second gzip member, in zip / tar.xz.gz nesting, in an
+   LZMA zip entry; pickles the C unpickler reads unlike pickletools (``I0x10``, a FRAME crossed by
+   BINBYTES, EXT, a planted ``__setstate__``, a Python 2 name at protocol 3); budget bombs; and
+   benign files of the same shapes. Exit 1 when gapsync misses one or flags a benign one.
 2. **Speed and memory**: a PyTorch-style checkpoint (a stored zip with ``archive/data.pkl``
    naming torch storages, as ``torch.save`` writes it, and ``--size-gib`` of tensor data in
    ~400 ``archive/data/N`` entries; a quarter-size one too, to see what grows with the size)
@@ -321,6 +326,85 @@ def detection(corpus: Path, exes: dict[str, str], work: Path, jobs: int) -> dict
     return {"summary": summary, "rows": rows, "seconds": round(elapsed, 1)}
 
 
+# --- 1b. issue 14: what loaders open that a scanner must not wave through ----------------------
+
+
+def issue14_samples(folder: Path) -> Path:
+    """The kinds of issue 14 as files (written by hand, never loaded), with a manifest.json like the
+    corpus's: compression and containers at any nesting, pickles the C unpickler reads unlike
+    pickletools, and budget bombs; and benign files of the same shapes that must stay clean."""
+    import bz2
+    import gzip
+    import lzma
+    import tarfile
+    import zlib
+
+    import lz4.frame
+    import zstandard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    evil = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R."
+    benign = pickle.dumps({"weights": [0.5] * 100, "name": "ok"}, 4)
+
+    def zipped(members: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> bytes:
+        b = io.BytesIO()
+        with zipfile.ZipFile(b, "w", method) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return b.getvalue()
+
+    def tarred(members: dict[str, bytes]) -> bytes:
+        b = io.BytesIO()
+        with tarfile.open(fileobj=b, mode="w") as tf:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        return b.getvalue()
+
+    zst = zstandard.ZstdCompressor().compress
+    bomb = b"\x80\x04N."
+    for level in range(5):
+        bomb = zipped({f"l{level}_{i}.{'zip' if level else 'pkl'}": bomb for i in range(8)})
+    frame = (b"\x80\x05\x95" + struct.pack("<Q", 2) + b"B" + struct.pack("<I", 0x107) + b"A" * 0x107 + b"0"
+             + b"\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.")
+    samples = {
+        ("malicious", "m/model.pkl.zst"): zst(evil),
+        ("malicious", "zst-in-zip.zip"): zipped({"model.pkl.zst": zst(evil)}),
+        ("malicious", "zip-in-tar.xz-in.gz"): gzip.compress(lzma.compress(tarred({"d/in.zip": zipped(
+            {"model.pkl.zst": zst(evil)})}))),
+        ("malicious", "model.pkl.lzma"): lzma.compress(evil, format=lzma.FORMAT_ALONE,
+                                                       filters=[{"id": lzma.FILTER_LZMA1, "lc": 2, "lp": 1}]),
+        ("malicious", "model.pkl.lz4"): lz4.frame.compress(evil),
+        ("malicious", "model.pkl.bz2"): bz2.compress(evil),
+        ("malicious", "joblib-zlib.pkl"): zlib.compress(evil),
+        ("malicious", "second-gzip-member.pkl.gz"): gzip.compress(benign) + gzip.compress(evil),
+        ("malicious", "lzma-entry.zip"): zipped({"model.pkl": evil}, zipfile.ZIP_LZMA),
+        ("malicious", "int-base0.pkl"): b"I0x10\n0cos\nsystem\n(S'id'\ntR.",
+        ("malicious", "frame-crossing.pkl"): frame,
+        ("malicious", "ext-code.pkl"): b"\x80\x02\x82\x01X\x02\x00\x00\x00id\x85R.",
+        ("malicious", "build-dunder.pkl"): (b"\x80\x02ccollections\nOrderedDict\n)R}X\x0c\x00\x00\x00__setstate__"
+                                           b"cbuiltins\nlen\nsb."),
+        ("malicious", "py2-name-proto3.pkl"): b"\x80\x03c__builtin__\nset\n.",
+        ("malicious", "truncated-after-proto.pkl"): evil[:12],
+        ("malicious", "nested-zip-bomb.zip"): bomb,
+        ("malicious", "ops-10MB.pkl"): b"(" + b"N0" * (5 << 20) + b".",
+        ("malicious", "7z-in-zip.zip"): zipped({"payload.7z": b"7z\xbc\xaf\x27\x1c" + bytes(64)}),
+        ("benign", "benign.pkl.zst"): zst(benign),
+        ("benign", "benign.pkl.gz"): gzip.compress(benign),
+        ("benign", "benign.tar.gz"): gzip.compress(tarred({"a/model.pkl": benign, "a/readme.txt": b"hi"})),
+        ("benign", "benign-lzma-entry.zip"): zipped({"model.pkl": benign}, zipfile.ZIP_LZMA),
+        ("benign", "benign-p0.pkl"): pickle.dumps({"a": [1, 2.5, "x"]}, 0),
+    }
+    manifest = []
+    for (expected, name), data in samples.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        manifest.append({"path": name, "format": name.rsplit(".", 1)[-1], "expected": expected})
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return folder
+
+
 # --- 2. the samples for speed and memory ------------------------------------------------------
 #
 # Written as opcode bytes, in the layout torch.save / pickle / NumPy produce, so that no
@@ -599,7 +683,7 @@ def speed(exes: dict[str, str], work: Path, size_gib: float, count: int, repeat:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--part", choices=["detection", "speed", "all"], default="all")
+    ap.add_argument("--part", choices=["detection", "issue14", "speed", "all"], default="all")
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--size-gib", type=float, default=2.0, help="checkpoint size (GiB of tensor data)")
     ap.add_argument("--pickles", type=int, default=1000)
@@ -633,6 +717,11 @@ def main(argv: list[str] | None = None) -> int:
             result["detection"] = det
             s = det["summary"]
             if s["flagged_by_others_not_gapsync"] or s["benign_flagged_by_gapsync_not_others"]:
+                rc = 1
+        if a.part in ("issue14", "all"):
+            det = detection(issue14_samples(a.workdir / "issue14-samples"), exes, a.workdir / "issue14", a.jobs)
+            result["issue14"] = det
+            if det["summary"]["tools"]["gapsync"]["missed"] or det["summary"]["tools"]["gapsync"]["false_positives"]:
                 rc = 1
         if a.part in ("speed", "all"):
             result["speed"] = speed(exes, a.workdir, a.size_gib, a.pickles, a.repeat)
