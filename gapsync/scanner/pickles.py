@@ -47,7 +47,7 @@ class Global:
     name: str
     offset: int
     allowed: bool = False
-    pending: Any = None  # getattr: its finding, reported unless it only builds allowed bound methods
+    pending: Any = None  # getattr/partial: its finding, reported unless every call of it is judged harmless
     bound: bool = False
 
     @property
@@ -114,6 +114,8 @@ class _Opaque:
 
 
 OPAQUE = _Opaque()
+# Denied globals judged where they are called, by what they are called with (Machine._call).
+_JUDGED_AT_CALL = frozenset({("builtins", "getattr"), ("functools", "partial"), ("_functools", "partial")})
 
 
 def func_label(v: Any) -> str:
@@ -497,8 +499,8 @@ class Machine:
             self.add(rule, verdict.severity or Severity.HIGH, f"{module}.{name}: {verdict.why}", op.offset,
                      subject=f"{module}:{name}", **ev)
 
-        if normalize(module, name) == ("builtins", "getattr") and self.policy.allow_methods:
-            g.pending = report  # pickle saves a bound method as getattr(obj, name): judged in _call
+        if normalize(module, name) in _JUDGED_AT_CALL:
+            g.pending = report  # getattr(obj, name) (a bound method), partial(func, ...): judged in _call
             self._pending.append(g)
         else:
             report()
@@ -542,7 +544,7 @@ class Machine:
                 and func.pid[0] == "module" and isinstance(func.pid[1], Global):
             func = func.pid[1]  # legacy torch.save: torch's persistent_load returns the class named there
         if isinstance(func, Global) and func.pending is not None:
-            method = self._bound_method(args, op)
+            method = self._bound_method(args, op) if func.name == "getattr" else self._partial_of_allowed(func, args, op)
             if method is not None:
                 func.bound = True
                 self.push(method)
@@ -570,6 +572,13 @@ class Machine:
         owner = args[0].func if isinstance(args[0], Call) else args[0]
         if isinstance(owner, Global) and owner.allowed and self.policy.allows_method(owner.module, owner.name, args[1]):
             return Global(owner.module, f"{owner.name}.{args[1]}", op.offset, allowed=True)
+        return None
+
+    def _partial_of_allowed(self, func: Global, args: Any, op) -> Call | None:
+        """functools.partial(f, ...) with f an allowed global: it only stores f and its arguments
+        (sklearn keeps partial(check_array, ...)); partial of anything else stays reported."""
+        if isinstance(args, tuple) and args and isinstance(args[0], Global) and args[0].allowed:
+            return Call(func, args, op.offset)
         return None
 
     def _note_call_args(self, func: Global, args: Any) -> None:

@@ -92,6 +92,7 @@ def _sklearn() -> Iterator[tuple[str, Callable[[Path], None]]]:
             return est
 
         yield f"{name}.pkl", _pickled(make)
+    yield from _sklearn_variants(X, y_cls, y_reg)
     # joblib with compression (the file format people ship), a few pipelines
     from sklearn.compose import ColumnTransformer
     from sklearn.decomposition import PCA
@@ -113,6 +114,46 @@ def _sklearn() -> Iterator[tuple[str, Callable[[Path], None]]]:
 
             tag = comp[0] if isinstance(comp, tuple) else f"z{comp}"
             yield f"{label}-{tag}.joblib", write
+
+
+def _sklearn_variants(X, y_cls, y_reg) -> Iterator[tuple[str, Callable[[Path], None]]]:
+    """Estimators as people configure them: functions and scorers as parameters, searches with
+    several metrics, the older pickle protocols (copyreg._reconstructor instead of NEWOBJ)."""
+    import numpy as np
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, StackingClassifier
+    from sklearn.feature_selection import SelectKBest, chi2, mutual_info_classif
+    from sklearn.impute import KNNImputer, SimpleImputer
+    from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
+    from sklearn.metrics import make_scorer, mean_absolute_error
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, PolynomialFeatures, StandardScaler
+
+    variants: dict[str, Callable[[], Any]] = {
+        "log-transformer": lambda: FunctionTransformer(np.log1p, inverse_func=np.expm1).fit(X),
+        "target-transform": lambda: TransformedTargetRegressor(LinearRegression(), func=np.log1p,
+                                                               inverse_func=np.expm1).fit(X, y_reg),
+        "select-chi2": lambda: SelectKBest(chi2, k=2).fit(X, y_cls),
+        "select-mutual-info": lambda: SelectKBest(mutual_info_classif, k=2).fit(X, y_cls),
+        "grid-multimetric": lambda: GridSearchCV(LogisticRegression(max_iter=50), {"C": [0.5, 1.0]}, cv=2,
+                                                 scoring={"acc": "accuracy", "f1": "f1_macro"}, refit="acc").fit(X, y_cls),
+        "grid-make-scorer": lambda: GridSearchCV(LinearRegression(), {"fit_intercept": [True, False]}, cv=2,
+                                                 scoring=make_scorer(mean_absolute_error, greater_is_better=False)).fit(X, y_reg),
+        "calibrated": lambda: CalibratedClassifierCV(LogisticRegression(max_iter=50), cv=2).fit(X, y_cls),
+        "stacking": lambda: StackingClassifier([("a", LogisticRegression(max_iter=50)), ("b", SGDClassifier())],
+                                               cv=2).fit(X, y_cls),
+        "mlp": lambda: MLPClassifier((4,), max_iter=20).fit(X, y_cls),
+        "hgb-categorical": lambda: HistGradientBoostingClassifier(max_iter=3, categorical_features=[0]).fit(
+            np.c_[np.arange(30) % 3, X[:, 1:]], y_cls),
+        "imputers": lambda: make_pipeline(SimpleImputer(strategy="median"), KNNImputer(n_neighbors=2),
+                                          PolynomialFeatures(2), StandardScaler()).fit(X),
+    }
+    for name, factory in variants.items():
+        for protocol in (0, 2, 5):
+            yield f"variant-{name}-p{protocol}.pkl", _pickled(factory, protocol)
 
 
 def _sklearn_instance(cls):

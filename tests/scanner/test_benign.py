@@ -264,3 +264,24 @@ def test_legacy_torch_module_records_name_their_class(tmp_path):
     assert is_malicious(scan(write(tmp_path, "os.pkl", legacy("os", "system"))))
     other = b"\x80\x02(Vstorage\ncos\nsystem\nV/x\nVs\ntQ)\x81."
     assert is_malicious(scan(write(tmp_path, "other.pkl", other)))
+
+
+def test_partial_only_of_allowed_functions(tmp_path):
+    """functools.partial(f, ...) only stores f: allowed when f is an allowed global, else high."""
+    from scanner_samples import is_malicious, write
+
+    def partial(inner: bytes) -> bytes:
+        return b"\x80\x02cfunctools\npartial\n" + inner + b"\x85R."
+
+    ok = partial(b"cnumpy\nmean\n")
+    assert not is_malicious(scan(write(tmp_path, "ok.pkl", ok)))
+    hostile = {
+        "eval": partial(b"cbuiltins\neval\n"),
+        "user-function": partial(b"c__main__\nrun\n"),
+        "computed": partial(b"cnumpy\nmean\n)R"),  # the result of a call, not a named global
+        "never-called": b"\x80\x02cfunctools\npartial\n.",
+        "getattr": partial(b"cbuiltins\ngetattr\n"),
+        "called-later": ok[:-1] + b"X\x01\x00\x00\x00x\x85R.",  # partial(numpy.mean)('x'): an indirect call
+    }
+    for label, data in hostile.items():
+        assert is_malicious(scan(write(tmp_path, f"{label}.pkl", data))), label
