@@ -782,3 +782,25 @@ def test_tokenizer_config_templates(tmp_path, name):
 
 def test_plain_json_has_no_template_finding(tmp_path):
     assert scan(write(tmp_path, "config.json", json.dumps({"hidden_size": 8, "chat_template": None}).encode())) == []
+
+
+def test_chat_template_in_json_too_large_to_parse_fails_closed(tmp_path, monkeypatch):
+    from gapsync.scanner import jsonfiles
+
+    monkeypatch.setattr(jsonfiles, "MAX_JSON", 4096)
+    monkeypatch.setattr(jsonfiles, "CHUNK", 1000)
+    vocab = {f"tok{i}": i for i in range(2000)}
+    fs = scan(write(tmp_path, "vocab.json", json.dumps({"model": {"vocab": vocab}}).encode()))
+    assert fs == []
+    for label, key in (("plain", '"chat_template"'), ("escaped", '"chat\\u005Ftemplate"'),
+                       ("escaped-c", '"\\u0063hat_template"')):
+        text = json.dumps({"model": {"vocab": vocab}})[:-1] + ", " + key + ': "{{ x }}"}'
+        assert json.loads(text)["chat_template"] == "{{ x }}"
+        fs = scan(write(tmp_path, f"{label}/tokenizer_config.json", text.encode()))
+        assert "json.chat_template.suspicious" in rules(fs) and is_malicious(fs), label
+    # the key straddling two reads
+    head = json.dumps({"model": {"vocab": vocab}})[:-1] + ", "
+    boundary = next(4097 + 1000 * k for k in range(1000) if 4097 + 1000 * k > len(head) + 10)  # reads: 4097, then 1000s
+    pad = " " * (boundary - 5 - len(head))
+    fs = scan(write(tmp_path, "edge/tokenizer_config.json", (head + pad + '"chat_template": "x"}').encode()))
+    assert is_malicious(fs)
