@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
@@ -149,6 +149,27 @@ def template_findings(where: Where, key: str, value: Any, offset: int | None, ru
     return [finding(where, rule, Severity.INFO,
                     f"{key} is a Jinja2 template ({len(value)} chars) using only what chat templates use; "
                     "runtimes render it", offset, key=key)]
+
+
+def scan_jinja(f: BinaryIO, where: Where) -> list[Finding]:
+    """A chat template in a file of its own (transformers' ``chat_template.jinja`` and
+    ``additional_chat_templates/<name>.jinja``, loaded by name): rules ``template.chat_template*``.
+
+    Not wired into format detection yet: a ``.jinja`` file has no magic number, so the by-name
+    dispatch of gapsync/scanner/models.py has to call this.
+    """
+    raw = f.read(MAX_TEMPLATE * 4 + 1)  # UTF-8: up to 4 bytes a character
+    if len(raw) > MAX_TEMPLATE * 4:
+        return [finding(where, "template.chat_template.suspicious", Severity.HIGH,
+                        f"{where.name}: a template file over {MAX_TEMPLATE * 4} bytes is too large to judge "
+                        "(fail closed)", None, key=where.name)]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return [finding(where, "template.chat_template.suspicious", Severity.HIGH,
+                        f"{where.name}: not UTF-8 text ({e.reason} at byte {e.start}); a loader would refuse "
+                        "it or read it differently", e.start, key=where.name)]
+    return template_findings(where, where.name, text, None, "template.chat_template")
 
 
 def _environment():

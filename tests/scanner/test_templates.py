@@ -804,3 +804,21 @@ def test_chat_template_in_json_too_large_to_parse_fails_closed(tmp_path, monkeyp
     pad = " " * (boundary - 5 - len(head))
     fs = scan(write(tmp_path, "edge/tokenizer_config.json", (head + pad + '"chat_template": "x"}').encode()))
     assert is_malicious(fs)
+
+
+def test_template_files_of_their_own(tmp_path):
+    """chat_template.jinja (transformers saves templates so now): judged by scan_jinja."""
+    from gapsync.scanner.base import Where
+    from gapsync.scanner.templates import scan_jinja
+
+    def judged(name: str, data: bytes):
+        path = write(tmp_path, name, data)
+        with path.open("rb") as f:
+            return scan_jinja(f, Where(str(path)))
+
+    fs = judged("chat_template.jinja", QWEN3.encode())
+    assert rules(fs) == {"template.chat_template"} and not is_malicious(fs)
+    fs = judged("additional_chat_templates/tool_use.jinja", ISSUE_PAYLOAD.encode())
+    assert rules(fs) == {"template.chat_template.suspicious"} and is_malicious(fs)
+    assert is_malicious(judged("bad.jinja", b"{{ messages }}\xff"))
+    assert is_malicious(judged("big.jinja", b"{# " + b"x" * (4 * templates.MAX_TEMPLATE) + b" #}"))
