@@ -198,7 +198,9 @@ class RegistryClient:
         key = " ".join(scopes)
         tried_auth = False
         hops = 0
-        send_auth = True
+        # credentials and tokens go to the registry's own origin only: an upload Location or a
+        # redirect on another host, port or scheme (http after https) gets none
+        send_auth = _origin(url) == _origin(self.base)
         while True:
             h = dict(headers or {})
             if send_auth:
@@ -231,7 +233,7 @@ class RegistryClient:
                 if not loc or hops > 5:
                     raise FetchError(f"{self.registry}: bad redirect for {urlsplit(url).path}")
                 nxt = urljoin(url, loc)
-                if urlsplit(nxt).netloc != urlsplit(url).netloc:
+                if _origin(nxt) != _origin(url):
                     if not (blob and method in ("GET", "HEAD")):
                         raise FetchError(f"{self.registry}: {method} {urlsplit(url).path} redirected to another host "
                                          f"({urlsplit(nxt).netloc}); refused")

@@ -228,3 +228,15 @@ def test_conda_channel_token_in_the_path_is_used_and_recorded_nowhere(tmp_path):
                        "mirror": _tree_text(mirror), "messages": r.err + r2.err + r3.err}.items():
         assert TOKEN not in text, what
     assert "/t/***/upstream" in lock.read_text()
+
+
+def test_registry_token_goes_to_no_other_origin(upstream):  # noqa: F811
+    """An upload Location or any URL on another origin gets no Authorization (a Basic password
+    or a token), whatever the registry answered."""
+    reg, other = upstream("realm"), upstream("realm")
+    c = client(reg, use_docker_config=False)
+    c.get_manifest("x", "1")  # the token is fetched and cached for repository:x:pull
+    c.request("GET", f"{other.base}/v2/x/manifests/1", scope="repository:x:pull").close()
+    c.request("GET", f"{reg.base}/v2/x/manifests/1", scope="repository:x:pull").close()
+    assert [r["authorization"] for r in other.requests() if r["path"].startswith("/v2/x/")] == [None]
+    assert [r["authorization"] for r in reg.requests() if r["path"].startswith("/v2/x/")][-1] == "Bearer t0k3n"
