@@ -184,6 +184,28 @@ def test_delta_carries_only_new_packages_and_keeps_the_old_ones(conda_upstream, 
     assert len(recs) == 4
 
 
+def test_receipt_delta_carries_what_the_air_side_lacks(conda_upstream, tmp_path):
+    from tests.test_sync import carried, sync
+
+    ch = new_channel(tmp_path, "prod")
+    assert cli("keys", "generate", "--out", tmp_path / "air", "--name", "air").code == 0
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64"])
+    b1 = Path(json.loads(sync(ch, spec, tmp_path / "o1").out)["bundle"])
+    m = tmp_path / "m"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    assert cli("import", b1, "--mirror", m).code == 0
+    assert cli("receipt", "--mirror", m, "-o", tmp_path / "r.json", "--key", tmp_path / "air/air.key").code == 0
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64", "osx-arm64"])
+    r = sync(ch, spec, tmp_path / "o2", "--receipt", tmp_path / "r.json", "--receipt-key", tmp_path / "air/air.pub")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["kind"] == "delta" and carried(Path(doc["bundle"])) == [
+        "conda/upstream/osx-arm64/gs-lib-1.0-h0_0.conda", "conda/upstream/osx-arm64/gs-tool-0.1-h0_0.tar.bz2"]
+    assert cli("import", Path(doc["bundle"]), "--mirror", m).code == 0
+    recs = consume((m / "conda" / "upstream").as_uri(), "osx-arm64", None, ["gs-tool"], tmp_path / "c")
+    assert {r["subdir"] for r in recs} == {"osx-arm64"}
+
+
 def test_volumes_publish_conda_packages_when_their_volume_comes(conda_upstream, tmp_path):
     ch = new_channel(tmp_path, "prod")
     spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool", "gs-py"])
