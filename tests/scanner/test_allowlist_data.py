@@ -210,3 +210,17 @@ def test_dangerous_names_stay_refused():
     for module, name in [("__main__", "Net"), ("models.yolo", "Model"), ("mypkg.nn", "Linear"),
                          ("torch_custom.nn.modules", "Linear")]:
         assert pol.classify(module, name).action is pg.GlobalAction.UNKNOWN, (module, name)
+
+
+def test_every_named_sklearn_scorer_is_allowed():
+    """GridSearchCV(scoring="neg_mean_squared_error") pickles the scorer's function: each one is listed."""
+    pytest.importorskip("sklearn")
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    pol = pg.load_pickle_policy()
+    missing = []
+    for name in get_scorer_names():
+        func = getattr(get_scorer(name), "_score_func", None)
+        if func is not None and pol.classify(func.__module__, func.__qualname__).action is not pg.GlobalAction.ALLOW:
+            missing.append(f"{name}: {func.__module__}:{func.__qualname__}")
+    assert missing == []
