@@ -265,7 +265,7 @@ def test_upstream_serving_other_bytes_is_refused(conda_upstream, tmp_path):
     try:
         url = server.url.removesuffix("/noarch/repodata.json")
         for p in lock["conda"]["packages"]:
-            p["url"] = p["url"].replace(conda_upstream.url, url)
+            p["url"], p["channel"] = p["url"].replace(conda_upstream.url, url), url
         (tmp_path / "l").write_text(json.dumps(lock))
         ch = new_channel(tmp_path / "ch")
         r = cli("bundle", "create", "-f", spec, "--lock", tmp_path / "l", "--state", ch.state, "--key", ch.keys[0],
