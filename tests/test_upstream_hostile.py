@@ -151,6 +151,7 @@ def _hub_spec(tmp_path: Path, endpoint: str) -> Path:
 @pytest.mark.parametrize("mode, reason", [
     ("hub-file-and-dir", "'a' is both a file and a directory"),
     ("hub-huge", "cap"),
+    ("hub-bad-revision", "no commit (40 lower-case hex)"),
 ])
 def test_hostile_hub_listing_stops_resolve(upstream, tmp_path, mode, reason, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")

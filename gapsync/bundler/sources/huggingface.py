@@ -142,8 +142,8 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
     try:
         info = api.model_info(spec.name, revision=spec.revision)
         commit = info.sha
-        if not commit or len(commit) != 40:
-            raise FetchError(f"{where}: the Hub answered no commit for the revision")
+        if not isinstance(commit, str) or not COMMIT_RE.match(commit):
+            raise UpstreamError(f"{where}: the Hub answered no commit (40 lower-case hex) for the revision")
         entries = []
         for e in api.list_repo_tree(spec.name, revision=commit, recursive=True):
             if isinstance(e, RepoFile):
