@@ -362,8 +362,13 @@ def _torch() -> Iterator[tuple[str, Callable[[Path], None]]]:
     def checkpoint():
         model = convnet()
         opt = torch.optim.AdamW(model.parameters())
+        import argparse
+        import pathlib
+
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
-                "scheduler": sched.StepLR(opt, 2).state_dict(), "rng": torch.get_rng_state()}
+                "scheduler": sched.StepLR(opt, 2).state_dict(), "rng": torch.get_rng_state(),
+                "args": argparse.Namespace(lr=0.1, data=pathlib.Path("/data/train"), layers=[2, 3]),
+                "torch_version": torch.__version__}
 
     yield "checkpoint.pt", saver(checkpoint)
 
