@@ -82,6 +82,10 @@ def names_of(t: Target, manifest_of: Callable[[Target], dict] | None) -> list[Na
         fn = str(t.custom.get("filename" if t.kind == "python" else "of", ""))
         fn += ".metadata" if t.kind == "python-metadata" else ""
         return [Name(f"python-file:{fn}", t.blob.digest, f"Python file {fn}")]
+    if t.kind == "conda":  # the file and its repodata record (depends...): another channel may change neither
+        record = json.dumps(t.custom.get("record"), sort_keys=True, default=str)
+        value = hashlib.sha256(f"{t.blob.digest}\n{record}".encode()).hexdigest()
+        return [Name(f"conda:{t.path}", value, f"conda package {t.path}")]
     return [Name(f"{t.kind}:{t.path}", t.blob.digest, f"{t.kind} {t.path}")]
 
 

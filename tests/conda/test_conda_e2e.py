@@ -20,8 +20,9 @@ from tests.helpers import Server, free_port
 HERE = Path(__file__).resolve().parent
 
 
-def conda_spec(path: Path, channel_url: str, specs: list[str], platforms=("linux-64", "osx-arm64"), extra: str = "") -> Path:
-    path.write_text(f"name: envs\nchannel: prod\nconda:\n  channels: [{channel_url}]\n  specs: {json.dumps(specs)}\n"
+def conda_spec(path: Path, channel_url: str, specs: list[str], platforms=("linux-64", "osx-arm64"), extra: str = "",
+               channel: str = "prod") -> Path:
+    path.write_text(f"name: envs\nchannel: {channel}\nconda:\n  channels: [{channel_url}]\n  specs: {json.dumps(specs)}\n"
                     f"  platforms: {json.dumps(list(platforms))}\n{extra}")
     return path
 

@@ -398,3 +398,32 @@ def test_a_pax_header_bomb_is_refused_without_reading_it(tmp_path):
     assert pkg.stat().st_size < 10_000
     facts = read_package(pkg, pkg.name)
     assert [f.rule for f in facts.findings] == ["conda.unreadable"] and "pax header" in facts.findings[0].message
+
+
+def test_another_channel_may_not_change_a_published_package_or_its_record(conda_upstream, tmp_path):
+    """Same file name, same bytes, but other dependencies in the record: that would rewrite what
+    the first channel's users install, so it is refused; the identical package is fine."""
+    m = tmp_path / "m"
+    bundles = {}
+    for name, edit in (("prod", False), ("research", True), ("research2", False)):
+        ch = new_channel(tmp_path / name, name)
+        spec = conda_spec(tmp_path / f"{name}.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64"],
+                          channel=name)
+        assert cli("resolve", "-f", spec, "-o", tmp_path / f"{name}.lock", "--cache", tmp_path / "c").code == 0
+        if edit:
+            lock = json.loads((tmp_path / f"{name}.lock").read_text())
+            tool = next(p for p in lock["conda"]["packages"] if p["name"] == "gs-tool")
+            tool["record"]["depends"] = ["gs-lib >=1,<2", "evil-dep"]
+            (tmp_path / f"{name}.lock").write_text(json.dumps(lock))
+        r = cli("bundle", "create", "-f", spec, "--lock", tmp_path / f"{name}.lock", "--state", ch.state, "--key",
+                ch.keys[0], "-o", tmp_path / f"out-{name}", "--cache", tmp_path / "c")
+        assert r.code == 0, r.err
+        assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+        bundles[name] = next((tmp_path / f"out-{name}").glob("*.gapsync"))
+    assert cli("import", bundles["prod"], "--mirror", m).code == 0
+    repodata = (m / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes()
+    r = cli("import", bundles["research"], "--mirror", m)
+    assert r.code == 3 and "research" in r.err and "prod" in r.err and "gs-tool-0.1-h0_0.tar.bz2" in r.err, r.err
+    assert (m / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes() == repodata
+    assert cli("import", bundles["research2"], "--mirror", m).code == 0
+    assert (m / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes() == repodata
