@@ -10,6 +10,7 @@ Packages (licenses as declared in each package's metadata):
   gs-lib's file; depends on ``gs-lib >=1,<2`` (so the solver must pick 1.0, not the newest);
 - ``python`` 3.11.0 (linux-64, osx-arm64): a stand-in, so that noarch: python packages link;
 - ``gs-py`` 1.0 (noarch: python): a module in site-packages; depends on python and gs-lib;
+- ``gs-newglibc`` 1.0 (linux-64): depends on ``__glibc >=2.34`` (a virtual package);
 - ``gs-pickle`` 1.0 (noarch: generic): a pickle that calls os.system (made with pickle.dumps,
   never loaded), for the "scan pickles in packages" policy.
 """
@@ -54,6 +55,9 @@ def build(out: Path) -> None:
         script = b'#!/bin/sh\necho "hello from gs-tool with gs-lib $(cat "$(dirname "$0")/../share/gs-lib/VERSION")"\n'
         assemble_package("gs-tool", "0.1", plat, "h0_0", d, files_dir=_stage({"bin/gs-hello": (script, 0o755)}),
                          license="Apache-2.0", depends=["gs-lib >=1,<2"], timestamp=TS, archive_type=ArchiveType.TarBz2)
+        if plat == "linux-64":  # needs a newer glibc than gapsync assumes by default (2.28)
+            assemble_package("gs-newglibc", "1.0", plat, "h0_0", d, files_dir=_stage({"share/gs-newglibc/x": (b"x", 0o644)}),
+                             license="MIT", depends=["__glibc >=2.34"], timestamp=TS)
         assemble_package("python", "3.11.0", plat, "h0_0_cpython", d,
                          files_dir=_stage({"bin/python3.11": (b"#!/bin/sh\necho stand-in\n", 0o755)}),
                          license="PSF-2.0", timestamp=TS)

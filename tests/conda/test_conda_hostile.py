@@ -228,6 +228,8 @@ BAD_SPECS = {
     "unknown key": ("specs: [x]\n  pltforms: [linux-64]", "unknown key"),
     "no specs": ("specs: []", "no match specs"),
     "query in url": ("channels: ['https://a.example/c?token=x']\n  specs: [x]", "query"),
+    "virtual package form": ("specs: [x]\n  virtual_packages: {linux-64: ['glibc']}", "NAME=VERSION=BUILD"),
+    "virtual package platform": ("specs: [x]\n  virtual_packages: {win-64: ['__win=0=0']}", "not one of the platforms"),
 }
 
 
@@ -427,3 +429,16 @@ def test_another_channel_may_not_change_a_published_package_or_its_record(conda_
     assert (m / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes() == repodata
     assert cli("import", bundles["research2"], "--mirror", m).code == 0
     assert (m / "conda" / "upstream" / "linux-64" / "repodata.json").read_bytes() == repodata
+
+
+def test_virtual_packages_are_the_air_sides_not_the_dmz_hosts(conda_upstream, tmp_path):
+    """gs-newglibc needs glibc >= 2.34: not solvable with the default assumption (2.28), whatever
+    this machine's glibc is; solvable once the spec says the air side's machines have 2.35."""
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-newglibc"], platforms=["linux-64"])
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
+    assert r.code == 2 and "__glibc" in r.err and "linux-64" in r.err, r.err
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-newglibc"], platforms=["linux-64"],
+                      extra="  virtual_packages: {linux-64: ['__unix=0=0', '__linux=6.1=0', '__glibc=2.35=0']}\n")
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "l").read_text())["conda"]["solved"]["linux-64"] == ["gs-newglibc=1.0=h0_0"]
