@@ -176,13 +176,13 @@ def test_hub_serving_other_bytes_is_refused_and_nothing_cached(make_hub, tmp_pat
     assert not list((tmp_path / "c/partial").glob("*.part"))
 
 
-@pytest.mark.parametrize("mode, words", [("traversal", ["unsafe file name", "../evil.txt"]),
-                                         ("many-files", ["more than 20000 files"])])
-def test_hostile_trees_are_refused(make_hub, tmp_path, mode, words):
+@pytest.mark.parametrize("mode, code, words", [("traversal", 1, ["unsafe file name", "../evil.txt"]),  # the Hub's fault
+                                               ("many-files", 2, ["more than 20000 files"])])  # narrow the spec
+def test_hostile_trees_are_refused(make_hub, tmp_path, mode, code, words):
     hub = make_hub(mode=mode)
     spec = model_spec(tmp_path / "g.yaml", hub.url)
     r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
-    assert r.code == 2, (r.code, r.err)
+    assert r.code == code, (r.code, r.err)
     for w in words:
         assert w in r.err
     assert not (tmp_path / "l").exists()
