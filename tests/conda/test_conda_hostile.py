@@ -442,3 +442,15 @@ def test_virtual_packages_are_the_air_sides_not_the_dmz_hosts(conda_upstream, tm
     r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
     assert r.code == 0, r.err
     assert json.loads((tmp_path / "l").read_text())["conda"]["solved"]["linux-64"] == ["gs-newglibc=1.0=h0_0"]
+
+
+def test_scan_spec_reports_conda_findings_without_a_bundle(conda_upstream, tmp_path):
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-pickle", "gs-tool"], platforms=["linux-64"])
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: p\nmodels:\n  scan_pickles_in_packages: true\n")
+    r = cli("scan", "--spec", spec, "--policy", policy, "--cache", tmp_path / "c", "--json")
+    assert r.code == 4, r.err
+    doc = json.loads(r.out)
+    text = json.dumps(doc)
+    assert "conda:gs-pickle@1.0" in text and "pickle.global" in text and "noarch/gs-pickle-1.0-h0_0.conda" in text
+    assert "Apache-2.0" in text  # gs-tool's license, read from the package
