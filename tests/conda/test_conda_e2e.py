@@ -130,23 +130,30 @@ def test_installs_over_gapsync_serve(crossed, tmp_path):
 
 
 def test_bundle_targets_and_sbom_cover_conda(crossed):
-    base, ch, mirror, bundle, _ = crossed
-    r = cli("bundle", "inspect", bundle, "--json")
-    assert r.code == 0, r.err
-    info = json.loads(r.out)
-    text = json.dumps(info)
-    assert "conda" in text
-    sbom = next((mirror / ".gapsync" / "blobs").rglob("*"), None)
-    assert sbom is not None
-    from gapsync.scanner.sbom import build_sbom
+    """The signed targets say what each conda file is; the bundle's own SBOM (valid CycloneDX
+    1.6) lists each conda package version as pkg:conda with its files and license."""
+    import tarfile
 
-    doc = json.loads(build_sbom({"channel": "prod", "version": 1, "kind": "full", "created": "2026-01-01T00:00:00+00:00",
-                                 "artifacts": [
-        {"kind": "conda", "name": "gs-tool", "version": "0.1", "channel": "https://conda.anaconda.org/conda-forge",
-         "license": "Apache-2.0", "files": [{"filename": "gs-tool-0.1-h0_0.tar.bz2", "sha256": "0" * 64, "size": 1,
-                                               "subdir": "linux-64", "build": "h0_0"}]}]}))
-    purls = [c.get("purl") for c in doc["components"]]
-    assert any(p and p.startswith("pkg:conda/gs-tool@0.1") for p in purls), purls
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    _, _, mirror, bundle, _ = crossed
+    with tarfile.open(bundle) as tf:
+        targets = json.loads(tf.extractfile("metadata/targets.json").read())["signed"]["targets"]
+        sbom_digest = targets["gapsync/sbom.cdx.json"]["hashes"]["sha256"]
+        data = tf.extractfile(f"blobs/sha256/{sbom_digest}").read()
+    t = targets["conda/upstream/osx-arm64/gs-tool-0.1-h0_0.tar.bz2"]["custom"]
+    assert t["kind"] == "conda" and t["subdir"] == "osx-arm64" and t["depends"] == ["gs-lib >=1,<2"]
+    assert t["license"] == "Apache-2.0" and t["record"]["build"] == "h0_0" and t["platforms"] == ["osx-arm64"]
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(data.decode()) is None
+    comps = {c["bom-ref"]: c for c in json.loads(data)["components"]}
+    tool = comps["conda:gs-tool@0.1"]
+    assert tool["purl"].startswith("pkg:conda/gs-tool@0.1?channel=")
+    assert tool["licenses"][0]["expression"] == "Apache-2.0"
+    assert {r["url"] for r in tool["externalReferences"]} >= {"conda/upstream/linux-64/gs-tool-0.1-h0_0.tar.bz2",
+                                                                "conda/upstream/osx-arm64/gs-tool-0.1-h0_0.tar.bz2"}
+    py = comps["conda:gs-py@1.0"]  # one file: the purl names the build
+    assert "build=pyh0_0" in py["purl"] and "subdir=noarch" in py["purl"] and "type=conda" in py["purl"]
 
 
 def test_second_import_is_nothing_new_and_tree_stable(crossed):

@@ -454,3 +454,27 @@ def test_scan_spec_reports_conda_findings_without_a_bundle(conda_upstream, tmp_p
     text = json.dumps(doc)
     assert "conda:gs-pickle@1.0" in text and "pickle.global" in text and "noarch/gs-pickle-1.0-h0_0.conda" in text
     assert "Apache-2.0" in text  # gs-tool's license, read from the package
+
+
+def test_blocked_list_and_license_deny_apply_to_conda(conda_upstream, tmp_path):
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64"])
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: p\nblocked:\n  - {kind: conda, name: 'gs-l*', reason: not here}\n")
+    r = _create(tmp_path / "a", spec, policy)
+    assert r.code == 4 and "conda:gs-lib@1.0" in r.err and "not here" in r.err and "gs-tool" not in r.err, r.err
+    policy.write_text("name: p\nlicenses:\n  deny: [Apache-2.0]\n")
+    r = _create(tmp_path / "b", spec, policy)
+    assert r.code == 4 and "conda:gs-tool@0.1" in r.err and "Apache-2.0" in r.err, r.err
+    r = cli("bundle", "create", "-f", spec, "--state", tmp_path / "b" / "ch" / "state", "--key",
+        tmp_path / "b" / "ch" / "keys" / "prod0.key", "-o", tmp_path / "partial", "--cache", tmp_path / "b" / "c",
+        "--policy", policy, "--allow-partial")
+    assert r.code == 0, r.err
+    bundle = next((tmp_path / "partial").glob("*.gapsync"))
+    r = cli("bundle", "inspect", bundle, "--json")
+    names = {(a["name"], a.get("decision")) for a in json.loads(r.out)["artifacts"] if a["kind"] == "conda"}
+    assert ("gs-tool", "block") in names and ("gs-lib", "allow") in names
+    with tarfile.open(bundle) as tf:
+        carried = [n for n in tf.getnames() if n.startswith("blobs/")]
+        targets = json.loads(tf.extractfile("metadata/targets.json").read())["signed"]["targets"]
+    assert not any("gs-tool" in p for p in targets) and any("gs-lib" in p for p in targets)
+    assert len(carried) >= 1
