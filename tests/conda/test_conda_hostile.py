@@ -478,3 +478,21 @@ def test_blocked_list_and_license_deny_apply_to_conda(conda_upstream, tmp_path):
         targets = json.loads(tf.extractfile("metadata/targets.json").read())["signed"]["targets"]
     assert not any("gs-tool" in p for p in targets) and any("gs-lib" in p for p in targets)
     assert len(carried) >= 1
+
+
+def test_the_air_side_scans_again_under_its_own_policy(conda_upstream, tmp_path):
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-pickle", "gs-lib"], platforms=["linux-64"])
+    assert _create(tmp_path, spec).code == 0  # the DMZ's default policy does not look for pickles
+    bundle = next((tmp_path / "out").glob("*.gapsync"))
+    m = tmp_path / "m"
+    assert cli("trust", "pin", tmp_path / "ch" / "state" / "prod" / "1.root.json", "--mirror", m).code == 0
+    policy = tmp_path / "air.yaml"
+    policy.write_text("name: air\nmodels:\n  scan_pickles_in_packages: true\n")
+    r = cli("import", bundle, "--mirror", m, "--policy", policy)
+    assert r.code == 4 and "conda:gs-pickle@1.0" in r.err and "nothing was published" in r.err, r.err
+    assert not (m / "conda").exists()
+    r = cli("import", bundle, "--mirror", m, "--policy", policy, "--allow-partial")
+    assert r.code == 0, r.err
+    doc = json.loads((m / "conda" / "upstream" / "noarch" / "repodata.json").read_text())
+    assert doc["packages.conda"] == {}  # gs-pickle left out; gs-lib (linux-64) published
+    assert (m / "conda" / "upstream" / "linux-64" / "gs-lib-2.0-h0_0.conda").is_file()
