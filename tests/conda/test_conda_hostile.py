@@ -78,6 +78,8 @@ LIES = {
     "record with another size": {"record": {"_merge": 1, "size": 1}},
     "depends not strings": {"record": {"_merge": 1, "depends": [{"x": 1}]}},
     "record with odd keys": {"record": {"_merge": 1, "Evil Key": 1}},
+    "record pointing elsewhere": {"record": {"_merge": 1, "url": "http://intranet.example/x.conda"}},
+    "record with a base_url": {"record": {"_merge": 1, "base_url": "http://intranet.example/"}},
 }
 
 

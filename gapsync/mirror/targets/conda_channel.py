@@ -39,6 +39,8 @@ NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9._-]{0,127}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!]{0,63}$")
 BUILD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+]{0,63}$")
 KEY_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+# record keys that would make a client fetch the file from elsewhere (conda reads a record's url)
+LOCATION_KEYS = frozenset({"url", "fn", "channel", "base_url"})
 EXTENSIONS = (".conda", ".tar.bz2")
 
 
@@ -80,6 +82,9 @@ class CondaChannel:
         rec = t.custom.get("record")
         if not isinstance(rec, dict) or not all(isinstance(k, str) and KEY_RE.match(k) for k in rec):
             raise BundleFormatError(f"target {t.path!r}: no repodata record, or one with odd keys")
+        if LOCATION_KEYS & rec.keys():
+            raise BundleFormatError(f"target {t.path!r}: the record names a location ({', '.join(sorted(LOCATION_KEYS & rec.keys()))}); "
+                                    "the channel serves the file beside its repodata")
         for key in ("name", "version", "build", "subdir"):
             if rec.get(key) != t.custom.get(key):
                 raise BundleFormatError(f"target {t.path!r}: the record's {key} {rec.get(key)!r} is not the target's "
