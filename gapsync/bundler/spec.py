@@ -218,6 +218,11 @@ def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
         raise loc.error((*k, "index_url"), f"{index_url!r}: expected an http(s) URL of a PEP 503 index")
     if not index_url.endswith("/"):
         index_url += "/"
+    from gapsync.bundler.http import remember_credentials
+
+    # user info taken out where the URL enters gapsync: kept for its origin (sent there as Basic,
+    # also to uv through resolve's index proxy), never in the spec object, the lock or a message
+    index_url = remember_credentials(index_url)
     reqs = py.get("requirements", [])
     _expect(loc, (*k, "requirements"), reqs, list, "a list of requirement strings")
     from packaging.requirements import InvalidRequirement, Requirement
