@@ -170,7 +170,8 @@ def test_every_publishable_kind_has_names():
     assert claims.names_of(future, None)[0].key == "chart:chart/team/app-1.0.tgz"
 
 
-def test_a_python_file_of_the_same_name_with_other_bytes_is_refused_naming_both_channels(tmp_path):
+@pytest.mark.parametrize("namespace", [None, "research"])
+def test_a_python_file_of_the_same_name_with_other_bytes_is_refused_naming_both_channels(tmp_path, namespace):
     from tests.conftest import write_spec
     from tests.helpers import make_wheel, static_server, write_index
 
@@ -188,13 +189,20 @@ def test_a_python_file_of_the_same_name_with_other_bytes_is_refused_naming_both_
         for s in servers:
             s.stop()
     m = tmp_path / "mirror"
-    for ch, _ in bundles.values():
-        assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    for name, (ch, _) in bundles.items():
+        extra = ["--namespace", namespace] if namespace and name == "research" else []
+        assert cli("trust", "pin", ch.root, "--mirror", m, *extra).code == 0
     assert cli("import", bundles["prod"][1], "--mirror", m).code == 0
     before = snapshot(m)
     r = cli("import", bundles["research"][1], "--mirror", m)
-    assert r.code == 3 and "Python file lanepkg-1.0-py3-none-any.whl" in r.err and "'prod'" in r.err, (r.code, r.err)
-    assert snapshot(m) == before
+    wheel = "lanepkg-1.0-py3-none-any.whl"
+    if namespace is None:
+        assert r.code == 3 and f"Python file {wheel}" in r.err and "'prod'" in r.err, (r.code, r.err)
+        assert snapshot(m) == before
+        return
+    assert r.code == 0, r.err  # each channel's file in its own index, neither touched
+    assert (m / "pypi/files" / wheel).read_bytes() != (m / "ns/research/pypi/files" / wheel).read_bytes()
+    assert wheel in (m / "ns/research/pypi/simple/lanepkg/index.html").read_text()
 
 
 def test_a_mirror_published_before_claims_were_kept_is_still_guarded(bundles, tmp_path):
