@@ -53,6 +53,8 @@ def _helper(name: str, server: str) -> Credentials | None:
         doc = json.loads(r.stdout)
     except ValueError as e:
         raise InputError(f"credential helper {exe} printed something that is not JSON") from e
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k, ""), str) for k in ("Username", "Secret")):
+        raise InputError(f"credential helper {exe} printed JSON without string Username and Secret")
     if doc.get("Username") == "<token>":
         return Credentials("", "", doc.get("Secret"))
     return Credentials(doc.get("Username", ""), doc.get("Secret", ""))
@@ -64,9 +66,14 @@ def credentials_for(registry: str) -> Credentials | None:
         return None
     try:
         cfg = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:
+        raise InputError(f"{path}: not valid JSON ({type(e).__name__})") from e
+    if not isinstance(cfg, dict):
+        raise InputError(f"{path}: not a JSON object")
     helpers = cfg.get("credHelpers") or {}
+    if not isinstance(helpers, dict) or not isinstance(cfg.get("auths") or {}, dict) \
+            or not isinstance(cfg.get("credsStore") or "", str):
+        raise InputError(f"{path}: credHelpers and auths must be objects, credsStore a string")
     for k in _keys(registry):
         if k in helpers:
             return _helper(helpers[k], k)
@@ -75,6 +82,9 @@ def credentials_for(registry: str) -> Credentials | None:
         entry = auths.get(k)
         if not entry:
             continue
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(f) or "", str)
+                                                  for f in ("auth", "identitytoken", "username", "password")):
+            raise InputError(f"{path}: auths[{k}] is not an object of strings")
         if entry.get("identitytoken"):
             return Credentials("", "", entry["identitytoken"])
         if entry.get("auth"):
