@@ -104,7 +104,7 @@ class _CappedAdapter(HTTPAdapter):
         if request.url:
             request.url = unmask(request.url)
         resp = super().send(request, stream=True, **kw)
-        if not stream:
+        if not stream and request.method != "HEAD":  # a HEAD's Content-Length is the entity's, no body comes
             resp._content = read_capped(resp, MAX_DOCUMENT, redact_url(request.url or "?"))
             resp._content_consumed = True
         return resp
@@ -115,7 +115,7 @@ def cap_answers(s: requests.Session, cap: int = MAX_DOCUMENT) -> requests.Sessio
     own session (MLflow's): a response hook runs before requests reads the body, so it is read
     here, in chunks, and refused one byte past the cap. Streamed downloads pass untouched."""
     def hook(resp, *args, **kw):
-        if not kw.get("stream") and resp._content is False:
+        if not kw.get("stream") and resp._content is False and resp.request.method != "HEAD":
             resp._content = read_capped(resp, cap, redact_url(resp.url or "?"))
             resp._content_consumed = True
         return resp
