@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gapsync.errors import BundleFormatError, PublishError
+from gapsync.errors import BundleFormatError, GapsyncError, PublishError
 from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.conda_channel import CondaChannel
@@ -498,3 +498,23 @@ def test_the_air_side_scans_again_under_its_own_policy(conda_upstream, tmp_path)
     doc = json.loads((m / "conda" / "upstream" / "noarch" / "repodata.json").read_text())
     assert doc["packages.conda"] == {}  # gs-pickle left out; gs-lib (linux-64) published
     assert (m / "conda" / "upstream" / "linux-64" / "gs-lib-2.0-h0_0.conda").is_file()
+
+
+@pytest.mark.parametrize("damage", ["not json", "list", "symlink", "fifo"])
+def test_a_damaged_inventory_stops_the_publish_before_it_writes(channel, tmp_path, damage):
+    layout, blob_path, put = channel
+    put(b"first")
+    inv = layout.meta / "conda" / "chan" / "linux-64.json"
+    inv.parent.mkdir(parents=True)
+    if damage == "not json":
+        inv.write_text("{{{")
+    elif damage == "list":
+        inv.write_text("[]")
+    elif damage == "symlink":
+        (tmp_path / "elsewhere.json").write_text('{"packages": {}, "packages.conda": {}}')
+        inv.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        os.mkfifo(inv)
+    with pytest.raises(GapsyncError):
+        CondaChannel(layout).publish([_target(b"first")], blob_path, PublishJournal(layout.meta / "staging" / "a"))
+    assert not (layout.root / "conda").exists()

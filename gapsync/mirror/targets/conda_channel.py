@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, PublishError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -42,6 +42,7 @@ KEY_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 # record keys that would make a client fetch the file from elsewhere (conda reads a record's url)
 LOCATION_KEYS = frozenset({"url", "fn", "channel", "base_url"})
 EXTENSIONS = (".conda", ".tar.bz2")
+MAX_INVENTORY = 1 << 30  # one subdir's inventory (conda-forge's whole linux-64 repodata is ~0.3 GB)
 
 
 def _strings(value: Any) -> bool:
@@ -100,7 +101,15 @@ class CondaChannel:
         key = (channel, subdir)
         if key not in self._inventories:
             p = self.inventory_dir / channel / f"{subdir}.json"
-            self._inventories[key] = json.loads(p.read_text()) if p.exists() else {"packages": {}, "packages.conda": {}}
+            inv: Any = {"packages": {}, "packages.conda": {}}
+            if p.exists() or p.is_symlink():
+                try:
+                    inv = json.loads(fsutil.read_regular(p, MAX_INVENTORY))
+                except (OSError, ValueError, RecursionError) as e:
+                    raise PublishError(f"{p}: the conda inventory cannot be read ({e}); nothing was published") from e
+            if not (isinstance(inv, dict) and all(isinstance(inv.get(k), dict) for k in ("packages", "packages.conda"))):
+                raise PublishError(f"{p}: the conda inventory is damaged; nothing was published")
+            self._inventories[key] = inv
         return self._inventories[key]
 
     @staticmethod
