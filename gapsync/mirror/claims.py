@@ -76,7 +76,7 @@ def names_of(t: Target, manifest_of: Callable[[Target], dict] | None) -> list[Na
         return out
     if t.kind == "oci-image":
         c = t.custom
-        ref = f"{c['name']}:{c['tag']}" if c.get("tag") else f"{c['name']}@{c['digest']}"
+        ref = f"{c.get('name')}:{c.get('tag')}" if c.get("tag") else f"{c.get('name')}@{c.get('digest')}"
         return [Name(f"oci-image:{ref}", str(c.get("digest")), f"image {ref}")]
     if t.kind in ("python", "python-metadata"):
         fn = str(t.custom.get("filename" if t.kind == "python" else "of", ""))
@@ -186,7 +186,7 @@ def _bootstrap(view: MirrorLayout) -> dict[str, dict]:
         for t in targets:
             try:
                 names = names_of(t, lambda t: json.loads(fsutil.read_regular(base.blob_path(t.blob.digest), MAX_STATE)))
-            except (OSError, ValueError, RecursionError):
+            except (OSError, ValueError, RecursionError, AttributeError, TypeError):
                 continue  # a model that was never published here (blocked): it claims nothing
             for n in names:
                 claims.setdefault(n.key, {"channel": c, "value": n.value})
