@@ -172,6 +172,8 @@ def test_delta_carries_only_new_packages_and_keeps_the_old_ones(conda_upstream, 
     r = sync(ch, spec, tmp_path / "o1")
     assert r.code == 0, r.err
     b1 = Path(json.loads(r.out)["bundle"])
+    r = sync(ch, spec, tmp_path / "o1b")  # the same environment again: nothing new, no bundle
+    assert r.code == 5 and json.loads(r.out)["nothing_new"] is True, r.err
     spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool", "gs-py"], platforms=["linux-64"])
     r = sync(ch, spec, tmp_path / "o2")
     assert r.code == 0, r.err
