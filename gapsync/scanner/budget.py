@@ -39,7 +39,7 @@ class BudgetLimits:
     """The configurable limits (policy ``models.scan_budget``); see docs/policy.md."""
 
     pickle_ops: int = 2_000_000  # opcodes followed, at least; or one per 4 bytes of the artifact
-    entries: int = 4_096  # container entries (zip entries, tar members, streams), at least; or one per 64 bytes
+    entries: int = 10_000  # container entries (zip entries, tar members, streams), at least; or one per 512 bytes
     decompressed_bytes: int = 128 * MIB  # bytes out of decompressors, at least ...
     decompressed_ratio: int = 32  # ... or this many times the artifact's size
     depth: int = 8  # containers inside containers (zip in tar in gzip ...)
@@ -65,7 +65,7 @@ class Budget:
         size = max(0, size)
         self.limits = limits
         self.max_ops = max(limits.pickle_ops, size // 4)
-        self.max_entries = max(limits.entries, size // 64)
+        self.max_entries = max(limits.entries, size // 512)
         self.max_bytes = max(limits.decompressed_bytes, limits.decompressed_ratio * size)
         self.seconds = limits.cpu_seconds + limits.cpu_seconds_per_gib * max(0, size - FREE_SIZE) / (1 << 30)
         self.deadline: float | None = None  # set at the first check: reading the clock is a system call

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.detect import Format
+from gapsync.scanner.detect import COMPRESSED, Format
 from gapsync.scanner.streams import CHUNK, Window, bunzip_stream, decompressing, inflate_stream
 
 EOCD_SIG = b"PK\x05\x06"
@@ -64,7 +64,8 @@ def scan_zip(f: BinaryIO, where: Where) -> list[Finding]:
     out: list[Finding] = []
     size = f.seek(0, io.SEEK_END)
     try:
-        entries = read_central_directory(f, size)
+        budget = where.budget
+        entries = read_central_directory(f, size, None if budget is None else budget.max_entries - budget.entries)
     except ZipFormatError as e:
         return [finding(where, "zip.malformed", Severity.HIGH,
                         f"zip central directory unreadable ({e}): a loader that tolerates this may still read "
@@ -110,7 +111,7 @@ def has_zip_tail(f: BinaryIO, size: int) -> bool:
     return found
 
 
-def read_central_directory(f: BinaryIO, size: int) -> list[Entry]:
+def read_central_directory(f: BinaryIO, size: int, room: int | None = None) -> list[Entry]:
     """Entries in central-directory order (ZIP64 aware); raises ZipFormatError if unreadable."""
     tail_len = min(size, 65535 + 22)
     f.seek(size - tail_len)
@@ -138,6 +139,11 @@ def read_central_directory(f: BinaryIO, size: int) -> list[Entry]:
         eocd_at = z64_at
     elif 0xFFFFFFFF in (cd_size, cd_offset) or n_total == 0xFFFF:
         raise ZipFormatError("ZIP64 sizes without a ZIP64 locator")
+    if room is not None and n_total > room:  # refused before a record is parsed: memory stays flat
+        from gapsync.scanner.budget import BudgetExceeded
+
+        raise BudgetExceeded("entries", f"a zip of {n_total:,} entries, more than the {room:,} left of the "
+                                        "container entries budget")
     if n_total > MAX_ENTRIES:
         raise ZipFormatError(f"{n_total} entries (more than {MAX_ENTRIES})")
     # Offsets are relative to where the zip starts; data prepended to a zip (a self-extractor,
@@ -301,14 +307,18 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
     if fmt is Format.PICKLE and not e.name.lower().endswith(PICKLE_SUFFIXES):
         out.append(finding(where, "zip.entry.disguised_pickle", Severity.MEDIUM,
                            f"entry {e.name!r} holds a pickle but its name does not say so", e.header_offset))
-    # CRC only for entries whose content was analysed: tensor data is not read for a checksum.
-    if fmt is not Format.UNKNOWN and e.usize <= CRC_CHECK_LIMIT and not (e.flags & FLAG_ENCRYPTED):
+    # CRC only for entries whose content was analysed, and not for containers: tensor data is not
+    # read for a checksum, and a zip of zips would have each level read again (a bomb's copies)
+    if (fmt not in _NO_CRC and e.usize <= CRC_CHECK_LIMIT and not (e.flags & FLAG_ENCRYPTED)):
         crc = _crc_of(f, e, where.budget)
         if crc is not None and crc != e.crc:
             out.append(finding(where, "zip.crc_mismatch", Severity.MEDIUM,
                                f"CRC-32 is 0x{crc:08x}, the directory says 0x{e.crc:08x}: some tools refuse the "
                                "entry, others (torch) load it; its content was scanned", e.header_offset))
     return out
+
+
+_NO_CRC = frozenset({Format.UNKNOWN, Format.ZIP, Format.TAR, Format.SEVENZIP}) | COMPRESSED
 
 
 def _crc_of(f: BinaryIO, e: Entry, budget=None) -> int | None:
