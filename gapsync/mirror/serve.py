@@ -36,8 +36,10 @@ unbounded number; what cannot be satisfied is a 416, what is malformed a 400.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -49,7 +51,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
@@ -78,6 +80,7 @@ MAX_MANIFEST_BYTES = 4 << 20  # the distribution registry's cap on a manifest
 MAX_RECORD_BYTES = 64 << 20  # oci/index.json, .gapsync/models/index.json, one model commit document
 MAX_NESTED_INDEXES = 4  # image index -> image index -> ... -> manifest
 CHUNK = 256 << 10  # bytes per read when streaming a file
+SMALL_FILE = 256 << 10  # answered with one read (pages, .metadata, manifests); larger ones are streamed
 COMMIT_DOC_CACHE = 32  # parsed model commit documents kept (content-addressed, so never stale)
 
 # defaults of the embedded server (gapsync serve options)
@@ -159,38 +162,109 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 
 # -- files under the mirror, never through a link ----------------------------------------------
-def open_under(root: Path, parts: Iterable[str]) -> tuple[BinaryIO | None, str]:
-    """Open ``root/part/part/...`` for reading: every directory below ``root`` and the file itself
-    are opened with ``O_NOFOLLOW`` relative to their parent, and the file must be a regular file
-    (checked on the open descriptor, opened ``O_NONBLOCK`` so a FIFO cannot block). Returns the
-    file, or None and the reason."""
-    parts = list(parts)
-    if not parts or any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
-        return None, "not a path under the mirror"
-    try:
-        dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None, "not found"
-    fd = -1
-    try:
-        for p in parts[:-1]:
-            nfd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-            os.close(dfd)
-            dfd = nfd
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-    except OSError as e:
-        return None, "a link or not a directory on the way, refused" if e.errno in (errno.ELOOP, errno.ENOTDIR) else "not found"
-    finally:
-        os.close(dfd)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return None, "not a regular file, refused"
-    return os.fdopen(fd, "rb"), ""
+class MirrorFile(io.FileIO):
+    """A regular file of the mirror, open for reading; ``st`` is its ``fstat``."""
+
+    st: os.stat_result
 
 
-def _read_capped(f: BinaryIO, cap: int, what: str) -> bytes:
-    size = os.fstat(f.fileno()).st_size
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture (5.6+)
+_RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x02, 0x04, 0x08
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _openat2_function() -> Callable[[int, str], int] | None:
+    """Linux's openat2(2) with RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH: the kernel opens a whole
+    relative path without following any link on the way, in one call (a request for a page
+    costs one system call instead of one per path component). None where it is missing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    how = _OpenHow(_FILE_FLAGS, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
+    how_p, how_size = ctypes.cast(ctypes.pointer(how), ctypes.c_void_p), ctypes.sizeof(how)
+
+    def openat2(dirfd: int, rel: str) -> int:
+        fd = syscall(_SYS_OPENAT2, dirfd, os.fsencode(rel), how_p, how_size)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e), rel)
+        return fd
+
+    return openat2
+
+
+class MirrorRoot:
+    """The mirror directory, opened once per process; every file below it is opened relative to
+    that descriptor, never through a link, and must be a regular file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._openat2 = _openat2_function() if hasattr(os, "O_NOFOLLOW") and os.uname().sysname == "Linux" else None
+
+    def _dirfd(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            with self._lock:
+                if self._fd is None or self._pid != os.getpid():
+                    self._fd, self._pid = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), os.getpid()
+        return self._fd
+
+    def open(self, parts: Iterable[str]) -> tuple[MirrorFile | None, str]:
+        """Open MIRROR/part/part/... for reading: no component may be a link, and the file must be
+        a regular file (checked on the open descriptor, opened ``O_NONBLOCK`` so a FIFO cannot
+        block). Returns the file, or None and the reason."""
+        parts = list(parts)
+        if not parts or any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
+            return None, "not a path under the mirror"
+        try:
+            root = self._dirfd()
+        except OSError:
+            return None, "mirror directory not found"
+        try:
+            fd = self._open_fd(root, parts)
+        except OSError as e:
+            if e.errno == errno.ENOSYS or (e.errno == errno.EPERM and self._openat2 is not None):
+                self._openat2 = None  # an older kernel or a seccomp filter: walk the components instead
+                return self.open(parts)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
+                return None, "a link on the way, refused"
+            return None, "not found"
+        f = MirrorFile(fd, "rb")
+        f.st = os.fstat(fd)
+        if not stat.S_ISREG(f.st.st_mode):
+            f.close()
+            return None, "not a regular file, refused"
+        return f, ""
+
+    def _open_fd(self, root: int, parts: list[str]) -> int:
+        if self._openat2 is not None:
+            return self._openat2(root, "/".join(parts))
+        dfd = root
+        try:
+            for p in parts[:-1]:
+                nfd = os.open(p, _DIR_FLAGS, dir_fd=dfd)
+                if dfd != root:
+                    os.close(dfd)
+                dfd = nfd
+            return os.open(parts[-1], _FILE_FLAGS, dir_fd=dfd)
+        finally:
+            if dfd != root:
+                os.close(dfd)
+
+
+def _read_capped(f: MirrorFile, cap: int, what: str) -> bytes:
+    size = f.st.st_size
     if size > cap:
         raise RecordError(f"{what}: {size} bytes, more than the {cap} this server reads")
     data = f.read(cap + 1)
@@ -207,7 +281,7 @@ class RecordError(Exception):
 class _FileRange:
     """A WSGI body streaming ``length`` bytes of ``f`` from ``start`` in bounded chunks."""
 
-    def __init__(self, f: BinaryIO, start: int, length: int):
+    def __init__(self, f: MirrorFile, start: int, length: int):
         self.f, self.start, self.length = f, start, length
 
     def __iter__(self) -> Iterator[bytes]:
@@ -231,7 +305,7 @@ class Response:
 
     def __init__(self, status: int, headers: list[tuple[str, str]] | None = None, body: bytes = b"", reason: str = ""):
         self.status, self.headers, self.body, self.reason = status, headers or [], body, reason
-        self.file: BinaryIO | None = None
+        self.file: MirrorFile | None = None
         self.start = self.length = 0
         self.declared: int | None = None  # Content-Length of a bodiless answer to a HEAD
 
@@ -270,9 +344,9 @@ def hub_error(code: str, message: str) -> Response:
     return json_response({"error": message}, 404, [("X-Error-Code", code), ("X-Error-Message", message)], reason=code)
 
 
-def file_response(environ: dict, f: BinaryIO, ctype: str, headers: list[tuple[str, str]] | None = None) -> Response:
+def file_response(environ: dict, f: MirrorFile, ctype: str, headers: list[tuple[str, str]] | None = None) -> Response:
     """200 with the whole file or 206 with the one range asked for; 416/400 for a bad Range."""
-    size = os.fstat(f.fileno()).st_size
+    size = f.st.st_size
     try:
         rng = parse_range(environ.get("HTTP_RANGE"), size)
     except RangeError as e:
@@ -293,7 +367,7 @@ class _Cached:
     """One record file of the mirror, parsed once and re-read when it is replaced (an import
     renames a new one into place: another inode)."""
 
-    def __init__(self, root: Path, parts: tuple[str, ...], parse: Callable[[bytes], Any]):
+    def __init__(self, root: MirrorRoot, parts: tuple[str, ...], parse: Callable[[bytes], Any]):
         self.root, self.parts, self.parse = root, parts, parse
         self._lock = threading.Lock()
         self._key: tuple | None = None
@@ -301,13 +375,13 @@ class _Cached:
 
     def get(self) -> Any:
         """The parsed record, or None when there is none (yet)."""
-        f, reason = open_under(self.root, self.parts)
+        f, reason = self.root.open(self.parts)
         if f is None:
             if reason.endswith("refused"):
                 raise RecordError(f"{'/'.join(self.parts)}: {reason}")
             return None
         with f:
-            st = os.fstat(f.fileno())
+            st = f.st
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             with self._lock:
                 if key != self._key:
@@ -333,9 +407,10 @@ class MirrorApp:
     def __init__(self, mirror: Path, access_log: bool = False):
         self.mirror = Path(mirror)
         self.layout = MirrorLayout(self.mirror)
+        self.root = MirrorRoot(self.mirror)
         self.access_log = access_log
-        self._oci = _Cached(self.mirror, ("oci", "index.json"), self._parse_oci_index)
-        self._models = _Cached(self.mirror, (".gapsync", "models", "index.json"), _parse_models_index)
+        self._oci = _Cached(self.root, ("oci", "index.json"), self._parse_oci_index)
+        self._models = _Cached(self.root, (".gapsync", "models", "index.json"), _parse_models_index)
         self._docs: OrderedDict[str, dict] = OrderedDict()
         self._docs_lock = threading.Lock()
 
@@ -360,8 +435,11 @@ class MirrorApp:
             resp.close()
             return [] if method == "HEAD" else [resp.body]
         f, resp.file = resp.file, None
+        if resp.length <= SMALL_FILE:  # pages, .metadata, manifests: one read, one write
+            with f:
+                return [os.pread(f.fileno(), resp.length, resp.start)]
         wrapper = environ.get("wsgi.file_wrapper")
-        if wrapper is not None and resp.start + resp.length == os.fstat(f.fileno()).st_size:
+        if wrapper is not None and resp.start + resp.length == f.st.st_size:
             f.seek(resp.start)  # the server sends from here to the end (no copy through Python)
             return wrapper(f, CHUNK)
         return _FileRange(f, resp.start, resp.length)
@@ -409,7 +487,7 @@ class MirrorApp:
 
     def _file(self, environ: dict, parts: tuple[str, ...], ctype: str,
               headers: list[tuple[str, str]] | None = None, missing: Callable[[str], Response] | None = None) -> Response:
-        f, reason = open_under(self.mirror, parts)
+        f, reason = self.root.open(parts)
         if f is None:
             if reason.endswith("refused"):
                 log.warning("refused to serve %s: %s", "/".join(parts), reason)
@@ -502,7 +580,7 @@ class MirrorApp:
         return OciRecords(images, manifests)
 
     def _index_children(self, digest: str, size: int) -> list[tuple[str, str, int]]:
-        f, reason = open_under(self.mirror, ("oci", "blobs", "sha256", digest.split(":", 1)[1]))
+        f, reason = self.root.open(("oci", "blobs", "sha256", digest.split(":", 1)[1]))
         if f is None:
             log.warning("image index %s: %s", digest, reason)
             return []
@@ -559,13 +637,13 @@ class MirrorApp:
         if known is None:
             return oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
         mtype, size = known
-        f, reason = open_under(self.mirror, ("oci", "blobs", "sha256", digest.split(":", 1)[1]))
+        f, reason = self.root.open(("oci", "blobs", "sha256", digest.split(":", 1)[1]))
         if f is None:
             return oci_error(404, "MANIFEST_UNKNOWN", f"manifest unknown ({reason})")
         headers = [("Content-Type", mtype), ("Docker-Content-Digest", digest),
                    ("Docker-Distribution-API-Version", "registry/2.0")]
         with f:
-            if os.fstat(f.fileno()).st_size != size:
+            if f.st.st_size != size:
                 return oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown (the layout's blob does not match its record)")
             if method == "HEAD":
                 r = Response(200, headers)
@@ -588,7 +666,7 @@ class MirrorApp:
             path = self.layout.blob_path(digest)
         except ValueError:
             raise RecordError(f"model index: bad commit document digest {digest!r}") from None
-        f, reason = open_under(self.mirror, path.relative_to(self.mirror).parts)
+        f, reason = self.root.open(path.relative_to(self.mirror).parts)
         if f is None:
             raise RecordError(f"model commit document {digest}: {reason}")
         with f:
