@@ -94,7 +94,7 @@ class Policy:
 
 
 # models.scan_budget: the scanner's budgets per artifact (gapsync/scanner/budget.py, docs/policy.md)
-_BUDGET_INTS = ("pickle_ops", "entries", "decompressed_ratio", "depth", "pickle_objects")
+_BUDGET_INTS = ("parse_steps", "entries", "decompressed_ratio", "depth", "pickle_objects")
 _BUDGET_SIZES = ("decompressed_bytes",)
 _BUDGET_SECONDS = ("cpu_seconds", "cpu_seconds_per_gib")
 

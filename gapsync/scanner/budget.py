@@ -9,7 +9,8 @@ the readers as they go. Exceeding one raises :class:`BudgetExceeded`; the scan o
 stops and reports ``scan.budget`` (high), which the default policy blocks (fail closed).
 
 The budgets count work, not wall-clock time, so that a verdict is the same on a busy machine and
-an idle one, and on both sides of the gap: pickle opcodes followed, container entries opened,
+an idle one, and on both sides of the gap: pickle opcodes and protobuf fields followed
+("parse steps"), container entries opened,
 bytes out of decompressors, nesting depth, and the objects one pickle holds at once (memory).
 Each grows with the artifact's size from a floor (a 20 GB checkpoint may hold more than a 10 KB
 pickle); the floors keep any input of 10 MB or less under 2 seconds. CPU time of the scanning
@@ -38,7 +39,7 @@ class BudgetExceeded(Exception):  # noqa: N818 (not an error of the scanner: a v
 class BudgetLimits:
     """The configurable limits (policy ``models.scan_budget``); see docs/policy.md."""
 
-    pickle_ops: int = 2_000_000  # opcodes followed, at least; or one per 4 bytes of the artifact
+    parse_steps: int = 2_000_000  # pickle opcodes (1 each) and protobuf fields (3 each), at least; or one per 4 bytes
     entries: int = 10_000  # container entries (zip entries, tar members, streams), at least; or one per 512 bytes
     decompressed_bytes: int = 128 * MIB  # bytes out of decompressors, at least ...
     decompressed_ratio: int = 32  # ... or this many times the artifact's size
@@ -64,7 +65,7 @@ class Budget:
     def __init__(self, limits: BudgetLimits = DEFAULT_LIMITS, size: int = 0) -> None:
         size = max(0, size)
         self.limits = limits
-        self.max_ops = max(limits.pickle_ops, size // 4)
+        self.max_ops = max(limits.parse_steps, size // 4)
         self.max_entries = max(limits.entries, size // 512)
         self.max_bytes = max(limits.decompressed_bytes, limits.decompressed_ratio * size)
         self.seconds = limits.cpu_seconds + limits.cpu_seconds_per_gib * max(0, size - FREE_SIZE) / (1 << 30)
@@ -97,10 +98,19 @@ class Budget:
         if depth > self.limits.depth:
             raise BudgetExceeded("depth", f"containers nested more than {self.limits.depth} deep")
 
+    def steps(self, n: int) -> None:
+        """Parsing work outside pickles (protobuf fields), in the unit of a pickle opcode."""
+        self.ops += n
+        if self.ops > self.max_ops:
+            raise BudgetExceeded("parse_steps", f"more than {self.max_ops:,} parse steps (pickle opcodes, "
+                                                "protobuf fields)")
+        self.check_time()
+
     def pickle(self, ops: int, objects: int) -> None:
         self.ops += ops
         if self.ops > self.max_ops:
-            raise BudgetExceeded("pickle_ops", f"more than {self.max_ops:,} pickle opcodes")
+            raise BudgetExceeded("parse_steps", f"more than {self.max_ops:,} parse steps (pickle opcodes, "
+                                                "protobuf fields)")
         if objects > self.limits.pickle_objects:
             raise BudgetExceeded("pickle_objects", f"a pickle holds more than {self.limits.pickle_objects:,} "
                                                    "objects on its stack and memo")

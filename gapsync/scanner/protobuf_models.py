@@ -57,8 +57,15 @@ def _varint(r: ByteReader) -> int:
 def fields(r: ByteReader, end: int) -> Iterator[tuple[int, int, int | bytes | None, int]]:
     """(field number, wire type, value, length) up to ``end``; length-delimited values larger than
     KEEP are skipped (value None) unless the caller descends first: the caller gets the length
-    and ``r`` positioned at the value when the value is None and wire type is 2."""
+    and ``r`` positioned at the value when the value is None and wire type is 2. Every 1,024
+    fields are charged to the scan budget (a field costs about three pickle opcodes)."""
+    budget = r.budget
     while r.pos < end:
+        if budget is not None:  # counted on the reader: each message has a generator of its own
+            r.steps += 1
+            if r.steps == 1024:
+                budget.steps(3 * 1024)
+                r.steps = 0
         key = _varint(r)
         num, wt = key >> 3, key & 7
         if num == 0:
@@ -101,23 +108,25 @@ def _message(r: ByteReader, n: int, want: dict[int, str]) -> dict[int, list]:
 
 def scan_protobuf(f: BinaryIO, where: Where) -> list[Finding]:
     r = ByteReader(f)
+    r.budget = where.budget
     size = where.size if where.size is not None else 1 << 62
     out: list[Finding] = []
     try:
         # Peek at the top-level field numbers to tell ONNX (graph=7, opset_import=8) from SavedModel (meta_graphs=2).
-        top = []
+        top = set()
         for num, wt, _val, ln in fields(r, size):
-            top.append(num)
+            top.add(num)
             if wt == 2:
                 r.skip(ln)
     except (ProtoError, Truncated):
         return []  # not a protobuf we understand: nothing loadable here
     f.seek(0)
     r = ByteReader(f)
+    r.budget = where.budget
     try:
         if 7 in top or 8 in top:
             _onnx_model(r, size, where, out)
-        elif set(top) <= {1, 2} and 2 in top:
+        elif top <= {1, 2} and 2 in top:
             _saved_model(r, size, where, out)
     except (ProtoError, Truncated) as e:
         out.append(finding(where, "protobuf.malformed", Severity.MEDIUM, f"protobuf damaged: {e}", r.pos))

@@ -34,6 +34,9 @@ class Truncated(Exception):
 class ByteReader:
     """Sequential reader with a position, exact reads and cheap skips over any ``BinaryIO``."""
 
+    budget = None  # the scan budget, for parsers that charge their steps through the reader
+    steps = 0  # ... and their count since the last charge
+
     def __init__(self, stream: BinaryIO, start: int = 0) -> None:
         self._f = stream
         self._buf = b""

@@ -218,12 +218,12 @@ def test_decompression_bomb_is_refused_by_its_byte_budget(tmp_path):
 
 def test_pickle_work_and_memory_budgets(tmp_path):
     fs = scan(write(tmp_path, "ops.pkl", b"(" + b"N0" * 1_500_000 + b"N."))  # 3 M opcodes in 3 MB
-    assert budget_of(fs) == {"pickle_ops"}
+    assert budget_of(fs) == {"parse_steps"}
     fs = scan(write(tmp_path, "memo.pkl", b"\x80\x04" + b"N\x94" * 1_200_000 + b"."))  # 1.2 M memo entries
     assert budget_of(fs) == {"pickle_objects"}
     # many small pickles in a row are charged too (each as 16 opcodes at least)
     fs = scan(write(tmp_path, "many.pkl", b"N." * 200_000))
-    assert budget_of(fs) == {"pickle_ops"}
+    assert budget_of(fs) == {"parse_steps"}
 
 
 def test_depth_budget_and_limits_from_the_policy(tmp_path):
@@ -322,3 +322,14 @@ def test_budgets_come_from_the_policy_and_bad_ones_are_refused(tmp_path):
     out = scan_subjects([subject], load_policy(pol), None, now)
     assert out.blocked() == ["model:team/m@main"]
     assert [f.evidence["budget"] for f in out.findings["model:team/m@main"] if f.rule == "scan.budget"] == ["entries"]
+
+
+def test_protobuf_fields_are_charged_as_parse_steps(tmp_path):
+    from scanner_samples import pb_bytes, pb_int
+
+    node = pb_bytes(4, "Relu") + pb_bytes(7, "")
+    onnx = pb_int(1, 7) + pb_bytes(7, b"".join(pb_bytes(1, node) for _ in range(100_000)))  # 1 MB, 100,000 nodes
+    path = write(tmp_path, "many-nodes.onnx", onnx)
+    assert "scan.budget" not in rules(scan(path))  # the floor (2 M steps) covers 300,000 fields
+    fs = list(ModelScanner(BudgetLimits(parse_steps=100_000)).scan_file(path, "many-nodes.onnx"))
+    assert budget_of(fs) == {"parse_steps"}  # max(100,000, size // 4) steps, three per field
