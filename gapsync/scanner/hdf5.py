@@ -18,30 +18,36 @@ from gapsync.scanner.base import Where, finding
 from gapsync.scanner.keras import analyse_keras_config, is_keras_config
 
 HEAD_LIMIT = 64 << 20
-MARKERS = (b'{"class_name"', b'{"module"')
+MARKERS = ('{"class_name"', '{"module"')
+MAX_CANDIDATES = 256  # JSON objects tried; Keras writes one model_config, so more is a decoy field
 
 
 def scan_hdf5(f: BinaryIO, where: Where) -> list[Finding]:
-    data = f.read(HEAD_LIMIT)
+    # decoded once, and parsed in place (raw_decode from an index): a file of nothing but markers
+    # must not cost a copy and a parse of the rest of the file per marker
+    text = f.read(HEAD_LIMIT).decode("utf-8", "replace")
     decoder = json.JSONDecoder()
     out: list[Finding] = []
-    found = False
+    tried = 0
     for marker in MARKERS:
-        start = data.find(marker)
+        start = text.find(marker)
         while start >= 0:
+            tried += 1
+            if tried > MAX_CANDIDATES:
+                return [finding(where, "hdf5.unreadable", Severity.HIGH,
+                                f"more than {MAX_CANDIDATES} places look like the start of a model_config: the "
+                                "real one cannot be told from decoys, so the file was not scanned")]
+            if where.budget is not None:
+                where.budget.steps(1000)
             try:
-                doc, _ = decoder.raw_decode(data[start:start + (16 << 20)].decode("utf-8", "replace"))
+                doc, _ = decoder.raw_decode(text, start)
             except (ValueError, RecursionError):
                 doc = None
             if is_keras_config(doc):
-                found = True
                 out.extend(analyse_keras_config(doc, where.child(f"<model_config@{start}>")))
-                break
-            start = data.find(marker, start + 1)
-        if found:
-            break
-    if not found:
-        out.append(finding(where, "hdf5.no_model_config", Severity.INFO,
-                           "HDF5 file without a Keras model_config found in its first "
-                           f"{HEAD_LIMIT >> 20} MiB: weights only, nothing to analyse"))
+                return out
+            start = text.find(marker, start + 1)
+    out.append(finding(where, "hdf5.no_model_config", Severity.INFO,
+                       "HDF5 file without a Keras model_config found in its first "
+                       f"{HEAD_LIMIT >> 20} MiB: weights only, nothing to analyse"))
     return out

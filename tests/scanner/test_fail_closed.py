@@ -333,3 +333,12 @@ def test_protobuf_fields_are_charged_as_parse_steps(tmp_path):
     assert "scan.budget" not in rules(scan(path))  # the floor (2 M steps) covers 300,000 fields
     fs = list(ModelScanner(BudgetLimits(parse_steps=100_000)).scan_file(path, "many-nodes.onnx"))
     assert budget_of(fs) == {"parse_steps"}  # max(100,000, size // 4) steps, three per field
+
+
+def test_hdf5_full_of_decoy_configs_is_refused_fast(tmp_path):
+    hdf = b"\x89HDF\r\n\x1a\n" + bytes(504)
+    fs = scan(write(tmp_path, "decoys.h5", hdf + b'{"class_name": "x"} ' * 300 + b'{"class_name": "Sequential"}'))
+    assert "hdf5.unreadable" in rules(fs) and is_malicious(fs)  # the real config cannot be told from decoys
+    # one candidate that runs to the end of a large file is parsed once, not once per marker
+    fs = scan(write(tmp_path, "long.h5", hdf + b'{"class_name": "x", "a": [' + b"1," * 2_000_000))
+    assert rules(fs) == {"hdf5.no_model_config"}
