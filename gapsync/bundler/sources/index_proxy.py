@@ -15,13 +15,14 @@ on files.pythonhosted.org) are not proxied: uv fetches them itself.
 
 from __future__ import annotations
 
+import queue
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import requests
 
-from gapsync.bundler.http import MAX_INDEX_PAGE, TIMEOUT, session
+from gapsync.bundler.http import MAX_INDEX_PAGE, TIMEOUT, new_session
 from gapsync.errors import UpstreamError
 from gapsync.redact import redact_text, redact_url
 from gapsync.upstream import CHUNK, read_capped
@@ -40,10 +41,14 @@ class IndexProxy:
         parts = urlsplit(index_url)
         self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.refused: list[str] = []
+        self.broken: list[str] = []  # answers that broke off while streamed (for messages only)
+        # sessions kept between requests (each handler thread borrows one): connections to the
+        # index are reused, as uv's own would be, instead of a TLS handshake per page
+        self._sessions: queue.LifoQueue[requests.Session] = queue.LifoQueue()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # one request per connection; bodies end at close
+            protocol_version = "HTTP/1.1"  # keep-alive: uv reuses its connections (bodies sized or chunked)
 
             def log_message(self, fmt: str, *args: object) -> None:
                 pass
@@ -54,8 +59,14 @@ class IndexProxy:
             def do_HEAD(self) -> None:
                 proxy._forward(self, "HEAD")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # uv opens tens of connections at once: the default backlog of 5 drops them
+            daemon_threads = True
+
+            def handle_error(self, request, client_address) -> None:
+                pass  # a broken connection is uv's to report; never a traceback on gapsync's stderr
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{parts.path or '/'}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="gapsync-index-proxy", daemon=True)
 
@@ -66,12 +77,28 @@ class IndexProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+        while not self._sessions.empty():
+            self._sessions.get_nowait().close()
 
     def _forward(self, h: BaseHTTPRequestHandler, method: str) -> None:
         url = self.origin + h.path
         headers = {k: h.headers[k] for k in FORWARD_REQUEST if h.headers.get(k)}
         try:
-            r = session().request(method, url, headers=headers, stream=True, timeout=TIMEOUT)
+            s = self._sessions.get_nowait()
+        except queue.Empty:
+            s = new_session()
+        try:
+            self._forward_with(s, h, method, url, headers)
+        except Exception as e:  # the upstream broke off mid-answer (urllib3, socket or decoding errors)
+            h.close_connection = True  # uv sees a short answer and fails; the resolve's error says why
+            self.broken.append(f"{redact_url(url)}: {redact_text(str(e))[:200]}")
+        finally:
+            self._sessions.put(s)
+
+    def _forward_with(self, s: requests.Session, h: BaseHTTPRequestHandler, method: str, url: str,
+                      headers: dict[str, str]) -> None:
+        try:
+            r = s.request(method, url, headers=headers, stream=True, timeout=TIMEOUT)
         except requests.RequestException as e:
             self._fail(h, 502, f"{redact_url(url)}: {redact_text(str(e))}")
             return
@@ -101,19 +128,28 @@ class IndexProxy:
                 h.send_header(k, r.headers[k])
         if length is not None:
             h.send_header("Content-Length", str(length))
+        elif h.command != "HEAD":
+            h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
 
     def _stream(self, h: BaseHTTPRequestHandler, r: requests.Response) -> None:
         encoded = r.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         length = r.headers.get("Content-Length")
-        self._head(h, r, int(length) if length and length.isdigit() and not encoded else None)
+        size = int(length) if length and length.isdigit() and not encoded else None
+        self._head(h, r, size)
         if h.command == "HEAD":
             return
+        sent = 0
         while True:
             chunk = r.raw.read(CHUNK, decode_content=True)
             if not chunk:
                 break
-            h.wfile.write(chunk)
+            sent += len(chunk)
+            h.wfile.write(chunk if size is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        if size is None:
+            h.wfile.write(b"0\r\n\r\n")
+        elif sent != size:  # the upstream broke off: the client must not take a short body as whole
+            h.close_connection = True
 
     @staticmethod
     def _fail(h: BaseHTTPRequestHandler, status: int, reason: str) -> None:
