@@ -2,9 +2,10 @@
 
 Part ``proxy``: ``resolve`` reads the index through gapsync's capping loopback proxy (uv never
 reads an uncapped page). Its cost: the Python resolve of a synthetic environment (40 projects
-chained by dependencies, 3 versions each, 2 targets) against bench/_latency_server.py at
+required at the top, 3 versions each, 2 targets) against bench/_latency_server.py at
 ``--latency`` (default 50 ms, a remote index, as bench_python_targets.py), with the proxy and
-with uv pointed at the index directly (the proxy replaced by a pass-through in this process). Medians of ``--repeat`` runs.
+with uv pointed at the index directly (the proxy replaced by a pass-through in this process).
+Medians of ``--repeat`` runs.
 
 Part ``huge-page``: an 81 MB project page (tests/servers/hostile_upstream.py ``huge-page``,
 no Content-Length) against ``gapsync resolve``: wall time and the peak RSS of the process tree
@@ -58,7 +59,6 @@ def proxy_part(repeat: int, latency: float) -> dict:
         for v in ("1.0", "1.1", "2.0"):
             make_wheel(files, n, v, f"{n} {v}".encode())
     build_index(files, work / "index")
-    # dependencies: make_wheel writes no Requires-Dist, so the chain is in the requirements
     port = free_port()
     srv = Server([sys.executable, str(BENCH / "_latency_server.py"), "--dir", str(work / "index"), "--port", str(port),
                   "--latency", str(latency)], work, f"http://127.0.0.1:{port}/simple/")
