@@ -118,6 +118,7 @@ def mirror(world, tmp_path_factory):
     files = m / "pypi/files"
     (files / "evil-1.0-py3-none-any.whl").symlink_to(secret)
     os.mkfifo(files / "fifo-1.0-py3-none-any.whl")
+    (files / "dir-1.0-py3-none-any.whl").mkdir()
     (m / "pypi/simple/linked").symlink_to(base)
     os.symlink(secret, oci / "blobs/sha256" / ("e" * 64))
     os.mkfifo(oci / "blobs/sha256" / ("f" * 64))
@@ -237,7 +238,7 @@ def test_traversal_is_refused(served, mirror, target):
 def test_links_and_fifos_in_the_mirror_are_not_served(served, mirror):
     port, _ = served
     t0 = time.monotonic()
-    for target in ("/files/evil-1.0-py3-none-any.whl", "/files/fifo-1.0-py3-none-any.whl",
+    for target in ("/files/evil-1.0-py3-none-any.whl", "/files/fifo-1.0-py3-none-any.whl", "/files/dir-1.0-py3-none-any.whl",
                    f"/v2/library/app/blobs/sha256:{'e' * 64}", f"/v2/library/app/blobs/sha256:{'f' * 64}",
                    "/conda/main/noarch/current_repodata.json", "/conda/main/noarch/pipe.conda"):
         for method in ("GET", "HEAD"):

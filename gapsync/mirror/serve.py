@@ -240,11 +240,12 @@ class MirrorRoot:
             if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
                 return None, "a link on the way, refused"
             return None, "not found"
-        f = MirrorFile(fd, "rb")
-        f.st = os.fstat(fd)
-        if not stat.S_ISREG(f.st.st_mode):
-            f.close()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
             return None, "not a regular file, refused"
+        f = MirrorFile(fd, "rb")
+        f.st = st
         return f, ""
 
     def _open_fd(self, root: int, parts: list[str]) -> int:
