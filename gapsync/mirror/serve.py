@@ -56,7 +56,7 @@ from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
-from gapsync import __version__
+from gapsync import __version__, fsutil
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.names import (
     COMMIT_RE,
@@ -175,7 +175,6 @@ class _OpenHow(ctypes.Structure):
 _SYS_OPENAT2 = 437  # the same number on every Linux architecture (5.6+)
 _RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x02, 0x04, 0x08
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _openat2_function() -> Callable[[int, str], int] | None:
@@ -233,6 +232,8 @@ class MirrorRoot:
             return None, "mirror directory not found"
         try:
             fd = self._open_fd(root, parts)
+        except fsutil.UnsafeFileError:
+            return None, "not a regular file, refused"
         except OSError as e:
             if e.errno == errno.ENOSYS or (e.errno == errno.EPERM and self._openat2 is not None):
                 self._openat2 = None  # an older kernel or a seccomp filter: walk the components instead
@@ -254,11 +255,11 @@ class MirrorRoot:
         dfd = root
         try:
             for p in parts[:-1]:
-                nfd = os.open(p, _DIR_FLAGS, dir_fd=dfd)
+                nfd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
                 if dfd != root:
                     os.close(dfd)
                 dfd = nfd
-            return os.open(parts[-1], _FILE_FLAGS, dir_fd=dfd)
+            return fsutil.open_regular_fd(parts[-1], dir_fd=dfd)  # O_NOFOLLOW|O_NONBLOCK, then fstat
         finally:
             if dfd != root:
                 os.close(dfd)
