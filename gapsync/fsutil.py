@@ -445,8 +445,9 @@ def open_state_fd(path: Path, *, append: bool = False) -> Iterator[int]:
 
 
 def open_append(path: Path) -> BinaryIO:
-    """An append-only text-free binary file of gapsync's own (a history log), created if
-    missing, never through a link, refused unless regular."""
+    """A file of gapsync's own opened for appending bytes (the channel's history log, a demo
+    server's log), created if missing, never through a link (``O_NOFOLLOW``), refused unless a
+    regular file: appending cannot be done under a temporary name."""
     make_dirs(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
     try:
