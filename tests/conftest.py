@@ -8,8 +8,11 @@ Python packages and images when there is none): ``advisory_store`` imports the r
 PyPA snapshot, cut to the packages the suite names (``TEST_ADVISORY_PACKAGES``) so that every
 bundle does not carry 770 KB of advisories, into a session store, and points
 ``$GAPSYNC_ADVISORIES`` at it, for in-process ``cli`` calls and for ``run``'s subprocesses
-alike. A test that needs "no database" passes ``--advisories EMPTY_DIR`` or sets the variable
-to an empty directory; a test that needs the whole snapshot imports ``tests.data_paths.ADVISORIES``.
+alike. The records' ``modified`` dates are moved to the session's start: the store is current,
+as an operator's is, so commands print no "stale database" notice beside the one-line errors
+the tests check (matching never reads ``modified``). A test that needs "no database" passes
+``--advisories EMPTY_DIR`` or sets the variable to an empty directory; a test that needs the
+whole snapshot, or a stale database, uses ``tests.data_paths.ADVISORIES`` as shipped (2024-10).
 """
 
 from __future__ import annotations
@@ -43,16 +46,20 @@ TEST_ADVISORY_PACKAGES = frozenset({"jinja2", "paramiko", "requests", "urllib3",
 def advisory_store(tmp_path_factory) -> Path:
     """The session's advisory store (see the module docstring), in ``$GAPSYNC_ADVISORIES``."""
     import gzip
+    from datetime import UTC, datetime
 
     from gapsync.scanner.advisories import import_db, pypi_names
     from tests.data_paths import ADVISORIES
 
     base = tmp_path_factory.mktemp("advisories")
-    lines = [line for line in gzip.open(ADVISORIES, "rt", encoding="utf-8")
-             if pypi_names(json.loads(line)) & TEST_ADVISORY_PACKAGES]
-    (base / "subset.osv.jsonl").write_text("".join(lines), encoding="utf-8")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    records = [rec for rec in map(json.loads, gzip.open(ADVISORIES, "rt", encoding="utf-8"))
+               if pypi_names(rec) & TEST_ADVISORY_PACKAGES]
+    (base / "subset.osv.jsonl").write_text("".join(json.dumps({**rec, "modified": now}) + "\n" for rec in records),
+                                           encoding="utf-8")
     store = base / "store"
-    import_db(base / "subset.osv.jsonl", store, source_name=f"{ADVISORIES.name} (packages the tests name)")
+    import_db(base / "subset.osv.jsonl", store,
+              source_name=f"{ADVISORIES.name} (packages the tests name, dated {now})")
     before = os.environ.get("GAPSYNC_ADVISORIES")
     os.environ["GAPSYNC_ADVISORIES"] = str(store)
     yield store

@@ -1,8 +1,9 @@
 """A missing or stale advisory database is never silent (issue 14 §7): the shipped default
 policy blocks what could not be checked (fail closed), and scan, bundle create, sync and import
 each print ONE line naming ``gapsync advisories import`` and ``update``; the report groups the
-reason repeated on every package into one line. The session's store (tests/conftest.py) is the
-repository's snapshot, from 2024: stale by the default ``advisories.max_age`` of 30 days."""
+reason repeated on every package into one line. The session's store (tests/conftest.py) is
+current and prints nothing; the repository's snapshot as shipped (2024-10) is stale by the
+default ``advisories.max_age`` of 30 days."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli, new_channel, write_spec
+from tests.data_paths import ADVISORIES
 
 
 def notice_lines(err: str) -> list[str]:
@@ -72,17 +74,26 @@ def test_a_policy_that_allows_it_still_says_so_and_the_air_side_blocks(world, tm
     assert len(notice_lines(r.err)) == 1
     assert not (m / "pypi/files/alpha-1.0-py3-none-any.whl").exists()
     # with a database on this side it imports (and says the database is stale)
-    monkeypatch.undo()
+    stale = tmp_path / "stale"
+    assert cli("advisories", "import", ADVISORIES, "--store", stale).code == 0
+    monkeypatch.setenv("GAPSYNC_ADVISORIES", str(stale))
     r = cli("import", bundle, "--mirror", m)
     assert r.code == 0, r.err
     [line] = notice_lines(r.err)
     assert "days old" in line and "30 days" in line
 
 
+def test_a_current_database_says_nothing(world, tmp_path):
+    ch = new_channel(tmp_path)
+    spec = write_spec(tmp_path / "g.yaml", world.index.url, ["alpha"], pythons=("3.11",))
+    r = create(ch, spec, tmp_path / "o", "--json")
+    assert r.code == 0 and notice_lines(r.err) == [], r.err
+
+
 def test_create_and_sync_say_once_that_the_database_is_stale(world, tmp_path):
     ch = new_channel(tmp_path)
     spec = write_spec(tmp_path / "g.yaml", world.index.url, ["alpha", "gamma"])
-    r = create(ch, spec, tmp_path / "o", "--json")
+    r = create(ch, spec, tmp_path / "o", "--json", "--advisories", ADVISORIES)
     assert r.code == 0, r.err
     [line] = notice_lines(r.err)
     assert "days old (newest advisory modified 2024-" in line and "'gapsync advisories import FILE'" in line
@@ -94,13 +105,13 @@ def test_create_and_sync_say_once_that_the_database_is_stale(world, tmp_path):
     [d] = [d for d in doc["decisions"] if d["artifact"] == "python:alpha@1.0"]
     assert [(x["rule"], x["action"]) for x in d["reasons"]] == [("advisories.stale", "warn")]
     r = cli("sync", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "s", "--cache",
-            ch.base / "cache", "--full", "--json")
+            ch.base / "cache", "--full", "--json", "--advisories", ADVISORIES)
     assert r.code in (0, 5), r.err
     assert len(notice_lines(r.err)) == 1
     # a policy without a limit says nothing
     pol = tmp_path / "p.yaml"
     pol.write_text("advisories: {max_age: none}\n")
-    r = cli("scan", "--spec", spec, "--policy", pol, "--cache", ch.base / "cache", "--json")
+    r = cli("scan", "--spec", spec, "--policy", pol, "--cache", ch.base / "cache", "--json", "--advisories", ADVISORIES)
     assert r.code == 0 and notice_lines(r.err) == []
     assert json.loads(r.out)["advisories"]["stale"] is False
 
@@ -110,7 +121,7 @@ def test_strict_stale_block_refuses_everything_checked_with_an_old_database(worl
     spec = write_spec(tmp_path / "g.yaml", world.index.url, ["alpha"], pythons=("3.11",))
     pol = tmp_path / "p.yaml"
     pol.write_text("advisories: {max_age: 2w, stale: block}\n")
-    r = cli("scan", "--spec", spec, "--policy", pol, "--cache", ch.base / "cache", "--json")
+    r = cli("scan", "--spec", spec, "--policy", pol, "--cache", ch.base / "cache", "--json", "--advisories", ADVISORIES)
     assert r.code == 4
     doc = json.loads(r.out)
     assert "python:alpha@1.0" in doc["blocked"]
