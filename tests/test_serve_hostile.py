@@ -125,9 +125,15 @@ def mirror(world, tmp_path_factory):
     conda = m / "conda/main/noarch"
     conda.mkdir(parents=True)
     (conda / "repodata.json").write_text('{"packages": {}}')
+    (conda.parent / "channeldata.json").write_text('{"channeldata_version": 1}')
     (conda / "current_repodata.json").symlink_to(secret)
     os.mkfifo(conda / "pipe.conda")
-    (m / "conda/evil").symlink_to(base)
+    outside = base / "outside-channel"  # a channel-shaped tree outside the mirror, linked in
+    (outside / "noarch").mkdir(parents=True)
+    (outside / "noarch/repodata.json").write_text("top secret")
+    (outside / "channeldata.json").write_text("top secret")
+    (base / "index.html").write_text("top secret")  # what /simple/linked/ would serve through the link
+    (m / "conda/evil").symlink_to(outside)
     return {"mirror": m, "layer": layer, "config": config, "manifest": manifest, "manifest_bytes": manifest_bytes,
             "index": index, "stray": stray, "secret": secret}
 
@@ -223,7 +229,8 @@ def test_other_methods_are_refused(served, method):
     "/files/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/files/..%5c.gapsync%5caudit.log", "/files/%c0%ae%c0%ae/x",
     "/simple/%2e%2e/%2e%2e/.gapsync/audit.log", "/simple/..%2f..%2f.gapsync/", "/v2/../.gapsync/audit.log",
     "/conda/../.gapsync/audit.log", "/conda/main/noarch/..%2f..%2f..%2f.gapsync%2faudit.log",
-    "/conda/main/../../.gapsync/audit.log", "/conda/evil/noarch/secret.txt", "/conda/main/noarch/.hidden",
+    "/conda/main/../../.gapsync/audit.log", "/conda/evil/noarch/repodata.json", "/conda/evil/channeldata.json",
+    "/conda/main/noarch/.hidden",
     "/simple/linked/", "/simple/linked/secret.txt", "//etc/passwd", "/files//etc/passwd", "/files/%00",
     "http://127.0.0.1/files/../../.gapsync/audit.log", "/pypi/files/", "/.gapsync/audit.log",
     "/acme/m/resolve/main/..%2f..%2f.gapsync%2faudit.log", "/api/models/..%2f..%2f.gapsync/tree/main",
@@ -247,6 +254,9 @@ def test_links_and_fifos_in_the_mirror_are_not_served(served, mirror):
     assert time.monotonic() - t0 < 10  # a FIFO never blocks a request
     r = get(port, "/conda/main/noarch/repodata.json")
     assert r.status == 200 and json.loads(r.body) == {"packages": {}} and r.headers["content-type"] == "application/json"
+    assert json.loads(get(port, "/conda/main/channeldata.json").body) == {"channeldata_version": 1}
+    for target in ("/conda/main/other.json", "/conda/evil/channeldata.json", "/conda/.x/channeldata.json", "/conda/main"):
+        assert get(port, target).status == 404
 
 
 def test_manifests_come_only_from_the_layout_records(served, mirror):

@@ -57,7 +57,7 @@ from urllib.parse import quote
 from packaging.utils import canonicalize_name
 
 from gapsync import __version__, fsutil
-from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.layout import CONDA_CHANNEL_RE, MirrorLayout
 from gapsync.names import (
     COMMIT_RE,
     ETAG_RE,
@@ -525,6 +525,8 @@ class MirrorApp:
     # -- conda: static channels ----------------------------------------------------------------
     def conda(self, environ: dict, rest: str) -> Response:
         parts = rest.split("/")
+        if len(parts) == 2 and parts[1] == "channeldata.json" and CONDA_CHANNEL_RE.fullmatch(parts[0]):
+            return self._file(environ, ("conda", parts[0], "channeldata.json"), "application/json")
         if len(parts) != 3:
             return text(404, "not /conda/<channel>/<subdir>/<file>")
         try:
