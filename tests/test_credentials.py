@@ -240,3 +240,25 @@ def test_registry_token_goes_to_no_other_origin(upstream):  # noqa: F811
     c.request("GET", f"{reg.base}/v2/x/manifests/1", scope="repository:x:pull").close()
     assert [r["authorization"] for r in other.requests() if r["path"].startswith("/v2/x/")] == [None]
     assert [r["authorization"] for r in reg.requests() if r["path"].startswith("/v2/x/")][-1] == "Bearer t0k3n"
+
+
+def test_private_index_with_absolute_file_urls_resolves_and_bundles(upstream, tmp_path):  # noqa: F811
+    """A private index (every page and file needs the password) that links its files by absolute
+    URL on its own origin, as Artifactory and Nexus do: resolve (uv through gapsync's proxy) and
+    create reach every file with the credentials, and record none."""
+    files = tmp_path / "files"
+    make_wheel(files, "pkg", "1.0")
+    idx = upstream("listed-absolute", "--files", str(files), "--require-auth", f"alice:{SECRET}")
+    host = idx.base.removeprefix("http://")
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\npython:\n  index_url: http://alice:{SECRET}@{host}/simple/\n"
+                    "  requirements: ['pkg']\n  targets:\n    - {python: '3.11', platform: manylinux_2_17_x86_64}\n")
+    lock = tmp_path / "gapsync.lock"
+    r = cli("resolve", "-f", spec, "-o", lock, "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    ch = new_channel(tmp_path / "dmz", "prod")
+    r2 = cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "--key", ch.keys[0],
+             "-o", tmp_path / "out", "--cache", tmp_path / "cache2")
+    assert r2.code == 0, r2.err
+    assert not [q for q in idx.requests() if q["status"] == 401 and q["path"].startswith("/files/")]
+    assert SECRET not in lock.read_text() + _tree_text(tmp_path / "out") + r.err + r2.err

@@ -15,6 +15,9 @@ Index modes (``GET /simple/<project>/``; files from ``--files DIR`` under ``/fil
     missing-url          PEP 691 JSON with an entry without ``url``
     upper-sha            PEP 691 JSON with an upper-case sha256
     listed               PEP 691 JSON listing every file of --files DIR (honest; the names are the test's)
+    listed-absolute      the same with absolute file URLs on this server's origin
+    (``--require-auth USER:PASSWORD``: every /simple/ and /files/ request without that Basic
+    credential answers 401, as a private index does)
 
 Registry modes (``/v2/…``; the token endpoint is ``/token`` on this server):
 
@@ -60,7 +63,11 @@ def main() -> None:
     ap.add_argument("--log")
     ap.add_argument("--realm")
     ap.add_argument("--files")
+    ap.add_argument("--require-auth")
     a = ap.parse_args()
+    import base64
+
+    want_auth = "Basic " + base64.b64encode(a.require_auth.encode()).decode() if a.require_auth else None
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -115,6 +122,8 @@ def main() -> None:
                 self._send(200, b"ok", "text/plain")
             elif path == "/token":
                 self._token()
+            elif want_auth and path.startswith(("/simple/", "/files/")) and self.headers.get("Authorization") != want_auth:
+                self._send(401, b"credentials needed", "text/plain", headers={"WWW-Authenticate": 'Basic realm="index"'})
             elif path.startswith("/simple/"):
                 self._index(path)
             elif path.startswith("/files/") and a.files:
@@ -149,9 +158,10 @@ def main() -> None:
                 return
             project = path.removeprefix("/simple/").strip("/")
             files = []
-            if mode == "listed" and a.files:
+            if mode in ("listed", "listed-absolute") and a.files:
+                prefix = f"http://127.0.0.1:{a.port}/files/" if mode == "listed-absolute" else "../../files/"
                 for f in sorted(Path(a.files).iterdir()):
-                    files.append({"filename": f.name, "url": f"../../files/{f.name}",
+                    files.append({"filename": f.name, "url": f"{prefix}{f.name}",
                                   "hashes": {"sha256": hashlib.sha256(f.read_bytes()).hexdigest()}})
             good = {"filename": f"{project}-1.0-py3-none-any.whl", "url": f"../../files/{project}-1.0-py3-none-any.whl",
                     "hashes": {"sha256": "ab" * 32}}

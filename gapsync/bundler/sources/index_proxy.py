@@ -9,8 +9,9 @@ on 127.0.0.1 (a random port, for the length of one resolve). Pages (HTML and JSO
 over the cap is cut off (uv fails) and remembered, so the resolve stops with gapsync's one line
 naming the page, not uv's. Files (wheels, sdists, ``.metadata``) are streamed through as they
 come. Requests go out through gapsync's session, so the credentials remembered for the index's
-origin are added here, and uv is given a URL without them. Links to other hosts (PyPI's files
-on files.pythonhosted.org) are not proxied: uv fetches them itself.
+origin are added here, and uv is given a URL without them. Absolute links on the index's own
+origin are rewritten to the proxy (so files there get the credentials too); links to other hosts
+(PyPI's files on files.pythonhosted.org) are not proxied: uv fetches them itself.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class IndexProxy:
                 pass  # a broken connection is uv's to report; never a traceback on gapsync's stderr
 
         self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{parts.path or '/'}"
+        self.local = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.local}{parts.path or '/'}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="gapsync-index-proxy", daemon=True)
 
     def __enter__(self) -> IndexProxy:
@@ -113,6 +115,9 @@ class IndexProxy:
                 self.refused.append(str(e))
                 self._fail(h, 403, str(e))  # a 4xx: uv gives up at once (a 5xx it retries with backoff)
                 return
+            # absolute links on the index's own origin (Artifactory, Nexus) come through here too,
+            # so their files get the index's credentials; other hosts' links are left alone
+            body = body.replace(self.origin.encode() + b"/", self.local.encode() + b"/")
             self._head(h, r, len(body))
             h.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
