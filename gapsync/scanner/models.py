@@ -78,8 +78,8 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
 
 def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -> tuple[Format, list[Finding]]:
     budget = where.budget
-    assert budget is not None
-    budget.depth(where.depth)
+    if where.depth > budget.limits.depth:  # type: ignore[union-attr]
+        budget.depth(where.depth)  # type: ignore[union-attr]
     f, head = _peekable(f)
     fmt = detect(head, where.size)
     named = by_name(where.name) if fmt is Format.UNKNOWN else None

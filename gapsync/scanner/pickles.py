@@ -263,7 +263,9 @@ class Machine:
             self.out.error = PickleError("malformed", f"the data stops being readable: {e}", self.r.pos)
         if budget is not None:  # the last, partial slice: at most one opcode per byte read, and
             # a pickle costs at least 16 (setting up a machine costs about as much as 16 opcodes)
-            budget.pickle(max(16, min(self.r.pos - start, 0x4000)), 0)
+            budget.ops += max(16, min(self.r.pos - start, 0x4000))
+            if budget.ops > budget.max_ops:
+                budget.pickle(0, 0)  # raises
         for g in self._pending:  # a getattr that built no allowed bound method is reported as before
             if g.pending is not None and not g.bound:
                 g.pending()
