@@ -248,3 +248,11 @@ def test_inspect_and_report_show_conda_packages(crossed, conda_upstream, tmp_pat
     assert r.code == 0, r.err
     page = report.read_text()
     assert "conda:gs-tool@0.1" in page and "linux-64/gs-tool-0.1-h0_0.tar.bz2" in page and conda_upstream.url in page
+
+
+def test_the_same_spec_and_channel_give_a_byte_identical_lock(crossed, conda_upstream, tmp_path):
+    base = crossed[0]
+    spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool", "gs-py"])
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "again.lock", "--cache", tmp_path / "c")
+    assert r.code == 0, r.err
+    assert (tmp_path / "again.lock").read_bytes() == (base / "g.lock").read_bytes()
