@@ -108,9 +108,9 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
 
 def _conda_reasons(policy: Policy, subject: ScanSubject, findings: list[Finding]) -> list[dict[str, Any]]:
     """Where a conda package comes from, and what reading it found. A channel whose terms restrict
-    mirroring (Anaconda's repository: its terms of service require a paid licence for use by
-    organisations of 200 people or more, and forbid mirroring it without an agreement) is
-    blocked unless a waiver with id ``conda.channel.restricted`` records the agreement."""
+    mirroring (Anaconda's repository: its terms of service require a paid licence for commercial
+    use, and mirroring it is such use) is blocked unless a waiver with id
+    ``conda.channel.restricted`` records the licence or agreement."""
     out = []
     for url in subject.meta.get("channels") or []:
         bare = url.split("://", 1)[-1].rstrip("/")
