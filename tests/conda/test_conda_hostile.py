@@ -518,3 +518,38 @@ def test_a_damaged_inventory_stops_the_publish_before_it_writes(channel, tmp_pat
     with pytest.raises(GapsyncError):
         CondaChannel(layout).publish([_target(b"first")], blob_path, PublishJournal(layout.meta / "staging" / "a"))
     assert not (layout.root / "conda").exists()
+
+
+def test_a_package_that_escapes_is_blocked_on_both_sides(conda_upstream, tmp_path):
+    """An upstream package whose member climbs out of the environment: the DMZ blocks it; a DMZ
+    policy that waives it does not make the air side publish it (its own policy blocks it)."""
+    import shutil
+
+    from tests.conda.conftest import rattler_index, serve_dir
+
+    chan = tmp_path / "www" / "evil"
+    shutil.copytree(conda_upstream.dir / "noarch", chan / "noarch", ignore=shutil.ignore_patterns("repodata*", "shards"))
+    (chan / "linux-64").mkdir()
+    index = json.dumps({"name": "gs-evil", "version": "1.0", "build": "h0_0", "build_number": 0, "subdir": "linux-64",
+                        "arch": "x86_64", "platform": "linux", "depends": [], "license": "MIT"}).encode()
+    _tar_bz2(chan / "linux-64" / "gs-evil-1.0-h0_0.tar.bz2",
+             [_member("info/index.json", index), _member("../../../../etc/profile.d/evil.sh", b"echo owned\n")])
+    rattler_index(chan)
+    server = serve_dir(tmp_path / "www", "evil/noarch/repodata.json")
+    try:
+        spec = conda_spec(tmp_path / "g.yaml", server.url.removesuffix("/noarch/repodata.json"), ["gs-evil"],
+                          platforms=["linux-64"])
+        r = _create(tmp_path / "a", spec)
+        assert r.code == 4 and "conda:gs-evil@1.0" in r.err and "outside the environment" in r.err, r.err
+        policy = tmp_path / "lax.yaml"
+        policy.write_text("name: lax\nwaivers:\n  - {id: conda.unsafe_path, package: gs-evil, until: 2099-12-31,"
+                          " reason: test, approved_by: nobody}\n")
+        r = _create(tmp_path / "b", spec, policy)
+        assert r.code == 0, r.err
+    finally:
+        server.stop()
+    m = tmp_path / "m"
+    assert cli("trust", "pin", tmp_path / "b" / "ch" / "state" / "prod" / "1.root.json", "--mirror", m).code == 0
+    r = cli("import", next((tmp_path / "b" / "out").glob("*.gapsync")), "--mirror", m)
+    assert r.code == 4 and "conda:gs-evil@1.0" in r.err and "nothing was published" in r.err, r.err
+    assert not (m / "conda").exists()
