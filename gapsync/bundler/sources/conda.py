@@ -192,6 +192,7 @@ def _download_repodata(url: str, dest: Path) -> bool:
             try:
                 with fsutil.atomic_file(dest) as out:
                     if suffix:
+                        resp.raw.decode_content = True  # a gzip transfer encoding around the .zst, undone first
                         _copy_capped(_zstd_chunks(resp.raw), out, url + suffix)
                     else:
                         _copy_capped(resp.iter_content(1 << 20), out, url)
