@@ -18,7 +18,8 @@ less than wall time). Issue 14's goal: this tree within 1.1x of the baseline.
 
 Hostile inputs (issue 14 §4): the nested zip of the issue (five levels, eight copies of the level
 below in each), a 10 MB pickle of 1-byte opcodes, a 10 MB pickle that fills its memo, a gzip
-bomb of opcodes and a tar.gz of zeros, each scanned by ``gapsync scan`` in a fresh process
+bomb of opcodes, a tar.gz of zeros, a flat zip of 100,000 tiny entries and an ONNX file of a
+million tiny nodes, each scanned by ``gapsync scan`` in a fresh process
 under /usr/bin/time: the goal is a verdict (blocked) in well under 2 s with flat memory.
 """
 
@@ -153,13 +154,21 @@ def _zip(members: dict[str, bytes]) -> bytes:
 def make_hostile(folder: Path) -> dict[str, Path]:
     """Inputs of 10 MB or less that a scan must refuse fast (written, never loaded)."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = b"\x80\x04N."
+    data = b"\x80\x04N." + bytes(4096)
     for level in range(5):  # issue 14: five deep, eight members per level, each a copy of the level below
         data = _zip({f"l{level}_{i}.{'zip' if level else 'pkl'}": data for i in range(8)})
     out = {"nested zip (5 x 8)": data,
            "10 MB of 1-byte opcodes": b"(" + b"N0" * (5 << 20) + b".",
            "10 MB filling the memo": b"\x80\x04" + b"N\x94" * (5 << 20) + b".",
            "gzip of 512 MiB of opcodes": gzip.compress(b"N0" * (256 << 20), 9)}
+    flat = io.BytesIO()
+    with zipfile.ZipFile(flat, "w", zipfile.ZIP_STORED) as z:
+        for i in range(100_000):
+            z.writestr(f"f{i}", b"x")
+    out["zip of 100,000 tiny entries"] = flat.getvalue()
+    node = b"\x22\x04Relu\x3a\x00"  # NodeProto: op_type "Relu", domain ""
+    graph = (b"\x0a" + bytes([len(node)]) + node) * 1_000_000
+    out["ONNX of 1,000,000 nodes"] = b"\x08\x07\x3a" + _varint(len(graph)) + graph
     b = io.BytesIO()
     with gzip.GzipFile(fileobj=b, mode="wb", compresslevel=6) as gz, tarfile.open(fileobj=gz, mode="w|") as tf:
         info = tarfile.TarInfo("zeros.bin")
@@ -171,6 +180,15 @@ def make_hostile(folder: Path) -> dict[str, Path]:
         paths[label] = folder / f"hostile{i}.bin"
         paths[label].write_bytes(content)
     return paths
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
 
 
 class _Zeros(io.RawIOBase):
