@@ -83,11 +83,18 @@ def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -
     f, head = _peekable(f)
     fmt = detect(head, where.size)
     named = by_name(where.name) if fmt is Format.UNKNOWN else None
+    unreadable: list[Finding] = []
     if named is not None and named not in (Format.SEVENZIP, Format.ZIP):
         # no magic number, but a loader that goes by the name would decompress or unpack it
+        start = f.tell() if _seekable(f) else None
         found = _by_name(named, f, head, where)
         if found is not None:
-            return named, found
+            if start is None or any(x.rule != "compressed.unreadable" for x in found):
+                return named, found
+            # not that compression at all: also read the bytes as what they are (a loader that
+            # does not go by the name, pickle.load(open(...)), would)
+            unreadable = found
+            f.seek(start)
     if fmt in _NEEDS_SEEK and not _seekable(f):
         f = _spool(f)
     handler = _handler(fmt)
@@ -99,10 +106,10 @@ def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -
     # No magic number: a protocol 0/1 pickle, or data that no loader here would run.
     result = analyse_pickles(ByteReader(f), where, known_pickle=pickle_hint or fmt is Format.PICKLE)
     if result.is_pickle:
-        return Format.PICKLE, result.findings.to_list() + (_zip_behind(f, where) if zip_tail else [])
+        return Format.PICKLE, unreadable + result.findings.to_list() + (_zip_behind(f, where) if zip_tail else [])
     zipped = _zip_behind(f, where) if zip_tail else []
-    if zipped:
-        return Format.ZIP, zipped
+    if zipped or unreadable:
+        return Format.ZIP if zipped else fmt, unreadable + zipped
     if where.depth == 0 and fmt is Format.UNKNOWN:
         return fmt, [finding(where, "format.unrecognised", Severity.INFO,
                              "not a model format gapsync recognises and not a pickle; nothing in it is loadable as a model")]

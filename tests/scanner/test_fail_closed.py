@@ -149,6 +149,9 @@ def test_compression_known_only_by_its_name(tmp_path):
 def test_a_name_that_promises_compression_the_bytes_lack_is_high(tmp_path, name):
     fs = scan(write(tmp_path, name, b"this is not compressed at all, but a loader would try"))
     assert "compressed.unreadable" in rules(fs) and is_malicious(fs)
+    # and the bytes are also read as what they are: pickle.load(open(name)) ignores the name
+    fs = scan(write(tmp_path, name, b"cos\nsystem\n(S'id'\ntR."))
+    assert "compressed.unreadable" in rules(fs) and denied(fs)
 
 
 def test_corrupt_compression_and_damaged_archives_are_high(tmp_path):
