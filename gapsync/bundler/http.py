@@ -125,19 +125,25 @@ def cap_answers(s: requests.Session, cap: int = MAX_DOCUMENT) -> requests.Sessio
     return s
 
 
+def new_session(pool: int = 16) -> requests.Session:
+    """A configured session: retries with backoff, the capping adapter, per-origin credentials."""
+    s = requests.Session()
+    retry = Retry(total=4, connect=4, read=2, status=4, backoff_factor=0.5,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
+                  respect_retry_after_header=True, raise_on_status=False)
+    adapter = _CappedAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=retry)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    s.headers["User-Agent"] = USER_AGENT
+    s.auth = _OriginAuth()
+    return s
+
+
 def session(pool: int = 16) -> requests.Session:
+    """This thread's session (one per thread: a Session is not shared between threads)."""
     s = getattr(_local, "session", None)
     if s is None:
-        s = requests.Session()
-        retry = Retry(total=4, connect=4, read=2, status=4, backoff_factor=0.5,
-                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
-                      respect_retry_after_header=True, raise_on_status=False)
-        adapter = _CappedAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=retry)
-        s.mount("http://", adapter)
-        s.mount("https://", adapter)
-        s.headers["User-Agent"] = USER_AGENT
-        s.auth = _OriginAuth()
-        _local.session = s
+        s = _local.session = new_session(pool)
     return s
 
 
