@@ -136,11 +136,15 @@ def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Ta
                   "upstream_digest": img.digest, "media_type": img.media_type, "platforms": img.platforms,
                   "missing_platforms": img.missing_platforms, "manifests": sorted(p.manifests),
                   "blobs": sorted(p.blobs), "source": img.ref}
+        # an OCI artifact (chart, signature, SBOM): its type, the image it is attached to, the chart facts
+        custom.update({k: v for k, v in (("artifact_type", img.artifact_type), ("subject", img.subject),
+                                         ("chart", img.chart)) if v is not None})
         targets[f"oci/image/{where}"] = Target(f"oci/image/{where}", BlobRef(top_hex, len(p.top)), custom)
         artifacts.append({"kind": "oci", "name": img.name, "version": img.tag or img.digest, "digest": p.top_digest,
                           "platforms": img.platforms, "missing_platforms": img.missing_platforms,
                           "size": len(p.top) + sum(unique.values()), "blobs": {d: s for d, s in unique.items()},
-                          "files": []})
+                          "files": [], **({"artifact_type": img.artifact_type} if img.artifact_type else {}),
+                          **({"subject": img.subject} if img.subject else {}), **({"chart": img.chart} if img.chart else {})})
     return sorted(targets.values(), key=lambda t: t.path), artifacts
 
 
@@ -223,7 +227,12 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
     items = [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files]
     plans: list[oci.ImagePlan] = []
     if lock.images:
-        clients = oci.Clients(spec.images.insecure if spec.images else ())
+        charts_spec = getattr(spec, "charts", None)
+        clients = oci.Clients((*(spec.images.insecure if spec.images else ()), *(charts_spec.insecure if charts_spec else ())))
+        if charts_spec:
+            from gapsync.bundler.sources import charts
+
+            charts.ensure_cached(lock.images, cache)
         for img in lock.images:
             plan, origin = oci.plan_image(clients, img, cache)
             plans.append(plan)
@@ -312,6 +321,10 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         key = f"{a['kind']}:{a['name']}@{a['version']}"
         a["license"] = outcome.licenses.get(key, a.get("license"))
         a["decision"] = outcome.decisions[key].action.value if key in outcome.decisions else "allow"
+        if key in outcome.decisions and a["kind"] == "oci":  # images.require_signature: what verified, by which key
+            sigs = [r["message"] for r in outcome.decisions[key].reasons if r.get("rule") == "images.signature"]
+            if sigs:
+                a["signatures"] = sigs
     allowed_files = {f.filename for f in lock.files if python_key(f) not in blocked}
     targets = [t for t in py_targets if t.custom.get("filename" if t.kind == "python" else "of") in allowed_files]
     targets += image_targets([p for p in plans if image_key(p) not in blocked], cache)[0]

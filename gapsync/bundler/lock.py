@@ -83,14 +83,21 @@ class LockedImage:
     rewrite_index: bool = False
     source: dict[str, Any] | None = None  # None: the registry in ``name``; else {kind, location, ref}
     unrecognized: dict[str, Any] = field(default_factory=dict)
+    # an OCI artifact (a Helm chart, a signature, an SBOM): its artifactType or config media type;
+    # None for a runnable image. Written only when set, so image locks keep their bytes.
+    artifact_type: str | None = None
+    subject: str | None = None  # a signature or attestation: the digest of the image it is attached to
+    chart: dict[str, Any] | None = None  # a Helm chart: {name, version, repo, images: [...]} (charts.py)
 
     FIELDS = ("ref", "name", "tag", "digest", "media_type", "size", "platforms", "missing_platforms",
               "manifests", "rewrite_index", "source")
+    OPTIONAL = ("artifact_type", "subject", "chart")
+
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LockedImage:
         d = dict(d)
-        kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
+        kw = {k: d.pop(k) for k in (*cls.FIELDS, *cls.OPTIONAL) if k in d}
         try:
             check_image_name(kw.get("name"))
             if kw.get("tag") is not None:
@@ -101,6 +108,7 @@ class LockedImage:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS if k != "source" or self.source}
+        d.update({k: getattr(self, k) for k in self.OPTIONAL if getattr(self, k) is not None})
         d.update(self.unrecognized)
         return d
 

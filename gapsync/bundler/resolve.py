@@ -12,6 +12,11 @@ def resolve_spec(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
     lock = pypi.resolve(spec, cache, jobs) if spec.python else Lock(spec_digest=spec.digest())
     if spec.images:
         lock.images = oci.resolve(spec.images, _raw_refs(spec), cache, jobs)
+    if getattr(spec, "charts", None):  # charts are OCI artifacts in the lock, with the images they name
+        from gapsync.bundler.sources import charts
+
+        have = {(i.name, i.digest) for i in lock.images}
+        lock.images += [i for i in charts.resolve(spec, cache, jobs) if (i.name, i.digest) not in have]
     lock.models = [resolve_model(m, cache, jobs) for m in spec.models]
     if spec.conda:
         from gapsync.bundler.sources import conda

@@ -59,7 +59,8 @@ def _page(index_url: str, name: str, old: dict | None) -> dict:
 
 
 def _applies(spec) -> bool:
-    return bool(spec.python) and not spec.images and not spec.models and not getattr(spec, "conda", None)
+    return bool(spec.python) and not spec.images and not spec.models and not getattr(spec, "conda", None) \
+        and not getattr(spec, "datasets", ())
 
 
 def check(channel_dir: Path, spec, jobs: int) -> Revalidation:

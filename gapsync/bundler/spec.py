@@ -98,6 +98,7 @@ class Spec:
     models: tuple[ModelSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     conda: Any = None  # bundler.sources.conda.CondaSpec (loaded only when the spec has a conda: section)
+    charts: Any = None  # bundler.sources.charts.ChartsSpec (loaded only when the spec has a charts: section)
 
     def digest(self) -> str:
         """What a lock was made from; a lock whose digest differs is stale."""
@@ -108,6 +109,8 @@ class Spec:
             body["models"] = [m.canonical() for m in self.models]
         if self.conda:
             body["conda"] = self.conda.canonical()
+        if self.charts:
+            body["charts"] = self.charts.canonical()
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -116,7 +119,7 @@ def load_spec(path: Path) -> Spec:
     data, loc = load_located(path, text)
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")
-    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "conda", "policy"})
+    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "conda", "charts", "policy"})
     for later in ("policy",):
         if later in data:
             raise loc.error((later,), "not supported by this version of gapsync yet")
@@ -134,9 +137,15 @@ def load_spec(path: Path) -> Spec:
         from gapsync.bundler.sources.conda import load_section
 
         conda = load_section(loc, data["conda"])
-    if python is None and images is None and not models and conda is None:
-        raise loc.error((), "nothing to carry: add a python, images, models or conda section")
-    return Spec(path=path, name=name, channel=channel, python=python, images=images, models=models, conda=conda)
+    charts = None
+    if data.get("charts") is not None:
+        from gapsync.bundler.sources import charts as charts_source
+
+        charts = charts_source.load_section(loc, data["charts"])
+    if python is None and images is None and not models and conda is None and charts is None:
+        raise loc.error((), "nothing to carry: add a python, images, models, conda or charts section")
+    return Spec(path=path, name=name, channel=channel, python=python, images=images, models=models, conda=conda,
+                charts=charts)
 
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")

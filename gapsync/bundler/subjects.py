@@ -35,7 +35,7 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
         files = [SubjectFile(f"layer {d[:19]}", hex_of(d), cache.path(hex_of(d)).stat().st_size, cache.path(hex_of(d)), info["media_type"])
                  for d, info in sorted(p.blobs.items()) if "config" not in info["media_type"]]
         subjects[image_key(p)] = ScanSubject("oci", p.image.name, p.image.tag or p.image.digest, files,
-                                             {"platforms": p.image.platforms})
+                                             {"platforms": p.image.platforms, **_signature_meta(p, plans, cache)})
     for m in lock.models:
         files = [SubjectFile(f["path"], f["sha256"], cache.path(f["sha256"]).stat().st_size, cache.path(f["sha256"]))
                  for f in m.files]
@@ -55,3 +55,13 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
         s.meta["expected"][name] = {"name": p["name"], "version": p["version"], "build": p["build"],
                                              "subdir": p["subdir"]}
     return list(subjects.values())
+
+def _signature_meta(p: ImagePlan, plans: list[ImagePlan], cache: BlobCache) -> dict:
+    """The artifact type, or (an image) its digest and the signatures attached to it, for the
+    policy's images.require_signature (gapsync/scanner/signatures.py)."""
+    from gapsync.scanner.signatures import file_reader, image_meta
+
+    if p.image.artifact_type:
+        return {"artifact_type": p.image.artifact_type}
+    attached = [(q.image.ref, q.top) for q in plans if q.image.subject == p.image.digest and q.image.name == p.image.name]
+    return image_meta(p.image.digest, attached, file_reader(cache.path))

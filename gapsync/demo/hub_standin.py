@@ -43,6 +43,14 @@ a commit, URL-quoted as one path segment, e.g. ``refs%2Fpr%2F1``):
     GET  /lfs-cdn/{repo}/{sha256}?sig=..        the "CDN" (another host *name*, same process): bytes
          with Range. Like a signed CDN URL it does not want Authorization (the client strips it for
          another host); with --token it checks ``sig`` instead (403 if wrong).
+    DATASETS: the same API under ``/api/datasets/{repo}/...`` and files at ``/datasets/{repo}/resolve/...``,
+         repos on disk under ROOT/datasets/<org>/<name> (the same format); the CDN path gets ``datasets/``.
+    XET (``--xet``): every LFS file is Xet-backed, as the Hub announces one: the tree adds ``xetHash``;
+         resolve's 302 adds ``X-Xet-Hash`` and ``Link: <.../api/{models|datasets}/{repo}/xet-read-token/{commit}>;
+         rel="xet-auth"`` and points at ``/xet-bridge/...`` (bytes with Range, like the Hub's cas-bridge), and
+         ``GET /api/.../xet-read-token/{rev}`` answers the X-Xet-Cas-Url/-Access-Token/-Token-Expiration
+         headers. There is no CAS: a client with hf_xet installed fails on such a file unless
+         ``HF_HUB_DISABLE_XET=1``, and then (as without hf_xet) downloads through the resolve URL.
     Errors: 404 with ``X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`` and
          X-Error-Message (EntryNotFound on resolve also carries X-Repo-Commit, as on the Hub).
 
@@ -428,6 +436,7 @@ def main() -> None:
     ap.add_argument("--cdn-host", default="localhost")
     ap.add_argument("--many-count", type=int, default=MANY_COUNT)
     ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--xet", action="store_true", help="LFS files are Xet-backed, as the Hub announces them")
     a = ap.parse_args()
     root = Path(a.root).resolve()
     hashes = HashCache()
@@ -438,15 +447,24 @@ def main() -> None:
     def sign(repo_id: str, sha256: str) -> str:
         return hmac.new(sig_key, f"{repo_id}/{sha256}".encode(), hashlib.sha256).hexdigest()[:32]
 
-    def repo_of(org: str, name: str) -> Repo | None:
+    def repo_of(org: str, name: str, rtype: str = "model") -> Repo | None:
         if not re.fullmatch(r"[\w.-]+", org) or not re.fullmatch(r"[\w.-]+", name) or ".." in (org + name):
             return None
-        r = Repo(root, f"{org}/{name}", hashes, a.mode, a.many_count)
+        r = Repo(root / "datasets" if rtype == "dataset" else root, f"{org}/{name}", hashes, a.mode, a.many_count)
         return r if r.exists() else None
+
+    def xet_hash(sha256: str) -> str:
+        """A stand-in for the file's Xet hash (64 hex, like the Hub's; not Xet's real Merkle hash)."""
+        return hashlib.sha256(b"fake-hub xet\0" + sha256.encode()).hexdigest()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: every answer has a Content-Length
         server_version = "fake-hub/1"
+        rtype = "model"  # "dataset" for /api/datasets/... and /datasets/... (set per request)
+
+        def _prefix(self) -> str:
+            """Where this repo type's API and files live: "" for models, "datasets/" for datasets."""
+            return "datasets/" if self.rtype == "dataset" else ""
 
         def log_message(self, fmt: str, *args: object) -> None:  # the JSON log is the record
             pass
@@ -533,12 +551,21 @@ def main() -> None:
                 else:
                     self._error(404, None, "no such control endpoint")
                 return
-            if parts[:1] == ["lfs-cdn"]:
+            self.rtype = "model"
+            if parts[:1] == ["lfs-cdn"] or parts[:1] == ["xet-bridge"]:
+                if parts[1:2] == ["datasets"]:
+                    self.rtype, parts = "dataset", parts[1:]
                 self._cdn(parts[1:], q)
                 return
             if not self._authorized():
                 return
-            if parts[:2] == ["api", "models"] and len(parts) >= 4:
+            if parts[:2] == ["api", "datasets"] and len(parts) >= 4:
+                self.rtype = "dataset"
+                self._api(parts[2:], q)
+            elif parts[:1] == ["datasets"] and len(parts) >= 6 and parts[3] == "resolve":
+                self.rtype = "dataset"
+                self._resolve(parts[1:])
+            elif parts[:2] == ["api", "models"] and len(parts) >= 4:
                 self._api(parts[2:], q)
             elif len(parts) >= 5 and parts[2] == "resolve":
                 self._resolve(parts)
@@ -554,7 +581,8 @@ def main() -> None:
                 return
             if not self._authorized():
                 return
-            if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "paths-info":
+            self.rtype = "dataset" if parts[:2] == ["api", "datasets"] else "model"
+            if parts[:2] in (["api", "models"], ["api", "datasets"]) and len(parts) >= 6 and parts[4] == "paths-info":
                 form = parse_qs(body.decode(), keep_blank_values=True)
                 self._paths_info(parts[2], parts[3], unquote("/".join(parts[5:])), form)
             else:
@@ -562,7 +590,7 @@ def main() -> None:
 
         # -- Hub API --
         def _repo_rev(self, org: str, name: str, rev: str) -> tuple[Repo, str] | None:
-            repo = repo_of(unquote(org), unquote(name))
+            repo = repo_of(unquote(org), unquote(name), self.rtype)
             if repo is None:
                 self._error(404, "RepoNotFound", "Repository not found")
                 return None
@@ -586,8 +614,15 @@ def main() -> None:
                 got = self._repo_rev(org, name, unquote(rest[1]))
                 if got:
                     self._tree(*got, unquote("/".join(rest[2:])).strip("/"), q)
+            elif rest[0] == "xet-read-token" and len(rest) >= 2 and a.xet:
+                got = self._repo_rev(org, name, unquote(rest[1]))
+                if got:  # what the Hub answers: where its CAS is and a short-lived token (no CAS here)
+                    host = self.headers.get("Host") or f"127.0.0.1:{a.port}"
+                    cas, exp = f"http://{host}/no-xet-cas", str(int(time.time()) + 3600)
+                    self._json({"casUrl": cas, "accessToken": "fake-xet-token", "exp": int(exp)},
+                               {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": "fake-xet-token", "X-Xet-Token-Expiration": exp})
             elif rest == ["refs"]:
-                repo = repo_of(unquote(org), unquote(name))
+                repo = repo_of(unquote(org), unquote(name), self.rtype)
                 if repo is None:
                     self._error(404, "RepoNotFound", "Repository not found")
                     return
@@ -647,7 +682,7 @@ def main() -> None:
                 path_i, _ = listing.path_at(i)  # cheap: the lazily generated entries are built only if wanted
                 i += 1
                 if path_i.startswith(prefix) and (recursive or "/" not in path_i[len(prefix):]):
-                    page.append(listing[i - 1].tree_json(commit if expand else None))
+                    page.append(self._entry_json(listing[i - 1], commit if expand else None))
             headers = {}
             if i < n:
                 u = urlsplit(self.path)
@@ -668,8 +703,14 @@ def main() -> None:
             for p in form.get("paths", []):
                 e = listing.find(p.strip("/"))
                 if e is not None:
-                    out.append(e.tree_json(commit if expand else None))
+                    out.append(self._entry_json(e, commit if expand else None))
             self._json(out)
+
+        def _entry_json(self, e: Entry, commit: str | None) -> dict:
+            doc = e.tree_json(commit)
+            if a.xet and e.lfs:  # the Hub lists a Xet-backed file with its LFS fields and its xetHash
+                doc["xetHash"] = xet_hash(e.sha256 or "")
+            return doc
 
         def _refs(self, repo: Repo, q: dict[str, list[str]]) -> None:
             tags = repo.tags()
@@ -695,13 +736,23 @@ def main() -> None:
                 return
             if e.lfs:
                 host = f"{a.cdn_host}:{a.port}"
-                loc = f"http://{host}/lfs-cdn/{repo.id}/{e.sha256}?sig={sign(repo.id, e.sha256 or '')}"
+                where = f"{self._prefix()}{repo.id}"
+                cdn = "xet-bridge" if a.xet else "lfs-cdn"
+                loc = f"http://{host}/{cdn}/{where}/{e.sha256}?sig={sign(where, e.sha256 or '')}"
                 body = f"Found. Redirecting to {loc}".encode()
-                self._send(302, body, {
+                headers = {
                     "Location": loc, "X-Repo-Commit": commit, "ETag": f'"{e.sha256}"',
                     "X-Linked-Etag": f'"{e.sha256}"', "X-Linked-Size": str(e.size),
                     "Content-Type": "text/plain; charset=utf-8",
-                })
+                }
+                if a.xet:  # a Xet-backed file, as the Hub announces it (huggingface_hub: parse_xet_file_data_from_response)
+                    api_host = self.headers.get("Host") or f"127.0.0.1:{a.port}"
+                    kind = "datasets" if self.rtype == "dataset" else "models"
+                    headers["X-Xet-Hash"] = xet_hash(e.sha256 or "")
+                    headers["Link"] = (f'<http://{api_host}/api/{kind}/{repo.id}/xet-read-token/{commit}>; rel="xet-auth", '
+                                       f'<http://{api_host}/no-xet-cas/v1/reconstructions/{headers["X-Xet-Hash"]}>; '
+                                       'rel="xet-reconstruction-info"')
+                self._send(302, body, headers)
                 return
             self._stream(e.size, self._reader(e, tamper=False), {"ETag": f'"{e.oid}"', "X-Repo-Commit": commit})
 
@@ -709,12 +760,12 @@ def main() -> None:
             if len(parts) != 3 or not SHA256_RE.match(parts[2]):
                 self._error(404, None, "NoSuchKey")
                 return
-            repo = repo_of(unquote(parts[0]), unquote(parts[1]))
+            repo = repo_of(unquote(parts[0]), unquote(parts[1]), self.rtype)
             sha256 = parts[2]
             if repo is None:
                 self._error(404, None, "NoSuchKey")
                 return
-            if a.token and not hmac.compare_digest((q.get("sig") or [""])[0], sign(repo.id, sha256)):
+            if a.token and not hmac.compare_digest((q.get("sig") or [""])[0], sign(self._prefix() + repo.id, sha256)):
                 self._error(403, None, "AccessDenied: bad signature")
                 return
             e = repo.lfs_file(sha256)
@@ -761,7 +812,7 @@ def main() -> None:
             if repo_id.count("/") != 1 or not ref or not COMMIT_RE.match(to):
                 self._error(400, None, "need repo=ORG/NAME, ref=NAME and to=<40-hex commit>")
                 return
-            repo = repo_of(*repo_id.split("/"))
+            repo = repo_of(*repo_id.split("/"), (q.get("type") or ["model"])[0])
             if repo is None:
                 self._error(404, "RepoNotFound", "Repository not found")
                 return

@@ -62,17 +62,17 @@ def names_of(t: Target, manifest_of: Callable[[Target], dict] | None) -> list[Na
     staged) a model's snapshot name is left out; its reference is known from the signed target."""
     if t.kind in UNCLAIMED_KINDS or t.kind in CONTENT_ADDRESSED_KINDS:
         return []
-    if t.kind == "model":
-        c = t.custom
+    if t.kind in ("model", "dataset"):  # a dataset's names are its own (datasets--org--name)
+        c, k = t.custom, t.kind
         name, rev, commit = str(c.get("name")), str(c.get("revision")), str(c.get("commit"))
         out = []
         if manifest_of is not None:
             doc = manifest_of(t)
             files = sorted((str(f.get("path")), str(f.get("etag"))) for f in doc.get("files", []))
             snapshot = hashlib.sha256(json.dumps(files).encode()).hexdigest()
-            out.append(Name(f"model-commit:{name}@{commit}", snapshot, f"model {name} snapshot {commit}"))
+            out.append(Name(f"{k}-commit:{name}@{commit}", snapshot, f"{k} {name} snapshot {commit}"))
         if rev != commit:
-            out.append(Name(f"model-ref:{name}@{rev}", commit, f"model {name} revision {rev}"))
+            out.append(Name(f"{k}-ref:{name}@{rev}", commit, f"{k} {name} revision {rev}"))
         return out
     if t.kind == "oci-image":
         c = t.custom

@@ -49,11 +49,11 @@ TARGET_CLASSES = (Pep503Index, OciLayout, HfCache, CondaChannel)
 BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
 KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
 SMALL_BLOB = 1 << 20
-SHOWN_KINDS = {"python", "oci-image", "model", "conda"}  # what "N new, M already present" counts (not blobs, pages)
+SHOWN_KINDS = {"python", "oci-image", "model", "dataset", "conda"}  # what "N new, M already present" counts (not blobs, pages)
 # Signed JSON documents the importer reads whole into memory, by kind: a bundle whose signed
 # length for one of them is larger is refused before a byte of it is staged (a bundle.json or a
 # model manifest of gigabytes would otherwise be read and parsed in one piece).
-MAX_JSON_TARGET = {"bundle-info": 64 << 20, "model": 16 << 20}  # bundle.json as `bundle inspect`; 20,000 files
+MAX_JSON_TARGET = {"bundle-info": 64 << 20, "model": 16 << 20, "dataset": 16 << 20}  # bundle.json as `bundle inspect`; 20,000 files
 
 
 @dataclass
@@ -196,7 +196,7 @@ def _check_model_manifests(release: VerifiedRelease, path_of, available, bundle:
     """A model manifest is signed JSON that later steps index without checks ({"files": [{"path",
     "sha256", "size"}]}): a signer's mistake or a stolen key must not turn it into a crash."""
     for t in release.targets:
-        if t.kind != "model" or not available(t.blob.digest):
+        if t.kind not in ("model", "dataset") or not available(t.blob.digest):
             continue
         try:
             doc = json.loads(path_of(t.blob.digest).read_bytes())
@@ -364,7 +364,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
     # artifacts still waiting for another volume are kept for when it comes
     keep = {t.blob.digest for t in allowed_targets(release.targets, blocked)}
     for t in allowed_targets(release.targets, blocked):
-        if t.kind == "model" and available(t.blob.digest):  # a model's files are its model-blob targets
+        if t.kind in ("model", "dataset") and available(t.blob.digest):  # a model's files are its model-blob targets
             keep.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
     needed = stored & keep
     groups = [(h, [t for t in publish if t.kind in h.kinds]) for h in handlers]
@@ -373,7 +373,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
     result.files_new = len(shown) - result.files_present
 
     # with the models' snapshots (read now: publishing moves the staged manifests into the store)
-    manifests = {t.blob.digest: json.loads(path_of(t.blob.digest).read_bytes()) for t in publish if t.kind == "model"}
+    manifests = {t.blob.digest: json.loads(path_of(t.blob.digest).read_bytes()) for t in publish
+                 if t.kind in ("model", "dataset")}
     claims.check(view, channel, publish, lambda t: manifests[t.blob.digest], bundle)
     # -- publish: blobs into the store, then the index, then the trust and channel state.
     # Files go in before the pages that name them, so a reader never follows a dangling

@@ -477,6 +477,8 @@ class MirrorApp:
             return self.v2(environ, method, path)
         if path.startswith("/conda/"):
             return self.conda(environ, path[len("/conda/"):])
+        if path.startswith("/charts/"):
+            return self.charts(environ, path[len("/charts/"):])
         if path.startswith("/api/models/") or "/resolve/" in path:
             return self.hub(environ, path)
         return text(404, "no such route")
@@ -495,6 +497,15 @@ class MirrorApp:
                 log.warning("refused to serve %s: %s", "/".join(parts), reason)
             return missing(reason) if missing else text(404, reason)
         return file_response(environ, f, ctype, headers)
+
+    # -- Helm: the static chart repository (mirror/targets/chart_repo.py) -----------------------
+    def charts(self, environ: dict, name: str) -> Response:
+        """``/charts/index.yaml`` and ``/charts/<name>-<version>.tgz``; nothing else."""
+        if name == "index.yaml":
+            return self._file(environ, ("charts", name), "application/x-yaml")
+        if re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}-[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}\.tgz", name):
+            return self._file(environ, ("charts", name), "application/gzip")
+        return text(404, "no such chart file")
 
     # -- Python: PEP 503/691 index and files ----------------------------------------------------
     def simple(self, environ: dict, path: str) -> Response:

@@ -43,7 +43,8 @@ def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> lis
             files = [SubjectFile(f"layer {d[:19]}", d.split(":", 1)[1], (p := path_of(d.split(":", 1)[1])).stat().st_size, p,
                                  media.get(d.split(":", 1)[1]))
                      for d in c.get("blobs", []) if "config" not in media.get(d.split(":", 1)[1], "")]
-            subjects[key] = ScanSubject("oci", c["name"], c.get("tag") or c["digest"], files, {"ref": ref_name(t)})
+            subjects[key] = ScanSubject("oci", c["name"], c.get("tag") or c["digest"], files,
+                                        {"ref": ref_name(t), **_signature_meta(t, targets, path_of)})
         elif t.kind == "model":
             doc = json.loads(path_of(t.blob.digest).read_bytes())
             files = [SubjectFile(f["path"], f["sha256"], f["size"], path_of(f["sha256"])) for f in doc["files"]]
@@ -57,6 +58,25 @@ def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> lis
             s.meta["record_license"] = (c.get("record") or {}).get("license")
             s.meta["expected"][name] = {k: c.get(k) for k in ("name", "version", "build", "subdir")}
     return list(subjects.values())
+
+
+def _signature_meta(t: Target, targets: list[Target], path_of: Callable[[str], Path]) -> dict:
+    """As on the connected side: the artifact type, or the image's upstream digest and the
+    signatures attached to it (targets whose ``subject`` is that digest), verified here again."""
+    from gapsync.scanner.signatures import file_reader, image_meta
+
+    c = t.custom
+    if c.get("artifact_type"):
+        return {"artifact_type": c["artifact_type"]}
+    digest = str(c.get("upstream_digest") or c.get("digest"))
+    read = file_reader(path_of)
+    attached = []
+    for a in targets:
+        if a.kind == "oci-image" and a.custom.get("subject") == digest and a.custom.get("name") == c.get("name"):
+            data = read("sha256:" + a.blob.digest, a.blob.size)
+            if data is not None:
+                attached.append((ref_name(a), data))
+    return image_meta(digest, attached, read)
 
 
 def allowed_targets(targets: list[Target], blocked: set[str]) -> list[Target]:

@@ -95,6 +95,8 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
             reasons.append(_reason("licenses.unknown", policy.license_unknown, f.message, f))
     if subject.kind == "conda":
         reasons += _conda_reasons(policy, subject, findings)
+    if subject.kind == "oci" and subject.meta.get("signatures") is not None:
+        reasons += _signature_reasons(policy, subject)
     if license_spdx and (policy.license_allow or policy.license_deny):
         if not license_allowed(license_spdx, policy.license_allow, policy.license_deny):
             reasons.append(_reason("licenses.allow_deny", Action.BLOCK, f"license {license_spdx} is not allowed by the policy"))
@@ -125,6 +127,30 @@ def _conda_reasons(policy: Policy, subject: ScanSubject, findings: list[Finding]
             action = Action.BLOCK if f.severity.rank >= Severity.HIGH.rank else Action.WARN
             out.append(_reason("conda.package", action, f"{f.file}: {f.message}", f))
     return out
+
+
+def _signature_reasons(policy: Policy, subject: ScanSubject) -> list[dict[str, Any]]:
+    """``images.require_signature``: an image (not an artifact: charts, signatures) crosses only
+    with a signature that names its digest and verifies under one of the policy's keys. What
+    verified, under which key, is an allow reason (the report and the SBOM show it)."""
+    from gapsync.scanner.signatures import PublicKey, verify
+
+    if subject.meta.get("artifact_type") or not policy.image_signature_keys:
+        return []
+    keys = [PublicKey.from_pem(p.encode()) for p in policy.image_signature_keys]
+    found = subject.meta.get("signatures") or []
+    ok, why = verify(str(subject.meta.get("digest")), found, keys)
+    why = [*subject.meta.get("signature_problems", []), *why]
+    if ok:
+        return [_reason("images.signature", Action.ALLOW, f"signature verified with key {v['key']} ({v['source']})")
+                for v in ok]
+    if not policy.image_require_signature:
+        return []
+    if not found:
+        return [_reason("images.require_signature", Action.BLOCK,
+                        f"unsigned: no signature of {subject.meta.get('digest')} came with the image "
+                        "(cosign tag sha256-<hex>.sig or a referrer)")]
+    return [_reason("images.require_signature", Action.BLOCK, "no valid signature: " + "; ".join(why[:3]))]
 
 
 def _apply_waivers(policy: Policy, subject: ScanSubject, reasons: list[dict[str, Any]], now: datetime) -> Decision:

@@ -88,6 +88,10 @@ class Policy:
     max_artifact_size: int | None = None
     max_file_size: int | None = None
     waivers: tuple[Waiver, ...] = field(default_factory=tuple)
+    # images.require_signature: {keys: [...]}: an image crosses only with a signature that verifies
+    # under one of these public keys (PEM text, ECDSA P-256 or Ed25519; gapsync/scanner/signatures.py)
+    image_require_signature: bool = False
+    image_signature_keys: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "sha256": self.sha256}
@@ -179,6 +183,7 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
         raise loc.error((), "expected a mapping (see docs/policy.md)")
     data = dict(data)
     conda_section = data.pop("conda", None)  # parsed by _parse_conda, at the end
+    images_section = data.pop("images", None)  # parsed by _parse_images, at the end
     check_keys(loc, (), data, {"name", "vulnerabilities", "advisories", "licenses", "models", "blocked", "max_size",
                                "waivers"})
     kw: dict[str, Any] = {"name": str(data.get("name", path.stem)), "source": str(path), "sha256": digest}
@@ -261,7 +266,43 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
         waivers.append(Waiver(str(w["id"]), str(w["package"]), until, str(w["reason"]), str(w["approved_by"])))
     kw["waivers"] = tuple(waivers)
     _parse_conda(conda_section, loc, kw)
+    _parse_images(images_section, loc, kw, path)
     return Policy(**kw)
+
+
+def _parse_images(im: Any, loc: Located, kw: dict[str, Any], path: Path) -> None:
+    """``images: {require_signature: {keys: [FILE.pub or PEM text, ...]}}`` (false: not required).
+    Key files are read here (relative to the policy file), so the keys are fixed with the policy."""
+    from gapsync.scanner.signatures import KeyError_, PublicKey
+
+    im = im or {}
+    expect(loc, ("images",), im, dict, "a mapping {require_signature}")
+    check_keys(loc, ("images",), im, {"require_signature"})
+    rs = im.get("require_signature", False)
+    if rs is False:
+        return
+    k = ("images", "require_signature")
+    expect(loc, k, rs, dict, "false, or a mapping {keys: [public key files or PEM]}")
+    check_keys(loc, k, rs, {"keys"})
+    pems = []
+    for i, key in enumerate(expect(loc, (*k, "keys"), rs.get("keys"), list, "a list of public keys")):
+        expect(loc, (*k, "keys", i), key, str, "a public key file or PEM text")
+        if "-----BEGIN" in key:
+            pem = key.encode()
+        else:
+            f = (path.parent / key)
+            if not f.is_file() or f.is_symlink() or f.stat().st_size > 64 * 1024:
+                raise loc.error((*k, "keys", i), f"{key!r}: not a regular file of a public key")
+            pem = f.read_bytes()
+        try:
+            PublicKey.from_pem(pem)
+        except KeyError_ as e:
+            raise loc.error((*k, "keys", i), f"{key[:60]!r}: {e}") from None
+        pems.append(pem.decode())
+    if not pems:
+        raise loc.error((*k, "keys"), "name at least one public key")
+    kw["image_require_signature"] = True
+    kw["image_signature_keys"] = tuple(pems)
 
 
 def _parse_conda(co: Any, loc: Located, kw: dict[str, Any]) -> None:

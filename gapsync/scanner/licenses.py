@@ -643,7 +643,7 @@ def scan_subject(subject: ScanSubject) -> tuple[str | None, list[Finding]]:
     if subject.kind == "python":
         wheels = [f.path for f in subject.files if f.name.endswith(".whl")]
         result = _python_result(subject.meta.get("metadata"), wheels[0] if wheels else None)
-    elif subject.kind == "model":
+    elif subject.kind in ("model", "dataset"):  # a dataset card's license: the same Hub ids
         result = model_license(subject.meta.get("license"))
     elif subject.kind == "conda":  # the raw value from the package's info/index.json (scanner/conda_pkg.py)
         result = conda_license(subject.meta.get("license"))

@@ -460,6 +460,18 @@ def _digests(art: dict) -> str:
         blobs = _dict(art.get("blobs"))
         if blobs:
             lines.append(f'<li><span class="muted">{len(blobs)} blobs</span></li>')
+        if art.get("artifact_type"):  # a chart, a signature: carried as it is (bundler/sources/charts.py)
+            lines.append(f'<li><span class="muted">artifact type</span> {_e(art.get("artifact_type"))}'
+                         + (f' <span class="muted">attached to</span> {_e(art.get("subject"))}' if art.get("subject") else "")
+                         + "</li>")
+        chart = _dict(art.get("chart"))
+        if chart:
+            named = ", ".join(map(str, _list(chart.get("images"))))
+            lines.append(f'<li><span class="muted">chart</span> {_e(chart.get("name"))} {_e(chart.get("version"))} '
+                         f'<span class="muted">from</span> {_e(chart.get("repo"))}<br>'
+                         f'<span class="muted">images it names</span> {_e(named or "none")}</li>')
+        for sig in _list(art.get("signatures")):
+            lines.append(f'<li><span class="muted">signature</span> {_e(sig)}</li>')
     if art.get("kind") == "model" and art.get("commit"):
         lines.append(f'<li><span class="muted">{_e(art.get("source"))} commit</span> {_e(art.get("commit"))}</li>')
     if art.get("kind") == "conda" and art.get("channel"):

@@ -99,7 +99,7 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
             found += conda_found
         spdx, license_findings = licenses.scan_subject(s)
         found += license_findings
-        if s.kind == "model" or (policy.scan_pickles_in_packages and s.kind != "conda"):
+        if s.kind in ("model", "dataset") or (policy.scan_pickles_in_packages and s.kind != "conda"):
             budget = model_scanner.limits.for_size(s.size)  # one budget for all the artifact's files
             for f in s.files:
                 found += list(model_scanner.scan_file(f.path, f.name, budget))

@@ -220,7 +220,10 @@ def _artifact_component(art: dict, decision: dict | None) -> Component | None:
         hashes = _hashes(digest.removeprefix("sha256:")) if digest.startswith("sha256:") else []
         props.update({"gapsync:platforms": art.get("platforms"),
                       "gapsync:missing_platforms": art.get("missing_platforms"),
-                      "gapsync:size": art.get("size"), "gapsync:blobs": len(art.get("blobs") or {}) or None})
+                      "gapsync:size": art.get("size"), "gapsync:blobs": len(art.get("blobs") or {}) or None,
+                      "gapsync:artifact_type": art.get("artifact_type"), "gapsync:subject": art.get("subject"),
+                      "gapsync:signatures": art.get("signatures"),
+                      "gapsync:chart_images": (art.get("chart") or {}).get("images") if isinstance(art.get("chart"), dict) else None})
         license_ = art.get("license")
         spdx = licenses.normalize(license_) if isinstance(license_, str) else None
     elif kind == "model":

@@ -26,6 +26,8 @@ from gapsync.errors import DigestMismatchError, FetchError, InputError, Upstream
 from gapsync.names import COMMIT_RE, SHA256_HEX, BadName, check_model
 from gapsync.redact import redact_text, redact_url
 
+DATA_FORMATS = {"parquet": "parquet", "csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "arrow": "arrow",
+                "txt": "text", "py": "loading-script"}  # a dataset's formats, by extension (bundle.json, SBOM)
 MAX_REGULAR_FILE = 50 * 1024 * 1024  # regular (non-LFS) git files are small; hashed at resolve
 MAX_HUB_ANSWER = MAX_JSON_ANSWER  # one Hub API answer (model info, one page of a tree listing)
 
@@ -110,10 +112,12 @@ def _headers() -> dict[str, str]:
     return build_hf_headers(library_name="gapsync")
 
 
-def file_url(endpoint: str, repo: str, commit: str, path: str) -> str:
+def file_url(endpoint: str, repo: str, commit: str, path: str, repo_type: str = "model") -> str:
+    """The resolve URL (``/datasets/`` before the repo for a dataset). Files the Hub stores with
+    Xet are fetched through it too: what huggingface_hub does when hf_xet is absent (docs/operator-guide.md)."""
     from huggingface_hub import hf_hub_url
 
-    return hf_hub_url(repo, path, revision=commit, endpoint=endpoint)
+    return hf_hub_url(repo, path, revision=commit, endpoint=endpoint, repo_type=None if repo_type == "model" else repo_type)
 
 
 def opener(url: str):
@@ -138,14 +142,15 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
     _use_capped_client()
     endpoint = _endpoint(spec)
     api = HfApi(endpoint=endpoint, library_name="gapsync")
-    where = f"hf:{spec.name}@{spec.revision} ({redact_url(endpoint)})"
+    rtype = getattr(spec, "repo_type", "model")
+    where = f"hf:{'datasets/' if rtype == 'dataset' else ''}{spec.name}@{spec.revision} ({redact_url(endpoint)})"
     try:
-        info = api.model_info(spec.name, revision=spec.revision)
+        info = api.repo_info(spec.name, revision=spec.revision, repo_type=rtype)
         commit = info.sha
         if not isinstance(commit, str) or not COMMIT_RE.match(commit):
             raise UpstreamError(f"{where}: the Hub answered no commit (40 lower-case hex) for the revision")
         entries = []
-        for e in api.list_repo_tree(spec.name, revision=commit, recursive=True):
+        for e in api.list_repo_tree(spec.name, revision=commit, recursive=True, repo_type=rtype):
             if isinstance(e, RepoFile):
                 entries.append(e)
                 if len(entries) > MAX_FILES:
@@ -178,12 +183,12 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
                 raise InputError(f"{where}: regular (non-LFS) file {e.path} of {e.size} bytes")
             regular.append(e)
     if regular:  # learn their sha256 by fetching them (they are needed anyway), check the git id
-        results = fetch_all(cache, [FetchItem(file_url(endpoint, spec.name, commit, e.path), None, e.size,
-                                              f"{spec.name}/{e.path}", opener=opener(file_url(endpoint, spec.name, commit, e.path)))
+        results = fetch_all(cache, [FetchItem(file_url(endpoint, spec.name, commit, e.path, rtype), None, e.size,
+                                              f"{spec.name}/{e.path}", opener=opener(file_url(endpoint, spec.name, commit, e.path, rtype)))
                                     for e in regular], jobs)
         by_url = {r.item.url: r for r in results}
         for e in regular:
-            r = by_url[file_url(endpoint, spec.name, commit, e.path)]
+            r = by_url[file_url(endpoint, spec.name, commit, e.path, rtype)]
             data = cache.path(r.sha256).read_bytes()
             if git_blob_sha1(data) != e.blob_id:
                 raise DigestMismatchError(f"{where}: {e.path} does not match the git blob id the Hub announced")
@@ -193,7 +198,11 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
     meta = {"origin": remember_credentials(endpoint), "license": license_, "library": card.get("library_name") or getattr(info, "library_name", None),
             "pipeline_tag": getattr(info, "pipeline_tag", None), "formats": formats_of([f["path"] for f in files]),
             "include": list(spec.include), "exclude": list(spec.exclude)}
-    return LockedModel("hf", spec.name, spec.revision or "main", commit, files, meta)
+    if rtype == "dataset":  # loading scripts are code: the policy looks for them (policies/evaluate.py)
+        meta["scripts"] = sorted(f["path"] for f in files if f["path"].endswith(".py"))
+        meta["formats"] = sorted({*meta["formats"], *(DATA_FORMATS[x] for f in files
+                                                       if (x := f["path"].lower().rsplit(".", 1)[-1]) in DATA_FORMATS)})
+    return LockedModel("hf", spec.name, spec.revision or "main", commit, files, meta, repo_type=rtype)
 
 
 def _check_listing(entries: list, spec: ModelSpec, commit: str, where: str) -> None:
@@ -216,6 +225,6 @@ def fetch_items(model: LockedModel) -> list[FetchItem]:
     endpoint = model.meta["origin"]
     items = []
     for f in model.files:
-        url = file_url(endpoint, model.name, model.commit, f["path"])
+        url = file_url(endpoint, model.name, model.commit, f["path"], model.repo_type)
         items.append(FetchItem(url, f["sha256"], f["size"], f"{model.name}/{f['path']}", opener=opener(url)))
     return items

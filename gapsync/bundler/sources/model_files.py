@@ -41,8 +41,12 @@ def synthetic_commit(files: list[dict[str, Any]]) -> str:
 
 
 def manifest(model: Any) -> bytes:
-    """The model's own target: what the air side needs to lay it out (a LockedModel)."""
-    return json.dumps({"format": 1, "source": model.source, "name": model.name, "revision": model.revision,
-                       "commit": model.commit, "meta": model.meta,
-                       "files": sorted(({k: f.get(k) for k in ("path", "sha256", "size", "etag", "lfs")} for f in model.files),
-                                       key=lambda f: f["path"])}, indent=1, sort_keys=True).encode()
+    """The model's own target: what the air side needs to lay it out (a LockedModel; a dataset's
+    manifest also says ``repo_type: dataset``, a model's is unchanged)."""
+    doc = {"format": 1, "source": model.source, "name": model.name, "revision": model.revision,
+           "commit": model.commit, "meta": model.meta,
+           "files": sorted(({k: f.get(k) for k in ("path", "sha256", "size", "etag", "lfs")} for f in model.files),
+                           key=lambda f: f["path"])}
+    if getattr(model, "repo_type", "model") != "model":
+        doc["repo_type"] = model.repo_type
+    return json.dumps(doc, indent=1, sort_keys=True).encode()

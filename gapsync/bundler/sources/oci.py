@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from gapsync.oci import (
     DIGEST_RE,
     INDEX_TYPES,
     MANIFEST_TYPES,
+    OCI_INDEX,
     OCI_MANIFEST,
     ImageRef,
     Platform,
@@ -32,8 +34,13 @@ from gapsync.oci import (
     rewritten_index,
 )
 from gapsync.oci_client import Manifest, RegistryClient
+from gapsync.upstream import read_capped
 
 MAX_CONFIG = 8 * 1024 * 1024
+MAX_REFERRERS = 64  # per image: a registry listing more is not followed further
+ATTACHED_SUFFIXES = ("sig", "att", "sbom")  # cosign's tag scheme
+IMAGE_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 
 
 class Clients:
@@ -186,10 +193,73 @@ def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
         return LockedImage(**common, platforms=[c["platform"] for c in chosen], missing_platforms=missing, manifests=chosen)
     if top.media_type not in MANIFEST_TYPES and "layers" not in doc:
         raise FetchError(f"{origin.describe()}: unsupported manifest type {top.media_type!r}")
+    kind = artifact_type(doc, origin.describe())
+    if kind is not None:  # a chart, a signature, an SBOM: carried as it is, every blob by digest
+        return LockedImage(**common, platforms=[], missing_platforms=[], manifests=[], artifact_type=kind)
     platform = _config_platform(origin, doc)
     if not any(w.matches(platform) for w in spec.platforms):
         raise InputError(f"{origin.describe()}: a single-platform image for {platform}, not one of {[str(p) for p in spec.platforms]}")
     return LockedImage(**common, platforms=[str(platform)], missing_platforms=[], manifests=[])
+
+
+def artifact_type(doc: dict, what: str) -> str | None:
+    """The artifact type of a manifest that is not a runnable image (its ``artifactType``, else
+    its config's media type), or None for an image. Such a manifest has no platform to filter."""
+    kind = doc.get("artifactType")
+    config = _descriptor(doc.get("config"), f"{what} config") if doc.get("config") is not None else {}
+    if kind is None and config.get("mediaType", "") in IMAGE_CONFIG_TYPES:
+        # cosign's signatures and attestations have an image config but no filesystem layer
+        layers = [d.get("mediaType", "") for d in _descriptors(doc, "layers", what)]
+        if not layers or any("layer" in t or "rootfs" in t for t in layers):
+            return None
+        kind = layers[0]
+    kind = kind if kind is not None else config.get("mediaType") or "application/octet-stream"
+    if not isinstance(kind, str) or not MEDIA_TYPE_RE.match(kind):
+        raise UpstreamError(f"{what}: artifactType {str(kind)[:80]!r} is not a media type")
+    return kind
+
+
+def attached(origin: Origin, image: LockedImage) -> list[LockedImage]:
+    """Signatures, attestations and SBOMs attached to an image in its registry: the cosign tag
+    scheme (``sha256-<hex>.sig|.att|.sbom``) and the OCI referrers API where the registry offers
+    it (a 404 there is a registry without the API, not an error). Each is locked as an artifact
+    whose ``subject`` is the image's digest, so it travels, is published and pushed with it."""
+    client, repo = origin.client, origin.ref.repository
+    if client is None:
+        return []
+    found: dict[str, LockedImage] = {}
+    for suffix in ATTACHED_SUFFIXES:
+        tag = f"sha256-{hex_of(image.digest)}.{suffix}"
+        try:
+            m = client.get_manifest(repo, tag)
+        except FetchError as e:
+            if "manifest not found" in str(e):
+                continue
+            raise
+        doc = _json(m.data, f"{image.name}:{tag}")
+        found[m.digest] = LockedImage(ref=f"{image.name}:{tag}", name=image.name, tag=tag, digest=m.digest,
+                                      media_type=m.media_type, size=len(m.data), platforms=[], missing_platforms=[],
+                                      manifests=[], artifact_type=artifact_type(doc, f"{image.name}:{tag}") or m.media_type,
+                                      subject=image.digest)
+    r = client.request("GET", f"/v2/{repo}/referrers/{image.digest}", scope=f"repository:{repo}:pull",
+                       headers={"Accept": OCI_INDEX}, stream=True)
+    if r.status_code != 200 or not r.headers.get("Content-Type", "").startswith(OCI_INDEX):
+        r.close()  # no referrers API (distribution 2.x): the tag scheme above is the fallback
+        return sorted(found.values(), key=lambda i: i.ref)
+    index = _json(read_capped(r, MAX_CONFIG, f"{image.name}: referrers of {image.digest}"), f"{image.name} referrers")
+    for d in _descriptors(index, "manifests", f"{image.name} referrers")[:MAX_REFERRERS]:
+        if d["digest"] in found or d.get("mediaType") not in MANIFEST_TYPES:
+            continue
+        m = client.get_manifest(repo, d["digest"])
+        doc = _json(m.data, f"{image.name}@{d['digest']}")
+        subject = doc.get("subject") if isinstance(doc.get("subject"), dict) else {}
+        if subject.get("digest") != image.digest:
+            raise UpstreamError(f"{image.name}: referrer {d['digest']} does not name {image.digest} as its subject")
+        found[m.digest] = LockedImage(ref=f"{image.name}@{m.digest}", name=image.name, tag=None, digest=m.digest,
+                                      media_type=m.media_type, size=len(m.data), platforms=[], missing_platforms=[],
+                                      manifests=[], artifact_type=artifact_type(doc, f"{image.name}@{m.digest}") or m.media_type,
+                                      subject=image.digest)
+    return sorted(found.values(), key=lambda i: i.ref)
 
 
 def resolve(spec: ImagesSpec, raw_refs: list[str], cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
@@ -203,7 +273,15 @@ def resolve(spec: ImagesSpec, raw_refs: list[str], cache: BlobCache, jobs: int =
     clients = Clients(spec.insecure)
     origins = [Origin(clients, r, spec.source_of(i), cache) for i, r in enumerate(spec.refs)]
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(origins)))) as pool:
-        return list(pool.map(lambda o, raw: resolve_image(o, spec, raw), origins, raw_refs))
+        images = list(pool.map(lambda o, raw: resolve_image(o, spec, raw), origins, raw_refs))
+        extra = pool.map(lambda o, i: attached(o, i) if i.subject is None else [], origins, images)
+        have = {(i.name, i.digest) for i in images}
+        for found in list(extra):
+            for a in found:
+                if (a.name, a.digest) not in have:
+                    have.add((a.name, a.digest))
+                    images.append(a)
+    return images
 
 
 @dataclass

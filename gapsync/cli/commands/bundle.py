@@ -120,6 +120,11 @@ def inspect_(bundle_path: Path, as_json: bool) -> None:
               for a in info["artifacts"] if a["kind"] == "model"]
     if models:
         click.echo(table(models, ["model", "revision", "source", "commit", "formats", "license", "files", "size"]))
+    datasets = [[a["name"], a["version"], a["commit"][:12], ",".join(a.get("formats") or []) or "-",
+                 a.get("license") or "?", str(len(a["files"])), human_size(a["size"])]
+                for a in info["artifacts"] if a["kind"] == "dataset"]
+    if datasets:
+        click.echo(table(datasets, ["dataset", "revision", "commit", "formats", "license", "files", "size"]))
     conda = [[a["name"], a["version"], f.get("subdir") or "?", f["filename"], human_size(f["size"]), f["sha256"][:16],
               a.get("license") or "?", ",".join(f.get("targets") or [])]
              for a in info["artifacts"] if a["kind"] == "conda" for f in a["files"]]

@@ -10,6 +10,10 @@ regular files), so ``snapshot_download(repo, revision=…)`` and ``hf_hub_downlo
 offline. Models from URLs, paths and MLflow get the same layout under their names. Revisions
 from several bundles sit side by side; a later bundle that moved a branch moves its ref.
 The index of what is there (for ``gapsync serve``'s Hub API) is ``.gapsync/models/index.json``.
+
+Hub dataset repos (target kind ``dataset``) go into the same cache directory as
+``datasets--<org>--<name>/...`` (one ``HF_HUB_CACHE`` holds both, as on a connected machine), and
+under ``"datasets"`` in the index.
 """
 
 from __future__ import annotations
@@ -37,12 +41,17 @@ from gapsync.names import (
 )
 
 
-def repo_folder(name: str) -> str:
-    return "models--" + name.replace("/", "--")
+def repo_folder(name: str, kind: str = "model") -> str:
+    """``models--org--name`` or, for a dataset, ``datasets--org--name`` (huggingface_hub's repo_folder_name)."""
+    return ("datasets--" if kind == "dataset" else "models--") + name.replace("/", "--")
+
+
+REPO_KINDS = ("model", "dataset")  # the targets that name a snapshot (the rest are their files)
+INDEX_SECTION = {"model": "models", "dataset": "datasets"}
 
 
 class HfCache:
-    kinds: ClassVar[frozenset[str]] = frozenset({"model", "model-blob"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"model", "dataset", "model-blob"})
 
     def __init__(self, layout: MirrorLayout):
         self.layout = layout
@@ -68,12 +77,14 @@ class HfCache:
                 check_model_name(name), check_model_revision(rev), check_model_commit(commit)
             except BadName as e:
                 raise BundleFormatError(f"target {t.path!r}: bad model name, revision or commit ({e})") from None
-            if t.path != f"model/{c.get('source')}/{name}@{rev}":
-                raise BundleFormatError(f"target {t.path!r}: path does not match the model")
+            if t.path != f"{t.kind}/{c.get('source')}/{name}@{rev}" or (t.kind == "dataset" and c.get("source") != "hf"):
+                raise BundleFormatError(f"target {t.path!r}: path does not match the {t.kind}")
 
     def _check_manifest(self, t: Target, doc: dict, digests: set[str]) -> None:
         if doc.get("name") != t.custom["name"] or doc.get("commit") != t.custom["commit"]:
             raise BundleFormatError(f"target {t.path!r}: manifest names another model or commit")
+        if doc.get("repo_type", "model") != t.kind:
+            raise BundleFormatError(f"target {t.path!r}: manifest is a {doc.get('repo_type', 'model')}'s, the target a {t.kind}")
         try:
             check_model_tree(str(f.get("path", "")) for f in doc.get("files", []))
         except BadName as e:  # `a` and `a/b`: no file system can lay that out
@@ -88,14 +99,14 @@ class HfCache:
     def is_published(self, t: Target) -> bool:
         if t.kind == "model-blob":
             return True  # published through the model that names it
-        entry = self.read_index()["models"].get(t.custom["name"], {})
+        entry = self.read_index().get(INDEX_SECTION[t.kind], {}).get(t.custom["name"], {})
         return entry.get("refs", {}).get(t.custom["revision"]) == t.custom["commit"] and \
             entry.get("commits", {}).get(t.custom["commit"]) == t.blob.digest
 
     def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
         self.check(targets)
         digests = {t.blob.digest for t in targets if t.kind == "model-blob"}
-        models = [t for t in targets if t.kind == "model"]
+        models = [t for t in targets if t.kind in REPO_KINDS]
         docs = []
         for t in models:  # check every manifest before writing anything
             try:
@@ -108,7 +119,7 @@ class HfCache:
         published = []
         for t, doc in docs:
             name, rev, commit = t.custom["name"], t.custom["revision"], t.custom["commit"]
-            repo = self.root / repo_folder(name)
+            repo = self.root / repo_folder(name, t.kind)
             for f in doc["files"]:  # blobs, then the snapshot links that name them, then the ref
                 blob = repo / "blobs" / f["etag"]
                 if not (blob.exists() and blob.stat().st_size == f["size"]):
@@ -121,7 +132,7 @@ class HfCache:
             faults.point("publish.hf.snapshot")
             if not COMMIT_RE.fullmatch(rev) or rev != commit:
                 fs.write_atomic(repo / "refs" / rev, commit.encode())
-            entry = index["models"].setdefault(name, {"refs": {}, "commits": {}})
+            entry = index.setdefault(INDEX_SECTION[t.kind], {}).setdefault(name, {"refs": {}, "commits": {}})
             entry["refs"][rev] = commit
             entry["commits"][commit] = t.blob.digest
             published.append(f"{name}@{rev}")

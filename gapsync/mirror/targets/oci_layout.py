@@ -18,6 +18,7 @@ from gapsync import faults
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.targets.chart_repo import ChartRepo
 from gapsync.model import Target
 from gapsync.names import BadName, check_image_name, check_image_tag
 from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, hex_of
@@ -35,6 +36,7 @@ class OciLayout:
 
     def __init__(self, layout: MirrorLayout):
         self.root = layout.root / "oci"
+        self.charts = ChartRepo(layout)  # Helm charts are also published as a static chart repository
 
     def blob_file(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / hex_of(digest)
@@ -62,6 +64,7 @@ class OciLayout:
                     raise BundleFormatError(f"target {t.path!r}: path does not match the image reference")
             elif t.path != f"oci/{'manifest' if t.kind == 'oci-manifest' else 'blob'}/sha256/{t.blob.digest}":
                 raise BundleFormatError(f"target {t.path!r}: path does not match its digest")
+        self.charts.check(targets)
 
     def is_published(self, t: Target) -> bool:
         f = self.blob_file("sha256:" + t.blob.digest)
@@ -92,9 +95,11 @@ class OciLayout:
             name = ref_name(t)
             entry = {"mediaType": t.custom["media_type"], "digest": t.custom["digest"], "size": t.blob.size,
                      "annotations": {REF_NAME: name}}
+            if t.custom.get("artifact_type"):  # a chart, a signature: the OCI 1.1 descriptor field
+                entry["artifactType"] = t.custom["artifact_type"]
             index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != name]
             index["manifests"].append(entry)
             published.append(name)
         index["manifests"].sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
         fs.write_atomic(self.root / "index.json", json.dumps(index, indent=1).encode())
-        return sorted(published)
+        return sorted(published) + self.charts.publish(targets, blob_path, fs)
