@@ -164,13 +164,14 @@ def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[di
             targets.setdefault(path, Target(path, BlobRef(f["sha256"], f["size"]), {"kind": "model-blob"}))
         data = manifest(m)
         digest, size = cache.put_bytes(data, what=f"{m.name} manifest")
-        path = f"model/{m.source}/{m.name}@{m.revision}"
+        kind = getattr(m, "kind", "model")  # "dataset": a Hub dataset repo, laid out as datasets--org--name
+        path = f"{kind}/{m.source}/{m.name}@{m.revision}"
         total = sum(f["size"] for f in m.files)
         targets[path] = Target(path, BlobRef(digest, size), {
-            "kind": "model", "source": m.source, "name": m.name, "revision": m.revision, "commit": m.commit,
+            "kind": kind, "source": m.source, "name": m.name, "revision": m.revision, "commit": m.commit,
             "license": m.meta.get("license"), "library": m.meta.get("library"), "formats": m.meta.get("formats", []),
             "origin": redact_url(m.meta.get("origin")), "files": len(m.files), "size": total})
-        artifacts.append({"kind": "model", "name": m.name, "version": m.revision, "source": m.source, "commit": m.commit,
+        artifacts.append({"kind": kind, "name": m.name, "version": m.revision, "source": m.source, "commit": m.commit,
                           "license": m.meta.get("license"), "formats": m.meta.get("formats", []), "size": total,
                           "files": [{"path": f["path"], "filename": f["path"], "sha256": f["sha256"], "size": f["size"],
                                      "targets": []} for f in m.files]})
@@ -237,7 +238,7 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
             plan, origin = oci.plan_image(clients, img, cache)
             plans.append(plan)
             items += origin.blob_items(plan.blobs, img.name)
-    for model in lock.models:
+    for model in lock.models + lock.datasets:
         if model.source == "hf":
             items += huggingface.fetch_items(model)
         elif model.source == "url":
@@ -315,7 +316,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     outcome = scan_subjects(build_subjects(lock, plans, cache), policy, load_advisories(advisories_file), now)
     blocked = set(outcome.blocked())
     py_targets, py_artifacts = python_targets(lock.files, cache)
-    artifacts = [*py_artifacts, *image_targets(plans, cache)[1], *model_targets(lock.models, cache)[1],
+    artifacts = [*py_artifacts, *image_targets(plans, cache)[1], *model_targets(lock.models + lock.datasets, cache)[1],
                  *conda_targets(lock.conda, cache)[1]]
     for a in artifacts:
         key = f"{a['kind']}:{a['name']}@{a['version']}"
@@ -328,7 +329,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     allowed_files = {f.filename for f in lock.files if python_key(f) not in blocked}
     targets = [t for t in py_targets if t.custom.get("filename" if t.kind == "python" else "of") in allowed_files]
     targets += image_targets([p for p in plans if image_key(p) not in blocked], cache)[0]
-    targets += model_targets([m for m in lock.models if model_key(m) not in blocked], cache)[0]
+    targets += model_targets([m for m in lock.models + lock.datasets if model_key(m) not in blocked], cache)[0]
     targets += [t for t in conda_targets(lock.conda, cache)[0] if f"conda:{t.custom['name']}@{t.custom['version']}" not in blocked]
     version = repo.next_version()
     info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",

@@ -93,7 +93,6 @@ class LockedImage:
               "manifests", "rewrite_index", "source")
     OPTIONAL = ("artifact_type", "subject", "chart")
 
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LockedImage:
         d = dict(d)
@@ -126,13 +125,21 @@ class LockedModel:
     files: list[dict[str, Any]]  # [{path, sha256, size, etag, lfs, url?}]
     meta: dict[str, Any] = field(default_factory=dict)  # license, library, formats, origin, ...
     unrecognized: dict[str, Any] = field(default_factory=dict)
+    repo_type: str = "model"  # "dataset": a Hub dataset repo (the lock's datasets list); written only then
 
     FIELDS = ("source", "name", "revision", "commit", "files", "meta")
+
+    @property
+    def kind(self) -> str:
+        """The artifact kind: "model" or "dataset"."""
+        return "dataset" if self.repo_type == "dataset" else "model"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LockedModel:
         d = dict(d)
         kw = {k: d.pop(k) for k in cls.FIELDS if k in d}
+        if d.get("repo_type") in ("model", "dataset"):
+            kw["repo_type"] = d.pop("repo_type")
         for f in kw.get("files", []):
             if not SHA256_RE.match(str(f.get("sha256", ""))):
                 raise ValueError(f"model {kw.get('name')!r}: file {f.get('path')!r} has a bad sha256")
@@ -151,6 +158,8 @@ class LockedModel:
                              for f in self.files), key=lambda f: f["path"])
         d["meta"] = {**self.meta, "origin": redact_url(self.meta["origin"])} if isinstance(self.meta.get("origin"), str) \
             else self.meta
+        if self.repo_type != "model":
+            d["repo_type"] = self.repo_type
         d.update(self.unrecognized)
         return d
 
@@ -163,6 +172,7 @@ class Lock:
     files: list[LockedFile] = field(default_factory=list)
     images: list[LockedImage] = field(default_factory=list)
     models: list[LockedModel] = field(default_factory=list)
+    datasets: list[LockedModel] = field(default_factory=list)  # Hub dataset repos (repo_type "dataset")
     # conda: {channels, specs, platforms, solved, packages: [{channel, channel_name, subdir, filename, url,
     # name, version, build, sha256, size, platforms, record}]} (bundler/sources/conda.py)
     conda: dict[str, Any] | None = None
@@ -181,6 +191,7 @@ class Lock:
             lock.files = [LockedFile.from_dict(f) for f in py.pop("files")]
         lock.images = [LockedImage.from_dict(i) for i in d.pop("images", [])]
         lock.models = [LockedModel.from_dict(m) for m in d.pop("models", [])]
+        lock.datasets = [LockedModel.from_dict({**m, "repo_type": "dataset"}) for m in d.pop("datasets", [])]
         lock.conda = d.pop("conda", None)
         for p in (lock.conda or {}).get("packages", []):
             if not SHA256_RE.match(str(p.get("sha256", ""))):
@@ -197,6 +208,8 @@ class Lock:
             d["images"] = [i.to_dict() for i in sorted(self.images, key=lambda i: i.ref)]
         if self.models:
             d["models"] = [m.to_dict() for m in sorted(self.models, key=lambda m: (m.source, m.name, m.revision))]
+        if self.datasets:
+            d["datasets"] = [m.to_dict() for m in sorted(self.datasets, key=lambda m: (m.name, m.revision))]
         if self.conda is not None:
             d["conda"] = self.conda
         d.update(self.unrecognized)

@@ -18,6 +18,7 @@ def resolve_spec(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
         have = {(i.name, i.digest) for i in lock.images}
         lock.images += [i for i in charts.resolve(spec, cache, jobs) if (i.name, i.digest) not in have]
     lock.models = [resolve_model(m, cache, jobs) for m in spec.models]
+    lock.datasets = [huggingface.resolve(d, cache, jobs) for d in spec.datasets]  # Hub dataset repos
     if spec.conda:
         from gapsync.bundler.sources import conda
 

@@ -83,9 +83,12 @@ class ModelSpec:
     exclude: tuple[str, ...] = ()
     location: str | None = None  # endpoint / tracking URI / URL / absolute path
     sha256: str | None = None  # url
+    repo_type: str = "model"  # "dataset": an entry of the spec's datasets: list (a Hub dataset repo)
 
     def canonical(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        # repo_type is left out for models, so the digests of specs written before datasets stay the same
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
+                if k != "repo_type" or v != "model"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Spec:
     images: ImagesSpec | None = None
     models: tuple[ModelSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    datasets: tuple[ModelSpec, ...] = ()  # Hub dataset repos (ModelSpec with repo_type "dataset")
     conda: Any = None  # bundler.sources.conda.CondaSpec (loaded only when the spec has a conda: section)
     charts: Any = None  # bundler.sources.charts.ChartsSpec (loaded only when the spec has a charts: section)
 
@@ -107,6 +111,8 @@ class Spec:
             body["images"] = self.images.canonical()
         if self.models:
             body["models"] = [m.canonical() for m in self.models]
+        if self.datasets:
+            body["datasets"] = [d.canonical() for d in self.datasets]
         if self.conda:
             body["conda"] = self.conda.canonical()
         if self.charts:
@@ -119,7 +125,8 @@ def load_spec(path: Path) -> Spec:
     data, loc = load_located(path, text)
     if not isinstance(data, dict):
         raise loc.error((), "expected a mapping with name, channel and python")
-    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "conda", "charts", "policy"})
+    _check_keys(loc, (), data, {"name", "channel", "python", "images", "models", "datasets", "conda", "charts",
+                                 "policy"})
     for later in ("policy",):
         if later in data:
             raise loc.error((later,), "not supported by this version of gapsync yet")
@@ -132,6 +139,7 @@ def load_spec(path: Path) -> Spec:
     python = _load_python(loc, py, path.parent) if py is not None else None
     images = _load_images(loc, data["images"], path.parent) if data.get("images") is not None else None
     models = _load_models(loc, data["models"], path.parent) if data.get("models") is not None else ()
+    datasets = _load_datasets(loc, data["datasets"]) if data.get("datasets") is not None else ()
     conda = None
     if data.get("conda") is not None:
         from gapsync.bundler.sources.conda import load_section
@@ -142,10 +150,10 @@ def load_spec(path: Path) -> Spec:
         from gapsync.bundler.sources import charts as charts_source
 
         charts = charts_source.load_section(loc, data["charts"])
-    if python is None and images is None and not models and conda is None and charts is None:
-        raise loc.error((), "nothing to carry: add a python, images, models, conda or charts section")
+    if python is None and images is None and not models and not datasets and conda is None and charts is None:
+        raise loc.error((), "nothing to carry: add a python, images, models, datasets, conda or charts section")
     return Spec(path=path, name=name, channel=channel, python=python, images=images, models=models, conda=conda,
-                charts=charts)
+                datasets=datasets, charts=charts)
 
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -158,6 +166,23 @@ def _load_models(loc: _Located, raw: Any, base: Path) -> tuple[ModelSpec, ...]:
     names = [(m.source, m.name, m.revision) for m in out]
     if len(set(names)) != len(names):
         raise loc.error(k, "the same model is listed twice")
+    return tuple(out)
+
+
+def _load_datasets(loc: _Located, raw: Any) -> tuple[ModelSpec, ...]:
+    """Hub dataset repos: the keys of a Hub model (hf, revision, include, exclude, endpoint)."""
+    k = ("datasets",)
+    _expect(loc, k, raw, list, "a list of datasets ({hf: org/name, revision: ...} entries)")
+    out = []
+    for i, d in enumerate(raw):
+        _expect(loc, (*k, i), d, dict, "a mapping with hf: org/name")
+        if "hf" not in d:
+            raise loc.error((*k, i), "a dataset needs hf: org/name (datasets come from the Hub or a server speaking its API)")
+        m = _load_model(loc, (*k, i), d, Path("."))
+        out.append(ModelSpec("hf", m.name, m.revision, m.include, m.exclude, m.location, repo_type="dataset"))
+    names = [(m.name, m.revision) for m in out]
+    if len(set(names)) != len(names):
+        raise loc.error(k, "the same dataset is listed twice")
     return tuple(out)
 
 

@@ -19,7 +19,8 @@ def image_key(plan: ImagePlan) -> str:
 
 
 def model_key(m) -> str:
-    return f"model:{m.name}@{m.revision}"
+    """``model:`` or ``dataset:`` (a Hub dataset repo) ``name@revision``."""
+    return f"{getattr(m, 'kind', 'model')}:{m.name}@{m.revision}"
 
 
 def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list[ScanSubject]:
@@ -36,10 +37,10 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
                  for d, info in sorted(p.blobs.items()) if "config" not in info["media_type"]]
         subjects[image_key(p)] = ScanSubject("oci", p.image.name, p.image.tag or p.image.digest, files,
                                              {"platforms": p.image.platforms, **_signature_meta(p, plans, cache)})
-    for m in lock.models:
+    for m in lock.models + lock.datasets:
         files = [SubjectFile(f["path"], f["sha256"], cache.path(f["sha256"]).stat().st_size, cache.path(f["sha256"]))
                  for f in m.files]
-        subjects[model_key(m)] = ScanSubject("model", m.name, m.revision, files,
+        subjects[model_key(m)] = ScanSubject(m.kind, m.name, m.revision, files,
                                              {"license": m.meta.get("license"), "source": m.source,
                                               "formats": m.meta.get("formats", [])})
     for p in (lock.conda or {}).get("packages", []):
@@ -55,6 +56,7 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
         s.meta["expected"][name] = {"name": p["name"], "version": p["version"], "build": p["build"],
                                              "subdir": p["subdir"]}
     return list(subjects.values())
+
 
 def _signature_meta(p: ImagePlan, plans: list[ImagePlan], cache: BlobCache) -> dict:
     """The artifact type, or (an image) its digest and the signatures attached to it, for the

@@ -413,6 +413,7 @@ class MirrorApp:
         self.access_log = access_log
         self._oci = _Cached(self.root, ("oci", "index.json"), self._parse_oci_index)
         self._models = _Cached(self.root, (".gapsync", "models", "index.json"), _parse_models_index)
+        self._datasets = _Cached(self.root, (".gapsync", "models", "index.json"), _parse_datasets_index)
         self._docs: OrderedDict[str, dict] = OrderedDict()
         self._docs_lock = threading.Lock()
 
@@ -456,7 +457,7 @@ class MirrorApp:
         (log.error if resp.status >= 500 else log.info)(line)
 
     def dispatch(self, environ: dict, method: str) -> Response:
-        if method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD") and not (method == "POST" and "/paths-info/" in environ.get("PATH_INFO", "")):
             return text(405, "read-only mirror: GET and HEAD only", [("Allow", "GET, HEAD")])
         raw = environ.get("PATH_INFO", "")
         try:
@@ -479,6 +480,11 @@ class MirrorApp:
             return self.conda(environ, path[len("/conda/"):])
         if path.startswith("/charts/"):
             return self.charts(environ, path[len("/charts/"):])
+        if method == "POST":  # the Hub's paths-info, a query sent as a form (nothing is written)
+            m = _PATHS_INFO.fullmatch(path)
+            return self.hub_paths_info(environ, m["kind"], m["repo"], m["rev"]) if m else text(405, "GET and HEAD only")
+        if path.startswith(("/api/datasets/", "/datasets/")):
+            return self.hub(environ, path, DATASET_ROUTES)
         if path.startswith("/api/models/") or "/resolve/" in path:
             return self.hub(environ, path)
         return text(404, "no such route")
@@ -700,14 +706,15 @@ class MirrorApp:
                 self._docs.popitem(last=False)
         return doc
 
-    def model(self, repo: str, rev: str) -> tuple[str, dict] | Response:
-        """(commit, commit document) of ``repo`` at ``rev``, or the Hub's 404 to answer."""
+    def model(self, repo: str, rev: str, index: dict | None = None) -> tuple[str, dict] | Response:
+        """(commit, commit document) of ``repo`` at ``rev``, or the Hub's 404 to answer; ``index``:
+        the datasets' (``_dataset_index``) instead of the models'."""
         try:
             check_model_name(repo)
             check_model_revision(rev)
         except BadName:
             return hub_error("RepoNotFound", "Repository not found")
-        entry = self._model_index().get(repo)
+        entry = (self._model_index() if index is None else index).get(repo)
         if not isinstance(entry, dict):
             return hub_error("RepoNotFound", f"Repository {repo} not found")
         refs, commits = entry.get("refs"), entry.get("commits")
@@ -718,8 +725,8 @@ class MirrorApp:
             return hub_error("RevisionNotFound", f"Revision {rev} not found")
         return commit, self._commit_doc(commits[commit])
 
-    def hub(self, environ: dict, path: str) -> Response:
-        for pattern, route in HUB_ROUTES:
+    def hub(self, environ: dict, path: str, routes: list | None = None) -> Response:
+        for pattern, route in (HUB_ROUTES if routes is None else routes):
             m = pattern.fullmatch(path)
             if m:
                 return route(self, environ, **m.groupdict())
@@ -748,23 +755,16 @@ class MirrorApp:
         for f in _files(doc):
             if prefix and not f["path"].startswith(prefix + "/"):
                 continue
-            e: dict[str, Any] = {"type": "file", "path": f["path"], "size": f["size"]}
-            if f.get("lfs"):
-                ptr = _lfs_pointer(f["sha256"], f["size"])
-                e["oid"] = _git_blob_sha1(ptr)
-                e["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": len(ptr)}
-            else:
-                e["oid"] = f["etag"]
-            entries.append(e)
+            entries.append(_tree_file(f))
         return json_response(entries)
 
-    def hub_model_resolve(self, environ: dict, repo: str, rev: str, path: str) -> Response:
+    def hub_model_resolve(self, environ: dict, repo: str, rev: str, path: str, index: dict | None = None) -> Response:
         """``/{repo}/resolve/{rev}/{path}``: the file, with the headers huggingface_hub checks."""
         try:
             check_model_path(path)
         except BadName:
             return hub_error("EntryNotFound", "not found")
-        found = self.model(repo, rev)
+        found = self.model(repo, rev, index)
         if isinstance(found, Response):
             return found
         commit, doc = found
@@ -779,14 +779,80 @@ class MirrorApp:
                           missing=lambda _r: hub_error("EntryNotFound", f"{path} not found"))
 
 
+    # -- Hub dataset repos (datasets--org--name in the cache, "datasets" in the index) -----------
+    def _dataset_index(self) -> dict:
+        return self._datasets.get() or {}
+
+    def hub_dataset_info(self, environ: dict, repo: str, rev: str | None = None) -> Response:
+        """``/api/datasets/{repo}[/revision/{rev}]``: what ``HfApi.dataset_info`` and ``load_dataset`` read."""
+        found = self.model(repo, rev or "main", self._dataset_index())
+        if isinstance(found, Response):
+            return found
+        commit, doc = found
+        meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+        lic = meta.get("license") if isinstance(meta.get("license"), str) else None
+        return json_response({"id": repo, "author": repo.split("/")[0], "sha": commit, "private": False, "disabled": False,
+                              "gated": False, "tags": [f"license:{lic}"] if lic else [], "cardData": {"license": lic},
+                              "siblings": [{"rfilename": f["path"]} for f in _files(doc)]})
+
+    def hub_dataset_tree(self, environ: dict, repo: str, rev: str, prefix: str | None = None) -> Response:
+        """``/api/datasets/{repo}/tree/{rev}[/{path}]``: one level with its directories (``load_dataset``
+        lists a directory at a time), or everything below with ``recursive=true``; one page."""
+        found = self.model(repo, rev, self._dataset_index())
+        if isinstance(found, Response):
+            return found
+        commit, doc = found
+        recursive = "recursive=true" in environ.get("QUERY_STRING", "").lower()
+        entries = _tree_level(doc, (prefix or "").strip("/"), recursive)
+        if entries is None:
+            return Response(404, [("Content-Type", "application/json"), ("X-Error-Code", "EntryNotFound"),
+                                  ("X-Error-Message", f"{prefix} does not exist"), ("X-Repo-Commit", commit)],
+                            json.dumps({"error": "Entry not found"}).encode(), reason="EntryNotFound")
+        return json_response(entries)
+
+    def hub_dataset_resolve(self, environ: dict, repo: str, rev: str, path: str) -> Response:
+        """``/datasets/{repo}/resolve/{rev}/{path}``: as for models, from the datasets' index."""
+        return self.hub_model_resolve(environ, repo, rev, path, self._dataset_index())
+
+    def hub_paths_info(self, environ: dict, kind: str, repo: str, rev: str) -> Response:
+        """``POST /api/{models|datasets}/{repo}/paths-info/{rev}`` (form ``paths=..&paths=..``): the
+        entries of those paths (files and directories), as ``HfApi.get_paths_info`` reads them."""
+        from urllib.parse import parse_qs
+
+        try:
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return text(400, "bad Content-Length")
+        if n < 0 or n > MAX_REQUEST_BODY:
+            return text(413, "request body too large")
+        body = environ["wsgi.input"].read(n) if n else b""
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+        except (UnicodeError, ValueError):
+            return text(400, "form is not UTF-8 or has too many fields")
+        found = self.model(repo, rev, self._dataset_index() if kind == "datasets" else None)
+        if isinstance(found, Response):
+            return found
+        _, doc = found
+        everything = {e["path"]: e for e in _tree_level(doc, "", True) or []}
+        return json_response([everything[p.strip("/")] for p in form.get("paths", []) if p.strip("/") in everything])
+
+
 # Hub routes, tried in order (fullmatch on the decoded path); each maps to one method. Dataset
-# routes (/api/datasets/..., /datasets/{repo}/resolve/...) go here as functions of their own.
+# routes (/api/datasets/..., /datasets/{repo}/resolve/...) are DATASET_ROUTES, below.
 HUB_ROUTES: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
     (re.compile(r"/api/models/(?P<repo>.+?)/revision/(?P<rev>[^/]+)"), MirrorApp.hub_model_info),
     (re.compile(r"/api/models/(?P<repo>.+?)/tree/(?P<rev>[^/]+)(?:/(?P<prefix>.*))?"), MirrorApp.hub_model_tree),
     (re.compile(r"/api/models/(?P<repo>[^/]+(?:/[^/]+)?)"), MirrorApp.hub_model_info),
     (re.compile(r"/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), MirrorApp.hub_model_resolve),
 ]
+DATASET_ROUTES: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
+    (re.compile(r"/api/datasets/(?P<repo>.+?)/revision/(?P<rev>[^/]+)"), MirrorApp.hub_dataset_info),
+    (re.compile(r"/api/datasets/(?P<repo>.+?)/tree/(?P<rev>[^/]+)(?:/(?P<prefix>.*))?"), MirrorApp.hub_dataset_tree),
+    (re.compile(r"/api/datasets/(?P<repo>[^/]+(?:/[^/]+)?)"), MirrorApp.hub_dataset_info),
+    (re.compile(r"/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), MirrorApp.hub_dataset_resolve),
+]
+_PATHS_INFO = re.compile(r"/api/(?P<kind>models|datasets)/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>[^/]+)")
 
 
 def _descriptor(m: object) -> tuple[str, str, int] | None:
@@ -809,6 +875,46 @@ def _parse_models_index(data: bytes) -> dict:
     if not isinstance(models, dict):
         raise RecordError(".gapsync/models/index.json: no models map")
     return models
+
+
+def _parse_datasets_index(data: bytes) -> dict:
+    """The "datasets" map of the index (absent before the first dataset: empty)."""
+    _parse_models_index(data)  # the same file: refuse it the same way
+    datasets = json.loads(data).get("datasets", {})
+    if not isinstance(datasets, dict):
+        raise RecordError(".gapsync/models/index.json: datasets is not a map")
+    return datasets
+
+
+def _tree_file(f: dict) -> dict[str, Any]:
+    """A file's tree entry as the Hub lists it (LFS files: the pointer's git id and the lfs fields)."""
+    e: dict[str, Any] = {"type": "file", "path": f["path"], "size": f["size"]}
+    if f.get("lfs"):
+        ptr = _lfs_pointer(f["sha256"], f["size"])
+        e["oid"] = _git_blob_sha1(ptr)
+        e["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": len(ptr)}
+    else:
+        e["oid"] = f["etag"]
+    return e
+
+
+def _tree_level(doc: dict, prefix: str, recursive: bool) -> list[dict] | None:
+    """The entries under directory ``prefix`` ("" the top): its files and directories, or everything
+    below it when ``recursive``; None when ``prefix`` is no directory."""
+    files = list(_files(doc))
+    dirs = {"/".join(parts[:i]) for f in files for parts in [f["path"].split("/")] for i in range(1, len(parts))}
+    if prefix and prefix not in dirs:
+        return None
+    base = prefix + "/" if prefix else ""
+
+    def wanted(p: str) -> bool:
+        return p.startswith(base) and (recursive or "/" not in p[len(base):])
+
+    out: list[dict[str, Any]] = [{"type": "directory", "path": d, "size": 0,
+                                  "oid": hashlib.sha1(f"tree {d}".encode(), usedforsecurity=False).hexdigest()}
+                                 for d in dirs if wanted(d)]
+    out += [_tree_file(f) for f in files if wanted(f["path"])]
+    return sorted(out, key=lambda e: e["path"].split("/"))
 
 
 def _files(doc: dict) -> Iterator[dict]:

@@ -19,8 +19,8 @@ def target_key(t: Target) -> str | None:
         return f"python:{c['name']}@{c['version']}"
     if t.kind == "oci-image":
         return f"oci:{c['name']}@{c.get('tag') or c['digest']}"
-    if t.kind == "model":
-        return f"model:{c['name']}@{c['revision']}"
+    if t.kind in ("model", "dataset"):
+        return f"{t.kind}:{c['name']}@{c['revision']}"
     if t.kind == "conda":
         return f"conda:{c['name']}@{c['version']}"
     return None
@@ -45,10 +45,10 @@ def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> lis
                      for d in c.get("blobs", []) if "config" not in media.get(d.split(":", 1)[1], "")]
             subjects[key] = ScanSubject("oci", c["name"], c.get("tag") or c["digest"], files,
                                         {"ref": ref_name(t), **_signature_meta(t, targets, path_of)})
-        elif t.kind == "model":
+        elif t.kind in ("model", "dataset"):
             doc = json.loads(path_of(t.blob.digest).read_bytes())
             files = [SubjectFile(f["path"], f["sha256"], f["size"], path_of(f["sha256"])) for f in doc["files"]]
-            subjects[key] = ScanSubject("model", c["name"], c["revision"], files,
+            subjects[key] = ScanSubject(t.kind, c["name"], c["revision"], files,
                                         {"license": c.get("license"), "source": c.get("source"), "formats": c.get("formats", [])})
         elif t.kind == "conda":
             s = subjects.setdefault(key, ScanSubject("conda", c["name"], c["version"], [], {"channels": [], "expected": {}}))
@@ -116,7 +116,7 @@ def waiting_artifacts(targets: list[Target], path_of: Callable[[str], Path], ava
             need.add(by_path[t.custom["metadata"]].blob.digest)
         elif t.kind == "oci-image":
             need.update(d.split(":", 1)[1] for d in [*t.custom.get("manifests", []), *t.custom.get("blobs", [])])
-        elif t.kind == "model" and available(t.blob.digest):
+        elif t.kind in ("model", "dataset") and available(t.blob.digest):
             need.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
         if not all(available(d) for d in need):
             waiting.add(key)

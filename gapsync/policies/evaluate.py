@@ -100,12 +100,26 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
     if license_spdx and (policy.license_allow or policy.license_deny):
         if not license_allowed(license_spdx, policy.license_allow, policy.license_deny):
             reasons.append(_reason("licenses.allow_deny", Action.BLOCK, f"license {license_spdx} is not allowed by the policy"))
+    if subject.kind == "dataset":
+        reasons += _dataset_reasons(policy, subject)
     if subject.kind == "model" and policy.model_required_formats:
         formats = set(subject.meta.get("formats") or [])
         if not formats & set(policy.model_required_formats):
             reasons.append(_reason("models.required_formats", Action.BLOCK,
                                    f"formats {sorted(formats) or 'none'}; the policy requires one of {list(policy.model_required_formats)}"))
     return _apply_waivers(policy, subject, reasons, now)
+
+
+def _dataset_reasons(policy: Policy, subject: ScanSubject) -> list[dict[str, Any]]:
+    """A dataset repo's loading script (``*.py``) is code that ``datasets`` would run to load it
+    (older versions run it, newer ones refuse it): the policy decides (``datasets.loading_scripts``,
+    default block); a waiver with id ``datasets.loading_script`` lets a reviewed one through."""
+    scripts = sorted(f.name for f in subject.files if f.name.lower().endswith(".py"))
+    if not scripts or policy.dataset_loading_scripts is Action.ALLOW:
+        return []
+    return [_reason("datasets.loading_script", policy.dataset_loading_scripts,
+                    f"loading script {', '.join(scripts[:5])}{' ...' if len(scripts) > 5 else ''}: code that runs when the "
+                    "dataset is loaded; waive datasets.loading_script for this dataset once the script is reviewed")]
 
 
 def _conda_reasons(policy: Policy, subject: ScanSubject, findings: list[Finding]) -> list[dict[str, Any]]:

@@ -78,6 +78,8 @@ class Policy:
     scan_pickles_in_packages: bool = False
     # models.scan_budget: overrides of gapsync.scanner.budget.BudgetLimits, as (field, value) pairs
     model_scan_budget: tuple[tuple[str, Any], ...] = ()
+    # datasets.loading_scripts: what a Hub dataset repo with a loading script (*.py: code) gets
+    dataset_loading_scripts: Action = Action.BLOCK
     # conda: channel URLs (without the scheme) as globs; an empty allow list allows any channel
     conda_channels_allow: tuple[str, ...] = ()
     # terms restrict mirroring: block unless waived (a policy without a conda section gets these too)
@@ -184,8 +186,8 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
     data = dict(data)
     conda_section = data.pop("conda", None)  # parsed by _parse_conda, at the end
     images_section = data.pop("images", None)  # parsed by _parse_images, at the end
-    check_keys(loc, (), data, {"name", "vulnerabilities", "advisories", "licenses", "models", "blocked", "max_size",
-                               "waivers"})
+    check_keys(loc, (), data, {"name", "vulnerabilities", "advisories", "licenses", "models", "datasets", "blocked",
+                               "max_size", "waivers"})
     kw: dict[str, Any] = {"name": str(data.get("name", path.stem)), "source": str(path), "sha256": digest}
     v = data.get("vulnerabilities") or {}
     expect(loc, ("vulnerabilities",), v, dict, "a mapping")
@@ -221,14 +223,19 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
                                                 bool, "true or false")
     if "scan_budget" in mo:
         kw["model_scan_budget"] = _scan_budget(loc, mo["scan_budget"])
+    ds = data.get("datasets") or {}
+    expect(loc, ("datasets",), ds, dict, "a mapping {loading_scripts}")
+    check_keys(loc, ("datasets",), ds, {"loading_scripts"})
+    if "loading_scripts" in ds:
+        kw["dataset_loading_scripts"] = _action(loc, ("datasets", "loading_scripts"), ds["loading_scripts"])
     blocked = []
     for i, b in enumerate(expect(loc, ("blocked",), data.get("blocked") or [], list, "a list")):
         k = ("blocked", i)
         expect(loc, k, b, dict, "a mapping {kind, name, versions, reason}")
         check_keys(loc, k, b, {"kind", "name", "versions", "reason"})
         kind = b.get("kind", "*")
-        if kind not in ("python", "oci", "model", "conda", "*"):
-            raise loc.error((*k, "kind"), f"{kind!r}: expected python, oci, model, conda or *")
+        if kind not in ("python", "oci", "model", "dataset", "conda", "*"):
+            raise loc.error((*k, "kind"), f"{kind!r}: expected python, oci, model, dataset, conda or *")
         name = expect(loc, (*k, "name"), b.get("name"), str, "a name or glob")
         versions = None
         if b.get("versions") is not None:

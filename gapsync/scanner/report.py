@@ -472,7 +472,7 @@ def _digests(art: dict) -> str:
                          f'<span class="muted">images it names</span> {_e(named or "none")}</li>')
         for sig in _list(art.get("signatures")):
             lines.append(f'<li><span class="muted">signature</span> {_e(sig)}</li>')
-    if art.get("kind") == "model" and art.get("commit"):
+    if art.get("kind") in ("model", "dataset") and art.get("commit"):
         lines.append(f'<li><span class="muted">{_e(art.get("source"))} commit</span> {_e(art.get("commit"))}</li>')
     if art.get("kind") == "conda" and art.get("channel"):
         lines.append(f'<li><span class="muted">channel</span> {_e(art.get("channel"))}</li>')
@@ -492,7 +492,7 @@ def _license_cell(art: dict) -> str:
     if not raw:
         return '<span class="muted">unknown</span>'
     text = ", ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
-    if art.get("kind") == "model":
+    if art.get("kind") in ("model", "dataset"):  # a card's license: the Hub's ids
         spdx = licenses.model_license(raw).spdx
     else:
         spdx = licenses.normalize(text)

@@ -21,6 +21,8 @@ What is in it:
     vulnerability points at the package in the image, not at the image as a whole.
   - model: type ``machine-learning-model``, purl ``pkg:huggingface/<org>/<name>@<commit>`` for
     Hub models, ``pkg:generic/<org>/<name>@<revision>`` otherwise; files as for python.
+  - dataset (a Hub dataset repo): type ``data``, purl
+    ``pkg:huggingface/<org>/<name>@<commit>?repository_type=dataset``; files as for python.
   - conda: type ``library``, purl ``pkg:conda/<name>@<version>?channel=<url>`` (plus ``build``,
     ``subdir`` and ``type`` when the version is one file); every build file as for python.
   - licenses: a normalized SPDX expression (:mod:`gapsync.scanner.licenses`); a value that is not
@@ -232,6 +234,12 @@ def _artifact_component(art: dict, decision: dict | None) -> Component | None:
         spdx = licenses.model_license(license_).spdx if license_ else None
         props.update({"gapsync:source": art.get("source"), "gapsync:commit": art.get("commit"),
                       "gapsync:formats": art.get("formats"), "gapsync:size": art.get("size")})
+    elif kind == "dataset":  # a Hub dataset repo: type data, the Hub's purl with the repo type
+        ctype, purl = ComponentType.DATA, dataset_purl(art)
+        license_ = art.get("license")
+        spdx = licenses.model_license(license_).spdx if license_ else None
+        props.update({"gapsync:kind": kind, "gapsync:source": art.get("source"), "gapsync:commit": art.get("commit"),
+                      "gapsync:formats": art.get("formats"), "gapsync:size": art.get("size")})
     elif kind == "conda":
         ctype, purl = ComponentType.LIBRARY, conda_purl(art, files)
         license_ = art.get("license")
@@ -297,6 +305,15 @@ def conda_purl(art: dict, files: list[dict]) -> PackageURL:
         qualifiers["type"] = "tar.bz2" if fn.endswith(".tar.bz2") else "conda"
     return PackageURL(type="conda", name=str(art.get("name")).lower(), version=str(art.get("version")),
                       qualifiers=qualifiers or None)
+
+
+def dataset_purl(art: dict) -> PackageURL:
+    """``pkg:huggingface/<org>/<name>@<commit>?repository_type=dataset``: the Hub's purl type names
+    models; the qualifier keeps a dataset apart from a model of the same name."""
+    namespace, _, short = str(art.get("name") or "").rpartition("/")
+    commit = str(art.get("commit") or art.get("version") or "").lower()
+    return PackageURL(type="huggingface", namespace=namespace or None, name=short, version=commit or None,
+                      qualifiers={"repository_type": "dataset"})
 
 
 def model_purl(art: dict) -> PackageURL:
