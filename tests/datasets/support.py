@@ -140,13 +140,15 @@ class Hub:
 
     root: Path
     xet: bool = False
+    mode: str = "honest"
     port: int = 0
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
         self.log_path = self.root.parent / f"hub-{self.port}.log"
-        argv = [sys.executable, str(FAKE_HUB), str(self.root), str(self.port), "--log", str(self.log_path)]
+        argv = [sys.executable, str(FAKE_HUB), str(self.root), str(self.port), "--log", str(self.log_path),
+                "--mode", self.mode]
         self._server = Server(argv + (["--xet"] if self.xet else []), f"{self.url}/_control/health")
 
     @property
