@@ -3,10 +3,11 @@
 External zone: real wheels from PyPI (cached after the first run) served as a plain PEP 503
 index on 127.0.0.1, a real registry (Debian's docker-registry) holding two small images
 that share a base layer, built here without an engine, and a Hugging Face Hub stand-in
-holding a small model. DMZ: keys, channel, resolve, bundle
+holding a small model and a small dataset. DMZ: keys, channel, resolve, bundle
 create; the bundle goes to a "usb" folder. Air-gapped side: pin the root, verify, import, serve;
 pip installs from the mirror alone (isolated: no config, no other index, no cache) and skopeo
-pulls an image from it; huggingface_hub loads the model offline from the imported cache. Without
+pulls an image from it; huggingface_hub loads the model and the dataset offline from the imported
+cache (and ``datasets.load_dataset`` reads the dataset's rows, when it is installed). Without
 docker-registry and skopeo the demo carries no images.
 """
 
@@ -44,6 +45,19 @@ with open(os.path.join(path, "model.safetensors"), "rb") as f:
     tensors = json.loads(f.read(n))
 print("loaded offline from", path, "->", sorted(os.listdir(path)), "tensors:", sorted(tensors))
 """
+LOAD_DATASET = """
+import os
+from huggingface_hub import snapshot_download
+path = snapshot_download("demo/tiny-reviews", repo_type="dataset", revision="main")
+try:
+    import datasets
+except ImportError:
+    print("dataset snapshot offline at", path, "->", sorted(os.listdir(path)), "(pip install datasets to load rows)")
+else:
+    d = datasets.load_dataset(path)
+    print("dataset loaded offline from", path, "->", {s: d[s].num_rows for s in d}, "first row:", d["train"][0])
+"""
+DATASET = "demo/tiny-reviews"
 PYTHONS = ["3.11", "3.12"]
 
 
@@ -180,11 +194,17 @@ class Demo:
                  "README.md": b"---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# A tiny demo model\n"}
         root = self.w / "external" / "hub"
         write_repo(root, "demo/tiny-classifier", {"main": files}, card={"license": "apache-2.0", "library_name": "transformers"})
+        reviews = [("the bundle verified and imported", 1), ("pip found nothing on the mirror", 0),
+                   ("the model loaded offline", 1), ("a pickle was blocked", 1), ("the drive was not mounted", 0)]
+        csv = lambda rows: ("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows)).encode()  # noqa: E731
+        write_repo(root / "datasets", DATASET, {"main": {
+            "README.md": b"---\nlicense: cc-by-4.0\n---\n# A tiny demo dataset\n", "train.csv": csv(reviews[:4]),
+            "test.csv": csv(reviews[4:])}}, card={"license": "cc-by-4.0"})
         port = free_port()
         self.start([sys.executable, "-m", "gapsync.demo.hub_standin", str(root), str(port)],
                    f"http://127.0.0.1:{port}/_control/health", root)
         self.hub = f"http://127.0.0.1:{port}"
-        self.out(f"a Hugging Face Hub stand-in with the model demo/tiny-classifier on {self.hub}")
+        self.out(f"a Hugging Face Hub stand-in with the model demo/tiny-classifier and the dataset {DATASET} on {self.hub}")
 
     def external_images(self) -> None:
         if not (shutil.which("docker-registry") and shutil.which("skopeo")):
@@ -222,10 +242,11 @@ class Demo:
             "  targets:\n" + "".join(f'    - {{python: "{py}", platform: {target.platform}}}\n' for py in PYTHONS)
             + (f"images:\n  platforms: [linux/{'arm64' if 'aarch64' in target.platform else 'amd64'}]\n"
                f"  insecure: [\"{self.registry}\"]\n  refs: {json.dumps(self.images)}\n" if self.images else "")
-            + (f"models:\n  - hf: demo/tiny-classifier\n    revision: main\n    endpoint: {self.hub}\n" if self.hub else "")).encode())
+            + (f"models:\n  - hf: demo/tiny-classifier\n    revision: main\n    endpoint: {self.hub}\n" if self.hub else "")
+            + (f"datasets:\n  - hf: {DATASET}\n    endpoint: {self.hub}\n" if self.hub else "")).encode())
         self.out(f"spec dmz/gapsync.yaml: {REQUIREMENTS} for Python {', '.join(PYTHONS)} on {target.platform}"
                  + (f", images {', '.join(self.images)}" if self.images else "")
-                 + (", and the model demo/tiny-classifier" if self.hub else ""))
+                 + (f", the model demo/tiny-classifier and the dataset {DATASET}" if self.hub else ""))
         self.g("keys", "generate", "--out", str(d / "keys"), "--name", "dmz")
         self.g("channel", "init", "prod", "--state", str(d / "state"), "--key", str(d / "keys/dmz.key"))
         # the DMZ has no internet in the demo: the snapshot shipped with gapsync stands in for
@@ -278,6 +299,15 @@ class Demo:
             if loaded.returncode != 0:
                 raise GapsyncError(f"demo step failed: loading the model offline: {loaded.stderr.strip()[-300:]}")
             self.out("  " + loaded.stdout.strip())
+            self.out(f"$ HF_HUB_OFFLINE=1 HF_HUB_CACHE=air/mirror/models/hf python -c 'load_dataset(snapshot_download(\"{DATASET}\", "
+                     "repo_type=\"dataset\"))…'")
+            loaded = subprocess.run([sys.executable, "-c", LOAD_DATASET], capture_output=True, text=True,
+                                    env={**_clean_env(), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(mirror / "models/hf"),
+                                         "HF_HOME": str(a / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1",
+                                         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+            if loaded.returncode != 0:
+                raise GapsyncError(f"demo step failed: loading the dataset offline: {loaded.stderr.strip()[-300:]}")
+            self.out("  " + loaded.stdout.strip().splitlines()[-1])
         self.g("audit", "verify", "--mirror", str(mirror))
         info = json.loads(self.g("bundle", "inspect", str(bundle), "--json", show=False).stdout)
         info["installed"] = r.stdout.strip()
@@ -291,9 +321,9 @@ class Demo:
             for f in a["files"] if a["kind"] == "python" else []:
                 total += f["size"]
                 self.out(f"  {f['filename'][:70]:<70} {f['size']:>10,} B  sha256:{f['sha256'][:16]}…")
-            if a["kind"] == "model":
+            if a["kind"] in ("model", "dataset"):
                 total += a["size"]
-                self.out(f"  {'model ' + a['name'] + '@' + a['version'] + ' (' + a['commit'][:12] + ')':<70} {a['size']:>10,} B  "
+                self.out(f"  {a['kind'] + ' ' + a['name'] + '@' + a['version'] + ' (' + a['commit'][:12] + ')':<70} {a['size']:>10,} B  "
                          f"{len(a['files'])} files, license {a.get('license')}")
             if a["kind"] == "oci":
                 total += a["size"]
