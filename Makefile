@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # Debian tools the tests and the demo use as real parts: minisign (checks the detached signature),
 # docker-registry (the CNCF distribution server), skopeo and umoci (OCI clients), htpasswd.
-DEB_TOOLS := minisign:minisign docker-registry:docker-registry skopeo:skopeo umoci:umoci htpasswd:apache2-utils
+DEB_TOOLS := minisign:minisign docker-registry:docker-registry skopeo:skopeo umoci:umoci htpasswd:apache2-utils podman:podman
 
 setup: $(STAMP)
 	@need=""; for t in $(DEB_TOOLS); do command -v $${t%%:*} >/dev/null || need="$$need $${t##*:}"; done; \

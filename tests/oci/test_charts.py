@@ -299,3 +299,31 @@ def test_spec_errors_name_the_line(tmp_path):
     spec.write_text("name: c\nchannel: prod\ncharts:\n  refs:\n    - https://example.org/chart:1.0\n")
     r = cli("resolve", "-f", spec, "-o", tmp_path / "l")
     assert r.code == 2 and f"{spec}:5" in r.err and "oci://" in r.err
+
+
+def test_a_real_helm_client_pulls_from_serve_and_from_push(charts_world, tmp_path):
+    """Helm's own Go SDK (helm-python-sdk: libhelm_c over ctypes, offline) pulls both charts from
+    ``serve`` (the chart repository and /v2/) and from a registry filled by push. The charts are
+    loaded and their metadata and values read; they are not rendered: nothing that crossed is
+    executed or templated, in tests either (the project's rule)."""
+    helm = pytest.importorskip("helm_python")
+    w = charts_world
+    port = free_port()
+    srv = Server([GAPSYNC, "serve", "--mirror", str(w.mirror), "--listen", f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}/v2/")
+    target = Registry(tmp_path / "air-registry")
+    try:
+        d1, d2, d3 = tmp_path / "repo", tmp_path / "serve-oci", tmp_path / "pushed"
+        for d in (d1, d2, d3):
+            d.mkdir()
+        helm.pull("api", repo_url=f"http://127.0.0.1:{port}/charts", version="1.2.0", destination=d1)
+        assert (d1 / "api-1.2.0.tgz").read_bytes() == w.api
+        helm.pull(f"oci://127.0.0.1:{port}/charts/web", version="1.0.0", destination=d2, plain_http=True)
+        assert (d2 / "web-1.0.0.tgz").read_bytes() == w.web
+        assert cli("push", "--mirror", w.mirror, "--to", f"{target.url}/air").code == 0
+        helm.pull(f"oci://{target.host}/air/charts/web", version="1.0.0", destination=d3, plain_http=True)
+        chart = helm.Chart.load_archive((d3 / "web-1.0.0.tgz").read_bytes())
+        assert chart.name == "web" and chart.version == "1.0.0"
+        assert chart.values["image"]["repository"] == "library/app-a"
+    finally:
+        target.stop()
+        srv.stop()
