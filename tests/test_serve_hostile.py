@@ -392,7 +392,10 @@ def test_each_refused_request_leaves_one_log_line(served):
     assert raw(port, b"DELETE /simple/m4o7d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 405
     r = raw(port, b"GET /files/alpha-1.0-py3-none-any.whl?m4o8e HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: bytes=x\r\n\r\n")
     assert r.status == 400
+    before = log_text(s).count("Request Header Fields Too Large")
+    assert raw(port, b"GET /simple/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (100 << 10) + b"\r\n\r\n").status == 431
     text = log_text(s)
+    assert text.count("Request Header Fields Too Large") == before + 1  # waitress's own refusals too
     for mark in [*marks, "m4o7d"]:
         lines = [ln for ln in text.splitlines() if mark in ln]
         assert len(lines) == 1, (mark, lines)
