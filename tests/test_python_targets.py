@@ -317,3 +317,12 @@ def test_same_versions_keeps_a_targets_own_version_where_the_common_one_does_not
         assert "zeta: 1.0 (cp311" in r.err  # still reported
     finally:
         server.stop()
+
+
+def test_the_report_has_a_line_for_the_version_differences():
+    from gapsync.scanner.report import render_html
+
+    page = render_html({"name": "t", "python_version_differences": {"pandas": {T311: "2.3.2", T312: "<b>3.1.1"}}})
+    assert "Versions differ between targets" in page and f"pandas: 2.3.2 ({T311})" in page
+    assert "<b>3.1.1" not in page and "&lt;b&gt;3.1.1" in page  # escaped like every field
+    assert "Versions differ" not in render_html({"name": "t"})

@@ -207,6 +207,11 @@ def _header(info: dict, signers: list[str] | None) -> str:
     rows = [("Created", _e(info.get("created"))), ("Kind", _e(info.get("kind"))),
             ("Producer", f"{_e(info.get('producer'))} on {_e(info.get('host'))}"),
             ("Signed by", signed), ("Advisory database", advisories), ("Policy", policy)]
+    diffs = _dict(info.get("python_version_differences"))
+    if diffs:  # targets got different versions of one project (the spec's python.same_versions aligns them)
+        rows.append(("Versions differ between targets", "<br>".join(
+            f"{_e(name)}: " + ", ".join(f"{_e(v)} ({_e(t)})" for t, v in sorted(_dict(per).items()))
+            for name, per in sorted(diffs.items(), key=lambda kv: str(kv[0]))[:50])))
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return (f"<header><h1>Bundle {_e(info.get('name'))} <span class=\"sub\">· channel {_e(info.get('channel'))}"
             f" · version {_e(info.get('version'))}</span></h1>"
