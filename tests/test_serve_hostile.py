@@ -134,6 +134,27 @@ def mirror(world, tmp_path_factory):
     (outside / "channeldata.json").write_text("top secret")
     (base / "index.html").write_text("top secret")  # what /simple/linked/ would serve through the link
     (m / "conda/evil").symlink_to(outside)
+    # one Hub dataset (no models): its commit document and files in the verified blob store, as
+    # the importer records them; one file's blob replaced by a link to the secret
+    data = {"data/train.csv": b"a,b\n1,2\n", "data/test.csv": b"a,b\n3,4\n"}
+    blobs = m / ".gapsync/blobs/sha256"
+    for content in data.values():
+        d = hashlib.sha256(content).hexdigest()
+        (blobs / d[:2]).mkdir(parents=True, exist_ok=True)
+        (blobs / d[:2] / d).write_bytes(content)
+    files = [{"path": p, "size": len(c), "sha256": hashlib.sha256(c).hexdigest(),
+              "etag": hashlib.sha1(b"blob %d\x00" % len(c) + c).hexdigest()} for p, c in data.items()]
+    doc = json.dumps({"files": files}).encode()
+    dd = hashlib.sha256(doc).hexdigest()
+    (blobs / dd[:2]).mkdir(parents=True, exist_ok=True)
+    (blobs / dd[:2] / dd).write_bytes(doc)
+    test_blob = blobs / files[1]["sha256"][:2] / files[1]["sha256"]
+    test_blob.unlink()
+    test_blob.symlink_to(secret)
+    (m / ".gapsync/models").mkdir(parents=True, exist_ok=True)
+    commit = "c" * 40
+    (m / ".gapsync/models/index.json").write_text(json.dumps({"models": {}, "datasets": {
+        "acme/d": {"refs": {"main": commit}, "commits": {commit: dd}}}}))
     return {"mirror": m, "layer": layer, "config": config, "manifest": manifest, "manifest_bytes": manifest_bytes,
             "index": index, "stray": stray, "secret": secret}
 
@@ -166,7 +187,8 @@ INJECT = "%0d%0aX-Injected:%20yes"
     f"/files/a{INJECT}.whl", f"/v2/library/app{INJECT}/tags/list", f"/v2/library/app/manifests/1.0{INJECT}",
     f"/v2/library/app/blobs/sha256:{INJECT}", f"/api/models/acme/m{INJECT}", f"/api/models/acme/m/revision/main{INJECT}",
     f"/acme/m/resolve/main/config.json{INJECT}", f"/acme{INJECT}/m/resolve/main/x", f"/conda/main/noarch/x{INJECT}",
-    f"/{INJECT}", f"/simple{INJECT}",
+    f"/{INJECT}", f"/simple{INJECT}", f"/api/datasets/acme/d/tree/main/x{INJECT}", f"/api/datasets/acme/d/tree/main{INJECT}",
+    f"/datasets/acme/d/resolve/main/data/train.csv{INJECT}", f"/api/datasets/acme{INJECT}/d", f"/charts/x-1.0.tgz{INJECT}",
 ])
 def test_request_bytes_never_make_a_header(served, target):
     port, _ = served
@@ -320,6 +342,21 @@ def test_blob_range_and_keep_alive(served, mirror):
         c.sendall(r_last.encode())
         r = read_reply(c)
         assert r.status == 206 and r.headers["content-range"] == f"bytes {LAYER_SIZE - 10}-{LAYER_SIZE - 1}/{LAYER_SIZE}"
+
+
+def test_hub_dataset_routes_answer_from_the_records_only(served):
+    port, _ = served
+    r = get(port, "/datasets/acme/d/resolve/main/data/train.csv")
+    assert r.status == 200 and r.body == b"a,b\n1,2\n" and r.headers["x-repo-commit"] == "c" * 40
+    r = get(port, "/datasets/acme/d/resolve/main/data/test.csv")  # its blob is a planted link
+    assert r.status == 404 and b"top secret" not in r.body
+    r = get(port, "/api/datasets/acme/d/tree/main/n%C3%A9ant")  # a directory that is not there, non-ASCII
+    assert r.status == 404 and r.headers["x-error-code"] == "EntryNotFound"
+    assert all(32 <= b < 127 for b in r.head.replace(b"\r\n", b""))
+    assert json.loads(get(port, "/api/datasets/acme/d").body)["sha"] == "c" * 40
+    for target in ("/api/datasets/acme/zz", "/datasets/acme/d/resolve/main/..%2f..%2fsecret.txt",
+                   "/datasets/acme/d/resolve/main/nope.csv", "/api/datasets/..%2f..%2fx/revision/main"):
+        assert get(port, target).status == 404, target
 
 
 def test_hub_api_of_a_mirror_without_models_answers_json_404(served):

@@ -806,7 +806,7 @@ class MirrorApp:
         entries = _tree_level(doc, (prefix or "").strip("/"), recursive)
         if entries is None:
             return Response(404, [("Content-Type", "application/json"), ("X-Error-Code", "EntryNotFound"),
-                                  ("X-Error-Message", f"{prefix} does not exist"), ("X-Repo-Commit", commit)],
+                                  ("X-Error-Message", f"{quote(prefix or '')} does not exist"), ("X-Repo-Commit", commit)],
                             json.dumps({"error": "Entry not found"}).encode(), reason="EntryNotFound")
         return json_response(entries)
 
