@@ -212,3 +212,69 @@ def test_policy_refuses_keys_it_cannot_use(tmp_path):
     (tmp_path / "q.yaml").write_text("name: q\nimages:\n  require_signature:\n    keys: []\n")
     with pytest.raises(Exception, match="at least one public key"):
         load_policy(tmp_path / "q.yaml")
+
+
+# -- the OCI referrers API (Debian's docker-registry has none: a small registry that offers it) -------
+def _referrers_layout(root: Path, subject: str | None = None) -> tuple[str, str]:
+    """An image (team/app:1) and an in-toto attestation whose subject is that image (or ``subject``)."""
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict:
+        h = hashlib.sha256(data).hexdigest()
+        (blobs / h).write_bytes(data)
+        return {"digest": f"sha256:{h}", "size": len(data)}
+
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    cfg = json.dumps({"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    image = json.dumps({"schemaVersion": 2, "mediaType": oci,
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(cfg)},
+                        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **put(b"\0" * 1024)}]}).encode()
+    img = put(image)
+    att = json.dumps({"schemaVersion": 2, "mediaType": oci, "artifactType": "application/vnd.in-toto+json",
+                      "config": {"mediaType": "application/vnd.oci.empty.v1+json", **put(b"{}")},
+                      "layers": [{"mediaType": "application/vnd.in-toto+json", **put(b'{"_type": "statement"}')}],
+                      "subject": {"mediaType": oci, **img, **({"digest": subject} if subject else {})}}).encode()
+    at = put(att)
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": oci, **img, "annotations": {"org.opencontainers.image.ref.name": "team/app:1"}},
+        {"mediaType": oci, **at}]}))
+    return img["digest"], at["digest"]
+
+
+@pytest.mark.parametrize("mode", ["honest", "wrong-subject"])
+def test_attestations_found_through_the_referrers_api(tmp_path, mode):
+    from tests.helpers import HERE
+
+    other = "sha256:" + "e" * 64
+    image, attestation = _referrers_layout(tmp_path / "layout", other if mode == "wrong-subject" else None)
+    port = free_port()
+    srv = Server(["python3", str(HERE / "servers" / "referrers_registry.py"), str(tmp_path / "layout"), str(port),
+                  "--mode", mode], f"http://127.0.0.1:{port}/v2/")
+    try:
+        host = f"127.0.0.1:{port}"
+        spec = tmp_path / "g.yaml"
+        spec.write_text(yaml.safe_dump({"name": "r", "channel": "prod", "images": {"insecure": [host],
+                                                                                  "refs": [f"{host}/team/app:1"]}}))
+        if mode == "wrong-subject":  # the registry lists another image's attestation: refused, one line
+            r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
+            lines = _errors(r.err)
+            assert r.code != 0 and len(lines) == 1 and f"does not name {image} as its subject" in lines[0], r.err
+            return
+        ch = new_channel(tmp_path, "prod")
+        r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
+        assert r.code == 0, r.err
+        att = next(i for i in json.loads((tmp_path / "l").read_text())["images"] if i.get("subject"))
+        assert att["digest"] == attestation and att["subject"] == image and att["tag"] is None
+        assert att["artifact_type"] == "application/vnd.in-toto+json"
+        r = cli("bundle", "create", "-f", spec, "--lock", tmp_path / "l", "--state", ch.state, "--key", ch.keys[0],
+                "-o", tmp_path / "o", "--cache", tmp_path / "c")
+        assert r.code == 0, r.err
+        mirror = tmp_path / "m"
+        assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
+        assert cli("import", next((tmp_path / "o").glob("*.gapsync")), "--mirror", mirror).code == 0
+        entries = {m["digest"]: m for m in json.loads((mirror / "oci" / "index.json").read_text())["manifests"]}
+        assert entries[attestation]["artifactType"] == "application/vnd.in-toto+json"
+        assert json.loads((mirror / "oci" / "blobs" / "sha256" / attestation.split(":")[1]).read_bytes())["subject"]["digest"] == image
+    finally:
+        srv.stop()
