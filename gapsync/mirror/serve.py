@@ -7,7 +7,8 @@ the embedded default: HTTP/1.1 keep-alive, a real listen backlog, a bounded thre
 buffers per connection, a deadline for a request's headers (slow clients cannot hold a thread or a
 connection slot for long), and one log line for every request it refuses.
 
-Routes (GET and HEAD; any other method is a 405):
+Routes (GET and HEAD; any other method is a 405, but for the Hub's read-only ``paths-info`` query,
+which ``huggingface_hub`` sends as a POSTed form):
 
 - ``/simple/`` answers PEP 691 JSON or PEP 503 HTML by the client's ``Accept`` header (pip and uv
   prefer JSON); a project name that is not a valid PEP 508 name is a 404, a valid one that is not
@@ -23,12 +24,17 @@ Routes (GET and HEAD; any other method is a 405):
 - Models answer the part of the Hugging Face Hub API that ``huggingface_hub`` downloads with
   (``/api/models/{repo}[/revision/{rev}]``, ``/api/models/{repo}/tree/{rev}``,
   ``/{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``/
-  ``X-Linked-Size``), one function per route (:data:`HUB_ROUTES`), so ``HF_ENDPOINT`` works.
-- ``/conda/<channel>/<subdir>/<file>`` serves the static conda channels under ``MIRROR/conda``.
+  ``X-Linked-Size``), one function per route (:data:`HUB_ROUTES`), so ``HF_ENDPOINT`` works;
+  datasets the same under ``/api/datasets/`` and ``/datasets/`` (:data:`DATASET_ROUTES`).
+- ``/conda/<channel>/<subdir>/<file>`` (and ``<channel>/channeldata.json``) serves the static conda
+  channels under ``MIRROR/conda``; ``/charts/`` the static Helm chart repository.
 
-Every file is opened under the mirror one path component at a time with ``O_NOFOLLOW`` and checked
-to be a regular file before a byte is read (a planted symlink, FIFO or device is a 404 and never
-blocks), and streamed in bounded chunks (``wsgi.file_wrapper`` where the server has one). Nothing
+Every file is opened relative to the mirror's directory descriptor without following any link on
+the way (``openat2`` with ``RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH``; where that is missing, one
+component at a time with ``O_NOFOLLOW``) and ``O_NONBLOCK``, and checked to be a regular file
+before a byte is read (a planted symlink, FIFO, device or directory is a 404 and never blocks).
+Small files are answered with one read; larger ones are streamed in bounded chunks
+(``wsgi.file_wrapper`` where the server has one). Nothing
 built from request bytes reaches a response header unless it passed a name rule first, and every
 header is checked once more before it is sent. A ``Range`` is parsed without ever converting an
 unbounded number; what cannot be satisfied is a 416, what is malformed a 400.

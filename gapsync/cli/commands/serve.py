@@ -26,7 +26,8 @@ from gapsync.cli.options import mirror_option
 def serve(mirror: Path, listen: str, threads: int, connections: int, backlog: int, idle_timeout: int,
           header_timeout: int, verbose: bool) -> None:
     """Serve MIRROR read-only: the Python index (/simple/, PEP 503 + 691, /files/), the images
-    (/v2/), the models (Hugging Face Hub API) and conda channels (/conda/).
+    (/v2/), models and datasets (Hugging Face Hub API), conda channels (/conda/) and Helm charts
+    (/charts/).
 
     The same application runs under any WSGI server as gapsync.mirror.wsgi:application
     (GAPSYNC_MIRROR=DIR), see the operator guide."""
@@ -40,7 +41,7 @@ def serve(mirror: Path, listen: str, threads: int, connections: int, backlog: in
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"--listen {listen!r}: expected HOST:PORT")
     if not any(p.exists() for p in (mirror / "pypi/simple", mirror / "oci/index.json", mirror / ".gapsync/models/index.json",
-                                    mirror / "conda")):
+                                    mirror / "conda", mirror / "charts")):
         raise InputError(f"{mirror}: no index to serve yet (import a bundle first)")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
