@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -97,6 +98,14 @@ def test_signed_image_crosses_and_its_signature_verifies_on_the_air_side(sig_wor
     index = {m["annotations"]["org.opencontainers.image.ref.name"]: m
              for m in json.loads((mirror / "oci" / "index.json").read_text())["manifests"]}
     assert index[f"{w.host}/library/app-a:sha256-{hexd}.sig"]["artifactType"] == SIMPLE_SIGNING
+    # the SBOM that crossed says what verified, by which key (a CycloneDX property of the image)
+    with tarfile.open(bundle) as tf:
+        targets = json.loads(tf.extractfile("metadata/targets.json").read())["signed"]["targets"]
+    sbom_hex = targets["gapsync/sbom.cdx.json"]["hashes"]["sha256"]
+    sbom = json.loads((mirror / ".gapsync" / "blobs" / "sha256" / sbom_hex[:2] / sbom_hex).read_bytes())
+    props = {p["name"]: p["value"] for c in sbom["components"] if c["name"].endswith("app-a") and c.get("version") == "1.0"
+             for p in c.get("properties", [])}
+    assert f"signature verified with key {keyid}" in props["gapsync:signatures"]
     # published next to the image in a registry: an admission controller (here openssl) verifies there
     target = empty_registry()
     r = cli("push", "--mirror", mirror, "--to", target.url)
@@ -111,6 +120,11 @@ def test_signed_image_crosses_and_its_signature_verifies_on_the_air_side(sig_wor
     assert openssl_verify(w.good_pub, payload, layer["annotations"]["dev.cosignproject.cosign/signature"], tmp_path / "ossl")
     assert not openssl_verify(w.good_pub, payload + b" ", layer["annotations"]["dev.cosignproject.cosign/signature"],
                               tmp_path / "ossl2")
+    # push --image also pushes what is attached to that image
+    only = empty_registry()
+    r = cli("push", "--mirror", mirror, "--to", only.url, "--image", f"{w.host}/library/app-a:1.0", "--json")
+    assert r.code == 0, r.err
+    assert skopeo_inspect(f"docker://{only.host}/library/app-a:sha256-{hexd}.sig", raw=True)["layers"][0]["digest"] == layer["digest"]
     # and gapsync serve answers the signature tag next to the image
     port = free_port()
     srv = Server([GAPSYNC, "serve", "--mirror", str(mirror), "--listen", f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}/v2/")

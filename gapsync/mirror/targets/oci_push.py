@@ -47,10 +47,21 @@ def _dest_repo(name: str, prefix: str) -> str:
     return f"{prefix}/{ref.repository}" if prefix else ref.repository
 
 
+def _attached_name(entry: dict, suffix: str) -> str:
+    """The layout name of a cosign signature (``.sig``), attestation or SBOM of an image entry."""
+    ref = entry["annotations"][REF_NAME]
+    name = ref.split("@", 1)[0] if "@" in ref else ref.rsplit(":", 1)[0]
+    return f"{name}:sha256-{entry['digest'].split(':', 1)[1]}.{suffix}"
+
+
 def push_images(mirror: MirrorLayout, url: str, *, only: set[str] | None = None, jobs: int = 4,
                 chunk_size: int = DEFAULT_CHUNK, client: RegistryClient | None = None) -> PushReport:
     layout = OciLayout(mirror)
-    entries = [m for m in layout.read_index()["manifests"] if only is None or m["annotations"][REF_NAME] in only]
+    index = layout.read_index()["manifests"]
+    entries = [m for m in index if only is None or m["annotations"][REF_NAME] in only]
+    if only is not None:  # the signatures and attestations attached to a named image go with it (cosign's tags)
+        attached = {_attached_name(e, suffix) for e in entries for suffix in ("sig", "att", "sbom")}
+        entries += [m for m in index if m["annotations"][REF_NAME] in attached and m not in entries]
     if not entries:
         raise InputError(f"{mirror.root}: no images to push" + (" (none of those named)" if only else ""))
     if client is None:
