@@ -235,12 +235,23 @@ def _member(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     (lambda: targz({"x/Chart.yaml": "name: x\nversion: 1\n", "x/values.yaml": "a: &a [*a, *a]\n" + "b: [" * 10000}),
      "not YAML"),
     (lambda: targz({"x/values.yaml": "a: 1\n"}), "no Chart.yaml"),
+    (lambda: targz({"x/Chart.yaml": "name: ../../etc\nversion: 1\n"}), "not one a chart repository can publish"),
+    (lambda: targz({"x/Chart.yaml": "name: x\nversion: 1.0/../../a\n"}), "not one a chart repository can publish"),
     (lambda: b"\x1f\x8b\x08\x00garbage", "not a readable chart archive"),
 ])
 def test_hostile_chart_archives_are_refused_in_one_line(make, reason):
     with pytest.raises(ChartError) as e:
         read_chart(make(), "evil.tgz")
     assert reason in str(e.value) and "evil.tgz" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_values_alias_bomb_is_refused_not_walked():
+    """Ten aliases of ten aliases, seven deep: 10^7 nodes from a few hundred bytes."""
+    levels = ["l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    levels += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    facts = read_chart(targz({"x/Chart.yaml": "name: x\nversion: 1\n", "x/values.yaml": "\n".join(levels) + "\n"}), "bomb.tgz")
+    with pytest.raises(ChartError, match="bomb: values.yaml: more than 200000 nodes"):
+        images_named(facts, "bomb")
 
 
 def _repo_spec(tmp_path: Path, url: str, name: str = "api", version: str = "1.2.0") -> Path:

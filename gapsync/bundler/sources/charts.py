@@ -210,13 +210,17 @@ def read_chart(data: bytes, what: str) -> ChartFacts:
     for key in ("name", "version"):
         if not isinstance(chart.get(key), str | int | float) or isinstance(chart.get(key), bool):
             raise ChartError(f"{what}: Chart.yaml has no {key}")
+    name, version = str(chart["name"]), str(chart["version"])
+    if not CHART_NAME_RE.match(name) or not VERSION_RE.match(version):
+        raise ChartError(f"{what}: Chart.yaml's name {name[:80]!r} or version {version[:80]!r} is not one a chart "
+                         "repository can publish (lower-case name, no path)")
     values = _yaml_mapping(values_yaml, f"{what}: values.yaml") if values_yaml else {}
     return ChartFacts(chart, values, images)
 
 
 def _yaml_mapping(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(data)  # never yaml.load: no Python objects from a chart
+    try:  # never yaml.load: no Python objects from a chart; libyaml's safe loader when there is one
+        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as e:
         raise ChartError(f"{what}: not YAML ({type(e).__name__})") from None
     if doc is None:
@@ -231,11 +235,19 @@ def template_images(text: str) -> list[str]:
     return [m.group(1) for line in text.splitlines() if "{{" not in line and (m := TEMPLATE_IMAGE_RE.match(line))]
 
 
-def values_images(values: Any, app_version: str | None, depth: int = 0) -> list[str]:
+MAX_VALUE_NODES = 200_000  # nodes of values.yaml walked: YAML aliases can make a tree of billions
+
+
+def values_images(values: Any, app_version: str | None, depth: int = 0, budget: list[int] | None = None) -> list[str]:
     """Images named in default values: ``image: repo:tag`` strings and ``image: {registry,
     repository, tag, digest}`` mappings (the tag defaulting to the chart's appVersion, as most
-    charts' templates do)."""
+    charts' templates do). The walk is budgeted: aliases (``&a``/``*a``) nest a small file into a
+    huge tree, refused rather than walked."""
     out: list[str] = []
+    budget = budget if budget is not None else [MAX_VALUE_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ChartError(f"values.yaml: more than {MAX_VALUE_NODES} nodes once aliases are expanded; refused")
     if depth > 32:
         return out
     if isinstance(values, dict):
@@ -255,17 +267,20 @@ def values_images(values: Any, app_version: str | None, depth: int = 0) -> list[
                 elif app_version:
                     out.append(f"{repo}:{app_version}")
             else:
-                out += values_images(v, app_version, depth + 1)
+                out += values_images(v, app_version, depth + 1, budget)
     elif isinstance(values, list):
         for v in values:
-            out += values_images(v, app_version, depth + 1)
+            out += values_images(v, app_version, depth + 1, budget)
     return out
 
 
-def images_named(facts: ChartFacts) -> tuple[list[str], list[str]]:
+def images_named(facts: ChartFacts, what: str = "chart") -> tuple[list[str], list[str]]:
     """(valid image references, skipped strings) a chart names in its values and templates."""
     app = facts.chart.get("appVersion")
-    raw = values_images(facts.values, str(app) if app is not None else None) + facts.template_images
+    try:
+        raw = values_images(facts.values, str(app) if app is not None else None) + facts.template_images
+    except ChartError as e:
+        raise ChartError(f"{what}: {e}") from None
     good, skipped = [], []
     for r in dict.fromkeys(raw):
         try:
@@ -385,6 +400,8 @@ def resolve(spec, cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
                 raise ChartError(f"oci://{ref.location}: expected one chart content layer, found {len(layers)}")
             archive = origin.small_blob(layers[0]["digest"], layers[0]["size"], MAX_ARCHIVE)
             facts = read_chart(archive, f"oci://{ref.location}")
+            if str(facts.chart["version"]).replace("+", "_") != ref.version:
+                raise ChartError(f"oci://{ref.location}: Chart.yaml says version {facts.chart['version']}, not the tag's")
             archive_digest = layers[0]["digest"].split(":", 1)[1]
         else:
             url, archive_digest = _index_entry(ref)
@@ -395,7 +412,7 @@ def resolve(spec, cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
                               size=len(manifest), platforms=[], missing_platforms=[], manifests=[],
                               source={"kind": "chart_repo", "location": url, "ref": archive_digest},
                               artifact_type=HELM_CONFIG)
-        images, skipped = images_named(facts)
+        images, skipped = images_named(facts, img.ref)
         img.chart = _chart_info(ref, facts, archive_digest, images, skipped)
         out.append(img)
         for i in images:
