@@ -328,7 +328,9 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                 a["signatures"] = sigs
     allowed_files = {f.filename for f in lock.files if python_key(f) not in blocked}
     targets = [t for t in py_targets if t.custom.get("filename" if t.kind == "python" else "of") in allowed_files]
-    targets += image_targets([p for p in plans if image_key(p) not in blocked], cache)[0]
+    gone = {(p.image.name, p.image.digest) for p in plans if image_key(p) in blocked}  # and what is attached to them
+    targets += image_targets([p for p in plans if image_key(p) not in blocked and (p.image.name, p.image.subject) not in gone],
+                             cache)[0]
     targets += model_targets([m for m in lock.models + lock.datasets if model_key(m) not in blocked], cache)[0]
     targets += [t for t in conda_targets(lock.conda, cache)[0] if f"conda:{t.custom['name']}@{t.custom['version']}" not in blocked]
     version = repo.next_version()

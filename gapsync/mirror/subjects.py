@@ -84,6 +84,11 @@ def allowed_targets(targets: list[Target], blocked: set[str]) -> list[Target]:
     shared blobs and manifests that only they used."""
     if not blocked:
         return targets
+    # the signatures and attestations attached to a blocked image are left out with it
+    gone = {(t.custom.get("name"), t.custom.get("upstream_digest") or t.custom.get("digest")) for t in targets
+            if t.kind == "oci-image" and target_key(t) in blocked}
+    blocked = blocked | {str(target_key(t)) for t in targets if t.kind == "oci-image" and t.custom.get("subject")
+                         and (t.custom.get("name"), t.custom["subject"]) in gone}
     version_of = {t.custom["filename"]: t.custom["version"] for t in targets if t.kind == "python"}
     keep_oci: set[str] = set()
     for t in targets:

@@ -292,3 +292,31 @@ def test_attestations_found_through_the_referrers_api(tmp_path, mode):
         assert json.loads((mirror / "oci" / "blobs" / "sha256" / attestation.split(":")[1]).read_bytes())["subject"]["digest"] == image
     finally:
         srv.stop()
+
+
+def test_what_is_attached_to_a_blocked_image_stays_out_with_it(sig_world, tmp_path):
+    """--allow-partial: app-big (a moved signature) is blocked, and that signature does not
+    cross or get published alone; app-a and its signature do. On both sides."""
+    w = sig_world
+    ch = new_channel(tmp_path, "prod")
+    spec = _spec(tmp_path / "g.yaml", w.host, ["library/app-a:1.0", "library/app-big:1.0"])
+    r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "o",
+            "--cache", tmp_path / "c", "--policy", _policy(tmp_path / "p.yaml", w.good_pub), "--allow-partial", "--json")
+    assert r.code == 0, r.err
+    bundle = next((tmp_path / "o").glob("*.gapsync"))
+    with tarfile.open(bundle) as tf:
+        paths = json.loads(tf.extractfile("metadata/targets.json").read())["signed"]["targets"]
+    assert not [p for p in paths if "app-big" in p] and [p for p in paths if "app-a:sha256-" in p]
+    # the air side: a bundle made without the rule, the air side's rule blocks app-big
+    ch2 = new_channel(tmp_path / "two", "prod")
+    r = cli("bundle", "create", "-f", spec, "--state", ch2.state, "--key", ch2.keys[0], "-o", tmp_path / "o2",
+            "--cache", tmp_path / "c")
+    assert r.code == 0, r.err
+    mirror = tmp_path / "m"
+    assert cli("trust", "pin", ch2.root, "--mirror", mirror).code == 0
+    r = cli("import", next((tmp_path / "o2").glob("*.gapsync")), "--mirror", mirror, "--allow-partial",
+            "--policy", _policy(tmp_path / "air.yaml", w.good_pub))
+    assert r.code == 0, r.err
+    names = [m["annotations"]["org.opencontainers.image.ref.name"]
+             for m in json.loads((mirror / "oci" / "index.json").read_text())["manifests"]]
+    assert not [n for n in names if "app-big" in n] and [n for n in names if "app-a:sha256-" in n]
