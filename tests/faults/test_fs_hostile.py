@@ -354,3 +354,14 @@ def test_repair_with_a_mirror_verifies_with_tuf_when_no_volume_survives(single, 
     r = gapsync("bundle", "repair", d2, "--mirror", m)
     assert r.returncode == 0, r.stderr
     assert (d2 / lost).read_bytes() == vols[0].read_bytes()
+
+
+def test_a_link_at_the_mirror_lock_is_refused_not_followed(world, mirror, medium, outside):
+    lock = mirror / ".gapsync" / "lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(outside / "victim")
+    before = snapshot(mirror)
+    refused(gapsync("import", medium / world.b1.name, "--mirror", mirror), 3, str(lock))
+    assert_untouched(outside)
+    assert {k: v for k, v in snapshot(mirror).items() if "audit" not in k} == {
+        k: v for k, v in before.items() if "audit" not in k}
