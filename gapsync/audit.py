@@ -42,6 +42,13 @@ class AuditLog:
         self.path = path
         self.head_path = path.with_name(path.name + ".head")
 
+    def check(self) -> None:
+        """Open the log as ``append`` will (created if missing; a link or FIFO at its name is
+        ``UnsafeFileError``), so that a run refuses before it changes anything rather than
+        after, when it could not record what it did."""
+        with fsutil.open_state_fd(self.path, append=True):
+            pass
+
     def append(self, action: str, result: str, **details: Any) -> dict[str, Any]:
         """One entry, all or nothing: the line goes in with one write and is cut back off if
         that fails (a full disk must not leave half a line that breaks every later entry); the

@@ -110,6 +110,7 @@ def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now:
     layout = MirrorLayout(mirror)
     layout.require()
     audit = AuditLog(layout.audit_path)
+    audit.check()  # a link or FIFO at the log's name: refused before anything is done
     now = now or datetime.now(UTC)  # fixed once for every check of this run
     action = "bundle.verify" if verify_only else "import"
     try:

@@ -365,3 +365,14 @@ def test_a_link_at_the_mirror_lock_is_refused_not_followed(world, mirror, medium
     assert_untouched(outside)
     assert {k: v for k, v in snapshot(mirror).items() if "audit" not in k} == {
         k: v for k, v in before.items() if "audit" not in k}
+
+
+def test_a_link_at_the_audit_log_is_refused_before_anything_is_done(world, mirror, medium, outside):
+    log = mirror / ".gapsync" / "audit.log"
+    if log.exists():
+        log.unlink()
+    log.symlink_to(outside / "victim")
+    before = snapshot(mirror)
+    refused(gapsync("import", medium / world.b1.name, "--mirror", mirror), 3, str(log))
+    assert_untouched(outside)
+    assert snapshot(mirror) == before
