@@ -298,3 +298,100 @@ def test_sync_delta_carries_only_what_is_new(dworld, tmp_path):
     finally:
         write_repo(dworld.hub_root / "datasets", CSV, {"main": {p.relative_to(old).as_posix(): p.read_bytes()
                                                             for p in old.rglob("*") if p.is_file()}})
+
+
+def test_serve_dataset_routes_refuse_hostile_requests(dworld, serve_url):
+    import requests
+
+    base = f"{serve_url}/datasets/{PARQUET}/resolve/main"
+    for path in ("/../../../etc/passwd", "/data/%2e%2e/%2e%2e/README.md", "/data/..%2f..%2fREADME.md", "/nope.parquet"):
+        r = requests.get(base + path, timeout=10)
+        assert r.status_code == 404 and b"root:" not in r.content, path
+    r = requests.get(f"{serve_url}/api/datasets/{PARQUET}/tree/main/nope", timeout=10)
+    assert r.status_code == 404 and r.headers["X-Error-Code"] == "EntryNotFound"
+    r = requests.get(f"{serve_url}/api/datasets/../../etc/passwd", timeout=10)
+    assert r.status_code == 404
+    # POST only for paths-info; a body over the cap is refused, as is any other write
+    r = requests.post(f"{serve_url}/api/datasets/{PARQUET}/tree/main", data={"paths": "README.md"}, timeout=10)
+    assert r.status_code == 405
+    r = requests.put(f"{serve_url}/api/datasets/{PARQUET}/paths-info/main", data=b"x", timeout=10)
+    assert r.status_code == 405
+    r = requests.post(f"{serve_url}/api/datasets/{PARQUET}/paths-info/main", data={"paths": ["x" * 1000] * 100}, timeout=10)
+    assert r.status_code == 413
+    r = requests.post(f"{serve_url}/api/datasets/{PARQUET}/paths-info/main", data=b"\xff\xfe", timeout=10)
+    assert r.status_code == 400
+    r = requests.post(f"{serve_url}/api/datasets/{PARQUET}/paths-info/main",
+                      data={"paths": ["../../../etc/passwd", "/README.md", "data/../README.md"]}, timeout=10)
+    assert r.status_code == 200 and [e["path"] for e in r.json()] == ["README.md"]
+
+
+def test_a_dataset_and_a_model_of_one_name_stay_apart(dworld, tmp_path):
+    """``acme/tiny-bert`` as a model and as a dataset (another repo of the same id): two targets,
+    two cache folders, two sets of names; neither replaces the other."""
+    from gapsync.demo.hub_standin import write_repo
+    from tests.datasets.support import csv_bytes, rows
+
+    write_repo(dworld.hub_root / "datasets", TINY, {"main": {"README.md": b"# same id\n", "train.csv": csv_bytes(rows(2, 1))}})
+    spec = tmp_path / "g.yaml"
+    spec.write_text(spec_text(dworld.hub.url, None, (TINY,)))
+    ch = new_channel(tmp_path, "prod")
+    r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "o",
+            "--cache", tmp_path / "c")
+    assert r.code == 0, r.err
+    m = tmp_path / "m"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    r = cli("import", next((tmp_path / "o").glob("*.gapsync")), "--mirror", m)
+    assert r.code == 0, r.err
+    hf = m / "models" / "hf"
+    assert (hf / "models--acme--tiny-bert" / "refs" / "main").is_file()
+    ds = hf / "datasets--acme--tiny-bert"
+    snap = next((ds / "snapshots").iterdir())
+    assert sorted(p.name for p in snap.iterdir()) == ["README.md", "train.csv"]
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("  - mlflow: models:/x/1\n", "hf: org/name"),
+    ("  - hf: ../etc\n", "not a Hub repository id"),
+    ("  - hf: acme/x\n    name: other\n", "name"),
+    ("  - hf: acme/x\n  - hf: acme/x\n", "listed twice"),
+    ("  - acme/x\n", "a mapping"),
+])
+def test_bad_dataset_entries_are_refused_with_the_line(tmp_path, entry, words):
+    spec = tmp_path / "g.yaml"
+    spec.write_text(f"name: d\nchannel: prod\ndatasets:\n{entry}")
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "l")
+    assert r.code == 2 and words in r.err and "g.yaml" in r.err, r.err
+    assert not (tmp_path / "l").exists()
+
+
+def test_hub_listing_with_traversal_names_is_refused_for_datasets(tmp_path):
+    root = tmp_path / "hub" / "root"
+    write_datasets(root)
+    hub = Hub(root, mode="traversal")
+    try:
+        spec = tmp_path / "g.yaml"
+        spec.write_text(spec_text(hub.url, None, (CSV,), model=False))
+        r = cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c")
+        assert r.code == 1 and "../evil.txt" in r.err and not (tmp_path / "l").exists()
+    finally:
+        hub.stop()
+
+
+def test_import_refuses_a_dataset_target_whose_manifest_disagrees(tmp_path):
+    from gapsync.errors import BundleFormatError
+    from gapsync.mirror.layout import MirrorLayout
+    from gapsync.mirror.targets.hf_cache import HfCache
+    from gapsync.model import BlobRef, Target
+
+    cache = HfCache(MirrorLayout(tmp_path / "m"))
+    custom = {"kind": "dataset", "source": "hf", "name": "acme/x", "revision": "main", "commit": "a" * 40}
+    with pytest.raises(BundleFormatError, match="path does not match"):
+        cache.check([Target("dataset/mlflow/acme/x@main", BlobRef("b" * 64, 10), {**custom, "source": "mlflow"})])
+    with pytest.raises(BundleFormatError, match="path does not match"):
+        cache.check([Target("model/hf/acme/x@main", BlobRef("b" * 64, 10), custom)])
+    t = Target("dataset/hf/acme/x@main", BlobRef("b" * 64, 10), custom)
+    cache.check([t])
+    doc = {"name": "acme/x", "commit": "a" * 40, "files": []}  # a model's manifest (no repo_type) under a dataset target
+    with pytest.raises(BundleFormatError, match="the target a dataset"):
+        cache._check_manifest(t, doc, set())
+    cache._check_manifest(t, {**doc, "repo_type": "dataset"}, set())
