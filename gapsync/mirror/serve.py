@@ -74,7 +74,7 @@ from gapsync.names import (
     check_model_path,
     check_model_revision,
 )
-from gapsync.oci import ALL_MANIFEST_TYPES, DIGEST_RE, INDEX_TYPES, REF_NAME
+from gapsync.oci import ALL_MANIFEST_TYPES, DIGEST_RE, INDEX_TYPES, OCI_INDEX, REF_NAME
 
 log = logging.getLogger("gapsync.serve")
 
@@ -635,6 +635,13 @@ class MirrorApp:
             if m.group(1) not in records.images:
                 return oci_error(404, "NAME_UNKNOWN", "repository name not known to registry")
             return json_response({"name": m.group(1), "tags": sorted(records.images[m.group(1)])}, headers=api)
+        m = re.fullmatch(r"/v2/(.+)/referrers/(sha256:[0-9a-f]{64})", path)
+        if m and m.group(1) in records.images:  # the OCI 1.1 referrers API, from the layout's referrers tag
+            tag = f"sha256-{m.group(2)[7:]}"
+            if tag in records.images[m.group(1)]:
+                return self.oci_manifest(environ, method, records, m.group(1), tag)
+            empty = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
+            return Response(200, [("Content-Type", OCI_INDEX), *api], empty)  # no body to a HEAD: __call__
         m = re.fullmatch(r"/v2/(.+)/(manifests|blobs)/([^/]+)", path)
         if not m or m.group(1) not in records.images:
             return oci_error(404, "NAME_UNKNOWN", "repository name not known to registry")

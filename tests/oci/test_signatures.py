@@ -290,6 +290,29 @@ def test_attestations_found_through_the_referrers_api(tmp_path, mode):
         entries = {m["digest"]: m for m in json.loads((mirror / "oci" / "index.json").read_text())["manifests"]}
         assert entries[attestation]["artifactType"] == "application/vnd.in-toto+json"
         assert json.loads((mirror / "oci" / "blobs" / "sha256" / attestation.split(":")[1]).read_bytes())["subject"]["digest"] == image
+        # findable next to the image on the air side: serve's referrers API, and after push the
+        # referrers tag schema (sha256-<hex>) in a registry without the API (docker-registry)
+        tag = f"sha256-{image.split(':')[1]}"
+        port2 = free_port()
+        served = Server([GAPSYNC, "serve", "--mirror", str(mirror), "--listen", f"127.0.0.1:{port2}"],
+                        f"http://127.0.0.1:{port2}/v2/")
+        try:
+            r = requests.get(f"http://127.0.0.1:{port2}/v2/team/app/referrers/{image}", timeout=10)
+            assert r.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
+            assert [(d["digest"], d["artifactType"]) for d in r.json()["manifests"]] == [(attestation, "application/vnd.in-toto+json")]
+            none = requests.get(f"http://127.0.0.1:{port2}/v2/team/app/referrers/sha256:{'f' * 64}", timeout=10).json()
+            assert none["manifests"] == []
+        finally:
+            served.stop()
+        target = Registry(tmp_path / "air-registry")
+        try:
+            r = cli("push", "--mirror", mirror, "--to", target.url)
+            assert r.code == 0, r.err
+            pushed = skopeo_inspect(f"docker://{target.host}/team/app:{tag}", raw=True)
+            assert [d["digest"] for d in pushed["manifests"]] == [attestation]
+            assert skopeo_inspect(f"docker://{target.host}/team/app@{attestation}", raw=True)["subject"]["digest"] == image
+        finally:
+            target.stop()
     finally:
         srv.stop()
 

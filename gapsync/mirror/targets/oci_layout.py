@@ -9,6 +9,7 @@ Blobs (manifests, configs, layers) are hard links to the mirror's verified blob 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.chart_repo import ChartRepo
+from gapsync.mirror.targets.referrers import referrer_indexes
 from gapsync.model import Target
 from gapsync.names import BadName, check_image_name, check_image_tag
 from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME, hex_of
@@ -100,6 +102,14 @@ class OciLayout:
             index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != name]
             index["manifests"].append(entry)
             published.append(name)
+        # artifacts that came as referrers: the referrers tag schema (sha256-<hex>), see referrers.py
+        for tag, data in referrer_indexes(targets, index["manifests"], self.blob_file):
+            hexd = hashlib.sha256(data).hexdigest()
+            if not self.blob_file(f"sha256:{hexd}").exists():
+                fs.write_atomic(self.blob_file(f"sha256:{hexd}"), data)
+            index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != tag]
+            index["manifests"].append({"mediaType": OCI_INDEX, "digest": f"sha256:{hexd}", "size": len(data),
+                                       "annotations": {REF_NAME: tag}})
         index["manifests"].sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
         fs.write_atomic(self.root / "index.json", json.dumps(index, indent=1).encode())
         return sorted(published) + self.charts.publish(targets, blob_path, fs)
