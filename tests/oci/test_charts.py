@@ -287,6 +287,23 @@ def test_hostile_chart_repositories_are_refused_in_one_line(tmp_path, index, arc
     assert "Traceback" not in r.err and "internal error" not in r.err.lower()
 
 
+def test_repository_credentials_stay_out_of_the_lock(tmp_path):
+    api = chart_archive("api", "1.2.0")
+    repo = tmp_path / "repo"
+    (repo / "simple").mkdir(parents=True)
+    (repo / "api-1.2.0.tgz").write_bytes(api)
+    (repo / "index.yaml").write_text(_index_yaml("api", "1.2.0", api))
+    srv = static_server(repo)
+    try:
+        url = srv.url.removesuffix("simple/").replace("http://", "http://robot:s3cret-pass@")
+        r = cli("resolve", "-f", _repo_spec(tmp_path, url), "-o", tmp_path / "l", "--cache", tmp_path / "c")
+    finally:
+        srv.stop()
+    assert r.code == 0, r.err
+    lock = (tmp_path / "l").read_text()
+    assert "s3cret-pass" not in lock and "robot" not in lock and "api-1.2.0.tgz" in lock
+
+
 def test_a_chart_repository_serving_a_hostile_archive_is_refused(tmp_path):
     evil = targz({"api/Chart.yaml": "name: api\nversion: 1.2.0\n"}, [_member("api/values.yaml", tarfile.SYMTYPE, "/etc/shadow")])
     repo = tmp_path / "repo"

@@ -104,6 +104,10 @@ def load_section(loc: Located, raw: Any) -> ChartsSpec:
         repo = expect(loc, (*rk, "repo"), r.get("repo"), str, "the chart repository's URL")
         if not re.match(r"^https?://[^/]", repo):
             raise loc.error((*rk, "repo"), f"{repo!r}: expected an http(s) URL")
+        from gapsync.bundler.http import remember_credentials
+
+        # user info kept for the repository's origin (sent there only), never in the lock or a message
+        repo = remember_credentials(repo)
         name = expect(loc, (*rk, "name"), r.get("name"), str, "the chart's name")
         version = expect(loc, (*rk, "version"), r.get("version"), (str, int, float), "the chart's version")
         version = str(version)
@@ -316,9 +320,9 @@ def http_name(ref: ChartRef) -> str:
 
 
 def _fetch(url: str, cap: int, what: str) -> bytes:
-    from gapsync.bundler.http import get_document
+    from gapsync.bundler.http import get_document, unmask
 
-    r, data = get_document(url, cap, what)
+    r, data = get_document(unmask(url), cap, what)  # a token in the path is sent, recorded masked
     if r.status_code != 200:
         raise FetchError(f"{what}: HTTP {r.status_code}")
     return data
