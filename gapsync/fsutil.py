@@ -190,6 +190,23 @@ class Dir:
         when anything, even a dangling link, has that name."""
         return os.fdopen(os.open(name, _NEW_FLAGS, mode, dir_fd=self.fd), "wb")
 
+    def open_rw(self, name: str, mode: int = 0o600) -> BinaryIO:
+        """A descriptor open for reading and writing at any offset on ``name``, created if absent,
+        never through a link (``O_NOFOLLOW``) and refused unless a regular file: a file gapsync
+        fills piece by piece across runs (the importer's part staging, gapsync/mirror/parts.py)."""
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EMLINK):
+                raise _unsafe(self.path / name, stat.S_IFLNK, "write") from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise _unsafe(self.path / name, st.st_mode, "write")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "r+b")
+
     def create_temp(self, name: str, mode: int = 0o644) -> tuple[str, BinaryIO]:
         """A new file under a fresh temporary name for ``name`` (created exclusively, so it never
         touches an existing file of any name); returns (temporary name, file)."""

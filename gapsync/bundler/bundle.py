@@ -1,10 +1,13 @@
-"""THE bundle format, v1: the contract between two gapsync versions that may be years apart.
+"""THE bundle format (v1, and v2 for volumes with parts): the contract between two gapsync
+versions that may be years apart.
 
 One POSIX tar (pax), not compressed as a whole. Members, in this order:
 
     metadata/1.root.json ... metadata/N.root.json   the whole root chain
     metadata/timestamp.json, metadata/snapshot.json, metadata/targets.json
     blobs/sha256/<64 lowercase hex>                  one per distinct blob carried
+    blobs/sha256/<64 lowercase hex>.part/<n>        format 2 only: part n (1-based) of a blob
+                                                    that spans volumes (never beside the whole)
 
 Anything else is a reason to refuse the whole bundle: another member name, a link, a device, a
 sparse file, a duplicate, metadata after a blob, a header that hides bytes after a NUL (in a name
@@ -34,11 +37,18 @@ from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import CHUNK, ThreadedHash, read_chunks
 from gapsync.model import BlobRef
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this gapsync writes and reads
+# 1: every blob whole in one member. 2: a blob may span volumes in parts (``PART_RE``), listed
+# in the signed targets metadata. The format a bundle uses is ``x-gapsync.format`` in its
+# targets.json; the reader refuses a newer one, naming it, before it looks at any blob member.
+READ_FORMATS = (1, 2)
 SUFFIX = ".gapsync"
 # Member names, matched with ``fullmatch`` only (``re.match`` with ``$`` accepts a trailing newline).
 METADATA_RE = re.compile(r"metadata/((?:[1-9][0-9]{0,8})\.root|timestamp|snapshot|targets)\.json")
 BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+# Format 2: part <index> (1-based, no leading zero) of a blob that spans volumes.
+PART_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})\.part/([1-9][0-9]{0,5})")
+MAX_PARTS = 999_999
 # The most bytes of each metadata role the reader accepts, checked from the tar header before a
 # byte is read: the metadata is parsed (json) before its signatures can be checked, and parsing
 # costs up to ~25x its size in memory. 16 MiB of targets is ~40,000 targets; timestamp and root
@@ -75,6 +85,71 @@ def member_header(name: str, size: int, mtime: int) -> bytes:
 def _metadata_role(member_name: str) -> str:
     role = METADATA_RE.fullmatch(member_name).group(1)  # type: ignore[union-attr]
     return "root" if role.endswith(".root") else role
+
+
+@dataclass(frozen=True)
+class SignedPart:
+    """One part of a blob that spans volumes, as the signed metadata lists it."""
+
+    digest: str
+    index: int  # 1-based, as in the member name
+    volume: int  # 1-based volume that carries it
+    offset: int
+    length: int
+    sha256: str
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_parts(table: object, sizes: dict[str, int], volumes: object, where: str) -> dict[str, list[SignedPart]]:
+    """Validate the signed parts table (``custom.parts`` of the bundle.json target, format 2):
+    ``{blob sha256: [[volume, offset, length, part sha256], ...]}`` in part order. Every blob
+    is a target of the release (``sizes``: digest -> signed length); its parts, at least two, in
+    strictly increasing volumes within ``1..volumes``, tile the blob exactly: the first at offset
+    0, each starting where the one before ends, each at least one byte, the last ending at the
+    signed length. A gap, an overlap, a part past the end, a bad field: BundleFormatError, the
+    whole bundle refused (signed, but not something gapsync writes)."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise BundleFormatError(f"{where}: the signed parts table is not a mapping")
+    if type(volumes) is not int or not 1 <= volumes <= MAX_PARTS:
+        raise BundleFormatError(f"{where}: the signed parts table needs a volume count, got {volumes!r}")
+    out: dict[str, list[SignedPart]] = {}
+    for digest, rows in table.items():
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise BundleFormatError(f"{where}: parts of {str(digest)[:80]!r}, which is not a sha256")
+        size = sizes.get(digest)
+        if size is None:
+            raise BundleFormatError(f"{where}: parts of blob {digest}, which is not a target of this release")
+        if not isinstance(rows, list) or not 2 <= len(rows) <= min(volumes, MAX_PARTS):
+            raise BundleFormatError(f"{where}: blob {digest}: expected 2 to {volumes} parts, got "
+                                    f"{len(rows) if isinstance(rows, list) else type(rows).__name__}")
+        parts: list[SignedPart] = []
+        offset = last_volume = 0
+        for i, row in enumerate(rows, 1):
+            ok = (isinstance(row, list) and len(row) == 4 and all(type(v) is int for v in row[:3])
+                  and isinstance(row[3], str) and _HEX64.fullmatch(row[3]) is not None)
+            if not ok:
+                raise BundleFormatError(f"{where}: blob {digest} part {i}: not [volume, offset, length, sha256]")
+            vol, off, length, sha = row
+            if not last_volume < vol <= volumes:
+                raise BundleFormatError(f"{where}: blob {digest} part {i}: volume {vol} (parts are in increasing "
+                                        f"volumes of 1..{volumes})")
+            if off != offset:
+                raise BundleFormatError(f"{where}: blob {digest} part {i}: offset {off}, expected {offset} "
+                                        f"({'overlaps' if off < offset else 'leaves a gap after'} the part before)")
+            if length < 1 or off + length > size:
+                raise BundleFormatError(f"{where}: blob {digest} part {i}: {length} bytes at {off} "
+                                        f"{'runs past the end of' if length > 0 else 'is empty, in'} a blob of {size} bytes")
+            parts.append(SignedPart(digest, i, vol, off, length, sha))
+            offset, last_volume = off + length, vol
+        if offset != size:
+            raise BundleFormatError(f"{where}: blob {digest}: its parts end at {offset}, the blob is {size} bytes "
+                                    "(a part is missing)")
+        out[digest] = parts
+    return out
 
 
 # -- writer ---------------------------------------------------------------------------------
@@ -143,6 +218,32 @@ class BundleWriter:
         self._pad(blob.size)
         faults.point("create.wrote-blob")
 
+    def add_part(self, digest: str, index: int, src: Path, offset: int, length: int, sha256: str) -> None:
+        """Format 2: bytes ``offset .. offset+length`` of the cached blob ``digest`` as member
+        ``blobs/sha256/<digest>.part/<index>``, checked against the part's (signed) sha256 on
+        the way, as ``add_blob`` checks a whole blob."""
+        self._in_blobs = True
+        name = f"blobs/sha256/{digest}.part/{index}"
+        if not PART_RE.fullmatch(name):
+            raise ValueError(f"bad part member {name}")
+        self._header(name, length)
+        h = ThreadedHash()
+        n = 0
+        with fsutil.open_regular(src) as f:
+            f.seek(offset)
+            while n < length:
+                chunk = f.read(min(WRITE_CHUNK, length - n))
+                if not chunk:
+                    break
+                n += len(chunk)
+                h.update(chunk)
+                self._write(chunk)
+        if n != length or h.hexdigest() != sha256:
+            raise DigestMismatchError(f"cached blob {src}: part {index} ({length} bytes at {offset}) does not match "
+                                      f"{sha256} ({n} bytes); remove it from the cache and run again")
+        self._pad(length)
+        faults.point("create.wrote-blob")
+
     def close(self) -> bytes:
         """Finish the archive, make it durable, rename it into place; returns the BLAKE2b-512."""
         self._write(b"\0" * (2 * BLOCK))
@@ -203,9 +304,32 @@ class _StrictTarInfo(tarfile.TarInfo):
 
 @dataclass(frozen=True)
 class BlobMember:
+    """A blob member: the whole blob ``digest``, or (format 2) its part number ``part`` (1-based;
+    0 means the whole blob), whose offset, length and sha256 the signed metadata gives."""
+
     digest: str
     size: int
     _info: tarfile.TarInfo
+    part: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"blobs/sha256/{self.digest}" + (f".part/{self.part}" if self.part else "")
+
+
+def bundle_format(targets_signed: object, where: str) -> int:
+    """The format a bundle says it uses (``x-gapsync.format`` of its targets metadata; 1 when
+    absent, as the first bundles wrote it), refused unless this gapsync reads it: a newer format
+    is named, so the operator knows which gapsync to bring."""
+    info = targets_signed.get("x-gapsync") if isinstance(targets_signed, dict) else None
+    fmt = info.get("format", 1) if isinstance(info, dict) else 1
+    if type(fmt) is not int or fmt < 1:
+        raise BundleFormatError(f"{where}: metadata/targets.json has an invalid bundle format {fmt!r}")
+    if fmt not in READ_FORMATS:
+        raise BundleFormatError(f"{where}: bundle format {fmt}: this gapsync reads formats "
+                                f"{', '.join(map(str, READ_FORMATS))} only; it needs a gapsync that reads format {fmt} "
+                                "(upgrade gapsync on this side)")
+    return fmt
 
 
 class BundleReader:
@@ -238,6 +362,7 @@ class BundleReader:
             self._blobs: list[tarfile.TarInfo] = []
             self._cached: dict[str, bytes] = {}
             self._mtime: int | None = None  # the one mtime of every member, as the writer writes it
+            self.format = 1  # from targets.json (unverified here: TUF verifies it with the rest)
             self._scan(max_members)
         except BaseException:
             self.close()
@@ -257,6 +382,7 @@ class BundleReader:
 
     def _scan(self, max_members: int) -> None:
         names: set[str] = set()
+        part_digests: set[str] = set()
         count = 0
         roots = root_bytes = 0
         blob_cap: int | None = None  # set when the first blob comes: from the targets count
@@ -271,7 +397,8 @@ class BundleReader:
                         tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo"}.get(ti.type, "special file")
                 raise self._fail(f"member {name!r} is a {kind}; only regular files are allowed")
             is_metadata = METADATA_RE.fullmatch(name) is not None
-            if not (is_metadata or BLOB_RE.fullmatch(name)):
+            part = PART_RE.fullmatch(name)
+            if not (is_metadata or part or BLOB_RE.fullmatch(name)):
                 raise self._fail(f"unexpected member {name!r}")
             if name in names:
                 raise self._fail(f"duplicate member {name!r}")
@@ -296,6 +423,16 @@ class BundleReader:
             else:
                 if blob_cap is None:
                     blob_cap = self._blob_cap()
+                digest = (part or BLOB_RE.fullmatch(name)).group(1)  # type: ignore[union-attr]
+                if part:
+                    if self.format < 2:
+                        raise self._fail(f"member {name!r} is a part of a blob, which bundle format {self.format} "
+                                         "does not have (its targets.json says format 1)")
+                    if f"blobs/sha256/{digest}" in names:
+                        raise self._fail(f"member {name!r}: the blob is also carried whole in this volume")
+                    part_digests.add(digest)
+                elif digest in part_digests:
+                    raise self._fail(f"member {name!r}: parts of this blob are carried in this volume too")
                 if len(self._blobs) >= blob_cap:
                     raise self._fail(f"more blob members than the {blob_cap - BLOB_MARGIN} targets that "
                                      "metadata/targets.json lists (each blob is the content of a target)")
@@ -350,9 +487,11 @@ class BundleReader:
             raise self._fail("blob members without metadata/targets.json before them")
         self._cached[ti.name] = data = self._read_all(ti)  # read_metadata hands out these bytes, not a second copy
         try:
-            targets = json.loads(data)["signed"]["targets"]
+            signed = json.loads(data)["signed"]
+            targets = signed["targets"]
             if not isinstance(targets, dict):
                 raise TypeError("targets is not a mapping")
+            self.format = bundle_format(signed, str(self.path))
         except BundleFormatError:
             raise
         except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
@@ -413,7 +552,12 @@ class BundleReader:
 
     def iter_blobs(self) -> Iterator[BlobMember]:
         for ti in self._blobs:
-            yield BlobMember(BLOB_RE.fullmatch(ti.name).group(1), ti.size, ti)  # type: ignore[union-attr]
+            m = BLOB_RE.fullmatch(ti.name)
+            if m:
+                yield BlobMember(m.group(1), ti.size, ti)
+            else:
+                p = PART_RE.fullmatch(ti.name)
+                yield BlobMember(p.group(1), ti.size, ti, int(p.group(2)))  # type: ignore[union-attr]
 
     def chunks(self, member: BlobMember) -> Iterator[bytes]:
         """The member's bytes, never more than its size; truncation is an error, not a short read.
@@ -438,6 +582,8 @@ class BundleReader:
             raise self._fail(f"truncated blob {member.digest}")
 
     def read_blob_bytes(self, member: BlobMember, limit: int) -> bytes:
+        if member.part:
+            raise self._fail(f"{member.name} is a part of a blob, not a whole blob")
         if member.size > limit:
             raise self._fail(f"blob {member.digest} is {member.size} bytes (limit {limit})")
         data = b"".join(self.chunks(member))

@@ -29,7 +29,15 @@ from gapsync.bundler.sources import huggingface, model_local, oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
-from gapsync.bundler.volumes import blob_tar_size, metadata_tar_size, plan_volumes, write_volumes
+from gapsync.bundler.volumes import (
+    Part,
+    blob_tar_size,
+    hash_parts,
+    metadata_tar_size,
+    parts_table,
+    plan_volumes,
+    write_volumes,
+)
 from gapsync.bundler.wheel_metadata import core_metadata_blob, requires_python
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
 from gapsync.hashing import check_free_space, read_chunks
@@ -387,7 +395,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         order[0] = targets[0].blob  # bundle.json now says how many volumes there are; every volume carries it
         for p in plan:
             p.insert(0, targets[0].blob.digest)
-    release = repo.sign_release(targets, keys, expires, now)
+    # format 2 when a blob spans volumes in parts (their table is in bundle.json's target)
+    release = repo.sign_release(targets, keys, expires, now, fmt=2 if "parts" in targets[0].custom else 1)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(out_dir, sum(b.size for b in order) * (1 + scan.parity // max(1, len(plan or [1]))), "the bundle")
@@ -415,20 +424,45 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
 
 
 def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int, info: dict,
-                  cache: BlobCache) -> list[list[str]]:
+                  cache: BlobCache) -> list[list[str | Part]]:
     """Split the carried blobs into volumes. Every volume carries all the metadata and bundle.json
     (so any volume, imported first, says it is one of N), which must state N before it is
     signed: the plan reserves room for the metadata (measured by signing once) and for
-    bundle.json in every volume, then bundle.json is written with the count and signed for real."""
+    bundle.json in every volume, then bundle.json is written with the count and signed for real.
+    A blob larger than a volume is split into parts (format 2): their table (volume, offset,
+    length, sha256 of each part) goes into the bundle.json target's signed ``custom.parts``,
+    which grows the metadata of every volume, so the plan is made again with room for it until
+    it fits; then each part is hashed (one read of each split blob)."""
     probe = repo.sign_release(targets, keys, expires, now)
     info_blob = targets[0].blob
     # the count's digits and the signatures vary a little between the probe and the real signing
     reserve = metadata_tar_size(probe.members) + blob_tar_size(info_blob.size + 64) + 4096
     others = [(b.digest, b.size) for b in order if b.digest != info_blob.digest]
-    plan = plan_volumes(reserve, others, max_size)
+    plan = plan_volumes(reserve, others, max_size, split=True)
+    custom = dict(targets[0].custom)
+    for _ in range(8):
+        table = parts_table(plan)
+        if not table:
+            custom = dict(targets[0].custom)
+            break
+        custom = {**targets[0].custom, "volumes": len(plan),
+                  "parts": {d: [[v, o, n, "0" * 64] for v, o, n, _h in rows] for d, rows in table.items()}}
+        probe = repo.sign_release([Target(targets[0].path, info_blob, custom), *targets[1:]], keys, expires, now, fmt=2)
+        need = (metadata_tar_size(probe.members) + blob_tar_size(info_blob.size + 64) + 4096
+                + 32 * sum(len(rows) for rows in table.values()))  # digits of the final count and offsets
+        if need <= reserve:
+            break
+        reserve = need + 4096
+        plan = plan_volumes(reserve, others, max_size, split=True)
+    else:
+        raise GapsyncError(f"volumes of {max_size} bytes: the plan of parts does not settle; choose larger volumes")
     info["volumes"] = len(plan)
+    if "parts" in custom:
+        plan = hash_parts(plan, cache.path)
+        custom["parts"] = parts_table(plan)
+        info["format"] = 2
     digest, size = cache.put_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
-    targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), targets[0].custom)
+    targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), custom)
     return plan
 
 

@@ -43,7 +43,7 @@ from typing import BinaryIO
 import zfec
 
 from gapsync import fsutil
-from gapsync.bundler.bundle import SUFFIX, BundleReader
+from gapsync.bundler.bundle import SUFFIX, BundleReader, SignedPart, bundle_format, parse_parts
 from gapsync.bundler.volumes import VOLUME_RE
 from gapsync.errors import BundleFormatError, GapsyncError, InputError, VerificationError
 from gapsync.hashing import CHUNK
@@ -640,13 +640,39 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
 
 # -- checking a rebuilt volume against the signed metadata ---------------------------------
 
+def _check_rebuilt_part(where: Path, r: BundleReader, m, parts: dict[str, list[SignedPart]], reference: _Reference) -> None:
+    """A part member of a rebuilt volume: listed in the signed parts table with this length,
+    in this volume (its number from the name it is to get), not carried by another volume, and
+    its bytes match the part's signed sha256."""
+    plist = parts.get(m.digest) or []
+    if not m.part or m.part > len(plist) or plist[m.part - 1].length != m.size:
+        raise VerificationError(f"{where}: the rebuilt volume carries {m.name} of {m.size} bytes, which the signed "
+                                "parts table does not list with that length; nothing was rebuilt")
+    sp = plist[m.part - 1]
+    vm = VOLUME_RE.fullmatch(where.name)
+    if vm and int(vm.group("index")) != sp.volume:
+        raise VerificationError(f"{where}: the rebuilt volume carries {m.name}, which the signed parts table puts "
+                                f"in volume {sp.volume}; nothing was rebuilt")
+    other = reference.carried.get(m.name)
+    if other is not None:
+        raise VerificationError(f"{where}: the rebuilt volume carries {m.name}, which {other} carries already; "
+                                "nothing was rebuilt")
+    reference.carried[m.name] = where.name
+    h = hashlib.sha256()
+    for chunk in r.chunks(m):
+        h.update(chunk)
+    if h.hexdigest() != sp.sha256:
+        raise VerificationError(f"{where}: the rebuilt volume's {m.name} does not match its signed sha256; "
+                                "nothing was rebuilt")
+
+
 @dataclass
 class _Reference:
     """What the intact data volumes say: their (identical) metadata members, and which volume
     carries which blob (each blob is in one volume, bar those every volume carries)."""
 
     metadata: dict[str, bytes] | None = None
-    carried: dict[str, str] = field(default_factory=dict)  # blob digest -> volume name
+    carried: dict[str, str] = field(default_factory=dict)  # blob digest (or part member name) -> volume name
 
 
 def _reference_metadata(scan: ParityScan) -> _Reference:
@@ -661,7 +687,7 @@ def _reference_metadata(scan: ParityScan) -> _Reference:
         with BundleReader(v.path) as r:
             members = r.read_metadata()
             for m in r.iter_blobs():
-                ref.carried.setdefault(m.digest, v.name)
+                ref.carried.setdefault(m.name if m.part else m.digest, v.name)
         if ref.metadata is None:
             ref.metadata, ref_name = members, v.name
         elif members != ref.metadata:
@@ -670,11 +696,15 @@ def _reference_metadata(scan: ParityScan) -> _Reference:
     return ref
 
 
-def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int], set[str]]:
-    """sha256 -> length of every target in the (signed) targets metadata, and the digests of
-    the targets every volume carries (``bundle-info``: bundle.json)."""
+def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int], set[str], dict[str, list[SignedPart]]]:
+    """sha256 -> length of every target in the (signed) targets metadata, the digests of the
+    targets every volume carries (``bundle-info``: bundle.json), and (format 2) the parts of the
+    blobs that span volumes, validated as the importer validates them."""
+    info_custom: dict = {}
     try:
-        targets = json.loads(members["targets.json"])["signed"]["targets"]
+        signed = json.loads(members["targets.json"])["signed"]
+        fmt = bundle_format(signed, str(where))
+        targets = signed["targets"]
         out: dict[str, int] = {}
         shared: set[str] = set()
         for t in targets.values():
@@ -684,10 +714,12 @@ def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int
             out[digest] = length
             if isinstance(t.get("custom"), dict) and t["custom"].get("kind") == "bundle-info":
                 shared.add(digest)
+                info_custom = t["custom"]
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
         raise VerificationError(f"{where}: its metadata/targets.json does not list targets with length and "
                                 f"sha256 ({type(e).__name__}); nothing was rebuilt") from e
-    return out, shared
+    parts = parse_parts(info_custom.get("parts"), out, info_custom.get("volumes"), str(where)) if fmt >= 2 else {}
+    return out, shared, parts
 
 
 def check_rebuilt_volume(where: Path, f: BinaryIO, reference: _Reference) -> _Reference:
@@ -711,8 +743,11 @@ def _check_rebuilt(where: Path, f: BinaryIO, reference: _Reference) -> _Referenc
             raise VerificationError(f"{where}: the rebuilt volume does not carry the signed metadata of the surviving "
                                     "volumes (a forged or foreign parity file?); nothing was rebuilt")
         reference.metadata = members
-        signed, shared = _signed_blobs(members, where)
+        signed, shared, parts = _signed_blobs(members, where)
         for m in r.iter_blobs():
+            if m.part or m.digest in parts:
+                _check_rebuilt_part(where, r, m, parts, reference)
+                continue
             if signed.get(m.digest) != m.size:
                 raise VerificationError(f"{where}: the rebuilt volume carries blob {m.digest[:16]}… of {m.size} bytes, "
                                         "which the signed targets do not list with that length; nothing was rebuilt")

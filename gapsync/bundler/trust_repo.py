@@ -59,8 +59,9 @@ def unapproved_signing() -> Iterator[None]:
         _UNAPPROVED.reset(token)
 
 
-def ext(channel: str) -> dict:
-    return {EXT_FIELD: {"channel": channel, "format": FORMAT}}
+def ext(channel: str, fmt: int = FORMAT) -> dict:
+    """``fmt``: the bundle format (2 when blobs span volumes in parts: gapsync/bundler/bundle.py)."""
+    return {EXT_FIELD: {"channel": channel, "format": fmt}}
 
 
 def channel_of(md: Metadata) -> str | None:
@@ -199,7 +200,7 @@ class ChannelRepo:
             f"and the --key options give {len(result.signed)}{hint}")
 
     def sign_release(self, targets: list[Target], keys: list[SigningKey], expires: timedelta,
-                     now: datetime | None = None, *, unapproved: bool | None = None) -> Release:
+                     now: datetime | None = None, *, unapproved: bool | None = None, fmt: int = FORMAT) -> Release:
         """Sign targets, snapshot and timestamp version N. ``unapproved`` (default: inside
         ``unapproved_signing()``) lets targets carry fewer signatures than its threshold."""
         unapproved = _UNAPPROVED.get() if unapproved is None else unapproved
@@ -212,7 +213,7 @@ class ChannelRepo:
             raise TrustError(f"channel {self.channel!r}: root v{root.version} lists the same key under two key ids")
         version = self.next_version()
         expiry = now + expires
-        tmd = Metadata(Targets(version=version, expires=expiry, unrecognized_fields=ext(self.channel)))
+        tmd = Metadata(Targets(version=version, expires=expiry, unrecognized_fields=ext(self.channel, fmt)))
         for t in targets:
             tmd.signed.targets[t.path] = TargetFile(
                 length=t.blob.size, hashes={"sha256": t.blob.digest}, path=t.path,

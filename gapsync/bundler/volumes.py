@@ -1,11 +1,14 @@
 """Split a bundle into volumes for media with a file-size limit (FAT32: 4 GiB - 1 per file).
 
-Every volume is a complete, valid v1 bundle (``bundle.py``): all the metadata members, then its
+Every volume is a complete, valid bundle (``bundle.py``): all the metadata members, then its
 share of the blobs. So each one verifies alone with TUF and can be imported alone, in any order,
-and a lost volume costs only its own blobs (or nothing, with parity: ``parity.py``). Blobs are
-not split across volumes in format v1: a member is either whole in a volume or absent, which is
-what lets a reader check a blob's sha256 without any other file; the price is that a blob larger
-than a volume cannot be carried on that medium.
+and a lost volume costs only its own blobs (or nothing, with parity: ``parity.py``). A blob that
+fits in a volume is carried whole in one volume. A blob larger than a volume is split into
+parts (format 2): member ``blobs/sha256/<hex>.part/<n>``, each part's volume, offset, length and
+sha256 listed in the signed targets metadata every volume carries (``custom.parts`` of the
+``gapsync/bundle.json`` target), so each part is checked as it is read, with no other volume at
+hand; the importer keeps verified parts in staging until the blob is whole, then checks the
+whole blob's sha256. A set without a split blob stays format 1, readable by every gapsync.
 
 Sizes are computed exactly, from the same tar header encoding ``BundleWriter`` uses, so a plan
 that fits is a file that fits (``write_volumes`` checks the written sizes against the plan).
@@ -13,8 +16,10 @@ that fits is a file that fits (``write_volumes`` checks the written sizes agains
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gapsync import fsutil
@@ -25,6 +30,9 @@ from gapsync.model import BlobRef
 #: Largest single file on common media. FAT32 stores the size in 32 bits; DVD±R single layer
 #: and BD-R 25 GB are their nominal capacities (one file filling the disc).
 MEDIA: dict[str, int] = {"fat32": 4 * 1024**3 - 1, "dvd": 4_700_000_000, "bd25": 25_025_314_816}
+#: Media with no per-file limit beyond their capacity (exFAT: 16 EiB per file): no volumes.
+UNLIMITED_MEDIA = ("exfat",)
+MIN_PART = 64 * 1024  # a part goes into the room left in a volume only if at least this much fits
 
 #: ``<stem>.vNNofMM.gapsync``: what a volume's name looks like (a single volume is ``<stem>.gapsync``).
 VOLUME_RE = re.compile(r"(?P<stem>.+)\.v(?P<index>[0-9]{2,})of(?P<count>[0-9]{2,})" + re.escape(SUFFIX))  # use fullmatch
@@ -86,6 +94,71 @@ def blob_tar_size(size: int) -> int:
     return member_tar_size("blobs/sha256/" + "0" * 64, size)
 
 
+@dataclass(frozen=True)
+class Part:
+    """Part ``index`` (1-based) of blob ``digest``: ``length`` bytes from ``offset``, carried in
+    volume ``volume`` (1-based). ``sha256`` is filled in by ``hash_parts`` before signing."""
+
+    digest: str
+    index: int
+    volume: int
+    offset: int
+    length: int
+    sha256: str = ""
+
+    @property
+    def member(self) -> str:
+        return f"blobs/sha256/{self.digest}.part/{self.index}"
+
+    def to_list(self) -> list:
+        """The signed form, in ``custom.parts[digest]``: ``[volume, offset, length, sha256]``."""
+        return [self.volume, self.offset, self.length, self.sha256]
+
+
+def part_tar_size(index: int, size: int) -> int:
+    return member_tar_size(f"blobs/sha256/{'0' * 64}.part/{index}", size)
+
+
+def entry_tar_size(entry: str | Part, sizes: Mapping[str, int]) -> int:
+    return part_tar_size(entry.index, entry.length) if isinstance(entry, Part) else blob_tar_size(sizes[entry])
+
+
+def parts_of(plan: list[list[str | Part]]) -> dict[str, list[Part]]:
+    """digest -> its parts in order, from a plan."""
+    out: dict[str, list[Part]] = {}
+    for vol in plan:
+        for e in vol:
+            if isinstance(e, Part):
+                out.setdefault(e.digest, []).append(e)
+    for ps in out.values():
+        ps.sort(key=lambda p: p.index)
+    return out
+
+
+def parts_table(plan: list[list[str | Part]]) -> dict[str, list[list]]:
+    """The signed parts table (``custom.parts`` of the bundle.json target)."""
+    return {d: [p.to_list() for p in ps] for d, ps in sorted(parts_of(plan).items())}
+
+
+def hash_parts(plan: list[list[str | Part]], blob_path: Callable[[str], Path]) -> list[list[str | Part]]:
+    """The plan with every part's sha256 filled in: one sequential read of each split blob."""
+    hashes: dict[tuple[str, int], str] = {}
+    for digest, ps in parts_of(plan).items():
+        with fsutil.open_regular(blob_path(digest)) as f:
+            for p in ps:
+                f.seek(p.offset)
+                h = hashlib.sha256()
+                left = p.length
+                while left:
+                    chunk = f.read(min(4 << 20, left))
+                    if not chunk:
+                        raise GapsyncError(f"{blob_path(digest)}: shorter than its size; remove it from the cache and run again")
+                    h.update(chunk)
+                    left -= len(chunk)
+                hashes[(digest, p.index)] = h.hexdigest()
+    return [[replace(e, sha256=hashes[(e.digest, e.index)]) if isinstance(e, Part) else e for e in vol] for vol in plan]
+
+
 def metadata_tar_size(metadata: Mapping[str, bytes]) -> int:
     """What ``plan_volumes`` wants as ``metadata_size``: the bytes all the metadata members
     (``{"1.root.json": b"...", ...}`` as ``BundleWriter.add_metadata`` takes them) occupy in
@@ -93,55 +166,81 @@ def metadata_tar_size(metadata: Mapping[str, bytes]) -> int:
     return sum(member_tar_size(f"metadata/{name}", len(data)) for name, data in metadata.items())
 
 
-def archive_size(metadata_size: int, blob_sizes: list[int]) -> int:
+def archive_size(metadata_size: int, blob_sizes: list[int], parts: list[Part] = ()) -> int:  # type: ignore[assignment]
     """The exact size of a bundle file with these members (end blocks, record padding)."""
-    body = metadata_size + sum(blob_tar_size(s) for s in blob_sizes) + _END
+    body = metadata_size + sum(blob_tar_size(s) for s in blob_sizes) + sum(part_tar_size(p.index, p.length) for p in parts) + _END
     return -(-body // RECORD) * RECORD
 
 
-def plan_volumes(metadata_size: int, blobs: list[tuple[str, int]], max_volume_size: int) -> list[list[str]]:
+def plan_volumes(metadata_size: int, blobs: list[tuple[str, int]], max_volume_size: int, *,
+                 split: bool = False) -> list[list[str | Part]]:
     """Assign blobs ``(digest, size)`` to volumes so that every volume file, with all the
     metadata members (``metadata_size``: see ``metadata_tar_size``), stays within
     ``max_volume_size`` bytes.
 
     First fit in the given order: each blob goes into the first volume that still has room, so
     the order within a volume is the given order (``bundle.json`` first stays first) and a big
-    blob does not strand the room left before it. Deterministic: same input, same plan. A
+    blob does not strand the room left before it. A blob larger than an empty volume is refused,
+    or with ``split`` (format 2) cut into ``Part``s: the first fills the room left in the open
+    volumes (at least ``MIN_PART``), in volume order, then whole new volumes, the last part
+    leaving its volume open for the blobs after it. Deterministic: same input, same plan. A
     duplicate digest is carried once. No blob: one volume of metadata only.
     """
     usable = max_volume_size // RECORD * RECORD - _END - metadata_size
-    if usable < 0:
+    if usable < 2 * BLOCK + (MIN_PART if split else 0):
         raise InputError(f"volume size {max_volume_size} bytes is too small: the metadata alone takes "
                          f"{archive_size(metadata_size, [])} bytes")
-    volumes: list[list[str]] = []
+    volumes: list[list[str | Part]] = []
     free: list[int] = []
     open_: list[int] = []  # indexes of volumes with room for at least an empty member
     seen: set[str] = set()
+
+    def new_volume() -> int:
+        volumes.append([])
+        free.append(usable)
+        open_.append(len(volumes) - 1)
+        return len(volumes) - 1
+
+    def take(vi: int, need: int) -> None:
+        free[vi] -= need
+        if free[vi] < BLOCK and vi in open_:  # not even an empty blob fits any more: stop looking at it
+            open_.remove(vi)
+
     for digest, size in blobs:
         if digest in seen:
             continue
         seen.add(digest)
         need = blob_tar_size(size)
-        if need > usable:
+        if need > usable and not split:
             raise InputError(
                 f"blob {digest} is {size} bytes: it does not fit in a volume of {max_volume_size} bytes "
                 f"(at most {max(usable - BLOCK, 0) // BLOCK * BLOCK} bytes of blob next to the metadata); "
-                f"format v1 does not split a blob across volumes, so choose larger volumes or another medium")
-        pos = next((p for p, vi in enumerate(open_) if free[vi] >= need), None)
-        if pos is None:
-            volumes.append([])
-            free.append(usable)
-            open_.append(len(volumes) - 1)
-            pos = len(open_) - 1
-        vi = open_[pos]
-        volumes[vi].append(digest)
-        free[vi] -= need
-        if free[vi] < BLOCK:  # not even an empty blob fits any more: stop looking at it
-            del open_[pos]
+                f"format 1 does not split a blob across volumes, so choose larger volumes or another medium")
+        if need <= usable:
+            vi = next((vi for vi in open_ if free[vi] >= need), None)
+            if vi is None:
+                vi = new_volume()
+            volumes[vi].append(digest)
+            take(vi, need)
+            continue
+        offset, index = 0, 0
+        candidates = list(open_)
+        while offset < size:
+            index += 1
+            vi = candidates.pop(0) if candidates else new_volume()
+            header = _header_size(f"blobs/sha256/{digest}.part/{index}", free[vi])
+            room = (free[vi] - header) // BLOCK * BLOCK
+            length = min(size - offset, room)
+            if length < min(MIN_PART, size - offset):  # too little room here: the next volume
+                index -= 1
+                continue
+            volumes[vi].append(Part(digest, index, vi + 1, offset, length))
+            take(vi, part_tar_size(index, length))
+            offset += length
     return volumes or [[]]
 
 
-def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: list[list[str]],
+def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: list[list[str | Part]],
                   blob_path: Callable[[str], Path], sizes: dict[str, int], mtime: int,
                   sign: Callable[[Path, bytes], None], max_volume_size: int | None = None,
                   shared: frozenset[str] = frozenset()) -> list[Path]:
@@ -150,7 +249,7 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
 
     Each volume is a ``BundleWriter`` bundle: every metadata member in the given order, then the
     volume's blobs (each copied from ``blob_path(digest)`` and checked against its sha256 and
-    ``sizes[digest]`` on the way). Names: ``<stem>.vNNofMM.gapsync``, or ``<stem>.gapsync`` when
+    ``sizes[digest]`` on the way) and parts (``Part``, with their sha256: ``hash_parts``). Names: ``<stem>.vNNofMM.gapsync``, or ``<stem>.gapsync`` when
     there is one volume. Existing files are never overwritten. If anything fails, the volumes
     this call already wrote (and their ``.minisig``) are removed, so a failed run leaves no set
     that looks complete but is not. With ``max_volume_size`` the planned sizes are checked before
@@ -167,14 +266,18 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
     for p in paths:
         if p.exists():
             raise InputError(f"{p}: already exists")
-    placed: set[str] = set()
+    placed: set[str | tuple[str, int]] = set()
     for digests in plan:
         for d in digests:
-            if d in placed and d not in shared:  # ``shared``: carried by every volume (bundle.json)
+            key = (d.digest, d.index) if isinstance(d, Part) else d
+            if isinstance(d, Part) and not d.sha256:
+                raise ValueError(f"part {d.member} has no sha256 (hash_parts)")
+            if key in placed and d not in shared:  # ``shared``: carried by every volume (bundle.json)
                 raise ValueError(f"blob {d} is planned in two volumes")
-            placed.add(d)
+            placed.add(key)
     meta_size = metadata_tar_size(metadata)
-    expected = [archive_size(meta_size, [sizes[d] for d in digests]) for digests in plan]
+    expected = [archive_size(meta_size, [sizes[d] for d in digests if not isinstance(d, Part)],
+                             [d for d in digests if isinstance(d, Part)]) for digests in plan]
     if max_volume_size is not None:
         for p, size in zip(paths, expected, strict=True):
             if size > max_volume_size:
@@ -187,7 +290,10 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
                 for name, data in metadata.items():
                     writer.add_metadata(name, data)
                 for d in digests:
-                    writer.add_blob(BlobRef(d, sizes[d]), blob_path(d))
+                    if isinstance(d, Part):
+                        writer.add_part(d.digest, d.index, blob_path(d.digest), d.offset, d.length, d.sha256)
+                    else:
+                        writer.add_blob(BlobRef(d, sizes[d]), blob_path(d))
                 file_hash = writer.close()
             except OSError as e:
                 writer.abort()

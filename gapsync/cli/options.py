@@ -33,8 +33,11 @@ report_option = click.option("--report", type=click.Path(dir_okay=False, path_ty
 
 
 volume_options = [
-    click.option("--max-volume-size", metavar="SIZE", help="Split into volumes of at most SIZE (4GiB, 700MB, or fat32, dvd, bd25)."),
-    click.option("--media", type=click.Choice(["fat32", "dvd", "bd25"]), help="Volumes that fit this medium (fat32: 4 GiB - 1)."),
+    click.option("--max-volume-size", metavar="SIZE",
+                 help="Split into volumes of at most SIZE (any size down to 1MiB: 4GiB, 700MB, or fat32, dvd, bd25); "
+                      "a blob larger than a volume spans volumes in parts (bundle format 2)."),
+    click.option("--media", type=click.Choice(["fat32", "dvd", "bd25", "exfat"]),
+                 help="Volumes that fit this medium (fat32: 4 GiB - 1; exfat: no per-file limit, one file)."),
     click.option("--parity", type=click.IntRange(0, 32), default=0, show_default=True,
                  help="Parity volumes: any this many lost or damaged volumes can be rebuilt (gapsync bundle repair)."),
 ]
@@ -44,6 +47,8 @@ def volume_size(max_volume_size: str | None, media: str | None) -> int | None:
     from gapsync.bundler.volumes import parse_volume_size
 
     value = max_volume_size or media
+    if value == "exfat":  # no per-file limit beyond the medium: one bundle file
+        return None
     return parse_volume_size(value) if value else None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gapsync import faults, fsutil
 from gapsync.audit import AuditLog
-from gapsync.bundler.bundle import BundleReader
+from gapsync.bundler.bundle import BundleReader, SignedPart, bundle_format, parse_parts
 from gapsync.errors import (
     BundleFormatError,
     DigestMismatchError,
@@ -34,6 +34,7 @@ from gapsync.locking import exclusive
 from gapsync.mirror import claims
 from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.layout import MirrorLayout
+from gapsync.mirror.parts import PartStore
 from gapsync.mirror.subjects import allowed_targets, build_subjects, waiting_artifacts
 from gapsync.mirror.targets.conda_channel import CondaChannel
 from gapsync.mirror.targets.hf_cache import HfCache
@@ -84,6 +85,7 @@ class ImportResult:
     signers: list[str] = field(default_factory=list)
     files_new: int = 0  # Python files (and other published targets) this import added ...
     files_present: int = 0  # ... and those the mirror already had (an import of a delta says both)
+    volumes_needed: list[int] = field(default_factory=list)  # volumes holding parts this mirror still lacks
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle), "channel": self.channel, "version": self.version,
@@ -91,7 +93,8 @@ class ImportResult:
                 "blobs_read": self.blobs_read, "bytes_read": self.bytes_read, "targets": self.targets,
                 "published": self.published, "images": self.images, "models": [f"{n}@{r}" for n, r in self.models],
                 "signers": self.signers, "blocked": self.blocked, "pending": self.pending, "decisions": self.decisions,
-                "files_new": self.files_new, "files_present": self.files_present}
+                "files_new": self.files_new, "files_present": self.files_present,
+                "volumes_needed": self.volumes_needed}
 
 
 class _Discard:
@@ -185,6 +188,48 @@ def _bundle_info(release: VerifiedRelease, path_of, available) -> dict:
     return info
 
 
+def _signed_parts(release: VerifiedRelease, members: dict[str, bytes], bundle: Path) -> dict[str, list[SignedPart]]:
+    """Format 2: the parts of every blob that spans volumes, from the (now verified) bundle.json
+    target's ``custom.parts``; {} for format 1. A format this gapsync does not read is refused
+    naming the format (gapsync/bundler/bundle.py: bundle_format)."""
+    fmt = bundle_format(json.loads(members["targets.json"])["signed"], str(bundle))
+    info = next((t for t in release.targets if t.kind == "bundle-info"), None)
+    custom = info.custom if info is not None else {}
+    if fmt < 2:
+        if "parts" in custom:
+            raise BundleFormatError(f"{bundle}: a parts table in a format {fmt} bundle (parts are format 2)")
+        return {}
+    sizes = {t.blob.digest: t.blob.size for t in release.targets}
+    return parse_parts(custom.get("parts"), sizes, custom.get("volumes"), str(bundle))
+
+
+def _check_part_member(member, parts: dict[str, list[SignedPart]], bundle: Path, volumes: set[int]) -> None:
+    """A part member is one the signed parts table lists, with its signed length, and every part
+    in one volume file belongs to the same volume; a blob the table splits is never whole."""
+    plist = parts.get(member.digest)
+    if not member.part:
+        raise BundleFormatError(f"{bundle}: blob {member.digest} is carried whole, but the signed metadata "
+                                "splits it into parts")
+    if plist is None or member.part > len(plist):
+        raise BundleFormatError(f"{bundle}: member {member.name} is not a part the signed metadata lists")
+    sp = plist[member.part - 1]
+    if member.size != sp.length:
+        raise DigestMismatchError(f"{bundle}: member {member.name} is {member.size} bytes, the signed length of "
+                                  f"that part is {sp.length}")
+    volumes.add(sp.volume)
+    if len(volumes) > 1:
+        raise BundleFormatError(f"{bundle}: carries parts of volumes {', '.join(map(str, sorted(volumes)))}; "
+                                "the signed metadata puts each volume's parts in one volume")
+
+
+def _clear_done_parts(layout: MirrorLayout) -> None:
+    """Staged parts of blobs the store has now (a run killed between publish and clean-up)."""
+    store = PartStore(layout.meta / "parts")
+    for digest in list(store.digests()):
+        if layout.blob_path(digest).is_file():
+            store.remove(digest)
+
+
 def _check_json_sizes(release: VerifiedRelease, bundle: Path) -> None:
     for t in release.targets:
         limit = MAX_JSON_TARGET.get(t.kind)
@@ -243,6 +288,7 @@ def _run(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime, o
     handlers = [cls(layout) for cls in TARGET_CLASSES]
     if not verify_only:  # verify takes no lock wait and may run beside an import: it leaves others' scratch alone
         _clear_stale_staging(layout)
+        _clear_done_parts(layout)
     scratch = layout.new_staging()
     try:
         return _run_in(bundle, layout, verify_only, now, options, handlers, scratch)
@@ -267,6 +313,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             raise BundleFormatError(f"{bundle}: metadata nested too deeply to parse ({e})") from e
         _check_kinds(release, bundle)
         _check_json_sizes(release, bundle)
+        parts = _signed_parts(release, members, bundle)  # format 2: blobs that span volumes
         view = claims.published_layout(layout, channel)  # the channel's own namespace, if it was given one
         if view is not layout:
             handlers = [type(h)(view) for h in handlers]
@@ -291,21 +338,39 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             return result
         # every member against the signed targets before a byte is read or space is asked
         # for: a bundle that lies about sizes is refused, not reported as needing terabytes
+        part_volumes: set[int] = set()
         for member in reader.iter_blobs():
             target = by_digest.get(member.digest)
             if target is None:
-                raise BundleFormatError(f"{bundle}: member blobs/sha256/{member.digest} is not a target of version {release.version}")
-            if member.size != target.blob.size:
+                raise BundleFormatError(f"{bundle}: member {member.name} is not a target of version {release.version}")
+            if member.part or member.digest in parts:
+                _check_part_member(member, parts, bundle, part_volumes)
+            elif member.size != target.blob.size:
                 raise DigestMismatchError(f"{bundle}: blob {member.digest} ({target.path}) is {member.size} bytes, "
                                           f"signed length is {target.blob.size}")
         if not verify_only:  # what this bundle (or volume) carries and the mirror lacks
-            carried = {m.digest for m in reader.iter_blobs()}
-            check_free_space(layout.meta, sum(by_digest[d].blob.size for d in needed & carried),
+            carried = {m.digest for m in reader.iter_blobs() if not m.part}
+            check_free_space(layout.meta, sum(by_digest[d].blob.size for d in needed & carried)
+                             + sum(m.size for m in reader.iter_blobs() if m.part and m.digest in needed),
                              f"importing {bundle.name}")
         seen: set[str] = set()
         staging = fsutil.Dir(scratch, create=False)  # opened once; each blob created O_EXCL|O_NOFOLLOW in it
+        store = PartStore(layout.meta / "parts")
+        staged_parts = 0
         for member in reader.iter_blobs():
             target = by_digest[member.digest]
+            if member.part:  # a part: checked against its signed sha256, kept until the blob is whole
+                sp = parts[member.digest][member.part - 1]
+                what = f"{bundle}: part {member.part} of blob {member.digest} ({target.path})"
+                if verify_only or member.digest not in needed or store.has(sp):
+                    copy_verified(reader.chunks(member), _Discard(), what=what, sha256=sp.sha256, size=sp.length,
+                                  overlap=False)
+                else:
+                    store.put(sp, reader.chunks(member), what)
+                    staged_parts += 1
+                result.blobs_read += 1
+                result.bytes_read += member.size
+                continue
             seen.add(member.digest)
             # every blob carried is hashed, even one the mirror has: a damaged or tampered
             # bundle is reported, not silently half-used
@@ -323,6 +388,15 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             result.blobs_read += 1
             result.bytes_read += member.size
         staging.close()
+        assembled: list[str] = []
+        for digest, plist in sorted(parts.items()):  # blobs whose last part came (now or before): checked whole
+            if digest in needed and not verify_only and store.complete(plist):
+                store.assemble(digest, by_digest[digest].blob.size, scratch / digest,
+                               f"{bundle}: blob {digest} ({by_digest[digest].path}) assembled from its parts")
+                seen.add(digest)
+                assembled.append(digest)
+        result.volumes_needed = sorted({p.volume for d, plist in parts.items() if d in needed and d not in seen
+                                        for p in store.missing(plist)})
         stored = {d for d in seen if (scratch / d).is_file()}  # staged in scratch by this run
 
         def path_of(digest: str) -> Path:
@@ -355,7 +429,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
     result.pending = sorted(waiting)
     if verify_only:
         return result
-    if release.version == state.version and not stored:
+    if release.version == state.version and not stored and not staged_parts:
         result.nothing_new = True  # a volume (or a repeat) that brings nothing this mirror lacks
         return result
     candidates = allowed_targets(release.targets, waiting)
@@ -406,6 +480,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             raise error from e
         raise
     journal.commit()
+    for digest in assembled:  # in the store now: its parts are not needed any more
+        store.remove(digest)
     return result
 
 

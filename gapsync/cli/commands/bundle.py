@@ -184,6 +184,8 @@ def verify(bundle_path: Path, mirror: Path, as_json: bool) -> None:
         return
     click.echo(f"{bundle_path}: OK, channel {r.channel} version {r.version}, {r.targets} targets, "
                f"{r.blobs_read} blobs ({human_size(r.bytes_read)}) verified")
+    if r.volumes_needed:  # format 2: the volumes whose parts this mirror still lacks
+        click.echo(f"  still missing: volume(s) {', '.join(map(str, r.volumes_needed))} (parts of blobs that span volumes)")
 
 
 __all__ = ["ExitCode", "bundle"]

@@ -1,0 +1,120 @@
+"""Staging for blobs that span volumes (bundle format 2): parts wait here until the blob is whole.
+
+Volumes come in any order, with repeats, one import each, so a part must outlive the import
+that read it (an import's own scratch space is removed when it ends). Layout, under the
+mirror's private ``.gapsync/parts/`` (never served, never on the removable medium)::
+
+    parts/<blob sha256>/data        the blob being assembled: each part written at its offset
+    parts/<blob sha256>/<n>.ok      part n is in ``data``, verified against its signed sha256
+
+A part is written into ``data`` while it is hashed and checked against the sha256 the signed
+metadata gives for it, made durable (fsync), and only then marked ``<n>.ok`` (atomic rename). A
+SIGKILL in the middle of a part leaves bytes in ``data`` without a marker: the re-run writes that
+part again. When every part is marked, the whole file is hashed against the blob's signed
+sha256 before it is handed to the import (a hard link into its scratch space): only a blob
+checked whole is ever published. Every file is created and opened relative to a directory
+opened once without following links (``fsutil.Dir``); a link or special file planted at any
+name is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from gapsync import faults, fsutil
+from gapsync.bundler.bundle import SignedPart
+from gapsync.errors import DigestMismatchError
+from gapsync.hashing import copy_verified, read_chunks
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+DATA = "data"
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+class PartStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _dir(self, digest: str, *, create: bool) -> fsutil.Dir | None:
+        if not _HEX64.fullmatch(digest):
+            raise ValueError(f"not a sha256: {digest!r}")
+        if not create and not os.path.lexists(self.root / digest):
+            return None
+        if create:
+            fsutil.make_dirs(self.root / digest)
+        return fsutil.Dir(self.root / digest, create=False)  # O_NOFOLLOW: a planted link is refused
+
+    def has(self, part: SignedPart) -> bool:
+        d = self._dir(part.digest, create=False)
+        if d is None:
+            return False
+        with d:
+            st = d.lstat(f"{part.index}.ok")
+            return st is not None and stat.S_ISREG(st.st_mode)
+
+    def put(self, part: SignedPart, chunks: Iterable[bytes], what: str) -> None:
+        """Write the part at its offset in the blob's ``data`` file, checking its sha256 and
+        length on the way; mark it done only once it is durable and verified."""
+        d = self._dir(part.digest, create=True)
+        assert d is not None
+        with d:
+            with d.open_rw(DATA) as f:
+                f.seek(part.offset)
+                copy_verified(_killable(chunks), f, what=what, sha256=part.sha256, size=part.length)
+                f.flush()
+                os.fsync(f.fileno())
+            d.write_atomic(f"{part.index}.ok", part.sha256.encode())
+            d.fsync()
+        faults.point("import.staged-part")
+
+    def complete(self, parts: list[SignedPart]) -> bool:
+        return all(self.has(p) for p in parts)
+
+    def missing(self, parts: list[SignedPart]) -> list[SignedPart]:
+        return [p for p in parts if not self.has(p)]
+
+    def assemble(self, digest: str, size: int, dst: Path, what: str) -> None:
+        """Hash the whole blob against its signed sha256 and length, then hard-link it to
+        ``dst`` (the import's scratch). A mismatch (parts that verified one by one but do not
+        make the blob: refused, and the staged parts are dropped so a re-run starts clean)."""
+        d = self._dir(digest, create=False)
+        assert d is not None
+        with d:
+            with d.open_regular(DATA) as f:
+                if os.fstat(f.fileno()).st_size != size:
+                    self.remove(digest)
+                    raise DigestMismatchError(f"{what}: the assembled parts are {os.fstat(f.fileno()).st_size} bytes, "
+                                              f"the signed length is {size}; the staged parts were dropped")
+                try:
+                    copy_verified(read_chunks(f), _Discard(), what=what, sha256=digest, size=size, overlap=False)
+                except DigestMismatchError:
+                    self.remove(digest)
+                    raise
+        fsutil.hard_link(self.root / digest / DATA, dst)
+
+    def remove(self, digest: str) -> None:
+        if _HEX64.fullmatch(digest):
+            shutil.rmtree(self.root / digest, ignore_errors=True)
+
+    def digests(self) -> Iterator[str]:
+        if self.root.is_dir():
+            for p in self.root.iterdir():
+                if _HEX64.fullmatch(p.name):
+                    yield p.name
+
+
+def _killable(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A kill point between the chunks of a part (``GAPSYNC_KILL_AT=import.part-chunk:N``), so a
+    test can SIGKILL an import in the middle of a part."""
+    for chunk in chunks:
+        yield chunk
+        faults.point("import.part-chunk")
