@@ -125,4 +125,9 @@ def waiting_artifacts(targets: list[Target], path_of: Callable[[str], Path], ava
             need.update(f["sha256"] for f in json.loads(path_of(t.blob.digest).read_bytes())["files"])
         if not all(available(d) for d in need):
             waiting.add(key)
+    # an image waits for the signatures attached to it (its policy may require one)
+    late = {(t.custom.get("name"), t.custom.get("subject")) for t in targets
+            if t.kind == "oci-image" and t.custom.get("subject") and target_key(t) in waiting}
+    waiting |= {str(target_key(t)) for t in targets if t.kind == "oci-image" and not t.custom.get("subject")
+                and (t.custom.get("name"), t.custom.get("upstream_digest") or t.custom.get("digest")) in late}
     return waiting

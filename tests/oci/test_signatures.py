@@ -343,3 +343,21 @@ def test_what_is_attached_to_a_blocked_image_stays_out_with_it(sig_world, tmp_pa
     names = [m["annotations"]["org.opencontainers.image.ref.name"]
              for m in json.loads((mirror / "oci" / "index.json").read_text())["manifests"]]
     assert not [n for n in names if "app-big" in n] and [n for n in names if "app-a:sha256-" in n]
+
+
+
+def test_an_image_waits_for_a_signature_in_another_volume():
+    """Volumes imported one by one: an image whose signature's blobs are in a volume not yet
+    imported waits for it (pending) rather than meeting require_signature without it."""
+    from gapsync.mirror.subjects import waiting_artifacts
+    from gapsync.model import BlobRef, Target
+
+    image, sig = "a" * 64, "b" * 64
+    targets = [Target("oci/image/r.io/x:1", BlobRef(image, 10), {"kind": "oci-image", "name": "r.io/x", "tag": "1",
+                                                                  "digest": f"sha256:{image}", "blobs": []}),
+               Target(f"oci/image/r.io/x:sha256-{image}.sig", BlobRef(sig, 10),
+                      {"kind": "oci-image", "name": "r.io/x", "tag": f"sha256-{image}.sig", "digest": f"sha256:{sig}",
+                       "subject": f"sha256:{image}", "blobs": [f"sha256:{'c' * 64}"]})]
+    waiting = waiting_artifacts(targets, lambda d: Path("/nonexistent") / d, lambda d: d != "c" * 64)
+    assert waiting == {"oci:r.io/x@1", f"oci:r.io/x@sha256-{image}.sig"}
+    assert waiting_artifacts(targets, lambda d: Path("/nonexistent") / d, lambda d: True) == set()
