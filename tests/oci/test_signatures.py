@@ -361,3 +361,16 @@ def test_an_image_waits_for_a_signature_in_another_volume():
     waiting = waiting_artifacts(targets, lambda d: Path("/nonexistent") / d, lambda d: d != "c" * 64)
     assert waiting == {"oci:r.io/x@1", f"oci:r.io/x@sha256-{image}.sig"}
     assert waiting_artifacts(targets, lambda d: Path("/nonexistent") / d, lambda d: True) == set()
+
+
+def test_an_index_under_a_signature_tag_is_refused(oci_images, empty_registry, tmp_path):
+    from tests.oci.support import push_with_skopeo
+
+    reg = empty_registry()
+    push_with_skopeo(oci_images.layout, "app-b", reg.ref("team/app-b", "2.0"))
+    hexd = oci_images["app-b"]["digest"].split(":")[1]
+    push_with_skopeo(oci_images.layout, "app-a", reg.ref("team/app-b", f"sha256-{hexd}.sig"))  # an image index
+    r = cli("resolve", "-f", _spec(tmp_path / "g.yaml", reg.host, ["team/app-b:2.0"]), "-o", tmp_path / "l",
+            "--cache", tmp_path / "c")
+    lines = _errors(r.err)
+    assert r.code != 0 and len(lines) == 1 and "where a signature manifest belongs" in lines[0], r.err

@@ -237,6 +237,8 @@ def attached(origin: Origin, image: LockedImage) -> list[LockedImage]:
                 continue
             raise
         doc = _json(m.data, f"{image.name}:{tag}")
+        if m.media_type not in MANIFEST_TYPES and "layers" not in doc:
+            raise UpstreamError(f"{image.name}:{tag}: a {m.media_type or 'document'} where a signature manifest belongs")
         found[m.digest] = LockedImage(ref=f"{image.name}:{tag}", name=image.name, tag=tag, digest=m.digest,
                                       media_type=m.media_type, size=len(m.data), platforms=[], missing_platforms=[],
                                       manifests=[], artifact_type=artifact_type(doc, f"{image.name}:{tag}") or m.media_type,
