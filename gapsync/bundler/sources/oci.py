@@ -21,6 +21,7 @@ from gapsync.bundler.lock import LockedImage
 from gapsync.bundler.sources.oci_local import LayoutSource, docker_save_into_cache
 from gapsync.bundler.spec import ImageSource, ImagesSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
+from gapsync.log import event
 from gapsync.names import BadName, check_image_name, check_image_tag
 from gapsync.oci import (
     DIGEST_RE,
@@ -233,9 +234,12 @@ def attached(origin: Origin, image: LockedImage) -> list[LockedImage]:
         try:
             m = client.get_manifest(repo, tag)
         except FetchError as e:
-            if "manifest not found" in str(e):
-                continue
-            raise
+            # not there (404), or a registry that answers 401/403 for a tag that does not exist:
+            # nothing attached is carried, which images.require_signature then blocks (fail
+            # closed); a registry that lies about what it sends (UpstreamError) stops resolve
+            if "manifest not found" not in str(e):
+                event("oci.attached.unavailable", "warning", image=image.name, tag=tag, reason=str(e))
+            continue
         doc = _json(m.data, f"{image.name}:{tag}")
         if m.media_type not in MANIFEST_TYPES and "layers" not in doc:
             raise UpstreamError(f"{image.name}:{tag}: a {m.media_type or 'document'} where a signature manifest belongs")
