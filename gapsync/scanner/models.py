@@ -82,6 +82,12 @@ def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -
         budget.depth(where.depth)  # type: ignore[union-attr]
     f, head = _peekable(f)
     fmt = detect(head, where.size)
+    if fmt in (Format.UNKNOWN, Format.JSON) and where.name.lower().endswith(".jinja"):  # "{%" looks like JSON
+        # transformers loads chat_template.jinja (and additional_chat_templates/*.jinja) by name
+        # and renders it: judged by its syntax tree like a template inside tokenizer_config.json
+        from gapsync.scanner.templates import scan_jinja
+
+        return fmt, scan_jinja(f, where)
     named = by_name(where.name) if fmt is Format.UNKNOWN else None
     unreadable: list[Finding] = []
     if named is not None and named not in (Format.SEVENZIP, Format.ZIP):

@@ -155,8 +155,7 @@ def scan_jinja(f: BinaryIO, where: Where) -> list[Finding]:
     """A chat template in a file of its own (transformers' ``chat_template.jinja`` and
     ``additional_chat_templates/<name>.jinja``, loaded by name): rules ``template.chat_template*``.
 
-    Not wired into format detection yet: a ``.jinja`` file has no magic number, so the by-name
-    dispatch of gapsync/scanner/models.py has to call this.
+    A ``.jinja`` file has no magic number: gapsync/scanner/models.py calls this by the name.
     """
     raw = f.read(MAX_TEMPLATE * 4 + 1)  # UTF-8: up to 4 bytes a character
     if len(raw) > MAX_TEMPLATE * 4:

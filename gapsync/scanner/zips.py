@@ -89,11 +89,33 @@ def scan_zip(f: BinaryIO, where: Where) -> list[Finding]:
 def _storage_records(names: list[str]) -> frozenset[str]:
     """The entries a torch checkpoint keeps tensor bytes in: ``<prefix>data/<digits>`` beside
     ``<prefix>data.pkl``. torch reads them raw (``get_storage_from_record``) and never opens one
-    as a file of its own, so a zip hidden at the end of one cannot be loaded: they are sniffed
-    at their start like every entry, but not searched for a zip end record (that search reads
-    64 KiB of every tensor, which was half the time of a checkpoint scan)."""
+    as a file of its own, so a zip hidden at the end of one cannot be loaded: they are read only
+    for a whole pickle at their start (:func:`_scan_storage_record`), not searched for a zip end
+    record (that search reads 64 KiB of every tensor, which was half the time of a checkpoint scan)."""
     prefixes = {m.group(1) for n in names if (m := _DATA_PKL.match(n))}
     return frozenset(n for n in names if (m := _STORAGE_NAME.match(n)) and m.group(1) in prefixes)
+
+
+# A pickle that could not be read to its end: in a storage record that is tensor bytes that happen
+# to start like a pickle, not a pickle
+_PARSE_FAILURES = frozenset({"pickle.truncated", "pickle.opcode.unknown", "pickle.malformed"})
+
+
+def _scan_storage_record(stream: BinaryIO, where: Where) -> tuple[Format, list[Finding]]:
+    """A torch storage record holds tensor bytes that torch copies into a tensor and never
+    parses, so they are read for one thing only: a whole pickle hidden there (a loader other
+    than torch could be pointed at the entry), whose findings are kept, including any from
+    before a point where it stops parsing. Bytes that merely start like a pickle (``80 02``
+    followed by anything: about one tensor in 10^4 of random weights) and stop parsing are
+    tensor data: no finding, where a file or an ordinary entry gets a high one. No other format
+    is looked for: a record that starts like gzip or a zip is a tensor too."""
+    from gapsync.scanner.pickles import analyse_pickles
+    from gapsync.scanner.streams import ByteReader
+
+    result = analyse_pickles(ByteReader(stream), where, known_pickle=False)
+    found = [x for x in result.findings.to_list() if x.rule not in _PARSE_FAILURES]
+    parsed = result.is_pickle and len(found) == len(result.findings.to_list())
+    return (Format.PICKLE if parsed else Format.UNKNOWN), found
 
 
 # "<prefix>data.pkl" and "<prefix>data/<n>" where the prefix is empty or a directory ("archive/"),
@@ -298,7 +320,7 @@ def _scan_entry(f: BinaryIO, e: Entry, where: Where, storage: bool = False) -> l
     hint = e.name.endswith(".pkl")
     out: list[Finding] = []
     try:
-        fmt, found = scan_stream(stream, where, pickle_hint=hint, zip_tail=not storage)
+        fmt, found = _scan_storage_record(stream, where) if storage else scan_stream(stream, where, pickle_hint=hint)
     except OSError as err:
         return [finding(where, "zip.corrupt_entry", Severity.HIGH,
                         f"entry data cannot be decompressed ({err}): a loader reads what comes before the damage, "
