@@ -1,7 +1,9 @@
-"""Torch storage records and chat template files: each read the way its loader reads it.
-that torch copies and never parses: bytes that only start like a pickle are not a finding there,
-while a whole pickle hidden in one still is. The checkpoints are written as zips by the test (a
-pickle is dumped, never loaded)."""
+"""Torch storage records and chat template files, each read the way its loader reads it.
+
+Storage records (``<prefix>data/<n>`` beside ``<prefix>data.pkl``) hold tensor bytes that torch
+copies and never parses: bytes that only start like a pickle are not a finding there, while a
+whole pickle hidden in one still is. ``.jinja`` files are chat templates that transformers loads
+by name. The checkpoints are written as zips by the test (a pickle is dumped, never loaded)."""
 
 from __future__ import annotations
 
