@@ -35,6 +35,9 @@ def scan_bundle(bundle: Path, policy: str | Path | None = None, advisories: Path
                 raise BundleFormatError(f"{bundle}: metadata/targets.json is missing or malformed") from e
             sizes = {t.blob.digest: t.blob.size for t in targets}
             for m in reader.iter_blobs():
+                if m.part:  # format 2: the blob spans volumes; no volume alone holds it
+                    raise BundleFormatError(f"{bundle}: carries {m.name}, a part of a blob that spans volumes; "
+                                            "a volume with parts cannot be scanned alone: import the volumes")
                 if m.digest not in sizes:
                     raise BundleFormatError(f"{bundle}: member blobs/sha256/{m.digest} is not a target")
                 with fsutil.atomic_file(tmp / m.digest) as f:
