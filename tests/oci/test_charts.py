@@ -20,7 +20,15 @@ import yaml
 from gapsync.bundler.sources.charts import ChartError, images_named, read_chart
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port, static_server
-from tests.oci.artifacts_support import HELM_CONFIG, HELM_CONTENT, chart_archive, push_chart, targz
+from tests.oci.artifacts_support import (
+    HELM_CONFIG,
+    HELM_CONTENT,
+    chart_archive,
+    cosign_sign,
+    key_pair,
+    push_chart,
+    targz,
+)
 from tests.oci.support import Registry, skopeo, skopeo_inspect
 
 
@@ -50,6 +58,11 @@ def charts_world(tmp_path_factory, oci_images):
                             templates={"deploy.yaml": f"spec:\n  containers:\n    - name: side\n      image: {host}/team/app-b:2.0\n"
                                                       "    - name: main\n      image: \"{{ .Values.image.repository }}\"\n"})
         push_chart(host, "charts/web", "web", "1.0.0", web, base / "push")
+        # the chart is signed with cosign (its signature must travel with it)
+        raw = requests.get(f"{reg.url}/v2/charts/web/manifests/1.0.0",
+                           headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10).content
+        web_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        cosign_sign(host, "charts/web", web_digest, key_pair(base / "keys")[0], base / "sign")
         # a classic chart repository: index.yaml pinned to the archive's sha256
         repo = base / "repo"
         (repo / "simple").mkdir(parents=True)
@@ -73,7 +86,8 @@ def charts_world(tmp_path_factory, oci_images):
         assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
         r = cli("import", bundle, "--mirror", mirror)
         assert r.code == 0, r.err
-        yield SimpleNamespace(base=base, registry=reg, host=host, web=web, api=api, repo_url=repo_url, mirror=mirror,
+        yield SimpleNamespace(base=base, registry=reg, host=host, web=web, web_digest=web_digest, api=api,
+                              repo_url=repo_url, mirror=mirror,
                               lock=json.loads((base / "g.lock").read_text()), bundle=bundle, spec=spec, ch=ch)
     finally:
         if srv:
@@ -88,6 +102,8 @@ def test_charts_and_their_images_are_locked_and_reported(charts_world, oci_image
     assert web["artifact_type"] == HELM_CONFIG and web["platforms"] == []
     assert web["chart"]["archive"] == hashlib.sha256(w.web).hexdigest()
     assert web["chart"]["images"] == [f"{w.host}/library/app-a:1.0", f"{w.host}/team/app-b:2.0"]
+    sig = by_ref[f"{w.host}/charts/web:sha256-{w.web_digest.split(':')[1]}.sig"]
+    assert sig["subject"] == web["digest"] == w.web_digest
     api = next(i for i in w.lock["images"] if (i.get("chart") or {}).get("name") == "api")
     assert api["source"]["kind"] == "chart_repo" and api["chart"]["archive"] == hashlib.sha256(w.api).hexdigest()
     assert api["chart"]["images"] == [f"{w.host}/library/app-a:1.0"]

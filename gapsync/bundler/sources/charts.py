@@ -348,7 +348,9 @@ def _index_entry(ref: ChartRef) -> tuple[str, str]:
             url = urljoin(ref.location, urls[0])
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ChartError(f"{what}: {ref.name} {ref.version}: archive URL {url[:120]!r} is not http(s)")
-            return url, digest
+            from gapsync.bundler.http import remember_credentials
+
+            return remember_credentials(url), digest  # user info in an index's URL: never recorded
     have = sorted(str(v.get("version")) for v in versions if isinstance(v, dict))[:20]
     raise InputError(f"{what}: no version {ref.version} of {ref.name} (it has {have})")
 
@@ -407,6 +409,7 @@ def resolve(spec, cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
             if str(facts.chart["version"]).replace("+", "_") != ref.version:
                 raise ChartError(f"oci://{ref.location}: Chart.yaml says version {facts.chart['version']}, not the tag's")
             archive_digest = layers[0]["digest"].split(":", 1)[1]
+            out += oci.attached(origin, img)  # a chart signed with cosign: its signature travels too
         else:
             url, archive_digest = _index_entry(ref)
             manifest, facts, _ = _store_http(url, archive_digest, ref.name, ref.version, cache)
