@@ -6,6 +6,8 @@ mirror's private ``.gapsync/parts/`` (never served, never on the removable mediu
 
     parts/<blob sha256>/data        the blob being assembled: each part written at its offset
     parts/<blob sha256>/<n>.ok      part n is in ``data``, verified against its signed sha256
+                                    (holds "<offset> <length> <sha256>": a later release that
+                                    cuts the same blob otherwise does not reuse it)
 
 A part is written into ``data`` while it is hashed and checked against the sha256 the signed
 metadata gives for it, made durable (fsync), and only then marked ``<n>.ok`` (atomic rename). A
@@ -59,7 +61,10 @@ class PartStore:
             return False
         with d:
             st = d.lstat(f"{part.index}.ok")
-            return st is not None and stat.S_ISREG(st.st_mode)
+            if st is None or not stat.S_ISREG(st.st_mode) or st.st_size > 256:
+                return False
+            with d.open_regular(f"{part.index}.ok") as f:
+                return f.read(257) == _marker(part)
 
     def put(self, part: SignedPart, chunks: Iterable[bytes], what: str) -> None:
         """Write the part at its offset in the blob's ``data`` file, checking its sha256 and
@@ -72,7 +77,7 @@ class PartStore:
                 copy_verified(_killable(chunks), f, what=what, sha256=part.sha256, size=part.length)
                 f.flush()
                 os.fsync(f.fileno())
-            d.write_atomic(f"{part.index}.ok", part.sha256.encode())
+            d.write_atomic(f"{part.index}.ok", _marker(part))
             d.fsync()
         faults.point("import.staged-part")
 
@@ -110,6 +115,10 @@ class PartStore:
             for p in self.root.iterdir():
                 if _HEX64.fullmatch(p.name):
                     yield p.name
+
+
+def _marker(part: SignedPart) -> bytes:
+    return f"{part.offset} {part.length} {part.sha256}".encode()
 
 
 def _killable(chunks: Iterable[bytes]) -> Iterator[bytes]:
