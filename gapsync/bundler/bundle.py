@@ -9,8 +9,11 @@ One POSIX tar (pax), not compressed as a whole. Members, in this order:
     blobs/sha256/<64 lowercase hex>.part/<n>        format 2 only: part n (1-based) of a blob
                                                     that spans volumes (never beside the whole)
 
-Anything else is a reason to refuse the whole bundle: another member name, a link, a device, a
-sparse file, a duplicate, metadata after a blob, a header that hides bytes after a NUL (in a name
+Anything else is a reason to refuse the whole bundle: a member header that is not byte for byte
+what ``member_header`` writes (format, mode, owner, mtime, pax records: one canonical form), a
+GNU header, another member name (matched whole: ``fullmatch``), a link, a device, a sparse file,
+a duplicate, metadata after a blob, a metadata member over its cap (from its header, before it
+is read), a header that hides bytes after a NUL (in a name
 or in the checksum field), non-zero bytes in the padding after a member's data, a pax header
 larger than a few KiB, more blob members than targets.json lists targets (or more root versions
 than a chain can have), missing end-of-archive blocks, or anything but the two zero blocks and the
