@@ -390,3 +390,26 @@ def test_tar_members_name_fits_ustar():
     assert len(name) <= 100 and PART_RE.fullmatch(name)
     ti = tarfile.TarInfo(name)
     assert ti.name == name
+
+
+def test_wrong_bytes_in_the_part_that_completes_the_blob_are_refused_then_the_good_copy_finishes(sets, tmp_path):
+    """The last part is checked in the same pass as the whole blob: a bad one is refused, left
+    unmarked, nothing of the model is published; the good volume then completes it."""
+    vols = _copy(sets, tmp_path / "v")
+    part_vols = [v for v in vols if any(".part/" in n for n in members(v))]
+    last = part_vols[-1]
+    m = mirror(sets, "m-last")
+    import_all(m, [v for v in sets.volumes if v.name != last.name])
+    assert not (m / "models").exists()
+    off, size = _member_offset(last, _first_part(last))
+    with last.open("r+b") as f:
+        f.seek(off + size - 100)
+        f.write(b"\xaa" * 10)
+    r = cli("import", last, "--mirror", m)
+    assert r.code == 3 and "does not match" in r.err, r.err
+    assert not (m / "models").exists()
+    r = cli("import", next(v for v in sets.volumes if v.name == last.name), "--mirror", m, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["pending"] == []
+    assert published(m) == published(sets.ref)
+    assert parts_dir_empty(m)

@@ -357,14 +357,21 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
         staging = fsutil.Dir(scratch, create=False)  # opened once; each blob created O_EXCL|O_NOFOLLOW in it
         store = PartStore(layout.meta / "parts")
         staged_parts = 0
+        assembled: list[str] = []
         for member in reader.iter_blobs():
             target = by_digest[member.digest]
             if member.part:  # a part: checked against its signed sha256, kept until the blob is whole
                 sp = parts[member.digest][member.part - 1]
                 what = f"{bundle}: part {member.part} of blob {member.digest} ({target.path})"
+                others = [p for p in parts[member.digest] if p.index != member.part]
                 if verify_only or member.digest not in needed or store.has(sp):
                     copy_verified(reader.chunks(member), _Discard(), what=what, sha256=sp.sha256, size=sp.length,
                                   overlap=False)
+                elif store.complete(others):  # the last part: the whole blob is checked in the same pass
+                    store.put_last(sp, target.blob.size, reader.chunks(member), what, scratch / member.digest)
+                    seen.add(member.digest)
+                    assembled.append(member.digest)
+                    staged_parts += 1
                 else:
                     store.put(sp, reader.chunks(member), what)
                     staged_parts += 1
@@ -388,9 +395,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
             result.blobs_read += 1
             result.bytes_read += member.size
         staging.close()
-        assembled: list[str] = []
-        for digest, plist in sorted(parts.items()):  # blobs whose last part came (now or before): checked whole
-            if digest in needed and not verify_only and store.complete(plist):
+        for digest, plist in sorted(parts.items()):  # blobs whose last part came before (a re-run): checked whole
+            if digest in needed and digest not in seen and not verify_only and store.complete(plist):
                 store.assemble(digest, by_digest[digest].blob.size, scratch / digest,
                                f"{bundle}: blob {digest} ({by_digest[digest].path}) assembled from its parts")
                 seen.add(digest)

@@ -31,7 +31,7 @@ from pathlib import Path
 from gapsync import faults, fsutil
 from gapsync.bundler.bundle import SignedPart
 from gapsync.errors import DigestMismatchError
-from gapsync.hashing import copy_verified, read_chunks
+from gapsync.hashing import CHUNK, ThreadedHash, copy_verified, read_chunks
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 DATA = "data"
@@ -81,6 +81,39 @@ class PartStore:
             d.fsync()
         faults.point("import.staged-part")
 
+    def put_last(self, part: SignedPart, size: int, chunks: Iterable[bytes], what: str, dst: Path) -> None:
+        """The part that makes the blob whole (every other part is staged): written at its
+        offset while the WHOLE blob is hashed in the same pass (the staged bytes before it, the
+        part as it streams, the staged bytes after it), so the blob is checked against its
+        signed sha256 without reading the part a second time. A match proves this part's bytes
+        too; a mismatch means this part is wrong (the staged ones were verified one by one): it
+        is refused and left unmarked. Then the blob is hard-linked to ``dst``."""
+        d = self._dir(part.digest, create=True)
+        assert d is not None
+        with d:
+            with d.open_rw(DATA) as f:
+                fd = f.fileno()
+                h = ThreadedHash()
+                _hash_range(fd, 0, part.offset, h, what)
+                pos, end = part.offset, part.offset + part.length
+                for chunk in _killable(chunks):
+                    if pos + len(chunk) > end:
+                        raise DigestMismatchError(f"{what}: more than its signed length {part.length}")
+                    h.update(chunk)
+                    _pwrite_all(fd, chunk, pos)
+                    pos += len(chunk)
+                if pos != end:
+                    raise DigestMismatchError(f"{what}: {pos - part.offset} bytes, signed length {part.length}")
+                _hash_range(fd, end, size, h, what)
+                if os.fstat(fd).st_size != size or h.hexdigest() != part.digest:
+                    raise DigestMismatchError(f"{what}: does not match its signed sha256 (the blob it completes does "
+                                              "not match its own); nothing was published")
+                os.fsync(fd)
+            d.write_atomic(f"{part.index}.ok", _marker(part))
+            d.fsync()
+        faults.point("import.staged-part")
+        fsutil.hard_link(self.root / part.digest / DATA, dst)
+
     def complete(self, parts: list[SignedPart]) -> bool:
         return all(self.has(p) for p in parts)
 
@@ -115,6 +148,23 @@ class PartStore:
             for p in self.root.iterdir():
                 if _HEX64.fullmatch(p.name):
                     yield p.name
+
+
+def _hash_range(fd: int, start: int, end: int, h: ThreadedHash, what: str) -> None:
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, min(CHUNK, end - pos), pos)
+        if not chunk:
+            raise DigestMismatchError(f"{what}: the staged parts end at {pos}, expected {end}")
+        h.update(chunk)
+        pos += len(chunk)
+
+
+def _pwrite_all(fd: int, data: bytes, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
 
 
 def _marker(part: SignedPart) -> bytes:
