@@ -413,3 +413,31 @@ def test_wrong_bytes_in_the_part_that_completes_the_blob_are_refused_then_the_go
     assert json.loads(r.out)["pending"] == []
     assert published(m) == published(sets.ref)
     assert parts_dir_empty(m)
+
+
+def test_repair_checks_rebuilt_parts_against_the_signed_table(sets, tmp_path):
+    """What ``bundle repair`` runs on a rebuilt volume before it gets its name: a volume with
+    parts passes under its own name, not under another volume's (the table says where each part
+    is), and not with a part whose bytes differ from its signed sha256."""
+    from gapsync.bundler.parity import _Reference, check_rebuilt_volume
+    from gapsync.errors import VerificationError
+
+    v = next(x for x in sets.volumes[1:] if any(".part/" in n for n in members(x)))
+    with fsutil_open(v) as f:
+        check_rebuilt_volume(v, f, _Reference())
+    other = sets.volumes[0].name
+    with fsutil_open(v) as f, pytest.raises(VerificationError, match="puts in volume"):
+        check_rebuilt_volume(tmp_path / other, f, _Reference())
+    bad = Path(shutil.copy(v, tmp_path / v.name))
+    off, size = _member_offset(bad, _first_part(bad))
+    with bad.open("r+b") as f:
+        f.seek(off + 7)
+        f.write(b"\x00\xff")
+    with fsutil_open(bad) as f, pytest.raises(VerificationError, match="does not match its signed sha256"):
+        check_rebuilt_volume(bad, f, _Reference())
+
+
+def fsutil_open(p: Path):
+    from gapsync import fsutil
+
+    return fsutil.open_regular(p)
