@@ -222,6 +222,10 @@ def test_sbom_has_data_components(dworld, tmp_path):
                 continue
             if isinstance(doc, dict) and doc.get("bomFormat") == "CycloneDX":
                 sboms.append(doc)
+                from cyclonedx.schema import SchemaVersion
+                from cyclonedx.validation.json import JsonStrictValidator
+
+                assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(blob.read_text()) is None
     assert sboms
     comps = {c["bom-ref"]: c for c in sboms[-1]["components"]}
     for name in GOOD:
