@@ -12,6 +12,7 @@ versions; ``pip download --platform`` from the other target's view must get exac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -326,3 +327,50 @@ def test_the_report_has_a_line_for_the_version_differences():
     assert "Versions differ between targets" in page and f"pandas: 2.3.2 ({T311})" in page
     assert "<b>3.1.1" not in page and "&lt;b&gt;3.1.1" in page  # escaped like every field
     assert "Versions differ" not in render_html({"name": "t"})
+
+
+def test_serve_answers_the_target_views(world, tmp_path):
+    """gapsync serve: /targets/<channel>/<target-id>/simple/ negotiates PEP 691/503 like /simple/,
+    its relative links reach /files/, and pip installs exactly the lock from it."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from tests.conftest import GAPSYNC
+    from tests.helpers import Server, free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = Server([GAPSYNC, "serve", "--mirror", str(world.mirror), "--listen", f"127.0.0.1:{port}"], f"{base}/simple/")
+    try:
+        view = f"{base}/targets/prod/{T311}/simple/"
+        req = urllib.request.Request(f"{view}argon/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(req) as resp:
+            assert resp.headers["Content-Type"].startswith("application/vnd.pypi.simple.v1+json")
+            doc = json.load(resp)
+        assert doc["versions"] == ["1.0"]
+        with urllib.request.urlopen(urllib.parse.urljoin(f"{view}argon/", doc["files"][0]["url"])) as resp:
+            assert hashlib.sha256(resp.read()).hexdigest() == doc["files"][0]["hashes"]["sha256"]
+        with urllib.request.urlopen(f"{base}/targets/prod/{T311}/simple/Argon") as resp:  # normalized, redirected
+            assert resp.url.endswith(f"/targets/prod/{T311}/simple/argon/") and b"argon-1.0" in resp.read()
+        for bad in (f"/targets/prod/{T311}/files/x", "/targets/prod/cp311-../simple/", "/targets/../pypi/simple/",
+                    f"/targets/nochannel/{T311}/simple/argon/", "/targets/prod/cp311-x/simple/argon/"):
+            try:
+                urllib.request.urlopen(base + bad)
+                raise AssertionError(bad)
+            except urllib.error.HTTPError as e:
+                assert e.code == 404, bad
+        venv = _venv(tmp_path / "v")
+        r = _pip("install", "--isolated", "--no-cache-dir", "--index-url", view, "app", "soup", venv=venv)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _installed(venv) == _locked(world.lock, T311)
+        uv = str(Path(sys.executable).with_name("uv"))
+        env = isolated_env(UV_CACHE_DIR=str(tmp_path / "uvcache"))
+        subprocess.run([uv, "venv", "--no-config", "--python", sys.executable, str(tmp_path / "u")], check=True, env=env,
+                       capture_output=True)
+        r = subprocess.run([uv, "pip", "install", "--no-config", "--python", str(tmp_path / "u/bin/python"),
+                            "--index-url", view, "app", "soup"], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        assert _installed(tmp_path / "u") == _locked(world.lock, T311)
+    finally:
+        server.stop()

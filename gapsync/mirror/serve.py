@@ -13,6 +13,8 @@ which ``huggingface_hub`` sends as a POSTed form):
 - ``/simple/`` answers PEP 691 JSON or PEP 503 HTML by the client's ``Accept`` header (pip and uv
   prefer JSON); a project name that is not a valid PEP 508 name is a 404, a valid one that is not
   normalized is redirected to its normalized form. ``/files/<name>`` serves the files.
+  ``/targets/<channel>/<target-id>/simple/`` answers a channel's view for one target the same way
+  (exactly that target's locked files; its pages link to ``/files/``).
 - ``/v2/`` answers the read side of the OCI distribution API from the mirror's OCI layout
   (manifests by tag and digest, blobs with Range, tag lists), so ``skopeo copy
   docker://HOST:PORT/library/app:1.0`` and ``podman pull`` work. An image answers under its full
@@ -99,6 +101,9 @@ MAX_REQUEST_HEAD = 64 << 10  # request line + headers (431 above)
 MAX_REQUEST_BODY = 64 << 10  # read-only: no request needs a body (413 above)
 
 PEP508_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+# /targets/<channel>/<target-id>/simple/...: names as mirror/targets/pep503.py writes them
+_TARGET_VIEW = re.compile(r"/targets/(?P<channel>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/(?P<target>cp3[0-9]{1,2}-[a-z0-9_]{1,64})"
+                          r"(?P<rest>/simple(?:/.*)?)")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,8192}")
 _SCRIPT_NAME = re.compile(r"(?:/[A-Za-z0-9._~-]+)*")
@@ -480,6 +485,12 @@ class MirrorApp:
             return self.simple(environ, path)
         if path.startswith("/files/"):
             return self.files(environ, path[len("/files/"):])
+        if path.startswith("/targets/"):  # a channel's view for one target (mirror/targets/pep503.py)
+            m = _TARGET_VIEW.fullmatch(path)
+            if not m:
+                return text(404, "not a target view (/targets/<channel>/<target-id>/simple/)")
+            return self.simple(environ, m["rest"], ("pypi", "targets", m["channel"], m["target"]),
+                               f"/targets/{m['channel']}/{m['target']}")
         if path == "/v2" or path.startswith("/v2/"):
             return self.v2(environ, method, path)
         if path.startswith("/conda/"):
@@ -520,15 +531,16 @@ class MirrorApp:
         return text(404, "no such chart file")
 
     # -- Python: PEP 503/691 index and files ----------------------------------------------------
-    def simple(self, environ: dict, path: str) -> Response:
-        prefix = self._prefix(environ)
+    def simple(self, environ: dict, path: str, base: tuple[str, ...] = ("pypi",), url: str = "") -> Response:
+        """The union index (``/simple/``), or a target view (``base`` its tree, ``url`` its route)."""
+        prefix = self._prefix(environ) + url
         if path == "/simple":
             return redirect(301, f"{prefix}/simple/")
         ctype = negotiate(environ.get("HTTP_ACCEPT"))
         fname = "index.json" if ctype == JSON_TYPE else "index.html"
         vary = [("Vary", "Accept")]
         if path == "/simple/":
-            return self._file(environ, ("pypi", "simple", fname), ctype, vary)
+            return self._file(environ, (*base, "simple", fname), ctype, vary)
         name, slash, rest = path[len("/simple/"):].partition("/")
         if rest or not PEP508_NAME.fullmatch(name):
             return text(404, "not a project name")
@@ -537,7 +549,7 @@ class MirrorApp:
             return redirect(301, f"{prefix}/simple/{normalized}/")
         if "html" in ctype:
             ctype += "; charset=utf-8"
-        return self._file(environ, ("pypi", "simple", normalized, fname), ctype, vary)
+        return self._file(environ, (*base, "simple", normalized, fname), ctype, vary)
 
     def files(self, environ: dict, name: str) -> Response:
         if not SAFE_FILENAME.match(name) or ".." in name:
