@@ -125,6 +125,11 @@ def test_installs_over_gapsync_serve(crossed, tmp_path):
         assert {r["name"] for r in recs} == {"gs-tool", "gs-lib"}
         out = subprocess.run([str(prefix / "bin" / "gs-hello")], capture_output=True, text=True, check=True).stdout
         assert "gs-lib 1.0" in out
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/conda/upstream/channeldata.json") as resp:
+            doc = json.load(resp)
+        assert doc["packages"]["gs-tool"]["subdirs"] == ["linux-64", "osx-arm64"] and "noarch" in doc["subdirs"]
     finally:
         server.stop()
 
