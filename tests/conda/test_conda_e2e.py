@@ -227,7 +227,7 @@ def test_volumes_publish_conda_packages_when_their_volume_comes(conda_upstream, 
     # the smallest volume size the format accepts (the metadata and a minimum share of blobs; it
     # depends on the format's overheads): the packages, the SBOM and the advisory snapshot then
     # spread over several volumes
-    for kb in range(30, 400, 2):
+    for kb in range(80, 400, 2):
         r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "out",
                 "--cache", tmp_path / "cache", "--max-volume-size", f"{kb}KB")
         if r.code == 0 or "too small" not in r.err and "does not fit" not in r.err:
