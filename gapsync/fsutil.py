@@ -520,3 +520,55 @@ def temp_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# -- kernel copy ---------------------------------------------------------------------------------
+
+# How ``copy_range`` moves bytes, best first; a method the kernel or file system refuses is
+# dropped for the rest of the process (tests set this to exercise each fallback).
+COPY_METHODS = ["copy_file_range", "sendfile", "readwrite"]
+_COPY_FALLBACK_ERRNOS = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ETXTBSY, errno.EPERM,
+                         getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+COPY_STEP = 64 << 20  # bytes per kernel call: a Ctrl-C or a fault point is never far away
+
+
+def copy_range(src_fd: int, src_offset: int, dst: AtomicFile | BinaryIO | int, dst_offset: int, length: int) -> int:
+    """Copy ``length`` bytes of ``src_fd`` from ``src_offset`` to ``dst`` at ``dst_offset`` in the
+    kernel (``copy_file_range``: no trip through user space, a reflink where the file system
+    shares extents; else ``sendfile``; else ``pread``/``pwrite``), and return how many bytes were
+    copied (fewer only when the source ends first). ``dst`` is a file this module created
+    (an ``AtomicFile`` or its ``file``): the kernel writes into that descriptor and nothing else,
+    so the no-follow, exclusive-create rules above hold. A buffered ``dst`` must be flushed first."""
+    out = dst if isinstance(dst, int) else dst.fileno()
+    done = 0
+    while done < length:
+        step = min(COPY_STEP, length - done)
+        method = COPY_METHODS[0]
+        try:
+            if method == "copy_file_range":
+                n = os.copy_file_range(src_fd, out, step, src_offset + done, dst_offset + done)
+            elif method == "sendfile":
+                os.lseek(out, dst_offset + done, os.SEEK_SET)  # sendfile writes at the file position
+                n = os.sendfile(out, src_fd, src_offset + done, step)
+            else:
+                data = os.pread(src_fd, min(step, 4 << 20), src_offset + done)
+                n = 0
+                while n < len(data):
+                    n += os.pwrite(out, data[n:], dst_offset + done + n)
+        except OSError as e:
+            if e.errno in _COPY_FALLBACK_ERRNOS and method != "readwrite":
+                if method in COPY_METHODS:
+                    COPY_METHODS.remove(method)
+                continue
+            raise
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def reopen_readonly(fd: int) -> int:
+    """A second, read-only descriptor of the file ``fd`` is open on (a file this module created
+    write-only), through ``/proc/self/fd``: the same inode, no name looked up in a directory that
+    someone else may write to. For reading back what was written (``hashing.ReadBackHash``)."""
+    return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | _CLOEXEC)

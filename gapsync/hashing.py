@@ -159,3 +159,99 @@ def check_free_space(directory: Path, needed: int, what: str) -> None:
     if free < needed + margin:
         raise FetchError(f"{directory}: {what} needs {needed / 1e9:.2f} GB and {free / 1e9:.2f} GB is free; "
                          "free space (or point it elsewhere) and run again")
+
+
+class ReadBackHash:
+    """The BLAKE2b-512 of a file being written (for its minisign signature), computed by reading
+    back what was written, from the page cache, in a thread of its own; and on the way the sha256
+    of chosen regions (each blob member), checked against what they must be.
+
+    Why read back: the writer copies blob bytes in the kernel (``fsutil.copy_range``), so they
+    never pass through Python to be hashed on the way. Reading them back costs a memory copy from
+    the page cache (several GB/s), and both hashes then cover exactly the bytes of the bundle
+    file, not the source they were copied from. The BLAKE2b runs on this thread, the sha256 of
+    the same chunk on a pool worker (``ThreadedHash``): each hash once per byte, in parallel with
+    each other and with the copy. The reader stays at most ``max_lag`` bytes behind the writer
+    (``wait_lag``), so what it reads is still in the page cache and memory stays flat.
+
+    A region whose sha256 does not match is recorded; ``check()`` (called by the writer before
+    each member and at the end) raises it as ``DigestMismatchError`` with the region's message.
+    """
+
+    READ = 4 << 20
+
+    def __init__(self, fd: int, h=None, max_lag: int = 1 << 30) -> None:
+        import queue
+
+        from gapsync import fsutil
+
+        self._fd = fsutil.reopen_readonly(fd)  # the writer's descriptor is write-only
+        self._h = h if h is not None else hashlib.blake2b()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._done = 0  # bytes hashed so far (a prefix of the file)
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._max_lag = max_lag
+        self._thread = threading.Thread(target=self._run, name="gapsync-readback", daemon=True)
+        self._thread.start()
+
+    def region(self, end: int, *, sha256: str | None = None, message: str = "") -> None:
+        """Hash the file up to ``end`` (the bytes from the last region's end), which the caller
+        has written and flushed; with ``sha256``, that region must have this digest."""
+        if end < self._queued:
+            raise ValueError("regions are hashed in order")
+        self._queue.put((self._queued, end, sha256, message))
+        self._queued = end
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                os.close(self._fd)
+                return
+            start, end, sha256, message = item
+            try:
+                if self._error is None:
+                    self._hash(start, end, sha256, message)
+            except BaseException as e:  # noqa: BLE001 - handed to the writer's thread by check()
+                self._error = e
+            with self._cond:
+                self._done = end
+                self._cond.notify_all()
+
+    def _hash(self, start: int, end: int, sha256: str | None, message: str) -> None:
+        check = ThreadedHash() if sha256 else None
+        pos = start
+        while pos < end:
+            chunk = os.pread(self._fd, min(self.READ, end - pos), pos)
+            if not chunk:
+                raise DigestMismatchError(f"{message}: the bundle file ends at {pos}, {end} expected")
+            if check is not None:
+                check.update(chunk)
+            self._h.update(chunk)
+            pos += len(chunk)
+        if check is not None and check.hexdigest() != sha256:
+            raise DigestMismatchError(message)
+
+    def wait_lag(self) -> None:
+        """Block until the reader is at most ``max_lag`` bytes behind the regions given."""
+        with self._cond:
+            while self._queued - self._done > self._max_lag and self._thread.is_alive():
+                self._cond.wait(1.0)
+        self.check()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def digest(self) -> bytes:
+        """Wait for every region, raise a mismatch if one was found, return the file's digest."""
+        self._queue.put(None)
+        self._thread.join()
+        self.check()
+        return self._h.digest()
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+        self._thread.join()

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, DigestMismatchError
-from gapsync.hashing import CHUNK, ThreadedHash, read_chunks
+from gapsync.hashing import CHUNK, ReadBackHash
 from gapsync.model import BlobRef
 
 FORMAT_VERSION = 2  # the newest format this gapsync writes and reads
@@ -159,9 +159,16 @@ def parse_parts(table: object, sizes: dict[str, int], volumes: object, where: st
 
 class BundleWriter:
     """Writes a bundle to ``<path>.partial`` and renames it only when complete, so an
-    interrupted run never leaves a file that looks like a bundle. The BLAKE2b-512 of the whole
-    file (for the minisign signature) is computed while writing, in a thread of its own: it
-    runs at about 1 GB/s, so on the writing thread it was the slowest step of a create."""
+    interrupted run never leaves a file that looks like a bundle.
+
+    Blob bytes are copied in the kernel (``fsutil.copy_range``: ``copy_file_range``, a reflink
+    where the file system shares extents, else ``sendfile``, else ``pread``/``pwrite``), never
+    through Python. The hashes are computed over the written file instead, read back from the
+    page cache by a thread of their own (``ReadBackHash``): the BLAKE2b-512 of the whole file
+    (for the minisign signature) and the sha256 of each blob member, checked against the digest
+    it is named by (a damaged cache entry must not produce a bundle that the other side would
+    refuse after the trip). Each hash once per byte, each on its own core, overlapping the copy:
+    see docs/performance.md ("Create at the disk's pace")."""
 
     def __init__(self, path: Path, mtime: int):
         self.path = path
@@ -171,14 +178,13 @@ class BundleWriter:
         # .partial or the bundle name is refused, never written through (fsutil)
         self._out = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
         self._f = self._out.file
-        self._blake = ThreadedHash(hashlib.blake2b())
+        self._hash = ReadBackHash(self._f.fileno(), hashlib.blake2b())
         self._names: set[str] = set()
         self._in_blobs = False
         self.size = 0
 
     def _write(self, data: bytes) -> None:
         self._f.write(data)
-        self._blake.update(data)
         self.size += len(data)
 
     def _header(self, name: str, size: int) -> None:
@@ -200,52 +206,46 @@ class BundleWriter:
         self._write(data)
         self._pad(len(data))
 
-    def add_blob(self, blob: BlobRef, src: Path) -> None:
-        """Copy a cached blob in, checking its sha256 on the way (a corrupt cache must not
-        produce a bundle that the other side would refuse after the trip). The sha256 and the
-        file's BLAKE2b run in worker threads while this one reads and writes (ThreadedHash)."""
+    def _copy_member(self, name: str, src: Path, offset: int, length: int, sha256: str, whole: int | None,
+                     message: str) -> None:
+        """Header, then ``length`` bytes of ``src`` from ``offset`` copied in the kernel, their
+        sha256 checked on the read-back, then the padding. ``whole``: the size the source file
+        must have (a blob), checked before a byte is copied."""
+        self._hash.check()  # a mismatch found in an earlier member stops the bundle here
         self._in_blobs = True
-        self._header(f"blobs/sha256/{blob.digest}", blob.size)
-        h = ThreadedHash()
-        n = 0
+        self._header(name, length)
         with fsutil.open_regular(src) as f:
-            for chunk in read_chunks(f, chunk_size=WRITE_CHUNK):
-                n += len(chunk)
-                if n > blob.size:
-                    break
-                h.update(chunk)
-                self._write(chunk)
-        if n != blob.size or h.hexdigest() != blob.digest:
-            raise DigestMismatchError(f"cached blob {src}: does not match {blob.digest} ({n} bytes); "
-                                      "remove it from the cache and run again")
-        self._pad(blob.size)
+            have = os.fstat(f.fileno()).st_size
+            if (whole is not None and have != whole) or have < offset + length:
+                raise DigestMismatchError(f"{message} (the file has {have} bytes)")
+            self._f.flush()
+            self._hash.region(self.size)  # the headers and padding written so far
+            n = fsutil.copy_range(f.fileno(), offset, self._f, self.size, length)
+        self.size += n
+        self._f.seek(self.size)  # the kernel wrote at explicit offsets: the buffered file follows
+        if n != length:
+            raise DigestMismatchError(f"{message} ({n} bytes)")
+        self._hash.region(self.size, sha256=sha256, message=message)
+        self._pad(length)
+        self._hash.wait_lag()
         faults.point("create.wrote-blob")
+
+    def add_blob(self, blob: BlobRef, src: Path) -> None:
+        """Copy a cached blob in; its sha256 is checked on the read-back (see the class)."""
+        self._copy_member(f"blobs/sha256/{blob.digest}", src, 0, blob.size, blob.digest, blob.size,
+                          f"cached blob {src}: does not match {blob.digest} ({blob.size} bytes); "
+                          "remove it from the cache and run again")
 
     def add_part(self, digest: str, index: int, src: Path, offset: int, length: int, sha256: str) -> None:
         """Format 2: bytes ``offset .. offset+length`` of the cached blob ``digest`` as member
         ``blobs/sha256/<digest>.part/<index>``, checked against the part's (signed) sha256 on
-        the way, as ``add_blob`` checks a whole blob."""
-        self._in_blobs = True
+        the read-back, as ``add_blob`` checks a whole blob."""
         name = f"blobs/sha256/{digest}.part/{index}"
         if not PART_RE.fullmatch(name):
             raise ValueError(f"bad part member {name}")
-        self._header(name, length)
-        h = ThreadedHash()
-        n = 0
-        with fsutil.open_regular(src) as f:
-            f.seek(offset)
-            while n < length:
-                chunk = f.read(min(WRITE_CHUNK, length - n))
-                if not chunk:
-                    break
-                n += len(chunk)
-                h.update(chunk)
-                self._write(chunk)
-        if n != length or h.hexdigest() != sha256:
-            raise DigestMismatchError(f"cached blob {src}: part {index} ({length} bytes at {offset}) does not match "
-                                      f"{sha256} ({n} bytes); remove it from the cache and run again")
-        self._pad(length)
-        faults.point("create.wrote-blob")
+        self._copy_member(name, src, offset, length, sha256, None,
+                          f"cached blob {src}: part {index} ({length} bytes at {offset}) does not match "
+                          f"{sha256}; remove it from the cache and run again")
 
     def close(self) -> bytes:
         """Finish the archive, make it durable, rename it into place; returns the BLAKE2b-512."""
@@ -253,12 +253,18 @@ class BundleWriter:
         rem = self.size % RECORD
         if rem:
             self._write(b"\0" * (RECORD - rem))
-        digest = self._blake.digest()
+        self._f.flush()
+        self._hash.region(self.size)
+        try:
+            digest = self._hash.digest()  # raises a blob's mismatch: the caller aborts
+        except BaseException:
+            self.abort()
+            raise
         self._out.commit()  # flush, fsync, rename over the bundle name relative to the directory
         return digest
 
     def abort(self) -> None:
-        self._blake.abandon()
+        self._hash.abandon()
         self._out.abort()
 
 
