@@ -51,11 +51,37 @@ RUSAGE_WRAPPER = (
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This machine's pip has a global config and PIP_* variables (extra indexes, find-links):
-    every child runs without them, and without any GAPSYNC_* or UV_* setting."""
+    every child runs without them, and without any GAPSYNC_* or UV_* setting but the bench's
+    advisory store (``advisory_store``: ``bundle create`` under the default policy blocks when
+    there is no advisory database)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "GAPSYNC_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
+    env["GAPSYNC_ADVISORIES"] = str(advisory_store())
     env.update(extra)
     return env
+
+
+_ADVISORY_STORE: Path | None = None
+
+
+def advisory_store() -> Path:
+    """The advisory store every bench child uses (``$GAPSYNC_ADVISORIES``): the PyPA snapshot kept
+    in the repository, imported once into ``bench/out/advisories`` with ``gapsync advisories
+    import`` (as the demo does; it is from 2024-10, so scans call it stale, which warns)."""
+    global _ADVISORY_STORE
+    if _ADVISORY_STORE is None:
+        from gapsync.demo import ADVISORY_ATTRIBUTION, ADVISORY_SNAPSHOT
+
+        store = OUT / "advisories"
+        stamp = store / ".bench-imported"
+        if not stamp.exists():
+            OUT.mkdir(parents=True, exist_ok=True)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GAPSYNC_")}
+            subprocess.run([GAPSYNC, "advisories", "import", str(ADVISORY_SNAPSHOT), "--store", str(store),
+                            "--source", ADVISORY_ATTRIBUTION], env=env, check=True, capture_output=True)
+            stamp.write_text(str(ADVISORY_SNAPSHOT.stat().st_mtime_ns))
+        _ADVISORY_STORE = store
+    return _ADVISORY_STORE
 
 
 class Server:

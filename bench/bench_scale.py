@@ -1,0 +1,205 @@
+"""Create and import at scale (issue 21): gapsync against the manual workflow it replaces.
+
+For each size in ``--sizes`` (GB, decimal; default 1,4,16), a model of random (incompressible)
+safetensors shards of at most 1 GB each (``bench_models.build_model``: a repo of the Hub
+stand-in's on-disk format, whose revision directory is also the path model), then:
+
+* manual: ``openssl dgst -sha256`` of each file, ``tar cf`` of the directory, ``sync``: what an
+  operator would otherwise run (no signature, no scan: the floor).
+* path model: ``gapsync resolve`` (not timed: it hashes the directory once, as ``openssl``
+  does), then ``bundle create`` cold (empty cache) and warm (cache filled, output removed), each
+  ended by ``sync`` inside the timed command so both sides pay for durable bytes.
+* import: ``gapsync import`` of the warm bundle into an empty mirror, ``sync`` included; against
+  ``sha256sum`` + ``cp`` + ``sync`` of the bundle.
+* Hub (``--no-hub`` skips it): ``snapshot_download`` into an empty HF cache from the Hub
+  stand-in (``tests.models.support.FakeHub``, no added latency) against ``gapsync resolve`` +
+  ``bundle create`` into an empty cache (cold), ``sync`` included on both sides.
+
+Each figure is one run (``--repeat``: the median of N) after ``sync``, on a machine waited to be
+quiet (``_common.measure``). Page cache: nothing is dropped (other jobs share the machine); every
+command reads a source that was just written or read, as the workflows it stands for do.
+Disk: about 4x the largest size at once (source, cache, bundle, mirror or manual tar); a size
+that does not fit in ``df`` of the working directory is skipped and said so.
+
+Run: ``.venv/bin/python bench/bench_scale.py --sizes 1,4`` ; results: a table on stdout and
+bench/out/bench_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import (  # noqa: E402
+    GAPSYNC,
+    MB,
+    OUT,
+    clean_env,
+    gapsync,
+    machine,
+    measure,
+    rmtree,
+    setup_channel,
+    table,
+    write_result,
+)
+from bench_models import REPO, SNAPSHOT, build_model  # noqa: E402
+
+from tests.models.support import FakeHub  # noqa: E402
+
+SHARD = 1e9  # at most this many bytes per shard
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-ec", script]
+
+
+def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
+    rmtree(w)
+    w.mkdir(parents=True)
+    shards = max(1, int(-(-size_gb * 1e9 // SHARD)))
+    t0 = time.perf_counter()
+    model = build_model(w / "hub", size_gb, shards)
+    src = w / "hub" / REPO / "revisions" / model["commit"]
+    total = model["total"]
+    print(f"{size_gb:g} GB: {total / MB:,.0f} MB in {shards} shards, written in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    env = clean_env(GAPSYNC_QUIET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
+                    HF_HUB_DISABLE_XET="1", HF_HOME=str(w / "hf-home"))
+    g = w / "g"
+    g.mkdir()
+    key, root = setup_channel(g, "bench")
+    cache, out, mirror, manual = g / "cache", g / "out", w / "mirror", w / "manual"
+    figures: dict[str, dict] = {}
+
+    def timed(label: str, argv: list[str], reset=None) -> dict:
+        runs = []
+        for _ in range(repeat):
+            r, _p = measure(argv, env=env, reset=reset, prepare=lambda: subprocess.run(["sync"], check=True),
+                            attempts=2)
+            runs.append(r)
+        runs.sort(key=lambda r: r.wall)
+        r = runs[len(runs) // 2]
+        figures[label] = {"wall_s": round(r.wall, 2), "rss_mb": round(r.maxrss_kb / 1024, 1),
+                          "cpu_s": round(r.user + r.sys, 2), "other_cpu_s": round(r.other_cpu, 2)}
+        print(f"  {label:<44} {r.wall:7.2f} s  {r.maxrss_kb / 1024:6.0f} MB", flush=True)
+        return figures[label]
+
+    def fresh(*paths: Path):
+        def reset() -> None:
+            for p in paths:
+                rmtree(p)
+        return reset
+
+    # the manual workflow
+    manual.mkdir()
+    timed("manual: openssl dgst -sha256 + tar cf + sync",
+          sh(f"cd '{src}'; for f in *; do openssl dgst -sha256 \"$f\"; done > '{manual}/SHA256SUMS'; "
+             f"tar cf '{manual}/model.tar' .; sync"), reset=lambda: (manual / "model.tar").unlink(missing_ok=True))
+    rmtree(manual)
+
+    # path model
+    spec, lock = g / "spec.yaml", g / "lock.json"
+    spec.write_text(f"name: bench\nchannel: bench\nmodels:\n  - path: {src}\n    name: bench/scale\n")
+    gapsync("resolve", "-f", str(spec), "-o", str(lock), "--cache", str(cache))
+    create = [GAPSYNC, "bundle", "create", "-f", str(spec), "--lock", str(lock), "--state", str(g / "state"),
+              "--key", str(key), "--cache", str(cache), "--json", "-o", str(out)]
+    c = " ".join(f"'{a}'" for a in create)
+    timed("gapsync bundle create, path, cold (+ sync)", sh(f"{c} > /dev/null; sync"), reset=fresh(out, cache))
+    timed("gapsync bundle create, path, warm (+ sync)", sh(f"{c} > /dev/null; sync"), reset=fresh(out))
+    bundle = next(out.glob("*.gapsync"))
+
+    def empty_mirror() -> None:
+        rmtree(mirror)
+        gapsync("trust", "pin", str(root), "--mirror", str(mirror))
+
+    timed("gapsync import (+ sync)", sh(f"'{GAPSYNC}' import '{bundle}' --mirror '{mirror}' --json >/dev/null; sync"),
+          reset=empty_mirror)
+    rmtree(mirror)
+    manual.mkdir()
+    timed("manual: sha256sum + cp + sync of the bundle",
+          sh(f"sha256sum '{bundle}' >/dev/null; cp '{bundle}' '{manual}/'; sync"), reset=fresh(manual / bundle.name))
+    rmtree(manual)
+    rmtree(out)
+    rmtree(cache)
+
+    if hub_case:
+        hub = FakeHub(w / "hub", delay_ms=0)
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(f"{hub.url}/api/models/{REPO}/revision/main?blobs=true", timeout=1800) as r:
+                json.load(r)  # the stand-in hashes every file on first sight: not timed
+            hf_cache = w / "hf-cache"
+            timed("snapshot_download, cold (+ sync)",
+                  sh(f"'{sys.executable}' -c '{SNAPSHOT}' '{REPO}' '{hub.url}' '{hf_cache}' >/dev/null; sync"),
+                  reset=fresh(hf_cache))
+            rmtree(hf_cache)
+            hspec, hlock = g / "hub.yaml", g / "hub.lock"
+            hspec.write_text(f"name: bench\nchannel: hub\nmodels:\n  - hf: {REPO}\n    revision: main\n"
+                             f"    endpoint: {hub.url}\n")
+            gapsync("channel", "init", "hub", "--state", str(g / "state"), "--key", str(key))
+            hc = [GAPSYNC, "bundle", "create", "-f", str(hspec), "--lock", str(hlock), "--state", str(g / "state"),
+                  "--key", str(key), "--cache", str(cache), "--json", "-o", str(out)]
+            resolve = f"'{GAPSYNC}' resolve -f '{hspec}' -o '{hlock}' --cache '{cache}' >/dev/null"
+            timed("gapsync resolve + bundle create from the Hub, cold (+ sync)",
+                  sh(f"{resolve}; {' '.join(repr(a) for a in hc)} >/dev/null; sync"), reset=fresh(out, cache, hlock))
+        finally:
+            hub.stop()
+    rmtree(w)
+    f = figures
+    man = f["manual: openssl dgst -sha256 + tar cf + sync"]["wall_s"]
+    ratios = {"warm create / manual": f["gapsync bundle create, path, warm (+ sync)"]["wall_s"] / man,
+              "cold create (path) / manual": f["gapsync bundle create, path, cold (+ sync)"]["wall_s"] / man,
+              "import / sha256sum+cp": f["gapsync import (+ sync)"]["wall_s"]
+              / f["manual: sha256sum + cp + sync of the bundle"]["wall_s"]}
+    if hub_case:
+        ratios["cold create from the Hub / snapshot_download"] = (
+            f["gapsync resolve + bundle create from the Hub, cold (+ sync)"]["wall_s"]
+            / f["snapshot_download, cold (+ sync)"]["wall_s"])
+    return {"size_gb": size_gb, "bytes": total, "shards": shards, "figures": figures,
+            "ratios": {k: round(v, 2) for k, v in ratios.items()}}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1,4,16", help="GB, comma-separated")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-hub", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=OUT / "work-scale")
+    a = ap.parse_args(argv)
+    results = []
+    for s in (float(x) for x in a.sizes.split(",")):
+        probe = a.workdir.parent
+        probe.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(probe).free
+        need = int(s * 1e9 * 4.2) + (2 << 30)
+        if free < need:
+            print(f"{s:g} GB: skipped, {need / 1e9:.0f} GB of disk needed and {free / 1e9:.0f} GB free", flush=True)
+            results.append({"size_gb": s, "skipped": f"{free / 1e9:.0f} GB free, {need / 1e9:.0f} GB needed"})
+            continue
+        results.append(run_size(s, a.workdir, a.repeat, not a.no_hub))
+    rows = []
+    for r in results:
+        if "skipped" in r:
+            rows.append([f"{r['size_gb']:g} GB", "skipped: " + r["skipped"], "", ""])
+            continue
+        for label, v in r["figures"].items():
+            rows.append([f"{r['size_gb']:g} GB", label, f"{v['wall_s']:.2f} s", f"{v['rss_mb']:.0f} MB"])
+        for label, v in r["ratios"].items():
+            rows.append([f"{r['size_gb']:g} GB", label, f"{v:.2f}x", ""])
+    print(table(rows, ["size", "step", "wall", "peak RSS"]))
+    print(write_result("bench_scale", {"machine": machine(), "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
