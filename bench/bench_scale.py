@@ -8,7 +8,9 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   operator would otherwise run (no signature, no scan: the floor).
 * path model: ``gapsync resolve`` (not timed: it hashes the directory once, as ``openssl``
   does), then ``bundle create`` cold (empty cache) and warm (cache filled, output removed), each
-  ended by ``sync`` inside the timed command so both sides pay for durable bytes.
+  ended by ``sync FILES`` (``find TREE -type f -exec sync {} +`` for a tree) inside the timed
+  command, so both sides pay for durable bytes but not for other jobs' writes (a bare ``sync``
+  waits for the whole machine's dirty pages).
 * import: ``gapsync import`` of the warm bundle into an empty mirror, ``sync`` included; against
   ``sha256sum`` + ``cp`` + ``sync`` of the bundle.
 * Hub (``--no-hub`` skips it): ``snapshot_download`` into an empty HF cache from the Hub
@@ -103,7 +105,7 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     manual.mkdir()
     timed("manual: openssl dgst -sha256 + tar cf + sync",
           sh(f"cd '{src}'; for f in *; do openssl dgst -sha256 \"$f\"; done > '{manual}/SHA256SUMS'; "
-             f"tar cf '{manual}/model.tar' .; sync"), reset=lambda: (manual / "model.tar").unlink(missing_ok=True))
+             f"tar cf '{manual}/model.tar' .; sync '{manual}/model.tar' '{manual}/SHA256SUMS' '{manual}'"), reset=lambda: (manual / "model.tar").unlink(missing_ok=True))
     rmtree(manual)
 
     # path model
@@ -113,20 +115,21 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     create = [GAPSYNC, "bundle", "create", "-f", str(spec), "--lock", str(lock), "--state", str(g / "state"),
               "--key", str(key), "--cache", str(cache), "--json", "-o", str(out)]
     c = " ".join(f"'{a}'" for a in create)
-    timed("gapsync bundle create, path, cold (+ sync)", sh(f"{c} > /dev/null; sync"), reset=fresh(out, cache))
-    timed("gapsync bundle create, path, warm (+ sync)", sh(f"{c} > /dev/null; sync"), reset=fresh(out))
+    timed("gapsync bundle create, path, cold (+ sync)", sh(f"{c} > /dev/null; sync '{out}'/*; find '{cache}' -type f -exec sync {{}} +"),
+          reset=fresh(out, cache))
+    timed("gapsync bundle create, path, warm (+ sync)", sh(f"{c} > /dev/null; sync '{out}'/*"), reset=fresh(out))
     bundle = next(out.glob("*.gapsync"))
 
     def empty_mirror() -> None:
         rmtree(mirror)
         gapsync("trust", "pin", str(root), "--mirror", str(mirror))
 
-    timed("gapsync import (+ sync)", sh(f"'{GAPSYNC}' import '{bundle}' --mirror '{mirror}' --json >/dev/null; sync"),
+    timed("gapsync import (+ sync)", sh(f"'{GAPSYNC}' import '{bundle}' --mirror '{mirror}' --json >/dev/null; find '{mirror}' -type f -exec sync {{}} +"),
           reset=empty_mirror)
     rmtree(mirror)
     manual.mkdir()
     timed("manual: sha256sum + cp + sync of the bundle",
-          sh(f"sha256sum '{bundle}' >/dev/null; cp '{bundle}' '{manual}/'; sync"), reset=fresh(manual / bundle.name))
+          sh(f"sha256sum '{bundle}' >/dev/null; cp '{bundle}' '{manual}/'; sync '{manual}/{bundle.name}'"), reset=fresh(manual / bundle.name))
     rmtree(manual)
     rmtree(out)
     rmtree(cache)
@@ -140,7 +143,7 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
                 json.load(r)  # the stand-in hashes every file on first sight: not timed
             hf_cache = w / "hf-cache"
             timed("snapshot_download, cold (+ sync)",
-                  sh(f"'{sys.executable}' -c '{SNAPSHOT}' '{REPO}' '{hub.url}' '{hf_cache}' >/dev/null; sync"),
+                  sh(f"'{sys.executable}' -c '{SNAPSHOT}' '{REPO}' '{hub.url}' '{hf_cache}' >/dev/null; find '{hf_cache}' -type f -exec sync {{}} +"),
                   reset=fresh(hf_cache))
             rmtree(hf_cache)
             hspec, hlock = g / "hub.yaml", g / "hub.lock"
@@ -151,7 +154,8 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
                   "--key", str(key), "--cache", str(cache), "--json", "-o", str(out)]
             resolve = f"'{GAPSYNC}' resolve -f '{hspec}' -o '{hlock}' --cache '{cache}' >/dev/null"
             timed("gapsync resolve + bundle create from the Hub, cold (+ sync)",
-                  sh(f"{resolve}; {' '.join(repr(a) for a in hc)} >/dev/null; sync"), reset=fresh(out, cache, hlock))
+                  sh(f"{resolve}; {' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*; "
+                     f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
         finally:
             hub.stop()
     rmtree(w)

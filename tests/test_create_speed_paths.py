@@ -129,3 +129,85 @@ def test_memory_stays_flat_while_reading_back(tmp_path):
             h.digest()
     finally:
         os.close(fd)
+
+
+# -- path models: no second copy, and a file changed between resolve and write is refused ------
+
+def _path_model(tmp_path: Path):
+    from tests.conftest import cli, new_channel
+
+    src = tmp_path / "model-src"
+    src.mkdir()
+    (src / "config.json").write_bytes(b'{"model_type": "t"}\n')
+    (src / "weights.bin").write_bytes(os.urandom(300_000))
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\nmodels:\n  - {{path: {src}, name: team/m1}}\n")
+    lock = tmp_path / "gapsync.lock"
+    r = cli("resolve", "-f", spec, "-o", lock, "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    ch = new_channel(tmp_path / "dmz", "prod")
+
+    def create():
+        return cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "--key", ch.keys[0],
+                   "-o", tmp_path / "out", "--cache", tmp_path / "cache")
+    return src, create
+
+
+def test_path_model_is_bundled_without_a_cache_copy(tmp_path):
+    src, create = _path_model(tmp_path)
+    r = create()
+    assert r.code == 0, r.err
+    digest = hashlib.sha256((src / "weights.bin").read_bytes()).hexdigest()
+    assert not (tmp_path / "cache" / "sha256" / digest[:2] / digest).exists()  # not copied into the cache
+    bundle = next((tmp_path / "out").glob("*.gapsync"))
+    with BundleReader(bundle) as rd:
+        m = next(m for m in rd.iter_blobs() if m.digest == digest)
+        assert b"".join(rd.chunks(m)) == (src / "weights.bin").read_bytes()
+
+
+def _same_size_other_bytes(p: Path, keep_mtime: bool) -> None:
+    st = p.stat()
+    data = bytearray(p.read_bytes())
+    data[100] ^= 0xFF
+    p.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("change", ["content-same-size-and-mtime", "touched", "grown"])
+def test_path_file_changed_after_resolve_is_refused(tmp_path, change):
+    src, create = _path_model(tmp_path)
+    w = src / "weights.bin"
+    if change == "touched":
+        os.utime(w, ns=(w.stat().st_atime_ns, w.stat().st_mtime_ns + 1_000_000_000))
+        # the lock pins size and sha256; a touch alone leaves the bytes right: carried
+        r = create()
+        assert r.code == 0, r.err
+        return
+    if change == "grown":
+        w.write_bytes(w.read_bytes() + b"x")
+    else:
+        _same_size_other_bytes(w, keep_mtime=True)
+    r = create()
+    assert r.code == 3 and "weights.bin" in r.err and "changed since gapsync resolve" in r.err, r.err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.gapsync*"))
+
+
+@pytest.mark.parametrize("keep_mtime", [True, False], ids=["mtime-kept", "mtime-changed"])
+def test_path_file_changed_between_scan_and_write_is_refused(tmp_path, monkeypatch, keep_mtime):
+    """Changed after this run looked at it (and scanned it), before the writer copies it: the
+    modification time, or else the sha256 of the bytes written, refuses the bundle."""
+    from gapsync.bundler.sources import model_local
+
+    src, create = _path_model(tmp_path)
+    real = model_local.use_path_files
+
+    def then_change(model, cache):
+        real(model, cache)
+        _same_size_other_bytes(src / "weights.bin", keep_mtime)
+
+    monkeypatch.setattr(model_local, "use_path_files", then_change)
+    r = create()
+    assert r.code == 3, r.err  # verification failed
+    assert "weights.bin" in r.err and "changed since gapsync resolved it" in r.err, r.err
+    assert not list((tmp_path / "out").glob("*.gapsync*"))

@@ -213,14 +213,27 @@ class BundleWriter:
         must have (a blob), checked before a byte is copied."""
         self._hash.check()  # a mismatch found in an earlier member stops the bundle here
         self._in_blobs = True
+        # an operator's file standing for the blob (a path model, cache.ExternalPath): its size
+        # and modification time must be those the run saw, before and after the copy, and the
+        # bytes written must have the sha256 (checked on the read-back)
+        expect = getattr(src, "expect", None)
+        if expect is not None:
+            message = (f"{src}: changed since gapsync resolved it (size, modification time or content no longer "
+                       f"match {sha256}); run gapsync resolve again")
         self._header(name, length)
         with fsutil.open_regular(src) as f:
-            have = os.fstat(f.fileno()).st_size
-            if (whole is not None and have != whole) or have < offset + length:
+            st = os.fstat(f.fileno())
+            have = st.st_size
+            if (whole is not None and have != whole) or have < offset + length or (
+                    expect is not None and (st.st_size, st.st_mtime_ns) != expect):
                 raise DigestMismatchError(f"{message} (the file has {have} bytes)")
             self._f.flush()
             self._hash.region(self.size)  # the headers and padding written so far
             n = fsutil.copy_range(f.fileno(), offset, self._f, self.size, length)
+            if expect is not None:
+                st = os.fstat(f.fileno())
+                if (st.st_size, st.st_mtime_ns) != expect:
+                    raise DigestMismatchError(f"{message} (modified while it was copied)")
         self.size += n
         self._f.seek(self.size)  # the kernel wrote at explicit offsets: the buffered file follows
         if n != length:

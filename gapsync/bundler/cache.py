@@ -24,19 +24,43 @@ def default_cache_dir() -> Path:
     return Path(base) / "gapsync"
 
 
+class ExternalPath(type(Path())):  # type: ignore[misc]
+    """A file of the operator's (a path model) that stands for a blob in this run without being
+    copied into the cache. ``expect``: its (size, mtime_ns) when the run looked at it; the bundle
+    writer refuses it if either differs when it copies it, or if the bytes it wrote do not have
+    the blob's sha256 (see ``BundleWriter._copy_member``)."""
+
+    expect: tuple[int, int]
+
+
 class BlobCache:
     def __init__(self, root: Path):
         self.root = root
         (root / "sha256").mkdir(parents=True, exist_ok=True)
         (root / "partial").mkdir(parents=True, exist_ok=True)
+        self._external: dict[str, ExternalPath] = {}
 
     def path(self, digest: str) -> Path:
         if not SHA256_RE.match(digest):
             raise ValueError(f"not a sha256 digest: {digest!r}")
+        ext = self._external.get(digest)
+        if ext is not None:
+            return ext
         return self.root / "sha256" / digest[:2] / digest
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def add_external(self, digest: str, path: Path, size: int, mtime_ns: int) -> None:
+        """For this run only, the blob ``digest`` is the operator's file ``path`` (no second
+        copy of a local model): ``path(digest)`` names it, scanners read it, the bundle writer
+        copies it and checks it again (``ExternalPath``). A blob already sealed in the cache is
+        used from there instead."""
+        if self.root.joinpath("sha256", digest[:2], digest).is_file():
+            return
+        ext = ExternalPath(path)
+        ext.expect = (size, mtime_ns)
+        self._external[digest] = ext
 
     def partial_path(self, key: str) -> Path:
         return self.root / "partial" / f"{key}.part"

@@ -252,7 +252,7 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
         elif model.source == "url":
             items += model_local.url_items(model)
         elif model.source == "path":
-            model_local.copy_path_files(model, cache)
+            model_local.use_path_files(model, cache)  # no second copy: the writer reads and checks them
         # mlflow: resolve already put every artifact into the cache
     if lock.conda:
         from gapsync.bundler.sources import conda

@@ -56,6 +56,26 @@ def url_items(model: LockedModel) -> list[FetchItem]:
     return [FetchItem(f["url"], f["sha256"], f["size"], f"{model.name}/{f['path']}") for f in model.files]
 
 
+def use_path_files(model: LockedModel, cache: BlobCache) -> None:
+    """Point the cache at the local files (no second copy, issue 21): each must still be a
+    regular file of the size ``resolve`` saw; its modification time is recorded now, and the
+    bundle writer refuses the bundle if the size, that time or the sha256 of the bytes it wrote
+    differ (a file changed between resolve and write)."""
+    import stat
+
+    for f in model.files:
+        p = Path(f["local"])
+        try:
+            st = os.stat(p, follow_symlinks=False)
+        except OSError as e:
+            raise InputError(f"{p}: cannot read ({e.strerror})") from e
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{p}: links and special files are not carried; copy the file in")
+        if f.get("size") is not None and st.st_size != f["size"]:
+            raise DigestMismatchError(f"{p}: changed since gapsync resolve ({st.st_size} bytes, {f['size']} resolved)")
+        cache.add_external(f["sha256"], p, st.st_size, st.st_mtime_ns)
+
+
 def copy_path_files(model: LockedModel, cache: BlobCache) -> None:
     """Copy local files into the cache, checking they are what ``resolve`` saw."""
     for f in model.files:
