@@ -441,3 +441,17 @@ def fsutil_open(p: Path):
     from gapsync import fsutil
 
     return fsutil.open_regular(p)
+
+
+def test_verify_of_a_subset_says_which_volumes_are_missing(sets, tmp_path):
+    d = tmp_path / "subset"
+    d.mkdir()
+    for v in sets.volumes[:2]:
+        shutil.copy(v, d / v.name)
+    m = mirror(sets, "m-subset")
+    r = cli("bundle", "verify", d / sets.volumes[1].name, "--mirror", m, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["volumes_absent"] == [v.name for v in sets.volumes[2:]]
+    r = cli("bundle", "verify", d / sets.volumes[1].name, "--mirror", m)
+    assert "not next to it: " + sets.volumes[2].name in r.out and "still missing: volume(s)" in r.out

@@ -179,13 +179,30 @@ def verify(bundle_path: Path, mirror: Path, as_json: bool) -> None:
     from gapsync.mirror.importer import import_bundle
 
     r = import_bundle(bundle_path, mirror, verify_only=True)
+    absent = _absent_volumes(bundle_path)
     if as_json:
-        emit_json(r.to_dict())
+        emit_json({**r.to_dict(), "volumes_absent": absent})
         return
     click.echo(f"{bundle_path}: OK, channel {r.channel} version {r.version}, {r.targets} targets, "
                f"{r.blobs_read} blobs ({human_size(r.bytes_read)}) verified")
     if r.volumes_needed:  # format 2: the volumes whose parts this mirror still lacks
         click.echo(f"  still missing: volume(s) {', '.join(map(str, r.volumes_needed))} (parts of blobs that span volumes)")
+    if absent:
+        click.echo(f"  not next to it: {', '.join(absent)}")
+
+
+def _absent_volumes(path: Path) -> list[str]:
+    """The other volumes of the set (by the vNNofMM name) that are not in the same directory."""
+    from gapsync.bundler.volumes import VOLUME_RE, volume_file_name
+
+    m = VOLUME_RE.fullmatch(path.name)
+    if not m:
+        return []
+    count = int(m.group("count"))
+    if count > 9999:  # a name is not a reason to look for millions of files
+        return []
+    names = (volume_file_name(m.group("stem"), i, count) for i in range(1, count + 1))
+    return [n for n in names if not (path.parent / n).exists()]
 
 
 __all__ = ["ExitCode", "bundle"]
