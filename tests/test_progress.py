@@ -1,11 +1,14 @@
 """Long work shows progress (issue 17): bundle create's downloads as a byte progress bar with
-rate and ETA on a terminal (a real pty), JSON lines off a terminal, nothing once cached."""
+rate and ETA on a terminal (a real pty); off a terminal JSON lines when the log format asks for
+them (the scheduled job `sync` always does) and nothing otherwise, so a scripted failure stays one
+line; nothing once cached."""
 
 from __future__ import annotations
 
 import json
 import os
 import pty
+import shutil
 import subprocess
 
 from tests.conftest import GAPSYNC, cli, isolated_env, new_channel, write_spec
@@ -20,20 +23,31 @@ def _index(tmp_path):
     return static_server(root)
 
 
-def test_off_a_terminal_downloads_are_json_lines(tmp_path):
+def test_off_a_terminal_downloads_are_json_lines_when_asked(tmp_path):
     server = _index(tmp_path)
     try:
         ch = new_channel(tmp_path)
         spec = write_spec(tmp_path / "g.yaml", server.url, ["big", "small"], pythons=("3.11",))
         args = ["bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "--cache", tmp_path / "cache"]
-        r = cli(*args, "-o", tmp_path / "o1")
+        r = cli(*args, "-o", tmp_path / "o0")  # a script: no progress, stderr stays for errors
+        assert r.code == 0 and '"fetch.start"' not in r.err, r.err
+        shutil.rmtree(tmp_path / "cache")
+        os.environ["GAPSYNC_LOG_FORMAT"] = "json"
+        try:
+            r = cli(*args, "-o", tmp_path / "o1")
+        finally:
+            del os.environ["GAPSYNC_LOG_FORMAT"]
         assert r.code == 0, r.err
         ev = [json.loads(x) for x in r.err.splitlines() if x.startswith("{")]
         start = next(e for e in ev if e["event"] == "fetch.start")
         done = next(e for e in ev if e["event"] == "fetch.done")
         assert start["files"] == 2 and start["bytes"] in (None, done["bytes_done"])  # None: the index gave no sizes
         assert done["bytes_done"] > 3 << 20 and done["files_done"] == 2 and "rate_bytes_s" in done
-        r = cli(*args, "-o", tmp_path / "o2")  # everything cached now: no download, no progress lines
+        os.environ["GAPSYNC_LOG_FORMAT"] = "json"
+        try:
+            r = cli(*args, "-o", tmp_path / "o2")  # everything cached now: no download, no progress lines
+        finally:
+            del os.environ["GAPSYNC_LOG_FORMAT"]
         assert r.code == 0 and '"fetch.start"' not in r.err, r.err
     finally:
         server.stop()

@@ -133,14 +133,15 @@ def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS
 
 class ByteMeter:
     """Download progress in bytes. On a terminal: a tqdm bar with rate and ETA (stderr). Off a
-    terminal (a timer, cron, a pipe): JSON lines as ``sync`` logs them (gapsync.log), a
-    ``fetch.start``, a ``fetch.progress`` at most every ``EVERY`` seconds, a ``fetch.done``.
+    terminal, in the scheduled job or with GAPSYNC_LOG_FORMAT=json: JSON lines as ``sync`` logs
+    them (gapsync.log), a ``fetch.start``, a ``fetch.progress`` at most every ``EVERY`` seconds,
+    a ``fetch.done``; otherwise nothing, so a scripted failure stays one line.
     Nothing at all when every file is cached, or with GAPSYNC_QUIET set."""
 
     EVERY = 10.0
 
     def __init__(self, pending: list[FetchItem]):
-        from gapsync.log import json_logs
+        from gapsync.log import progress_logs
 
         self.files = len(pending)
         self.total = None if any(i.size is None for i in pending) else sum(i.size or 0 for i in pending)  # None: unknown
@@ -149,7 +150,7 @@ class ByteMeter:
         self.start = self.last = time.monotonic()
         quiet = bool(os.environ.get("GAPSYNC_QUIET")) or not pending
         self.bar = None
-        self.json = not quiet and json_logs()
+        self.json = not quiet and progress_logs()
         if not quiet and not self.json and sys.stderr.isatty():
             import shutil
 

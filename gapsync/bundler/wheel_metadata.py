@@ -47,8 +47,13 @@ def core_metadata_blob(cache, wheel_sha256: str, filename: str) -> tuple[str, in
     """The wheel's METADATA stored in the cache as a blob: (digest, size, bytes), read from the
     zip once per process however many steps ask (scanning and targets both need it)."""
     key = (str(cache.root), wheel_sha256)
-    if key not in _stored:
+    known = _stored.get(key)
+    if known is not None and cache.has(known[0]):
+        return known
+    if known is not None:  # the cache was emptied since (an in-process caller runs several creates)
+        data = known[2]
+    else:
         data = read_core_metadata(cache.path(wheel_sha256), filename)
-        digest, size = cache.put_bytes(data, what=f"{filename}.metadata")
-        _stored[key] = (digest, size, data)
+    digest, size = cache.put_bytes(data, what=f"{filename}.metadata")
+    _stored[key] = (digest, size, data)
     return _stored[key]

@@ -25,6 +25,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    from gapsync.log import set_unattended
+
+    set_unattended(False)  # only `sync` turns it on, for its own run
     try:
         rv = cli.main(args=argv, prog_name="gapsync", standalone_mode=False)
     except GapsyncError as e:

@@ -110,13 +110,13 @@ def notice_text(fresh: dict[str, Any], action: str, policy: str) -> str | None:
 
 
 def notice(text: str) -> None:
-    """Print ``text`` as ONE line on stderr: plain on a terminal, a JSON event (the format of
-    unattended runs, gapsync.log) in a pipe or a timer."""
+    """Print ``text`` as ONE line on stderr: plain on a terminal and from scripts, a JSON event
+    in the scheduled job's log format (gapsync.log) off a terminal."""
     import sys
 
-    from gapsync.log import event, json_logs
+    from gapsync.log import event, progress_logs
 
-    if json_logs():
+    if progress_logs():
         event("advisories", level="warning", message=text)
     else:
         sys.stderr.write(f"gapsync: warning: {text}\n")

@@ -69,8 +69,9 @@ def sync(spec_path, state, key_files, out_dir, receipt, receipt_key, full, lock_
     from gapsync.bundler.cache import BlobCache, default_cache_dir
     from gapsync.bundler.create import DeltaOptions, ScanOptions, create_bundle
     from gapsync.errors import GapsyncError
-    from gapsync.log import event
+    from gapsync.log import event, set_unattended
 
+    set_unattended()  # the scheduled job: its progress is logged as JSON lines off a terminal
     base = None if full else ("receipt" if receipt else "history")
     event("sync.start", spec=str(spec_path), state=str(state), delta_from=base or "none")
     from gapsync.bundler import revalidate
