@@ -455,3 +455,22 @@ def test_verify_of_a_subset_says_which_volumes_are_missing(sets, tmp_path):
     assert doc["volumes_absent"] == [v.name for v in sets.volumes[2:]]
     r = cli("bundle", "verify", d / sets.volumes[1].name, "--mirror", m)
     assert "not next to it: " + sets.volumes[2].name in r.out and "still missing: volume(s)" in r.out
+
+
+def test_a_staged_part_damaged_on_the_mirrors_disk_is_dropped_and_asked_for_again(sets):
+    m = mirror(sets, "m-rot")
+    part_vols = [v for v in sets.volumes if any(".part/" in n for n in members(v))]
+    import_all(m, [v for v in sets.volumes if v != part_vols[-1]])
+    data = next((m / ".gapsync" / "parts").glob("*/data"))
+    with data.open("r+b") as f:  # inside part 1
+        f.seek(1000)
+        f.write(b"\x13\x37")
+    r = cli("import", part_vols[-1], "--mirror", m)
+    assert r.code == 3 and "staged part(s) 1 no longer match" in r.err, r.err
+    assert not (m / "models").exists()
+    r = cli("bundle", "verify", part_vols[0], "--mirror", m, "--json")
+    assert json.loads(r.out)["volumes_needed"] == sorted({1 + sets.volumes.index(part_vols[0]),
+                                                          1 + sets.volumes.index(part_vols[-1])})
+    import_all(m, [part_vols[0], part_vols[-1]])
+    assert published(m) == published(sets.ref)
+    assert parts_dir_empty(m)

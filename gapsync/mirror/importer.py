@@ -368,7 +368,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
                     copy_verified(reader.chunks(member), _Discard(), what=what, sha256=sp.sha256, size=sp.length,
                                   overlap=False)
                 elif store.complete(others):  # the last part: the whole blob is checked in the same pass
-                    store.put_last(sp, target.blob.size, reader.chunks(member), what, scratch / member.digest)
+                    store.put_last(sp, target.blob.size, reader.chunks(member), what, scratch / member.digest, others)
                     seen.add(member.digest)
                     assembled.append(member.digest)
                     staged_parts += 1

@@ -21,6 +21,7 @@ name is refused.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -81,7 +82,8 @@ class PartStore:
             d.fsync()
         faults.point("import.staged-part")
 
-    def put_last(self, part: SignedPart, size: int, chunks: Iterable[bytes], what: str, dst: Path) -> None:
+    def put_last(self, part: SignedPart, size: int, chunks: Iterable[bytes], what: str, dst: Path,
+                 others: list[SignedPart]) -> None:
         """The part that makes the blob whole (every other part is staged): written at its
         offset while the WHOLE blob is hashed in the same pass (the staged bytes before it, the
         part as it streams, the staged bytes after it), so the blob is checked against its
@@ -106,8 +108,12 @@ class PartStore:
                     raise DigestMismatchError(f"{what}: {pos - part.offset} bytes, signed length {part.length}")
                 _hash_range(fd, end, size, h, what)
                 if os.fstat(fd).st_size != size or h.hexdigest() != part.digest:
-                    raise DigestMismatchError(f"{what}: does not match its signed sha256 (the blob it completes does "
-                                              "not match its own); nothing was published")
+                    rotted = _unmark_damaged(d, fd, others)
+                    raise DigestMismatchError(
+                        f"{what}: the blob it completes does not match its signed sha256; " + (
+                            f"staged part(s) {', '.join(str(p.index) for p in rotted)} no longer match theirs (the "
+                            "staging disk?) and were dropped: import their volumes again" if rotted else
+                            "this part does not match its signed sha256") + "; nothing was published")
                 os.fsync(fd)
             d.write_atomic(f"{part.index}.ok", _marker(part))
             d.fsync()
@@ -165,6 +171,24 @@ def _pwrite_all(fd: int, data: bytes, pos: int) -> None:
     while view:
         n = os.pwrite(fd, view, pos)
         view, pos = view[n:], pos + n
+
+
+def _unmark_damaged(d: fsutil.Dir, fd: int, parts: list[SignedPart]) -> list[SignedPart]:
+    """The staged parts whose bytes no longer match their sha256: their markers are removed."""
+    bad = []
+    for p in parts:
+        h = hashlib.sha256()
+        pos, end = p.offset, p.offset + p.length
+        while pos < end:
+            chunk = os.pread(fd, min(CHUNK, end - pos), pos)
+            if not chunk:
+                break
+            h.update(chunk)
+            pos += len(chunk)
+        if pos != end or h.hexdigest() != p.sha256:
+            d.unlink(f"{p.index}.ok")
+            bad.append(p)
+    return bad
 
 
 def _marker(part: SignedPart) -> bytes:
