@@ -2,7 +2,8 @@
 
 1. read the metadata members; 2. TUF checks against the pinned root and the stored state
 (python-tuf's Updater, in scratch space); 3. stream each needed blob into staging, hashing as it
-copies, never past the signed length; 4. only when every blob the release needs is verified,
+copies, never past the signed length (a part of a blob that spans volumes, format 2, waits in
+the mirror's part staging until the blob is whole and checked whole: gapsync/mirror/parts.py); 4. only when every blob the release needs is verified,
 move blobs into the store, publish into the targets, then commit the TUF state and the channel
 state, all through a publish journal (gapsync/mirror/journal.py). A failure at any step leaves
 the published mirror as it was (a failed publish is undone); the audit log records it.
