@@ -12,7 +12,9 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   command, so both sides pay for durable bytes but not for other jobs' writes (a bare ``sync``
   waits for the whole machine's dirty pages).
 * import: ``gapsync import`` of the warm bundle into an empty mirror, ``sync`` included; against
-  ``sha256sum`` + ``cp`` + ``sync`` of the bundle.
+  ``sha256sum`` + ``cp`` + ``sync`` of the bundle; the bundle is dropped from the page cache
+  before each (read as from the medium; the writer already advises the kernel to write it out
+  and drop it, ``hashing.ReadBackHash``).
 * Hub (``--no-hub`` skips it): ``snapshot_download`` into an empty HF cache from the Hub
   stand-in (``tests.models.support.FakeHub``, no added latency) against ``gapsync resolve`` +
   ``bundle create`` into an empty cache (cold), ``sync`` included on both sides.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -82,11 +85,21 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     cache, out, mirror, manual = g / "cache", g / "out", w / "mirror", w / "manual"
     figures: dict[str, dict] = {}
 
-    def timed(label: str, argv: list[str], reset=None) -> dict:
+    def timed(label: str, argv: list[str], reset=None, uncached: Path | None = None) -> dict:
+        """``uncached``: a file dropped from the page cache before each run (a bundle read as
+        from the medium it came on, for gapsync and the manual workflow alike)."""
+        def prepare() -> None:
+            subprocess.run(["sync"], check=True)
+            if uncached is not None:
+                fd = os.open(uncached, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
         runs = []
         for _ in range(repeat):
-            r, _p = measure(argv, env=env, reset=reset, prepare=lambda: subprocess.run(["sync"], check=True),
-                            attempts=2)
+            r, _p = measure(argv, env=env, reset=reset, prepare=prepare, attempts=2)
             runs.append(r)
         runs.sort(key=lambda r: r.wall)
         r = runs[len(runs) // 2]
@@ -125,11 +138,12 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
         gapsync("trust", "pin", str(root), "--mirror", str(mirror))
 
     timed("gapsync import (+ sync)", sh(f"'{GAPSYNC}' import '{bundle}' --mirror '{mirror}' --json >/dev/null; find '{mirror}' -type f -exec sync {{}} +"),
-          reset=empty_mirror)
+          reset=empty_mirror, uncached=bundle)
     rmtree(mirror)
     manual.mkdir()
     timed("manual: sha256sum + cp + sync of the bundle",
-          sh(f"sha256sum '{bundle}' >/dev/null; cp '{bundle}' '{manual}/'; sync '{manual}/{bundle.name}'"), reset=fresh(manual / bundle.name))
+          sh(f"sha256sum '{bundle}' >/dev/null; cp '{bundle}' '{manual}/'; sync '{manual}/{bundle.name}'"), reset=fresh(manual / bundle.name),
+          uncached=bundle)
     rmtree(manual)
     rmtree(out)
     rmtree(cache)

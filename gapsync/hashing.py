@@ -179,6 +179,7 @@ class ReadBackHash:
     """
 
     READ = 4 << 20
+    WRITEBACK = 64 << 20  # hashed bytes between two writeback requests (``_write_back``)
 
     def __init__(self, fd: int, h=None, max_lag: int = 1 << 30) -> None:
         import queue
@@ -222,7 +223,7 @@ class ReadBackHash:
 
     def _hash(self, start: int, end: int, sha256: str | None, message: str) -> None:
         check = ThreadedHash() if sha256 else None
-        pos = start
+        pos = advised = start
         while pos < end:
             chunk = os.pread(self._fd, min(self.READ, end - pos), pos)
             if not chunk:
@@ -231,8 +232,21 @@ class ReadBackHash:
                 check.update(chunk)
             self._h.update(chunk)
             pos += len(chunk)
+            if pos - advised >= self.WRITEBACK or pos == end:
+                self._write_back(advised, pos - advised)
+                advised = pos
         if check is not None and check.hexdigest() != sha256:
             raise DigestMismatchError(message)
+
+    def _write_back(self, offset: int, length: int) -> None:
+        """Start writing the hashed range to disk now (``POSIX_FADV_DONTNEED`` starts the
+        writeback of dirty pages and drops the clean ones): the disk works while the copy and the
+        hash go on, instead of all of it in the final ``fsync``, and the page cache does not fill
+        with a bundle nobody reads again here."""
+        try:
+            os.posix_fadvise(self._fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except (OSError, AttributeError):
+            pass  # advice only
 
     def wait_lag(self) -> None:
         """Block until the reader is at most ``max_lag`` bytes behind the regions given."""
