@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 import struct
 from typing import Any, BinaryIO
 
@@ -19,6 +20,8 @@ from gapsync.scanner.pickles import analyse_pickles
 from gapsync.scanner.streams import ByteReader, Truncated
 
 MAX_HEADER = 1 << 16
+# An object type anywhere in a dtype string as numpy.dtype() reads it (comma lists, subarrays, names)
+_OBJECT_TYPESTR = re.compile(r"(?:^|[^A-Za-z0-9_])[<>|=]?(?:O\d*|object_?)(?:$|[^A-Za-z0-9_])")
 
 
 def scan_npy(f: BinaryIO, where: Where) -> list[Finding]:
@@ -61,8 +64,8 @@ def scan_npy(f: BinaryIO, where: Where) -> list[Finding]:
 
 def _has_object(descr: Any) -> bool:
     """Whether a dtype description contains Python objects (``'|O'``, or an ``O`` field)."""
-    if isinstance(descr, str):
-        return descr.lstrip("<>|=").startswith("O")
+    if isinstance(descr, str):  # numpy.dtype(descr): 'O8', 'object', 'object_', 'i4,O', '(2,)O' are objects too
+        return _OBJECT_TYPESTR.search(descr) is not None
     if isinstance(descr, list):  # structured: [(name, dtype[, shape]), ...]
         return any(not isinstance(fld, tuple) or len(fld) < 2 or _has_object(fld[1]) for fld in descr)
     return not isinstance(descr, int)  # anything else is not a dtype NumPy writes: assume the worst
