@@ -31,7 +31,7 @@ class _ZstdError(Exception):
 
 
 def _decompressor(fmt: Format, alone: bool = False):
-    if fmt is Format.ZLIB:
+    if fmt in (Format.ZLIB, Format.JOBLIB_ZFILE):
         return zlib.decompressobj(15)
     if fmt is Format.GZIP:
         return zlib.decompressobj(31)
@@ -85,10 +85,42 @@ def zstd_stream(f: BinaryIO, budget) -> BinaryIO:
     return io.BufferedReader(_Counted(reader, budget), CHUNK)
 
 
+class _Prefixed(io.RawIOBase):
+    """``first`` then the rest of ``f``: a byte read ahead, given back."""
+
+    def __init__(self, first: bytes, f: BinaryIO) -> None:
+        super().__init__()
+        self._first, self._f = first, f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._first:
+            n = min(len(b), len(self._first))
+            b[:n], self._first = self._first[:n], self._first[n:]
+            return n
+        data = self._f.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _after_zfile_header(f: BinaryIO) -> BinaryIO:
+    """joblib's read_zfile: skip b"ZF" and the 19-character length, and one space after it if
+    there is one (joblib <= 0.8.4 under Python 2 wrote a wider header); the zlib stream follows."""
+    from gapsync.scanner.detect import JOBLIB_ZFILE_HEADER
+
+    f.read(JOBLIB_ZFILE_HEADER)
+    nxt = f.read(1)
+    return f if nxt == b" " else io.BufferedReader(_Prefixed(nxt, f), CHUNK)
+
+
 def open_decompressed(f: BinaryIO, fmt: Format, budget, alone: bool = False) -> BinaryIO | None:
     """The decompressed stream of ``f`` (None: the codec is not available here)."""
     if fmt is Format.ZSTD:
         return zstd_stream(f, budget)
+    if fmt is Format.JOBLIB_ZFILE:
+        f = _after_zfile_header(f)
     d = _decompressor(fmt, alone)
     if d is None:
         return None

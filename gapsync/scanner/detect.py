@@ -28,6 +28,7 @@ class Format(StrEnum):
     ZLIB = "zlib"
     LZ4 = "lz4"
     ZSTD = "zstd"
+    JOBLIB_ZFILE = "joblib-zfile"  # joblib < 0.10: b"ZF" + the length in hex (19 chars) + a zlib stream
     NPY = "npy"
     SAFETENSORS = "safetensors"
     GGUF = "gguf"
@@ -39,7 +40,9 @@ class Format(StrEnum):
 
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-COMPRESSED = frozenset({Format.GZIP, Format.BZIP2, Format.XZ, Format.LZMA, Format.ZLIB, Format.LZ4, Format.ZSTD})
+COMPRESSED = frozenset({Format.GZIP, Format.BZIP2, Format.XZ, Format.LZMA, Format.ZLIB, Format.LZ4, Format.ZSTD,
+                        Format.JOBLIB_ZFILE})
+JOBLIB_ZFILE_HEADER = 2 + 19  # joblib.numpy_pickle_compat: _ZFILE_PREFIX + _MAX_LEN
 
 # Extensions that make a loader decompress or unpack a file whatever its first bytes are:
 # pandas.read_pickle(compression="infer") goes by .gz .bz2 .zip .xz .zst .tar (and .tar.gz ...);
@@ -58,6 +61,14 @@ def by_name(name: str) -> Format | None:
     if dot <= 0 or name[dot - 1] == "/" or "/" in name[dot:]:  # no extension, or a dot file
         return None
     return BY_SUFFIX.get(name[dot:].lower())
+
+
+def _joblib_zfile_length(text: bytes) -> bool:
+    """Whether joblib's read_zfile reads ``text`` as the data length: int(text, 16)."""
+    try:
+        return int(text, 16) >= 0
+    except ValueError:
+        return False
 
 
 def detect(head: bytes, size: int | None = None) -> Format:
@@ -90,6 +101,9 @@ def detect(head: bytes, size: int | None = None) -> Format:
         return Format.ZSTD  # a zstd frame, or a skippable frame (zstd skips it and reads the next)
     if len(head) >= 2 and head[0] == 0x78 and ((head[0] << 8) | head[1]) % 31 == 0:
         return Format.ZLIB
+    if head[:2] == b"ZF" and _joblib_zfile_length(head[2:JOBLIB_ZFILE_HEADER]):
+        # joblib.load() still reads its old format (load_compatibility: read_zfile, then unpickles)
+        return Format.JOBLIB_ZFILE
     if is_safetensors_head(head, size):
         return Format.SAFETENSORS
     stripped = head.lstrip(b" \t\r\n\xef\xbb\xbf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 from scanner_samples import is_malicious, scan
@@ -24,3 +25,12 @@ def test_npy_plain_dtypes_are_not_pickles(tmp_path):
     from gapsync.scanner.numpy_files import _has_object
     for d in ("<f8", "|b1", "<U5", "|S3", "<M8[ns]", "|V8", "float64", "int32", "bool"):
         assert not _has_object(d), d
+
+
+@pytest.mark.parametrize("space", [b"", b" "])
+def test_joblib_old_zfile_format_is_decompressed(tmp_path, space):
+    """joblib.load still reads joblib < 0.10's format: b"ZF", the length in hex padded to 19
+    characters (one more space from old Python 2 joblib), then a zlib stream that it unpickles."""
+    p = tmp_path / "model.pkl"
+    p.write_bytes(b"ZF" + f"{len(PAYLOAD):#x}".encode().ljust(19) + space + zlib.compress(PAYLOAD))
+    assert is_malicious(scan(p))
