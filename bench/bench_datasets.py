@@ -149,12 +149,13 @@ def main() -> None:
             reset()
             gapsync("resolve", "-f", str(spec), "-o", str(lock), "--cache", str(cache))
 
+        gs_env = {**env, "GAPSYNC_LOG_FORMAT": "json"}  # bundle create's progress events (fetch.done) off a terminal
         gs_resolve, gs_create, fetch_s = [], [], []
         for _ in range(a.repeat):
             r1, _r = measure([GAPSYNC, "resolve", "-f", str(spec), "-o", str(lock), "--cache", str(cache)], env=env,
                              reset=reset, ours=hub.cpu_seconds)
             r2, res = measure([GAPSYNC, "bundle", "create", "-f", str(spec), "--lock", str(lock), "--state", str(d / "state"),
-                               "--key", str(key), "-o", str(out), "--cache", str(cache), "-j", "8"], env=env,
+                               "--key", str(key), "-o", str(out), "--cache", str(cache), "-j", "8"], env=gs_env,
                               reset=resolved, ours=hub.cpu_seconds)
             gs_resolve.append(r1)
             gs_create.append(r2)
