@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from gapsync.errors import InputError
+from gapsync.redact import redact_url
 
 
 class Located:
@@ -47,6 +49,22 @@ class Located:
 def expect(loc: Located, keys: tuple, value: Any, typ: type | tuple, what: str) -> Any:
     if not isinstance(value, typ) or (typ is str and not value):
         raise loc.error(keys, f"expected {what}, got {type(value).__name__} {value!r}"[:200])
+    return value
+
+
+def http_url(loc: Located, keys: tuple, value: str, what: str) -> str:
+    """``value`` if it is an http(s) URL that parses whole (a host, a port in range, brackets
+    balanced): checked once here, so a URL in a spec is refused naming the file and key instead
+    of raising ValueError (``Port out of range``, ``Invalid IPv6 URL``) deep in a download. The
+    message never repeats the user info or query of the URL (they may hold credentials)."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError when out of range or not a number)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise loc.error(keys, f"{redact_url(value)!r}: expected an http(s) URL{what}")
     return value
 
 

@@ -21,7 +21,7 @@ from gapsync.redact import redact_url
 from gapsync.yamlfile import Located as _Located
 from gapsync.yamlfile import check_keys as _check_keys
 from gapsync.yamlfile import expect as _expect
-from gapsync.yamlfile import load_located, read_text
+from gapsync.yamlfile import http_url, load_located, read_text
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -248,8 +248,7 @@ def _load_python(loc: _Located, py: Any, base: Path) -> PythonSpec:
     _check_keys(loc, k, py, {"index_url", "requirements", "requirements_files", "targets", "sdists", "same_versions"})
     index_url = py.get("index_url", "https://pypi.org/simple/")
     _expect(loc, (*k, "index_url"), index_url, str, "a URL")
-    if not re.match(r"^https?://", index_url):
-        raise loc.error((*k, "index_url"), f"{index_url!r}: expected an http(s) URL of a PEP 503 index")
+    http_url(loc, (*k, "index_url"), index_url, " of a PEP 503 index")
     if not index_url.endswith("/"):
         index_url += "/"
     from gapsync.bundler.http import remember_credentials
@@ -353,8 +352,7 @@ def _load_model(loc: _Located, mk: tuple, m: Any, base: Path) -> ModelSpec:
         _expect(loc, (*mk, "tracking_uri"), uri, str, "the tracking server URI, e.g. http://mlflow.dmz:5000")
         return ModelSpec("mlflow", name_of(mm.group(1)), mm.group(2), location=uri)
     elif src == "url":
-        if not re.match(r"^https?://", value):
-            raise loc.error((*mk, "url"), f"{value!r}: expected an http(s) URL")
+        http_url(loc, (*mk, "url"), value, "")
         sha = m.get("sha256")
         if isinstance(sha, int):  # YAML reads an all-digit hash as a number
             raise loc.error((*mk, "sha256"), "quote the sha256 (YAML read it as a number)")
