@@ -37,3 +37,13 @@ def test_a_model_url_that_does_not_parse_is_one_line_naming_the_spec(tmp_path, u
     assert len(r.err.strip().splitlines()) == 1 and "internal error" not in r.err, r.err
     assert str(spec) in r.err and "url" in r.err
     assert free_port()  # the machine is fine; nothing was listened on
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/charts/", "https://[::1/charts/", "http:///charts/"])
+def test_a_chart_repo_url_that_does_not_parse_is_one_line_naming_the_spec(tmp_path, url):
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\ncharts:\n  refs:\n    - {{repo: '{url}', name: c, version: 1.0.0}}\n")
+    r = cli("resolve", "-f", spec, "-o", tmp_path / "lock.json", "--cache", tmp_path / "cache")
+    assert r.code == 2, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "internal error" not in r.err, r.err
+    assert str(spec) in r.err and "repo" in r.err

@@ -34,7 +34,7 @@ from gapsync.bundler.lock import LockedImage
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
 from gapsync.model import SHA256_RE
 from gapsync.oci import OCI_MANIFEST, ImageRef, Platform
-from gapsync.yamlfile import Located, check_keys, expect
+from gapsync.yamlfile import Located, check_keys, expect, http_url
 
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CONTENT = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -102,8 +102,7 @@ def load_section(loc: Located, raw: Any) -> ChartsSpec:
         expect(loc, rk, r, dict, "oci://… or a mapping {repo: URL, name, version}")
         check_keys(loc, rk, r, {"repo", "name", "version"})
         repo = expect(loc, (*rk, "repo"), r.get("repo"), str, "the chart repository's URL")
-        if not re.match(r"^https?://[^/]", repo):
-            raise loc.error((*rk, "repo"), f"{repo!r}: expected an http(s) URL")
+        http_url(loc, (*rk, "repo"), repo, "")
         from gapsync.bundler.http import remember_credentials
 
         # user info kept for the repository's origin (sent there only), never in the lock or a message
