@@ -36,6 +36,7 @@ ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}\Z")
 _SEGMENT = re.compile(r"^[^\x00-\x1f/\\]{1,255}\Z")
 MAX_MODEL_PATH = 1024
+NAME_MAX_BYTES = 255  # one path segment, as the file systems count it
 
 
 class BadName(ValueError):
@@ -102,9 +103,18 @@ def check_model_path(path: object) -> str:
         raise BadName(f"file name {path!r} is not a string")
     parts = path.split("/")
     if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts)
-            or not all(_SEGMENT.match(p) for p in parts) or len(path) > MAX_MODEL_PATH):
+            or not all(_SEGMENT.match(p) and _fits_a_file_system(p) for p in parts) or len(path) > MAX_MODEL_PATH):
         raise BadName(f"unsafe file name {path!r}")
     return path
+
+
+def _fits_a_file_system(segment: str) -> bool:
+    """A name the air side can create: UTF-8 (a lone surrogate from JSON is not) of at most 255
+    bytes (NAME_MAX counts bytes, not characters: 200 'é' are 400 bytes and fail at publish)."""
+    try:
+        return len(segment.encode("utf-8")) <= NAME_MAX_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 def check_model_tree(paths: Iterable[str]) -> None:

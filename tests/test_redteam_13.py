@@ -47,3 +47,59 @@ def test_a_chart_repo_url_that_does_not_parse_is_one_line_naming_the_spec(tmp_pa
     assert r.code == 2, r.err
     assert len(r.err.strip().splitlines()) == 1 and "internal error" not in r.err, r.err
     assert str(spec) in r.err and "repo" in r.err
+
+
+# -- class 4: a model file name the air side's file system cannot hold is never signed ----------
+@pytest.mark.parametrize("name", [
+    "é" * 200,  # 200 characters, 400 bytes: over a file system's 255-byte name (ENAMETOOLONG at publish)
+    "a/" + "\U0001F600" * 100,  # one segment of 400 bytes
+    "x\udc80y",  # a lone surrogate (JSON may carry one): not UTF-8, was "internal error: UnicodeEncodeError"
+])
+def test_model_file_name_no_file_system_holds_is_refused_at_the_dmz(tmp_path, monkeypatch, name):
+    import json
+
+    from tests.test_upstream_hostile import _model_bundle
+
+    src = tmp_path / "model-src"
+    src.mkdir()
+    (src / "a_file").write_bytes(b"one")
+    spec = tmp_path / "gapsync.yaml"
+    spec.write_text(f"name: t\nchannel: prod\nmodels:\n  - {{path: {src}, name: team/m1}}\n")
+    lock = tmp_path / "gapsync.lock"
+    assert cli("resolve", "-f", spec, "-o", lock, "--cache", tmp_path / "cache").code == 0
+    doc = json.loads(lock.read_text())
+    doc["models"][0]["files"][0]["path"] = name
+    lock.write_text(json.dumps(doc))
+    from tests.conftest import new_channel
+
+    ch = new_channel(tmp_path / "dmz", "prod")
+    out = tmp_path / "out"
+    r = cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "--key", ch.keys[0],
+            "-o", out, "--cache", tmp_path / "cache")
+    assert r.code == 2, (r.code, r.err)
+    assert len(r.err.strip().splitlines()) == 1 and "internal error" not in r.err, r.err
+    assert str(lock) in r.err and "file name" in r.err, r.err
+    assert not out.exists() or not any(out.iterdir())
+    assert _model_bundle  # the air side's refusal of a signed one: test_signed_model_with_a_long_name...
+
+
+def test_signed_model_with_a_file_name_too_long_is_refused_before_publishing(tmp_path, monkeypatch):
+    """A DMZ without the check (or a stolen key) signs it anyway: the import refuses it before
+    publishing anything (exit 3, naming the bundle), and a re-run gives the same answer."""
+    import gapsync.names
+    from gapsync.cli.exit_codes import ExitCode
+    from tests.helpers import snapshot
+    from tests.test_upstream_hostile import _model_bundle
+
+    real = gapsync.names.check_model_path
+    monkeypatch.setattr(gapsync.names, "check_model_path", lambda p: p)  # the DMZ's check, skipped
+    ch, bundle = _model_bundle(tmp_path, {"a_file": b"one"}, {"a_file": "é" * 200}, monkeypatch)
+    assert gapsync.names.check_model_path is real
+    m = tmp_path / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    before = snapshot(m)
+    for _ in range(2):
+        r = cli("import", bundle, "--mirror", m)
+        assert r.code == ExitCode.VERIFICATION_FAILED, (r.code, r.err)
+        assert "internal error" not in r.err and str(bundle) in r.err.strip().splitlines()[-1], r.err
+        assert snapshot(m) == before
