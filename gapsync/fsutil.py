@@ -127,6 +127,29 @@ def read_regular(path: Path | str, limit: int) -> bytes:
     return data
 
 
+STATE_LIMIT = 256 << 20  # a mirror state file (inventory, index.json, views) is read whole: refuse a planted giant
+
+
+def read_json(path: Path | str, default: object = None, limit: int = STATE_LIMIT) -> object:
+    """The JSON document in the mirror's state file ``path`` (``read_regular``: a link, FIFO or
+    directory planted there is refused, never followed), or ``default`` when it is absent and a
+    default is given. A file that is not UTF-8 JSON is refused with one line naming it (exit 3)
+    instead of a JSONDecodeError far from the file."""
+    import json
+
+    try:
+        data = read_regular(path, limit)
+    except FileNotFoundError:
+        if default is None:
+            raise
+        return default
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise VerificationError(f"{path}: not a JSON document gapsync wrote ({str(e)[:120]}); "
+                                "restore it from a backup or remove it and import again") from None
+
+
 # -- directories -----------------------------------------------------------------------------
 
 def make_dirs(path: Path) -> None:

@@ -103,3 +103,40 @@ def test_signed_model_with_a_file_name_too_long_is_refused_before_publishing(tmp
         assert r.code == ExitCode.VERIFICATION_FAILED, (r.code, r.err)
         assert "internal error" not in r.err and str(bundle) in r.err.strip().splitlines()[-1], r.err
         assert snapshot(m) == before
+
+
+# -- class 1: the mirror's own state files are read through fsutil too ---------------------------
+@pytest.mark.parametrize("plant", ["symlink", "fifo", "dir", "garbage"])
+def test_a_planted_inventory_is_refused_not_followed(world, tmp_path, plant):
+    """``.gapsync/pypi/<project>.json`` (what the next import merges into the project's page) was
+    read with ``read_text()``: a link was followed (its target parsed: 'internal error:
+    JSONDecodeError'), a FIFO blocked the import forever while it held the mirror lock."""
+    import os
+
+    from gapsync.cli.exit_codes import ExitCode
+    from tests.helpers import snapshot
+
+    m = tmp_path / "mirror"
+    assert cli("trust", "pin", world.root, "--mirror", m).code == 0
+    assert cli("import", world.b1, "--mirror", m).code == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("root:x:0:0:root:/root:/bin/bash\n")  # an operator's file: never parsed, never written
+    inv = m / ".gapsync/pypi/alpha.json"
+    inv.unlink()
+    if plant == "symlink":
+        inv.symlink_to(victim)
+    elif plant == "fifo":
+        os.mkfifo(inv)
+    elif plant == "dir":
+        inv.mkdir()
+    else:
+        inv.write_bytes(b"\xff not json")
+    before = snapshot(m)
+    for _ in range(2):
+        r = cli("import", world.b2, "--mirror", m)
+        assert r.code == ExitCode.VERIFICATION_FAILED, (r.code, r.err)
+        line = r.err.strip()
+        assert len(line.splitlines()) == 1 and "internal error" not in line, line
+        assert str(inv) in line, line
+        assert snapshot(m) == before
+    assert victim.read_text() == "root:x:0:0:root:/root:/bin/bash\n"

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 
 from packaging.utils import canonicalize_name
 
-from gapsync import __version__
+from gapsync import __version__, fsutil
 from gapsync.errors import InputError, TrustError
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.pep503 import TARGET_ID_RE, Pep503Index
@@ -83,8 +83,8 @@ def channel_targets(layout: MirrorLayout) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for ch in layout.channels():
         p = published_layout(layout, ch).meta / "pypi-views" / f"{ch}.json"  # a namespaced channel's own trees
-        if p.is_file():
-            out[ch] = sorted(json.loads(p.read_text()).get("targets", {}))
+        if p.is_file() or p.is_symlink():
+            out[ch] = sorted(fsutil.read_json(p).get("targets", {}))
     return out
 
 

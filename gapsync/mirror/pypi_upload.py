@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import configparser
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import requests
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
+from gapsync import fsutil
 from gapsync.errors import DigestMismatchError, FetchError, InputError, PublishError
 from gapsync.fsutil import open_regular
 from gapsync.mirror.layout import MirrorLayout
@@ -282,7 +282,7 @@ def mirror_files(layout: MirrorLayout, only: set[str] | None = None, channels: s
     out: dict[tuple[str, str], MirrorFile] = {}
     for view in _published_layouts(layout, channels):
         for inv_path in sorted((view.meta / "pypi").glob("*.json")):
-            inv = json.loads(inv_path.read_text())
+            inv = fsutil.read_json(inv_path)
             project = str(inv.get("name", inv_path.stem))
             if canonicalize_name(project) != project:
                 continue
@@ -305,8 +305,8 @@ def channel_files(mirror: Path, channels: set[str]) -> set[str]:
     out: set[str] = set()
     for ch in channels:
         p = published_layout(MirrorLayout(mirror), ch).meta / "pypi-views" / f"{ch}.json"
-        if p.is_file():
-            for projects in json.loads(p.read_text()).get("targets", {}).values():
+        if p.is_file() or p.is_symlink():
+            for projects in fsutil.read_json(p).get("targets", {}).values():
                 for names in projects.values():
                     out.update(names)
     return out

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -44,10 +44,7 @@ class OciLayout:
         return self.root / "blobs" / "sha256" / hex_of(digest)
 
     def read_index(self) -> dict:
-        p = self.root / "index.json"
-        if not p.exists():
-            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        return json.loads(p.read_text())
+        return fsutil.read_json(self.root / "index.json", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
 
     def check(self, targets: list[Target]) -> None:
         for t in targets:

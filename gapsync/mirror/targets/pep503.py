@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from packaging.utils import canonicalize_name
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, PublishError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -76,7 +76,7 @@ class Pep503Index:
     def _inventory(self, project: str) -> dict:
         if project not in self._inventories:
             p = self.inventory_dir / f"{project}.json"
-            self._inventories[project] = json.loads(p.read_text()) if p.exists() else {"name": project, "files": {}}
+            self._inventories[project] = fsutil.read_json(p, {"name": project, "files": {}})
         return self._inventories[project]
 
     # -- the interface --------------------------------------------------------------------
