@@ -115,6 +115,17 @@ class _Opaque:
 
 
 OPAQUE = _Opaque()
+# Allowed reconstructors that call an argument or setattr() a state: (index of the callee, index of
+# its arguments, index of the state), each None if absent. torch's _rebuild_from_type_v2(func,
+# new_type, args, state) runs func(*args), then setattr()s state on the result; numpy's
+# __generator_ctor(name, ctor) runs ctor(name).
+_CALLS_ITS_ARGUMENTS = {
+    ("torch._tensor", "_rebuild_from_type_v2"): (0, 2, 3),
+    ("torch._utils", "_rebuild_parameter_with_state"): (None, None, 3),
+    ("torch._utils", "_set_obj_state"): (None, None, 1),
+    ("numpy.random._pickle", "__generator_ctor"): (1, 0, None),
+    ("numpy.random._pickle", "__randomstate_ctor"): (1, 0, None),
+}
 # Denied globals judged where they are called, by what they are called with (Machine._call).
 _JUDGED_AT_CALL = frozenset({("builtins", "getattr"), ("functools", "partial"), ("_functools", "partial")})
 
@@ -560,6 +571,8 @@ class Machine:
             func.pending = None
         call = Call(func, args, op.offset)
         if isinstance(func, Global):
+            if func.allowed and (func.module, func.name) in _CALLS_ITS_ARGUMENTS and isinstance(args, tuple):
+                self._inner_calls(func, args, op)
             if not func.allowed:
                 self._note_call_args(func, args)
                 if self.policy.is_nested_loader(func.module, func.name):
@@ -570,6 +583,20 @@ class Machine:
                      "(the result of another call or lookup, as in getattr(module, name)(...))",
                      op.offset, subject=func_label(func), callee=func_label(func), opcode=op.name)
         self.push(call)
+
+    def _inner_calls(self, func: Global, args: tuple, op) -> None:
+        """An allowed reconstructor that calls one of its arguments or setattr()s a state it is given
+        is judged for that call and that state as if the pickle did them itself (REDUCE, BUILD)."""
+        callee_at, args_at, state_at = _CALLS_ITS_ARGUMENTS[(func.module, func.name)]
+        if callee_at is not None and callee_at < len(args):
+            inner = args[args_at] if args_at is not None and args_at < len(args) else ()
+            if args_at is not None and args_at == 0 and callee_at != 0:
+                inner = (inner,)  # numpy's ctor(name): one argument
+            depth = len(self.stack)
+            self._call(args[callee_at], inner if isinstance(inner, tuple) else (inner,), op)
+            del self.stack[depth:]
+        if state_at is not None and state_at < len(args):
+            self._build_dunders(args[state_at], op)
 
     def _bound_method(self, args: Any, op) -> Global | None:
         """getattr(obj, "name") where the allowlist lists that method of obj's class (obj: the class

@@ -114,3 +114,30 @@ def test_build_planting_setstate_through_a_dict_built_at_load_time(tmp_path, sta
     p = tmp_path / "planted.pkl"
     p.write_bytes(_ORDERED_DICT + state + b"b" + _s("x") + b"b.")
     assert "pickle.build.dunder" in rules(scan(p))
+
+
+_INSTANCE = _s("collections") + _s("OrderedDict") + b"\x93)R"  # an object, not a global
+
+
+@pytest.mark.parametrize("body, rule", [
+    # torch's _rebuild_from_type_v2(func, new_type, args, state) runs func(*args): here an object
+    (_s("torch._tensor") + _s("_rebuild_from_type_v2") + b"\x93(" + _INSTANCE + _s("torch") + _s("Tensor")
+     + b"\x93)}tR.", "pickle.call.indirect"),
+    # ... and setattr()s its state: a dunder planted that way
+    (_s("torch._utils") + _s("_rebuild_parameter_with_state") + b"\x93(N\x88" + _INSTANCE + b"}"
+     + _s("__class__") + _MEAN + b"stR.", "pickle.build.dunder"),
+    # numpy's __generator_ctor(name, ctor) runs ctor(name)
+    (_s("numpy.random._pickle") + _s("__generator_ctor") + b"\x93(" + _s("MT19937") + _INSTANCE + b"tR.",
+     "pickle.call.indirect"),
+], ids=["rebuild_from_type_v2-func", "rebuild_parameter_with_state", "generator_ctor"])
+def test_allowed_reconstructors_that_call_an_argument_are_judged_for_that_call(tmp_path, body, rule):
+    p = tmp_path / "m.pkl"
+    p.write_bytes(b"\x80\x04" + body)
+    assert rule in rules(scan(p))
+
+
+def test_rebuild_from_type_v2_of_a_nested_loader_is_analysed(tmp_path):
+    p = tmp_path / "m.pkl"
+    p.write_bytes(b"\x80\x04" + _s("torch._tensor") + _s("_rebuild_from_type_v2") + b"\x93(" + _s("_pickle")
+                  + _s("loads") + b"\x93" + _s("torch") + _s("Tensor") + b"\x93C\x0ecos\nsystem\n.\x85}tR.")
+    assert any("os.system" in f.message for f in scan(p))
