@@ -194,6 +194,7 @@ class ReadBackHash:
         self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._max_lag = max_lag
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="gapsync-readback", daemon=True)
         self._thread.start()
 
@@ -224,7 +225,7 @@ class ReadBackHash:
     def _hash(self, start: int, end: int, sha256: str | None, message: str) -> None:
         check = ThreadedHash() if sha256 else None
         pos = advised = start
-        while pos < end:
+        while pos < end and not self._stopped:
             chunk = os.pread(self._fd, min(self.READ, end - pos), pos)
             if not chunk:
                 raise DigestMismatchError(f"{message}: the bundle file ends at {pos}, {end} expected")
@@ -235,7 +236,7 @@ class ReadBackHash:
             if pos - advised >= self.WRITEBACK or pos == end:
                 self._write_back(advised, pos - advised)
                 advised = pos
-        if check is not None and check.hexdigest() != sha256:
+        if check is not None and not self._stopped and check.hexdigest() != sha256:
             raise DigestMismatchError(message)
 
     def _write_back(self, offset: int, length: int) -> None:
@@ -267,5 +268,7 @@ class ReadBackHash:
         return self._h.digest()
 
     def abandon(self) -> None:
+        """Stop at the next chunk (an interrupted or failing write: nothing more to hash)."""
+        self._stopped = True
         self._queue.put(None)
         self._thread.join()

@@ -211,3 +211,20 @@ def test_path_file_changed_between_scan_and_write_is_refused(tmp_path, monkeypat
     assert r.code == 3, r.err  # verification failed
     assert "weights.bin" in r.err and "changed since gapsync resolved it" in r.err, r.err
     assert not list((tmp_path / "out").glob("*.gapsync*"))
+
+
+def test_abandon_stops_the_read_back_without_raising(tmp_path):
+    """An interrupted write (Ctrl-C, a failing member) abandons the read-back: it stops at the
+    next chunk, reports nothing of its own (the caller's error is the one to say)."""
+    from gapsync.hashing import ReadBackHash
+
+    p = tmp_path / "f"
+    p.write_bytes(os.urandom(1 << 20) * 32)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        h = ReadBackHash(fd)
+        h.region(32 << 20, sha256="0" * 64, message="never said")
+        h.abandon()
+        assert not h._thread.is_alive()
+    finally:
+        os.close(fd)
