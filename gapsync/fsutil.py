@@ -250,8 +250,20 @@ class Dir:
 
     def replace(self, src: str, dst: str, *, dst_dir: Dir | None = None) -> None:
         """Rename ``src`` over ``dst`` (relative to this directory, or ``dst_dir``): atomic, and a
-        rename never follows a link at either name."""
-        os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=(dst_dir or self).fd)
+        rename never follows a link at either name. A directory (or, for a directory, a file)
+        planted at ``dst`` is refused naming it, as a link or FIFO is elsewhere, instead of an
+        IsADirectoryError that named only the temporary name."""
+        target = dst_dir or self
+        try:
+            os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=target.fd)
+        except (IsADirectoryError, NotADirectoryError) as e:
+            st = target.lstat(dst)
+            raise _unsafe(target.path / dst, st.st_mode if st else stat.S_IFDIR, "replace") from e
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            st = target.lstat(dst)
+            raise _unsafe(target.path / dst, st.st_mode if st else stat.S_IFDIR, "replace") from e
 
     def fsync(self) -> None:
         try:

@@ -140,3 +140,27 @@ def test_a_planted_inventory_is_refused_not_followed(world, tmp_path, plant):
         assert str(inv) in line, line
         assert snapshot(m) == before
     assert victim.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_a_directory_planted_at_a_cache_entry_is_one_line_naming_it(world, tmp_path):
+    """A file put into place by rename (the cache's verified blob, any ``fsutil.move``) over a
+    directory planted at its name was 'internal error: IsADirectoryError' naming the temporary
+    name; now refused naming the entry, the directory left as it was, nothing written to -o."""
+    import shutil
+
+    from gapsync.cli.exit_codes import ExitCode
+
+    cache = tmp_path / "cache"
+    shutil.copytree(world.base / "cache", cache, symlinks=True)
+    blob = next(p for p in sorted(cache.rglob("*")) if p.is_file() and len(p.name) == 64)
+    blob.unlink()
+    blob.mkdir()
+    out = tmp_path / "out"
+    r = cli("bundle", "create", "-f", world.spec, "--state", world.state, "-o", out, "--cache", cache,
+            "--key", world.keys[0])
+    assert r.code == ExitCode.VERIFICATION_FAILED, (r.code, r.err)
+    line = r.err.strip()
+    assert len(line.splitlines()) == 1 and "internal error" not in line, line
+    assert str(blob) in line and "directory" in line, line
+    assert blob.is_dir()
+    assert not out.exists() or not list(out.glob("*.gapsync"))
