@@ -164,3 +164,36 @@ def test_a_directory_planted_at_a_cache_entry_is_one_line_naming_it(world, tmp_p
     assert str(blob) in line and "directory" in line, line
     assert blob.is_dir()
     assert not out.exists() or not list(out.glob("*.gapsync"))
+
+
+@pytest.mark.parametrize("name, plant", [("2.root.json", "symlink"), ("2.root.json", "garbage"),
+                                         ("targets.json", "symlink"), ("targets.json", "fifo"), ("targets.json", "garbage")])
+def test_a_planted_channel_state_file_is_one_line_never_followed(world, tmp_path, name, plant):
+    """The channel state (``STATE/<channel>/N.root.json``, ``targets.json``...) was read with
+    ``read_bytes()``/``Metadata.from_file``: a link was followed and its target parsed ('internal
+    error: DeserializationError'), a FIFO blocked."""
+    import os
+    import shutil
+
+    victim = tmp_path / "victim"
+    victim.write_text("VICTIM\n")
+    st = tmp_path / "state"
+    shutil.copytree(world.state, st, symlinks=True)
+    p = st / "prod" / name
+    if p.exists():
+        p.unlink()
+    if plant == "symlink":
+        p.symlink_to(victim)
+    elif plant == "fifo":
+        os.mkfifo(p)
+    else:
+        p.write_bytes(b"\x00 not json")
+    out = tmp_path / "out"
+    r = cli("bundle", "create", "-f", world.spec, "--state", st, "-o", out, "--cache", world.base / "cache",
+            "--key", world.keys[0])
+    assert r.code in (2, 3), (r.code, r.err)
+    line = r.err.strip()
+    assert len(line.splitlines()) == 1 and "internal error" not in line, line
+    assert str(p) in line, line
+    assert victim.read_text() == "VICTIM\n"
+    assert not out.exists() or not list(out.glob("*.gapsync"))

@@ -40,6 +40,19 @@ from gapsync.errors import InputError, TrustError
 from gapsync.fsutil import write_atomic
 from gapsync.model import Target
 
+STATE_FILE_LIMIT = 64 << 20  # a channel state file (root, last targets...) is read whole
+
+
+def _state_metadata(path: Path, data: bytes) -> Metadata:
+    """The TUF metadata in the channel state file ``path`` (read with fsutil.read_regular: a
+    link or FIFO there is refused, never followed), or one line naming the file when it does not
+    parse (was 'internal error: DeserializationError')."""
+    try:
+        return Metadata.from_bytes(data)
+    except Exception as e:  # tuf raises DeserializationError, wrapping whatever json/ValueError said
+        raise InputError(f"{path}: not TUF metadata gapsync wrote ({type(e).__name__}: {str(e)[:120]}); "
+                         "restore the channel state from its backup") from None
+
 FORMAT = 1
 EXT_FIELD = "x-gapsync"
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
@@ -148,14 +161,15 @@ class ChannelRepo:
         for p in self.dir.glob("*.root.json"):
             m = re.match(r"^(\d+)\.root\.json$", p.name)
             if m:
-                chain.append((int(m.group(1)), p.read_bytes()))
+                chain.append((int(m.group(1)), fsutil.read_regular(p, STATE_FILE_LIMIT)))
         chain.sort()
         if [v for v, _ in chain] != list(range(1, len(chain) + 1)):
             raise InputError(f"{self.dir}: root chain has a gap: {[v for v, _ in chain]}")
         return chain
 
     def root(self) -> Metadata[Root]:
-        return Metadata[Root].from_bytes(self.root_chain()[-1][1])
+        version, data = self.root_chain()[-1]
+        return _state_metadata(self.dir / f"{version}.root.json", data)
 
     def add_root(self, md: Metadata[Root]) -> Path:
         """Write the next root of the chain (``channel rotate``); the caller checked its signatures."""
@@ -170,7 +184,11 @@ class ChannelRepo:
 
     def _last(self, role: str) -> Metadata | None:
         p = self.dir / f"{role}.json"
-        return Metadata.from_file(str(p)) if p.exists() else None
+        try:
+            data = fsutil.read_regular(p, STATE_FILE_LIMIT)
+        except FileNotFoundError:
+            return None
+        return _state_metadata(p, data)
 
     def last_targets(self) -> Metadata[Targets] | None:
         return self._last(Targets.type)
