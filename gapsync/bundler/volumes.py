@@ -193,7 +193,7 @@ def plan_volumes(metadata_size: int, blobs: list[tuple[str, int]], max_volume_si
     duplicate digest is carried once. No blob: one volume of metadata only.
     """
     usable = max_volume_size // RECORD * RECORD - _END - metadata_size
-    if usable < 2 * BLOCK + (MIN_PART if split else 0):
+    if usable < 0:
         raise InputError(f"volume size {max_volume_size} bytes is too small: the metadata alone takes "
                          f"{archive_size(metadata_size, [])} bytes")
     volumes: list[list[str | Part]] = []
@@ -229,15 +229,19 @@ def plan_volumes(metadata_size: int, blobs: list[tuple[str, int]], max_volume_si
             volumes[vi].append(digest)
             take(vi, need)
             continue
+        if usable < 2 * BLOCK:
+            raise InputError(f"volume size {max_volume_size} bytes is too small to carry parts of blob {digest} "
+                             f"next to the metadata ({archive_size(metadata_size, [])} bytes)")
         offset, index = 0, 0
         candidates = list(open_)
         while offset < size:
             index += 1
+            fresh = not candidates
             vi = candidates.pop(0) if candidates else new_volume()
             header = _header_size(f"blobs/sha256/{digest}.part/{index}", free[vi])
             room = (free[vi] - header) // BLOCK * BLOCK
             length = min(size - offset, room)
-            if length < min(MIN_PART, size - offset):  # too little room here: the next volume
+            if length < (1 if fresh else min(MIN_PART, size - offset)):  # too little room here: the next volume
                 index -= 1
                 continue
             volumes[vi].append(Part(digest, index, vi + 1, offset, length))
