@@ -377,7 +377,9 @@ def test_plan_splits_at_any_size_and_keeps_every_volume_within_the_limit():
         plan_volumes(8192, blobs, MIB)
     small = plan_volumes(20480, blobs, 70_000, split=True)  # less room than MIN_PART: parts of any size
     parts = [e for vol in small for e in vol if isinstance(e, Part)]
-    assert sum(p.length for p in parts) == 5 * MIB and all(p.length <= 70_000 for p in parts)
+    assert sum(p.length for p in parts if p.digest == "b" * 64) == 5 * MIB
+    assert sum(p.length for p in parts if p.digest == "c" * 64) == 200_000  # larger than these volumes too
+    assert all(p.length <= 70_000 for p in parts)
 
 
 def test_exfat_means_one_file(tmp_path):
