@@ -197,3 +197,19 @@ def test_a_planted_channel_state_file_is_one_line_never_followed(world, tmp_path
     assert str(p) in line, line
     assert victim.read_text() == "VICTIM\n"
     assert not out.exists() or not list(out.glob("*.gapsync"))
+
+
+def test_approve_of_a_deeply_nested_approvals_file_is_one_line(world, tmp_path):
+    import shutil
+
+    b = tmp_path / world.b1.name
+    shutil.copy(world.b1, b)
+    side = tmp_path / (b.name + ".approvals.json")
+    side.write_text("[" * 100_000 + "]" * 100_000)
+    before = side.read_bytes()
+    r = cli("bundle", "approve", b, "--key", world.keys[0])
+    assert r.code == 3, (r.code, r.err)
+    line = r.err.strip()
+    assert len(line.splitlines()) == 1 and "internal error" not in line, line
+    assert "approvals.json" in line and "nested too deeply" in line, line
+    assert side.read_bytes() == before

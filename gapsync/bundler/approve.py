@@ -79,6 +79,8 @@ def parse_approvals(data: bytes, where: str) -> Approvals:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad(f"not JSON: {e}") from e
+    except RecursionError:  # "[[[[...": was 'internal error' at `bundle approve` (import caught it later)
+        raise bad("nested too deeply to parse") from None
     if not isinstance(doc, dict) or doc.get("type") != KIND:
         raise bad(f"no \"type\": \"{KIND}\"")
     if doc.get("format") != FORMAT:
