@@ -214,3 +214,44 @@ def test_approve_of_a_deeply_nested_approvals_file_is_one_line(world, tmp_path):
     assert len(line.splitlines()) == 1 and "internal error" not in line, line
     assert "approvals.json" in line and "nested too deeply" in line, line
     assert side.read_bytes() == before
+
+
+@pytest.mark.parametrize("plant", ["symlink", "fifo", "garbage"])
+def test_a_planted_model_index_is_refused_not_followed(tmp_path, plant):
+    """``.gapsync/models/index.json`` (the HF cache target's index of models) was read with
+    ``read_text()``: a link was followed and a FIFO hung the import while it held the mirror
+    lock. It is read like every other state file: refused in one line, mirror unchanged, and an
+    import after the operator removes it finishes."""
+    import os
+    import signal
+
+    from gapsync.cli.exit_codes import ExitCode
+    from tests.helpers import snapshot
+    from tests.test_upstream_hostile import _model_bundle
+
+    ch, bundle = _model_bundle(tmp_path, {"config.json": b"{}", "model.safetensors": b"\x08\0\0\0\0\0\0\0{}      "})
+    m = tmp_path / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
+    victim = tmp_path / "victim.json"
+    victim.write_text('{"models": {}}')
+    index = m / ".gapsync" / "models" / "index.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    if plant == "symlink":
+        index.symlink_to(victim)
+    elif plant == "fifo":
+        os.mkfifo(index)
+    else:
+        index.write_bytes(b"\xff not json")
+    before = snapshot(m)
+    signal.alarm(60)  # a read that blocks on the FIFO fails the test instead of hanging the suite
+    try:
+        r = cli("import", bundle, "--mirror", m)
+    finally:
+        signal.alarm(0)
+    assert r.code == ExitCode.VERIFICATION_FAILED, (r.code, r.err)
+    line = r.err.strip()
+    assert len(line.splitlines()) == 1 and "internal error" not in line and str(index) in line, line
+    assert snapshot(m) == before and victim.read_text() == '{"models": {}}'
+    index.unlink()
+    r = cli("import", bundle, "--mirror", m)
+    assert r.code == 0, r.err

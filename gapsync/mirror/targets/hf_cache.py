@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from gapsync import faults
+from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -59,11 +59,12 @@ class HfCache:
         self.index_path = layout.meta / "models" / "index.json"
 
     def read_index(self) -> dict:
-        return json.loads(self.index_path.read_text()) if self.index_path.exists() else {"models": {}}
+        # a link or FIFO planted at the index is refused, never followed (a FIFO would hang the
+        # import while it holds the mirror lock)
+        return fsutil.read_json(self.index_path, {"models": {}})
 
     def manifest(self, digest: str, blob_path: Callable[[str], Path] | None = None) -> dict:
-        path = (blob_path or self.layout.blob_path)(digest)
-        return json.loads(path.read_bytes())
+        return fsutil.read_json((blob_path or self.layout.blob_path)(digest))
 
     def check(self, targets: list[Target]) -> None:
         for t in targets:
