@@ -438,3 +438,27 @@ def test_each_refused_request_leaves_one_log_line(served):
         assert len(lines) == 1, (mark, lines)
         assert "\r" not in lines[0]
     assert "Range" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("te", ["chunked", "Chunked", " chunked", "gzip, chunked"])
+def test_length_and_chunked_together_are_refused_and_the_connection_closed(served, te):
+    """Content-Length and Transfer-Encoding in one request (request smuggling: a proxy in front
+    that reads the length sees another next request than the server that reads the chunks):
+    400, the connection closed, and the request pipelined behind it never answered."""
+    port, _ = served
+    smuggled = b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b"0\r\n\r\n"
+    req = (b"POST /api/models/acme/m/paths-info/main HTTP/1.1\r\nHost: x\r\n"
+           b"Content-Length: " + str(len(body) + len(smuggled)).encode() + b"\r\n"
+           b"Transfer-Encoding: " + te.encode() + b"\r\n\r\n" + body + smuggled)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(req)
+        r = read_reply(c)
+        assert r.status == 400, r.head
+        rest = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        assert b"HTTP/1.1 200" not in rest, rest[:200]

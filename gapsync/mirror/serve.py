@@ -970,6 +970,7 @@ def make_server(mirror: Path, host: str, port: int, verbose: bool = False, *, th
     ``wsgi.file_wrapper``, never copied whole). At most ``threads`` requests run at once;
     ``connections`` sockets are served, more wait in the kernel's ``backlog``."""
     from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser, ParsingError
     from waitress.server import create_server
     from waitress.task import ErrorTask
 
@@ -982,8 +983,20 @@ def make_server(mirror: Path, host: str, port: int, verbose: bool = False, *, th
                      str(err.body)[:200].replace("\r", " ").replace("\n", " "))
             super().execute()
 
+    class StrictParser(HTTPRequestParser):
+        """A request head with both Content-Length and Transfer-Encoding is refused (400, and the
+        connection closed), not read by the chunked rule: a proxy in front that reads the length
+        would see a different next request (request smuggling; RFC 9112 6.1 lets a server refuse)."""
+
+        def parse_header(self, header_plus):
+            names = {line.split(b":", 1)[0].strip().lower() for line in header_plus.split(b"\n")[1:] if b":" in line}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                raise ParsingError("Content-Length and Transfer-Encoding together")
+            return super().parse_header(header_plus)
+
     class Channel(HTTPChannel):
         error_task_class = LoggedErrorTask
+        parser_class = StrictParser
         head_started: float | None = None
 
         def received(self, data):
