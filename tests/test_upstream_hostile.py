@@ -50,7 +50,7 @@ def upstream(tmp_path):
 
 # -- size caps: an 81 MB index page ------------------------------------------------------------
 PROBE = textwrap.dedent("""
-    import json, resource, sys, time
+    import json, sys, time
     from gapsync.bundler.sources.simple_index import project_files
     from gapsync.errors import GapsyncError
     t = time.monotonic()
@@ -60,7 +60,9 @@ PROBE = textwrap.dedent("""
     except GapsyncError as e:
         out = {"error": str(e), "type": type(e).__name__}
     out["seconds"] = time.monotonic() - t
-    out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM belongs to this process's memory map, new at exec; ru_maxrss is kept across exec and
+    # would report the peak of the (large) pytest process this one was started from
+    out["maxrss_mb"] = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM:")) / 1024
     print(json.dumps(out))
 """)
 
