@@ -471,26 +471,38 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
-@contextmanager
-def open_state_fd(path: Path, *, append: bool = False) -> Iterator[int]:
-    """A read-write descriptor of gapsync's own state file (lock file, audit log), created if
-    missing, never through a link (``O_NOFOLLOW``), never blocking on a FIFO, and refused
-    unless it is a regular file."""
+def _open_own(path: Path, flags: int, doing: str) -> int:
+    """A descriptor of one of gapsync's own files that is opened in place (it cannot be written
+    under a temporary name: a lock, a log appended to, a resumable download), created if
+    missing: never through a link (``O_NOFOLLOW``), never blocking on a FIFO (``O_NONBLOCK``,
+    cleared once the file is known to be regular), and refused unless it is a regular file."""
     make_dirs(path.parent)
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC | (os.O_APPEND if append else 0)
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, 0o644)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise _unsafe(path, stat.S_IFLNK, "open") from None
-        if e.errno == errno.ENXIO:
+            raise _unsafe(path, stat.S_IFLNK, doing) from None
+        if e.errno == errno.ENXIO:  # a FIFO with no reader, opened for writing
             raise UnsafeFileError(f"{path}: is a socket or special file, not a regular file") from None
+        if e.errno == errno.EISDIR:
+            raise _unsafe(path, stat.S_IFDIR, doing) from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _unsafe(path, st.st_mode, "open")
+            raise _unsafe(path, st.st_mode, doing)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def open_state_fd(path: Path, *, append: bool = False) -> Iterator[int]:
+    """A read-write descriptor of gapsync's own state file (lock file, audit log)."""
+    fd = _open_own(path, os.O_RDWR | (os.O_APPEND if append else 0), "open")
+    try:
         yield fd
     finally:
         os.close(fd)
@@ -498,43 +510,17 @@ def open_state_fd(path: Path, *, append: bool = False) -> Iterator[int]:
 
 def open_append(path: Path) -> BinaryIO:
     """A file of gapsync's own opened for appending bytes (the channel's history log, a demo
-    server's log), created if missing, never through a link (``O_NOFOLLOW``), refused unless a
-    regular file: appending cannot be done under a temporary name."""
-    make_dirs(path.parent)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise _unsafe(path, stat.S_IFLNK, "append to") from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise _unsafe(path, st.st_mode, "append to")
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-    return os.fdopen(fd, "ab")
+    server's log): appending cannot be done under a temporary name."""
+    return os.fdopen(_open_own(path, os.O_WRONLY | os.O_APPEND, "append to"), "ab")
 
 
 def open_partial(path: Path, *, resume: bool) -> BinaryIO:
     """A download's partial file in gapsync's own cache, to append to (``resume``) or to start
-    afresh, never through a link (``O_NOFOLLOW``) and refused unless a regular file. Resumable
-    by design, so not a temporary name: the cache's ``partial/`` directory holds nothing else."""
-    make_dirs(path.parent)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC | (os.O_APPEND if resume else 0)
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise _unsafe(path, stat.S_IFLNK, "write") from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise _unsafe(path, st.st_mode, "write")
+    afresh. Resumable by design, so not a temporary name: the cache's ``partial/`` directory
+    holds nothing else."""
+    fd = _open_own(path, os.O_WRONLY | (os.O_APPEND if resume else 0), "write")
     if not resume:
         os.ftruncate(fd, 0)
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return os.fdopen(fd, "ab" if resume else "wb")
 
 

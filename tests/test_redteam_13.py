@@ -255,3 +255,34 @@ def test_a_planted_model_index_is_refused_not_followed(tmp_path, plant):
     index.unlink()
     r = cli("import", bundle, "--mirror", m)
     assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("opener", ["append", "partial", "partial-resume", "state"])
+@pytest.mark.parametrize("plant", ["fifo", "symlink", "dir"])
+def test_files_opened_in_place_refuse_fifos_links_and_dirs(tmp_path, opener, plant):
+    """The files gapsync opens in place (history log, resumable download, lock file, audit log)
+    share one opener: a FIFO with no reader (ENXIO for a writer) used to escape as a raw OSError
+    from all but the lock file's opener; a link is never followed, a directory never opened."""
+    import os
+
+    from gapsync import fsutil
+
+    target = tmp_path / "victim"
+    target.write_bytes(b"keep")
+    path = tmp_path / "own" / "file"
+    path.parent.mkdir()
+    if plant == "fifo":
+        os.mkfifo(path)
+    elif plant == "symlink":
+        path.symlink_to(target)
+    else:
+        path.mkdir()
+    with pytest.raises(fsutil.UnsafeFileError, match=str(path)):
+        if opener == "append":
+            fsutil.open_append(path).close()
+        elif opener == "state":
+            with fsutil.open_state_fd(path):
+                pass
+        else:
+            fsutil.open_partial(path, resume=opener == "partial-resume").close()
+    assert target.read_bytes() == b"keep"
