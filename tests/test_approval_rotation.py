@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from tuf.api.metadata import Metadata, Root, Targets
 
-from gapsync.bundler.keys import load_signing_key
+from gapsync.bundle.keys import load_signing_key
 from gapsync.bundler.trust_repo import signed_digest, to_bytes
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.trust import fingerprint
@@ -136,7 +136,7 @@ def test_approval_by_a_key_outside_the_targets_role_is_refused(pair, tmp_path):
 
 def _outsider_side_file(pair, b: Path) -> None:
     """A well-formed side file whose signature is valid, but by a key the channel does not list."""
-    from gapsync.bundler.approve import Approvals
+    from gapsync.bundle.approvals import Approvals
 
     tmd = bundle_targets(b)
     sig = tmd.sign(load_signing_key(pair.outsider).tuf_signer(), append=True)
@@ -355,7 +355,7 @@ def test_rotation_refuses_a_root_with_one_key_under_two_ids(tmp_path):
 def test_snapshot_pins_targets_by_version_only_and_timestamp_pins_snapshot_fully(pair):
     """Approvals change targets.json's bytes, not its signed part: snapshot must not pin its hashes.
     A bundle made when snapshot did (an older gapsync) is told so rather than refused obscurely."""
-    from gapsync.bundler.approve import check_accepts_approvals
+    from gapsync.bundle.approvals import check_accepts_approvals
     from gapsync.errors import TrustError
 
     with tarfile.open(pair.b1) as tf:

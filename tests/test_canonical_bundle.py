@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gapsync.bundler.bundle import METADATA_LIMITS, BundleReader
+from gapsync.bundle.archive import METADATA_LIMITS, BundleReader
 from tests.conftest import GAPSYNC, cli, isolated_env
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gapsync import fsutil
-from gapsync.bundler.bundle import BundleReader, BundleWriter
+from gapsync.bundle.archive import BundleReader, BundleWriter
 from gapsync.errors import DigestMismatchError
 from gapsync.model import BlobRef
 

@@ -39,8 +39,8 @@ ALLOWED_CALLS: dict[tuple[str, str], str] = {
 }
 # modules that read the medium or the mirror: every open() in them must be fsutil's
 MEDIUM_READERS = [
-    "bundler/bundle.py", "bundler/parity.py", "bundler/volumes.py", "bundler/approve.py", "bundler/minisign.py",
-    "bundler/inspect.py", "receipt.py", "audit.py", "mirror/importer.py", "mirror/trust.py", "mirror/layout.py",
+    "bundle/archive.py", "bundle/parity.py", "bundle/volumes.py", "bundle/approvals.py", "bundle/minisign.py",
+    "bundle/inspect.py", "bundle/receipt.py", "audit.py", "mirror/importer.py", "mirror/trust.py", "mirror/layout.py",
     "cli/commands/repair.py", "cli/commands/receipt.py", "cli/commands/bundle.py",
 ]
 # gapsync/mirror/serve.py reads the mirror with its own dir-fd walk (O_NOFOLLOW|O_NONBLOCK, then

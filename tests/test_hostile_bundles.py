@@ -174,9 +174,9 @@ def test_signed_by_unknown_key(world, mirror_v1, tmp_path):
 
 
 def test_expired_bundle(world, mirror_v1, tmp_path):
+    from gapsync.bundle.keys import load_signing_key
     from gapsync.bundler.cache import BlobCache
     from gapsync.bundler.create import create_bundle
-    from gapsync.bundler.keys import load_signing_key
 
     ch = new_channel(tmp_path / "exp", "prod")
     m = tmp_path / "m2"
@@ -223,7 +223,7 @@ def _root_with_duplicate_key(ch_root: Path, key_path: Path, version: int):
     from securesystemslib.signer import SSlibKey
     from tuf.api.metadata import Metadata, Root
 
-    from gapsync.bundler.keys import load_signing_key
+    from gapsync.bundle.keys import load_signing_key
 
     k = load_signing_key(key_path)
     md = Metadata[Root].from_bytes(ch_root.read_bytes())

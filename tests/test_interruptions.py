@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gapsync.bundler import bundle as bundle_mod
+from gapsync.bundle import archive as bundle_mod
+from gapsync.bundle.keys import load_signing_key
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.create import create_bundle
-from gapsync.bundler.keys import load_signing_key
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.errors import PublishError
 from gapsync.mirror.importer import import_bundle

@@ -1,7 +1,7 @@
 import stat
 import subprocess
 
-from gapsync.bundler import keys, minisign
+from gapsync.bundle import keys, minisign
 from gapsync.errors import InputError, VerificationError
 
 

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import pytest
 
-from gapsync.bundler.keys import load_signing_key
+from gapsync.bundle.keys import load_signing_key
 from tests.conftest import cli, new_channel, write_spec
 from tests.helpers import make_wheel, snapshot, static_server, write_index
 from tests.models.support import (

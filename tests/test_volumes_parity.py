@@ -13,9 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gapsync.bundler.bundle import BundleReader
-from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.parity import (
+from gapsync.bundle.archive import BundleReader
+from gapsync.bundle.parity import (
     PARITY_SUFFIX,
     ParityHeader,
     VolumeRecord,
@@ -23,7 +22,7 @@ from gapsync.bundler.parity import (
     repair,
     write_parity,
 )
-from gapsync.bundler.volumes import (
+from gapsync.bundle.volumes import (
     MEDIA,
     archive_size,
     blob_tar_size,
@@ -32,6 +31,7 @@ from gapsync.bundler.volumes import (
     plan_volumes,
     write_volumes,
 )
+from gapsync.bundler.cache import BlobCache
 from gapsync.errors import InputError, VerificationError
 from tests.conftest import cli
 

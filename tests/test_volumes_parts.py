@@ -19,9 +19,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from gapsync.bundler import bundle as bundle_mod
-from gapsync.bundler.bundle import PART_RE, BundleReader, bundle_format, parse_parts
-from gapsync.bundler.volumes import Part, plan_volumes
+from gapsync.bundle import archive as bundle_mod
+from gapsync.bundle.archive import PART_RE, BundleReader, bundle_format, parse_parts
+from gapsync.bundle.volumes import Part, plan_volumes
 from gapsync.errors import BundleFormatError
 from tests.conftest import cli, isolated_env, new_channel, run
 from tests.helpers import snapshot
@@ -424,7 +424,7 @@ def test_repair_checks_rebuilt_parts_against_the_signed_table(sets, tmp_path):
     """What ``bundle repair`` runs on a rebuilt volume before it gets its name: a volume with
     parts passes under its own name, not under another volume's (the table says where each part
     is), and not with a part whose bytes differ from its signed sha256."""
-    from gapsync.bundler.parity import _Reference, check_rebuilt_volume
+    from gapsync.bundle.parity import _Reference, check_rebuilt_volume
     from gapsync.errors import VerificationError
 
     v = next(x for x in sets.volumes[1:] if any(".part/" in n for n in members(x)))

@@ -15,21 +15,12 @@ from pathlib import Path
 
 from gapsync import __version__, fsutil
 from gapsync.audit import AuditLog
-from gapsync.bundler import history, minisign
-from gapsync.bundler.bundle import bundle_file_name
-from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
-from gapsync.bundler.http import remember_spec_credentials
-from gapsync.bundler.keys import SigningKey
-from gapsync.bundler.lock import read_lock
-from gapsync.bundler.parity import check_parity_names, write_parity
-from gapsync.bundler.per_target import differences
-from gapsync.bundler.resolve import resolve_spec
-from gapsync.bundler.sources import huggingface, model_local, oci
-from gapsync.bundler.spec import load_spec
-from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
-from gapsync.bundler.trust_repo import ChannelRepo
-from gapsync.bundler.volumes import (
+from gapsync.bundle import minisign
+from gapsync.bundle.archive import bundle_file_name
+from gapsync.bundle.keys import SigningKey
+from gapsync.bundle.parity import check_parity_names, write_parity
+from gapsync.bundle.receipt import read_receipt
+from gapsync.bundle.volumes import (
     Part,
     blob_tar_size,
     hash_parts,
@@ -38,13 +29,23 @@ from gapsync.bundler.volumes import (
     plan_volumes,
     write_volumes,
 )
+from gapsync.bundler import history
+from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
+from gapsync.bundler.http import remember_spec_credentials
+from gapsync.bundler.lock import read_lock
+from gapsync.bundler.per_target import differences
+from gapsync.bundler.resolve import resolve_spec
+from gapsync.bundler.sources import huggingface, model_local, oci
+from gapsync.bundler.spec import load_spec
+from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
+from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.bundler.wheel_metadata import core_metadata_blob, requires_python
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
 from gapsync.hashing import check_free_space, read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
-from gapsync.receipt import read_receipt
 from gapsync.redact import redact_url
 from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
@@ -159,7 +160,7 @@ def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Ta
 def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[dict]]:
     """One target per model revision (its manifest: files, commit, metadata) and one per
     distinct file, so a file shared by two revisions or two models is carried once."""
-    from gapsync.bundler.sources.model_files import manifest
+    from gapsync.bundle.model_files import manifest
 
     targets: dict[str, Target] = {}
     artifacts = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tuf.api.metadata import Metadata, Root, Targets
 
-from gapsync.bundler.keys import PublicKey, SigningKey
+from gapsync.bundle.keys import PublicKey, SigningKey
 from gapsync.bundler.trust_repo import TOP_ROLES, ChannelRepo, duplicate_key_material, signed_bytes, to_bytes
 from gapsync.errors import InputError
 from gapsync.locking import exclusive

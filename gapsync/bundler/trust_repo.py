@@ -35,7 +35,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
 from gapsync import fsutil
-from gapsync.bundler.keys import SigningKey
+from gapsync.bundle.keys import SigningKey
 from gapsync.errors import InputError, TrustError
 from gapsync.fsutil import write_atomic
 from gapsync.model import Target
@@ -73,7 +73,7 @@ def unapproved_signing() -> Iterator[None]:
 
 
 def ext(channel: str, fmt: int = FORMAT) -> dict:
-    """``fmt``: the bundle format (2 when blobs span volumes in parts: gapsync/bundler/bundle.py)."""
+    """``fmt``: the bundle format (2 when blobs span volumes in parts: gapsync/bundle/archive.py)."""
     return {EXT_FIELD: {"channel": channel, "format": fmt}}
 
 

@@ -44,7 +44,7 @@ volume_options = [
 
 
 def volume_size(max_volume_size: str | None, media: str | None) -> int | None:
-    from gapsync.bundler.volumes import parse_volume_size
+    from gapsync.bundle.volumes import parse_volume_size
 
     value = max_volume_size or media
     if value == "exfat":  # no per-file limit beyond the medium: one bundle file
@@ -80,6 +80,6 @@ DURATION = DurationType()
 
 
 def load_keys(paths: tuple[Path, ...], passphrase_file: Path | None):
-    from gapsync.bundler.keys import load_signing_key
+    from gapsync.bundle.keys import load_signing_key
 
     return [load_signing_key(p, passphrase_file) for p in paths]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gapsync import faults, fsutil
 from gapsync.audit import AuditLog
-from gapsync.bundler.bundle import BundleReader, SignedPart, bundle_format, parse_parts
+from gapsync.bundle.archive import BundleReader, SignedPart, bundle_format, parse_parts
 from gapsync.errors import (
     BundleFormatError,
     DigestMismatchError,
@@ -192,7 +192,7 @@ def _bundle_info(release: VerifiedRelease, path_of, available) -> dict:
 def _signed_parts(release: VerifiedRelease, members: dict[str, bytes], bundle: Path) -> dict[str, list[SignedPart]]:
     """Format 2: the parts of every blob that spans volumes, from the (now verified) bundle.json
     target's ``custom.parts``; {} for format 1. A format this gapsync does not read is refused
-    naming the format (gapsync/bundler/bundle.py: bundle_format)."""
+    naming the format (gapsync/bundle/archive.py: bundle_format)."""
     fmt = bundle_format(json.loads(members["targets.json"])["signed"], str(bundle))
     info = next((t for t in release.targets if t.kind == "bundle-info"), None)
     custom = info.custom if info is not None else {}

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gapsync import faults, fsutil
-from gapsync.bundler.bundle import SignedPart
+from gapsync.bundle.archive import SignedPart
 from gapsync.errors import DigestMismatchError
 from gapsync.hashing import CHUNK, ThreadedHash, copy_verified, read_chunks
 

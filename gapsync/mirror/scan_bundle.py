@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.bundler.bundle import BundleReader
+from gapsync.bundle.archive import BundleReader
 from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import copy_verified
 from gapsync.mirror.subjects import build_subjects

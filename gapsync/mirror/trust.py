@@ -21,8 +21,8 @@ from tuf.api.metadata import Metadata, Root, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from gapsync import fsutil
-from gapsync.bundler import approve
-from gapsync.bundler.bundle import METADATA_LIMITS
+from gapsync.bundle import approvals as approve
+from gapsync.bundle.archive import METADATA_LIMITS
 from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, to_bytes
 from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.fsutil import write_atomic

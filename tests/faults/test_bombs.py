@@ -89,7 +89,7 @@ def _resign(world, members: list[Member], edit) -> list[Member]:
     channel's key: a bomb the signer made (or a stolen key did), which TUF accepts."""
     from tuf.api.metadata import Metadata, Targets
 
-    from gapsync.bundler.keys import load_signing_key
+    from gapsync.bundle.keys import load_signing_key
     from gapsync.bundler.trust_repo import to_bytes
 
     t = next(m for m in members if m.name == "metadata/targets.json")

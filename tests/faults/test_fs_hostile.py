@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gapsync.bundler.bundle import BundleReader
-from gapsync.bundler.parity import write_parity
+from gapsync.bundle.archive import BundleReader
+from gapsync.bundle.parity import write_parity
 from tests.conftest import GAPSYNC, cli, isolated_env, new_channel, write_spec
 from tests.helpers import make_wheel, snapshot, static_server, write_index
 

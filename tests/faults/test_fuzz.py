@@ -21,7 +21,7 @@ holds world.b1, and ends in exactly one of two ways:
 
   Every other change is refused, including bytes the reader does not use (tar padding, the
   checksum field's slack, extra zero blocks at the end): the reader refuses those so that a
-  bundle has one byte-for-byte form (see gapsync/bundler/bundle.py).
+  bundle has one byte-for-byte form (see gapsync/bundle/archive.py).
 
 * exit 3 otherwise, with one line naming the bundle, an audit entry, the mirror unchanged byte
   for byte and its staging empty.

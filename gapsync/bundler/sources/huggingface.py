@@ -16,11 +16,11 @@ from typing import Any
 
 import requests
 
+from gapsync.bundle.model_files import MAX_FILES, formats_of, git_blob_sha1
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all
 from gapsync.bundler.http import MAX_JSON_ANSWER, TIMEOUT, remember_credentials, session
 from gapsync.bundler.lock import LockedModel
-from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, git_blob_sha1
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
 from gapsync.names import COMMIT_RE, SHA256_HEX, BadName, check_model

@@ -21,10 +21,10 @@ from typing import Any
 import yaml
 
 from gapsync import fsutil
+from gapsync.bundle.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.http import MAX_JSON_ANSWER, cap_answers
 from gapsync.bundler.lock import LockedModel
-from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import FetchError, InputError
 from gapsync.hashing import read_chunks

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gapsync.bundle.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.http import remember_credentials
 from gapsync.bundler.lock import LockedModel
-from gapsync.bundler.sources.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import DigestMismatchError, InputError
 from gapsync.hashing import read_chunks, sha256_file

@@ -85,7 +85,7 @@ def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs
 @json_option
 def inspect_(bundle_path: Path, as_json: bool) -> None:
     """Show what BUNDLE carries (unverified: use `bundle verify` for trust)."""
-    from gapsync.bundler.inspect import inspect_bundle
+    from gapsync.bundle.inspect import inspect_bundle
 
     info = inspect_bundle(bundle_path)
     if as_json:
@@ -153,7 +153,7 @@ def approve(bundle_paths: tuple[Path, ...], key_files, passphrase_file, as_json:
     The bundle file is not changed (its .minisig stays valid); carry the side file next to it.
     The key must be a key of the channel's targets role. Approving again changes nothing.
     """
-    from gapsync.bundler.approve import approve_bundle
+    from gapsync.bundle.approvals import approve_bundle
 
     keys = load_keys(key_files, passphrase_file)
     results = [approve_bundle(b, k) for b in bundle_paths for k in keys]
@@ -193,7 +193,7 @@ def verify(bundle_path: Path, mirror: Path, as_json: bool) -> None:
 
 def _absent_volumes(path: Path) -> list[str]:
     """The other volumes of the set (by the vNNofMM name) that are not in the same directory."""
-    from gapsync.bundler.volumes import VOLUME_RE, volume_file_name
+    from gapsync.bundle.volumes import VOLUME_RE, volume_file_name
 
     m = VOLUME_RE.fullmatch(path.name)
     if not m:

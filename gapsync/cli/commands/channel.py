@@ -75,7 +75,7 @@ def rotate(name: str, state: Path, old_key_files, new_key_files, roles_text, thr
     Revoking a compromised targets key: `--old-key a.key --revoke b.pub`.
     """
     from gapsync.audit import AuditLog
-    from gapsync.bundler.keys import load_public_key
+    from gapsync.bundle.keys import load_public_key
     from gapsync.bundler.rotate import parse_roles
     from gapsync.bundler.rotate import rotate as rotate_root
     from gapsync.cli.output import emit_json

@@ -19,7 +19,7 @@ def keys() -> None:
               help="Encrypt the private key with the passphrase in this file (or set GAPSYNC_KEY_PASSPHRASE).")
 def generate(out_dir: Path, name: str, passphrase_file: Path | None) -> None:
     """Write OUT/NAME.key (PKCS#8 PEM, 0600) and OUT/NAME.pub (minisign format)."""
-    from gapsync.bundler import keys as keymod
+    from gapsync.bundle import keys as keymod
 
     key_path, pub_path = keymod.generate(out_dir, name, passphrase_file)
     pub = keymod.load_public_key(pub_path)

@@ -3,7 +3,7 @@
 Runs on the air-gapped side, before ``import``. The parity headers are not trusted (their check
 is an unkeyed sha256 anyone can recompute): a rebuilt volume gets its name only when it is a
 canonical bundle carrying the surviving volumes' signed metadata and only signed blobs, each
-with its signed length and sha256 (gapsync/bundler/parity.py). With ``--mirror`` that metadata is
+with its signed length and sha256 (gapsync/bundle/parity.py). With ``--mirror`` that metadata is
 also verified with TUF against the channel's pinned root first; without it, TUF checks the
 volume at import, like any other.
 """
@@ -32,8 +32,8 @@ def repair(paths: tuple[Path, ...], out_dir: Path | None, mirror: Path | None, a
     missing or damaged ones (any N, with N parity files). Exit 3 when too many are lost, or when
     a rebuilt volume is not what the signed metadata says (a forged parity file), or a file is a
     link or FIFO; nothing is written then."""
-    from gapsync.bundler.parity import repair as do_repair
-    from gapsync.bundler.parity import scan_set
+    from gapsync.bundle.parity import repair as do_repair
+    from gapsync.bundle.parity import scan_set
 
     scan = scan_set(list(paths))
     h = scan.header

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.bundler.keys import PublicKey, SigningKey
+from gapsync.bundle.keys import PublicKey, SigningKey
 from gapsync.errors import VerificationError
 
 CHUNK = 1 << 20

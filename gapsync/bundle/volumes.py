@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.bundler.bundle import BLOCK, RECORD, SUFFIX, BundleWriter, member_header
+from gapsync.bundle.archive import BLOCK, RECORD, SUFFIX, BundleWriter, member_header
 from gapsync.errors import GapsyncError, InputError
 from gapsync.model import BlobRef
 

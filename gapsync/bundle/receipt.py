@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.bundler.keys import PublicKey, SigningKey, load_public_key
+from gapsync.bundle.keys import PublicKey, SigningKey, load_public_key
 from gapsync.errors import InputError, VerificationError
 from gapsync.fsutil import write_atomic
 from gapsync.mirror.layout import MirrorLayout

@@ -31,9 +31,9 @@ from securesystemslib.exceptions import UnverifiedSignatureError
 from tuf.api.metadata import Metadata, Root, Signature, Targets
 
 from gapsync import fsutil
-from gapsync.bundler.bundle import SUFFIX as BUNDLE_SUFFIX
-from gapsync.bundler.bundle import BundleReader
-from gapsync.bundler.keys import SigningKey
+from gapsync.bundle.archive import SUFFIX as BUNDLE_SUFFIX
+from gapsync.bundle.archive import BundleReader
+from gapsync.bundle.keys import SigningKey
 from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, signed_digest
 from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.fsutil import write_atomic
@@ -50,7 +50,7 @@ _HEX = re.compile(r"[0-9a-f]{2,1024}")
 def side_file(bundle: Path) -> Path:
     """``BUNDLE.approvals.json``; the volumes of one bundle (``<stem>.vNNofMM.gapsync``) carry the
     same targets metadata and share one side file, ``<stem>.gapsync.approvals.json``."""
-    from gapsync.bundler.volumes import VOLUME_RE
+    from gapsync.bundle.volumes import VOLUME_RE
 
     m = VOLUME_RE.fullmatch(bundle.name)
     return bundle.with_name((f"{m.group('stem')}{BUNDLE_SUFFIX}" if m else bundle.name) + SUFFIX)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gapsync.bundler import approve
-from gapsync.bundler.bundle import BundleReader
+from gapsync.bundle import approvals as approve
+from gapsync.bundle.archive import BundleReader
 from gapsync.bundler.create import BUNDLE_INFO_PATH
 from gapsync.errors import BundleFormatError, GapsyncError
 

@@ -43,8 +43,8 @@ from typing import BinaryIO
 import zfec
 
 from gapsync import fsutil
-from gapsync.bundler.bundle import SUFFIX, BundleReader, SignedPart, bundle_format, parse_parts
-from gapsync.bundler.volumes import VOLUME_RE
+from gapsync.bundle.archive import SUFFIX, BundleReader, SignedPart, bundle_format, parse_parts
+from gapsync.bundle.volumes import VOLUME_RE
 from gapsync.errors import BundleFormatError, GapsyncError, InputError, VerificationError
 from gapsync.hashing import CHUNK
 
