@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import OUT, ROOT, clean_env, machine, write_result  # noqa: E402
 
-from gapsync.scanner.advisories import AdvisoryDB, import_db  # noqa: E402
+from gapsync.advisories import AdvisoryDB, import_db  # noqa: E402
+from gapsync.scanner.artifacts.vulns import AFFECTED, compile_record, parse_version, scan_subject  # noqa: E402
 from gapsync.scanner.subject import ScanSubject  # noqa: E402
-from gapsync.scanner.vulns import AFFECTED, compile_record, parse_version, scan_subject  # noqa: E402
 
 SNAPSHOT = ROOT / "gapsync" / "demo" / "data" / "pypa-advisory-db.osv.jsonl.gz"
 AUDIT_VENV = Path.home() / ".cache" / "gapsync-bench" / "pip-audit-venv"
@@ -92,7 +92,7 @@ def time_load(store: Path, repeat: int) -> dict:
         t0 = time.perf_counter()
         AdvisoryDB.load(store)
         walls.append(time.perf_counter() - t0)
-    code = ("import time; t = time.perf_counter(); from gapsync.scanner.advisories import AdvisoryDB; "
+    code = ("import time; t = time.perf_counter(); from gapsync.advisories import AdvisoryDB; "
             f"AdvisoryDB.load({str(store)!r}); print(time.perf_counter() - t)")
     fresh = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                   cwd=ROOT, env=clean_env()).stdout) for _ in range(repeat)]
@@ -175,7 +175,7 @@ class OsvShim:
     def answer(self, name: str, version: str) -> list[dict]:
         from packaging.utils import canonicalize_name
 
-        from gapsync.scanner.vulns import parse
+        from gapsync.scanner.artifacts.vulns import parse
 
         v, canon = parse(version)
         return [adv.record for adv in self.index.get(canonicalize_name(name), [])

@@ -48,7 +48,7 @@ def advisory_store(tmp_path_factory) -> Path:
     import gzip
     from datetime import UTC, datetime
 
-    from gapsync.scanner.advisories import import_db, pypi_names
+    from gapsync.advisories import import_db, pypi_names
     from tests.data_paths import ADVISORIES
 
     base = tmp_path_factory.mktemp("advisories")

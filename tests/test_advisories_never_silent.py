@@ -131,7 +131,7 @@ def test_strict_stale_block_refuses_everything_checked_with_an_old_database(worl
 
 
 def test_gapsync_advisories_tilde_is_expanded_in_one_place(tmp_path, monkeypatch):
-    from gapsync.scanner.run import advisory_file
+    from gapsync.assess import advisory_file
     from tests.data_paths import ADVISORIES
 
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -321,7 +321,7 @@ def test_same_versions_keeps_a_targets_own_version_where_the_common_one_does_not
 
 
 def test_the_report_has_a_line_for_the_version_differences():
-    from gapsync.scanner.report import render_html
+    from gapsync.reports.html import render_html
 
     page = render_html({"name": "t", "python_version_differences": {"pandas": {T311: "2.3.2", T312: "<b>3.1.1"}}})
     assert "Versions differ between targets" in page and f"pandas: 2.3.2 ({T311})" in page

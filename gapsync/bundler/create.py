@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gapsync import __version__, fsutil
+from gapsync.assess import advisory_file, load_advisories, scan_subjects
 from gapsync.audit import AuditLog
 from gapsync.bundle import minisign
 from gapsync.bundle.archive import bundle_file_name
@@ -40,14 +41,13 @@ from gapsync.bundler.sources import huggingface, model_local, oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
-from gapsync.bundler.wheel_metadata import core_metadata_blob, requires_python
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
 from gapsync.hashing import check_free_space, read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
 from gapsync.redact import redact_url
-from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
+from gapsync.scanner.artifacts.wheel_metadata import core_metadata_blob, requires_python
 
 BUNDLE_INFO_PATH = "gapsync/bundle.json"
 SBOM_PATH = "gapsync/sbom.cdx.json"
@@ -352,7 +352,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     if diffs:
         info["python_version_differences"] = diffs
     if scan.report:
-        from gapsync.scanner.report import render_html
+        from gapsync.reports.html import render_html
 
         fsutil.write_atomic(scan.report, render_html(info, [k.public.tuf_key().keyid for k in keys]).encode())
     if blocked and not scan.allow_partial:
@@ -376,7 +376,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         info["kind"], info["base"] = "delta", base
     extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), {"kind": "bundle-info"})]
     try:
-        from gapsync.scanner.sbom import build_sbom
+        from gapsync.reports.sbom import build_sbom
 
         extra.append((SBOM_PATH, build_sbom(info), {"kind": "sbom"}))
     except ImportError:

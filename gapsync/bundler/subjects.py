@@ -5,8 +5,8 @@ from __future__ import annotations
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.lock import Lock, LockedFile
 from gapsync.bundler.sources.oci import ImagePlan
-from gapsync.bundler.wheel_metadata import core_metadata_blob
 from gapsync.oci import hex_of
+from gapsync.scanner.artifacts.wheel_metadata import core_metadata_blob
 from gapsync.scanner.subject import ScanSubject, SubjectFile
 
 
@@ -60,8 +60,8 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
 
 def _signature_meta(p: ImagePlan, plans: list[ImagePlan], cache: BlobCache) -> dict:
     """The artifact type, or (an image) its digest and the signatures attached to it, for the
-    policy's images.require_signature (gapsync/scanner/signatures.py)."""
-    from gapsync.scanner.signatures import file_reader, image_meta
+    policy's images.require_signature (gapsync/scanner/artifacts/signatures.py)."""
+    from gapsync.scanner.artifacts.signatures import file_reader, image_meta
 
     if p.image.artifact_type:
         return {"artifact_type": p.image.artifact_type}

@@ -169,7 +169,7 @@ def _bootstrap(view: MirrorLayout) -> dict[str, dict]:
     publishes into ``view`` claims the names of its last imported (signed, re-verified) release,
     the channel that imported first winning a name two of them hold. Written out by the next
     import's :func:`record`."""
-    from gapsync.mirror.export import signed_targets
+    from gapsync.mirror.exports.lockfiles import signed_targets
 
     base = view.base if isinstance(view, NamespaceLayout) else view
     ns = view.namespace if isinstance(view, NamespaceLayout) else None

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gapsync import faults, fsutil
+from gapsync.assess import advisory_file, load_advisories, scan_subjects
 from gapsync.audit import AuditLog
 from gapsync.bundle.archive import BundleReader, SignedPart, bundle_format, parse_parts
 from gapsync.errors import (
@@ -45,7 +46,6 @@ from gapsync.mirror.trust import VerifiedRelease, apply_approvals, claimed_chann
 from gapsync.model import Target
 from gapsync.names import BadName, check_model
 from gapsync.policies.schema import load_policy
-from gapsync.scanner.run import advisory_file, load_advisories, scan_subjects
 
 TARGET_CLASSES = (Pep503Index, OciLayout, HfCache, CondaChannel)
 BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published

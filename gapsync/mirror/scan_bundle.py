@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gapsync import fsutil
+from gapsync.assess import ScanOutcome, advisory_file, load_advisories, scan_subjects
 from gapsync.bundle.archive import BundleReader
 from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import copy_verified
 from gapsync.mirror.subjects import build_subjects
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
-from gapsync.scanner.run import ScanOutcome, advisory_file, load_advisories, scan_subjects
 
 
 def scan_bundle(bundle: Path, policy: str | Path | None = None, advisories: Path | None = None,

@@ -63,7 +63,7 @@ def build_subjects(targets: list[Target], path_of: Callable[[str], Path]) -> lis
 def _signature_meta(t: Target, targets: list[Target], path_of: Callable[[str], Path]) -> dict:
     """As on the connected side: the artifact type, or the image's upstream digest and the
     signatures attached to it (targets whose ``subject`` is that digest), verified here again."""
-    from gapsync.scanner.signatures import file_reader, image_meta
+    from gapsync.scanner.artifacts.signatures import file_reader, image_meta
 
     c = t.custom
     if c.get("artifact_type"):

@@ -147,7 +147,7 @@ def _signature_reasons(policy: Policy, subject: ScanSubject) -> list[dict[str, A
     """``images.require_signature``: an image (not an artifact: charts, signatures) crosses only
     with a signature that names its digest and verifies under one of the policy's keys. What
     verified, under which key, is an allow reason (the report and the SBOM show it)."""
-    from gapsync.scanner.signatures import PublicKey, verify
+    from gapsync.scanner.artifacts.signatures import PublicKey, verify
 
     if subject.meta.get("artifact_type") or not policy.image_signature_keys:
         return []

@@ -91,7 +91,7 @@ class Policy:
     max_file_size: int | None = None
     waivers: tuple[Waiver, ...] = field(default_factory=tuple)
     # images.require_signature: {keys: [...]}: an image crosses only with a signature that verifies
-    # under one of these public keys (PEM text, ECDSA P-256 or Ed25519; gapsync/scanner/signatures.py)
+    # under one of these public keys (PEM text, ECDSA P-256 or Ed25519; gapsync/scanner/artifacts/signatures.py)
     image_require_signature: bool = False
     image_signature_keys: tuple[str, ...] = ()
 
@@ -280,7 +280,7 @@ def _parse(data: Any, loc: Located, path: Path, digest: str) -> Policy:
 def _parse_images(im: Any, loc: Located, kw: dict[str, Any], path: Path) -> None:
     """``images: {require_signature: {keys: [FILE.pub or PEM text, ...]}}`` (false: not required).
     Key files are read here (relative to the policy file), so the keys are fixed with the policy."""
-    from gapsync.scanner.signatures import KeyError_, PublicKey
+    from gapsync.scanner.artifacts.signatures import KeyError_, PublicKey
 
     im = im or {}
     expect(loc, ("images",), im, dict, "a mapping {require_signature}")

@@ -16,9 +16,9 @@ from typing import BinaryIO, ClassVar
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.budget import DEFAULT_LIMITS, Budget, BudgetExceeded
-from gapsync.scanner.detect import COMPRESSED, HEAD_SIZE, Format, by_name, detect
-from gapsync.scanner.pickles import analyse_pickles
-from gapsync.scanner.streams import CHUNK, ByteReader
+from gapsync.scanner.formats.detect import COMPRESSED, HEAD_SIZE, Format, by_name, detect
+from gapsync.scanner.formats.pickles import analyse_pickles
+from gapsync.scanner.formats.streams import CHUNK, ByteReader
 
 SPOOL_IN_MEMORY = 32 << 20  # a container that must be seeked but came from a compressed entry
 
@@ -85,7 +85,7 @@ def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -
     if fmt in (Format.UNKNOWN, Format.JSON) and where.name.lower().endswith(".jinja"):  # "{%" looks like JSON
         # transformers loads chat_template.jinja (and additional_chat_templates/*.jinja) by name
         # and renders it: judged by its syntax tree like a template inside tokenizer_config.json
-        from gapsync.scanner.templates import scan_jinja
+        from gapsync.scanner.formats.templates import scan_jinja
 
         return fmt, scan_jinja(f, where)
     named = by_name(where.name) if fmt is Format.UNKNOWN else None
@@ -125,12 +125,12 @@ def _scan_stream(f: BinaryIO, where: Where, pickle_hint: bool, zip_tail: bool) -
 def _by_name(fmt: Format, f: BinaryIO, head: bytes, where: Where) -> list[Finding] | None:
     """Read the bytes as the container or compression their name promises; None: not that."""
     if fmt in COMPRESSED:
-        from gapsync.scanner import compressed
+        from gapsync.scanner.formats import compressed
 
         return compressed.handler_for(fmt, by_name=True)(f, where)
     if fmt is Format.TAR and _tar_checksum_ok(head):
         # an old (V7) tar has no "ustar" magic; tarfile (and so pandas) reads it by its checksum
-        from gapsync.scanner import tars
+        from gapsync.scanner.formats import tars
 
         return tars.scan_tar(f, where)
     return None
@@ -154,7 +154,7 @@ def _zip_behind(f: BinaryIO, where: Where) -> list[Finding]:
     ``zipfile`` finds a zip by its end record, so such a file is a zip to some loaders and
     something else to others: scan it both ways.
     """
-    from gapsync.scanner import zips
+    from gapsync.scanner.formats import zips
 
     if not _seekable(f) or where.size is None:
         return []
@@ -224,12 +224,12 @@ def _handler(fmt: Format) -> Handler | None:
     found = _loaded.get(fmt)
     if found is None:
         if fmt in COMPRESSED:
-            from gapsync.scanner import compressed
+            from gapsync.scanner.formats import compressed
 
             found = compressed.handler_for(fmt)
         elif fmt in _HANDLER_NAMES:
             module, func = _HANDLER_NAMES[fmt].split(":")
-            found = getattr(importlib.import_module(f"gapsync.scanner.{module}"), func)
+            found = getattr(importlib.import_module(f"gapsync.scanner.formats.{module}"), func)
         else:
             return None
         _loaded[fmt] = found

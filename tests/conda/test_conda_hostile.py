@@ -21,7 +21,7 @@ from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.conda_channel import CondaChannel
 from gapsync.model import BlobRef, Target
-from gapsync.scanner.conda_pkg import check_record, read_package
+from gapsync.scanner.artifacts.conda_pkg import check_record, read_package
 from tests.conda.test_conda_e2e import conda_spec
 from tests.conftest import GAPSYNC, cli, isolated_env, new_channel
 from tests.helpers import snapshot

@@ -267,7 +267,7 @@ def test_registry_stopped_mid_push_then_restarted(pushable, oci_images, target, 
 
 
 # Strict: the day the bug is fixed this fails the run, and the marker goes. The fix, in
-# gapsync/mirror/targets/oci_push.py: PUT the top manifest through with_retries like the
+# gapsync/mirror/exports/oci_push.py: PUT the top manifest through with_retries like the
 # platform manifests (``_put``), keeping the 400 fallback for an index with absent platforms.
 def test_a_500_on_the_tag_is_retried(pushable, oci_images, target):
     target.proxy.rules([{"method": "PUT", "path": r"/manifests/2\.0$", "action": "500", "times": 1}])

@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from gapsync.policies.schema import load_policy
-from gapsync.scanner.signatures import Candidate, PublicKey, verify
+from gapsync.scanner.artifacts.signatures import Candidate, PublicKey, verify
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port
 from tests.oci.artifacts_support import (

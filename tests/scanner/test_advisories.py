@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from gapsync.advisories import DB_FILE, INFO_FILE, AdvisoryDB, import_db, read_info, update
 from gapsync.cli.main import main
 from gapsync.errors import FetchError, InputError, VerificationError
-from gapsync.scanner.advisories import DB_FILE, INFO_FILE, AdvisoryDB, import_db, read_info, update
 from tests.data_paths import ADVISORIES as SNAPSHOT  # noqa: E402
 
 needs_snapshot = pytest.mark.skipif(not SNAPSHOT.exists(), reason="shared/advisories snapshot not present")
@@ -248,7 +248,7 @@ def test_cli(tmp_path, capsys, monkeypatch, zip_server):
 def test_freshness_counts_from_the_newest_advisory():
     from datetime import UTC, datetime, timedelta
 
-    from gapsync.scanner.advisories import freshness, notice_text
+    from gapsync.advisories import freshness, notice_text
 
     now = datetime(2026, 12, 7, tzinfo=UTC)
     info = {"modified": "2024-10-10T17:22:00.587279Z", "imported_at": "2026-12-06T00:00:00Z"}

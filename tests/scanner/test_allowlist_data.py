@@ -12,7 +12,7 @@ import yaml
 
 from gapsync.errors import InputError
 from gapsync.policies import pickle_globals as pg
-from gapsync.scanner.pickle_ops import OPCODES
+from gapsync.scanner.formats.pickle_ops import OPCODES
 
 
 def test_opcode_table_is_pickletools_table():

@@ -300,9 +300,9 @@ def test_bundle_create_and_import_block_a_compressed_malicious_model(tmp_path):
 
 
 def test_budgets_come_from_the_policy_and_bad_ones_are_refused(tmp_path):
+    from gapsync.assess import scan_subjects
     from gapsync.errors import InputError
     from gapsync.policies.schema import load_policy
-    from gapsync.scanner.run import scan_subjects
     from gapsync.scanner.subject import ScanSubject, SubjectFile
 
     pol = tmp_path / "p.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gapsync.model import Severity
-from gapsync.scanner.licenses import (
+from gapsync.scanner.artifacts.licenses import (
     CLASSIFIERS,
     HF_LICENSES,
     annotation_license,

@@ -22,7 +22,7 @@ def test_npy_object_dtype_spelled_as_numpy_dtype_reads_it(tmp_path, descr):
 
 
 def test_npy_plain_dtypes_are_not_pickles(tmp_path):
-    from gapsync.scanner.numpy_files import _has_object
+    from gapsync.scanner.formats.numpy_files import _has_object
     for d in ("<f8", "|b1", "<U5", "|S3", "<M8[ns]", "|V8", "float64", "int32", "bool"):
         assert not _has_object(d), d
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gapsync.scanner.report import render_html
+from gapsync.reports.html import render_html
 from tests.scanner.test_sbom import example_bundle_info
 
 SIGNERS = ["ed25519:3f2a9c0d1b7e4a55 (dmz-release-1)"]
@@ -146,7 +146,7 @@ def test_renders_in_headless_chromium(tmp_path: Path) -> None:
 def test_a_reason_repeated_on_many_artifacts_is_one_line():
     """203 packages without an advisory database: one line with the count and the artifacts,
     and the two real findings are not buried."""
-    from gapsync.scanner.report import group_reasons
+    from gapsync.reports.html import group_reasons
 
     why = "not checked for vulnerabilities: no advisory database (gapsync advisories import / update)"
     decisions = [{"artifact": f"python:pkg{i}@1.0", "action": "warn",

@@ -12,7 +12,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from gapsync.errors import InputError
-from gapsync.scanner.sbom import build_sbom, serial_number
+from gapsync.reports.sbom import build_sbom, serial_number
 
 
 def _sha(text: str) -> str:

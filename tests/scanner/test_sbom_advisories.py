@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gapsync.scanner.sbom import build_sbom
+from gapsync.reports.sbom import build_sbom
 from tests.scanner.test_sbom import example_bundle_info
 
 

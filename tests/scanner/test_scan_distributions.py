@@ -249,7 +249,7 @@ def test_no_database_blocks_the_distribution_with_one_line(tmp_path):
 def test_the_pkg_info_search_stops_at_its_budget(tmp_path, monkeypatch):
     """A large member before PKG-INFO (a gzip bomb, at full size) is not decompressed to its end:
     the sdist is then known by its file name only, and says so."""
-    from gapsync.scanner import distributions
+    from gapsync.scanner.artifacts import distributions
 
     monkeypatch.setattr(distributions, "MAX_SDIST_BYTES", 1 << 20)
     path = tmp_path / "jinja2-2.10.tar.gz"

@@ -14,8 +14,8 @@ import struct
 import pytest
 from scanner_samples import is_malicious, rules, scan, write
 
-from gapsync.scanner import templates
-from gapsync.scanner.templates import judge_template
+from gapsync.scanner.formats import templates
+from gapsync.scanner.formats.templates import judge_template
 
 LLAMA3 = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
@@ -785,7 +785,7 @@ def test_plain_json_has_no_template_finding(tmp_path):
 
 
 def test_chat_template_in_json_too_large_to_parse_fails_closed(tmp_path, monkeypatch):
-    from gapsync.scanner import jsonfiles
+    from gapsync.scanner.formats import jsonfiles
 
     monkeypatch.setattr(jsonfiles, "MAX_JSON", 4096)
     monkeypatch.setattr(jsonfiles, "CHUNK", 1000)
@@ -809,7 +809,7 @@ def test_chat_template_in_json_too_large_to_parse_fails_closed(tmp_path, monkeyp
 def test_template_files_of_their_own(tmp_path):
     """chat_template.jinja (transformers saves templates so now): judged by scan_jinja."""
     from gapsync.scanner.base import Where
-    from gapsync.scanner.templates import scan_jinja
+    from gapsync.scanner.formats.templates import scan_jinja
 
     def judged(name: str, data: bytes):
         path = write(tmp_path, name, data)

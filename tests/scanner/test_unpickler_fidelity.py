@@ -53,8 +53,8 @@ def test_int_is_a_bool_only_for_two_characters(tmp_path):
     # "I01" is True, "I1" is 1: the stand-in value matters where the scanner uses it (memo keys)
     import io
 
-    from gapsync.scanner.pickle_ops import iter_ops
-    from gapsync.scanner.streams import ByteReader
+    from gapsync.scanner.formats.pickle_ops import iter_ops
+    from gapsync.scanner.formats.streams import ByteReader
 
     ops = iter_ops(ByteReader(io.BytesIO(b"I01\nI1\nI 1\nI0x1\n.")))
     values = [next(ops).arg for _ in range(4)]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from gapsync.advisories import AdvisoryDB
 from gapsync.model import Severity
-from gapsync.scanner.advisories import AdvisoryDB
-from gapsync.scanner.dist_info import installed_dists, parse_metadata
+from gapsync.scanner.artifacts.dist_info import installed_dists, parse_metadata
+from gapsync.scanner.artifacts.vulns import scan_subject
 from gapsync.scanner.subject import ScanSubject, SubjectFile
-from gapsync.scanner.vulns import scan_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 from tests.data_paths import ADVISORIES_DIR as SHARED  # noqa: E402
@@ -305,7 +305,7 @@ def test_withdrawn_snapshot_advisories_never_match(real_db):
 def test_ranges_and_lists_disagree_only_where_the_readme_says(real_db):
     """Every listed PEP 440 version must be inside a range, except in the 4 advisories the
     README names (this is what sorting the events, fixes first at ties, buys)."""
-    from gapsync.scanner.vulns import parse_version
+    from gapsync.scanner.artifacts.vulns import parse_version
 
     disagree = set()
     for name in real_db.packages():

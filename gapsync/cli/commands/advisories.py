@@ -32,7 +32,7 @@ def advisories() -> None:
 def import_(file: Path, store: Path | None, source_name: str | None) -> None:
     """Load FILE, an OSV export (a zip of JSON files such as osv.dev's PyPI/all.zip, or JSON
     lines, gzipped or not), into the store, replacing what was there."""
-    from gapsync.scanner.advisories import default_store, import_db
+    from gapsync.advisories import default_store, import_db
 
     store = store or default_store()
     info = import_db(file, store, source_name=source_name)
@@ -44,8 +44,8 @@ def import_(file: Path, store: Path | None, source_name: str | None) -> None:
 @click.option("--url", default=None, help="Where to download the OSV PyPI export [default: osv.dev's PyPI/all.zip].")
 def update(store: Path | None, url: str | None) -> None:
     """Download the current OSV PyPI export (where this side has internet) into the store."""
-    from gapsync.scanner.advisories import OSV_PYPI_URL, default_store
-    from gapsync.scanner.advisories import update as update_db
+    from gapsync.advisories import OSV_PYPI_URL, default_store
+    from gapsync.advisories import update as update_db
 
     store = store or default_store()
     info = update_db(store, url=url or OSV_PYPI_URL)
@@ -58,8 +58,8 @@ def update(store: Path | None, url: str | None) -> None:
 def info(store: Path | None, as_json: bool) -> None:
     """Show where the stored database came from, how current it is and its counts (the file is
     loaded and checked against the sha256 recorded at import)."""
+    from gapsync.advisories import AdvisoryDB, default_store
     from gapsync.cli.output import emit_json
-    from gapsync.scanner.advisories import AdvisoryDB, default_store
 
     store = store or default_store()
     data = AdvisoryDB.load(store).info()

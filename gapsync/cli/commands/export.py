@@ -29,7 +29,12 @@ def export(mirror: Path, target: str, channel: str | None, fmt: str, index_url: 
     hashed requirements for ``pip install --require-hashes -r`` or a pylock.toml for
     ``uv pip sync`` / ``uv pip install -r``."""
     from gapsync.fsutil import write_atomic
-    from gapsync.mirror.export import export_target, files_url_for, render_pylock, render_requirements
+    from gapsync.mirror.exports.lockfiles import (
+        export_target,
+        files_url_for,
+        render_pylock,
+        render_requirements,
+    )
 
     e = export_target(mirror, target, channel)
     if fmt == "pylock":

@@ -34,19 +34,19 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, pypi_
     results = [import_bundle(b, mirror, options=ImportOptions(policy, allow_partial)) for b in bundles]
     report = None
     if oci_push:
-        from gapsync.mirror.push import push_and_audit
+        from gapsync.mirror.exports.push import push_and_audit
 
         images = {p for r in results for p in r.images}
         report = push_and_audit(mirror, oci_push, images) if images else None
     uploaded = None
     if pypi_upload:  # every Python file of the imported releases (also when already imported: a re-run resumes)
-        from gapsync.mirror.pypi_upload import channel_files, upload_and_audit
+        from gapsync.mirror.exports.pypi_upload import channel_files, upload_and_audit
 
         channels = {r.channel for r in results}
         uploaded = upload_and_audit(mirror, pypi_upload, only=channel_files(mirror, channels), channels=channels)
     registered = []
     if mlflow_uri:
-        from gapsync.mirror.push import register_and_audit
+        from gapsync.mirror.exports.push import register_and_audit
 
         registered = [register_and_audit(mirror, mlflow_uri, r.models, bundle=r.bundle.name, channel=r.channel)
                       for r in results if r.models]

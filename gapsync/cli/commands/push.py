@@ -34,7 +34,7 @@ def push(mirror: Path, url: str | None, pypi_url: str | None, pypi_simple_url: s
         raise click.UsageError("name where to push: --to REGISTRY_URL and/or --pypi INDEX_UPLOAD_URL")
     doc: dict = {}
     if url:
-        from gapsync.mirror.push import push_and_audit
+        from gapsync.mirror.exports.push import push_and_audit
 
         report = push_and_audit(mirror, url, set(images) or None, jobs=jobs, chunk_size=chunk_size)
         doc["oci"] = report.to_dict()
@@ -46,7 +46,7 @@ def push(mirror: Path, url: str | None, pypi_url: str | None, pypi_simple_url: s
             click.echo(f"{report.blobs_uploaded} blobs uploaded ({human_size(report.bytes_uploaded)}), "
                        f"{report.blobs_skipped} already there, {report.blobs_mounted} mounted")
     if pypi_url:
-        from gapsync.mirror.pypi_upload import upload_and_audit
+        from gapsync.mirror.exports.pypi_upload import upload_and_audit
 
         up = upload_and_audit(mirror, pypi_url, simple_url=pypi_simple_url)
         doc["pypi"] = up.to_dict()

@@ -44,7 +44,7 @@ def scan(path: Path | None, spec_path: Path | None, lock_path: Path | None, requ
     policy blocks something).
     """
     from gapsync.errors import InputError
-    from gapsync.scanner.distributions import find_distributions, is_distribution, read_distribution
+    from gapsync.scanner.artifacts.distributions import find_distributions, is_distribution, read_distribution
 
     if sum(x is not None and x != () for x in (path, spec_path, requirements)) != 1:
         raise InputError("scan: give one of PATH (files, a directory, a wheel or sdist, a bundle), --spec gapsync.yaml "
@@ -90,7 +90,7 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
            "licenses": outcome.licenses, "advisories": outcome.advisories, "policy": outcome.policy,
            "counts": outcome.counts(), "blocked": outcome.blocked()}
     if report:
-        from gapsync.scanner.report import render_html
+        from gapsync.reports.html import render_html
 
         fsutil.write_atomic(report, render_html({**info, "findings": doc["findings"], "decisions": doc["decisions"],
                                                  "advisories": outcome.advisories, "policy": outcome.policy,
@@ -98,7 +98,7 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
     if as_json:
         emit_json(doc)
     else:
-        from gapsync.scanner.report import group_reasons
+        from gapsync.reports.html import group_reasons
 
         groups = group_reasons(doc["decisions"])
         grouped = {(g["rule"], g["action"]) for g in groups}
@@ -126,11 +126,11 @@ def _scan_dists(dists: list | None, requirements: list[Path], others: list[Path]
     runs; the other files of a directory (``others``) through the model scanner, as before."""
     from datetime import UTC, datetime
 
+    from gapsync.assess import advisory_file, load_advisories
     from gapsync.model import Severity
     from gapsync.policies.schema import load_policy
+    from gapsync.scanner.artifacts.distributions import scan_distributions, scan_requirements
     from gapsync.scanner.base import scan_path
-    from gapsync.scanner.distributions import scan_distributions, scan_requirements
-    from gapsync.scanner.run import advisory_file, load_advisories
 
     pol = load_policy(policy)
     db = load_advisories(advisory_file(advisories))
@@ -156,7 +156,7 @@ def _scan_dists(dists: list | None, requirements: list[Path], others: list[Path]
                            "fail_on": fail_on, "blocked": bool(file_blocking),
                            "not_read": links or []}}  # symbolic links (not followed), FIFOs, devices
     if report:
-        from gapsync.scanner.report import render_html
+        from gapsync.reports.html import render_html
 
         fsutil.write_atomic(report, render_html({"name": what, "artifacts": [], **{k: doc[k] for k in (
             "findings", "decisions", "advisories", "policy")}}).encode())

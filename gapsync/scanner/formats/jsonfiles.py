@@ -2,7 +2,7 @@
 
 ``chat_template`` at the top level of ``tokenizer_config.json`` (a string, or a list of
 ``{"name", "template"}``) and of ``chat_template.json`` is a Jinja2 program that inference
-servers render: it is judged by gapsync/scanner/templates.py.
+servers render: it is judged by gapsync/scanner/formats/templates.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.keras import analyse_keras_config, is_keras_config
-from gapsync.scanner.templates import template_findings
+from gapsync.scanner.formats.keras import analyse_keras_config, is_keras_config
+from gapsync.scanner.formats.templates import template_findings
 
 MAX_JSON = 64 << 20
 CHUNK = 1 << 20

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from gapsync.scanner.streams import ByteReader, Truncated
+from gapsync.scanner.formats.streams import ByteReader, Truncated
 
 KEEP_BYTES = 256 * 1024  # bytes arguments kept for analysis (nested pickles); larger ones are skipped
 KEEP_TEXT = 64 * 1024  # str arguments kept; longer ones are cut (marked Omitted)

@@ -61,7 +61,7 @@ class ScanOutcome:
 
 def advisory_file(store: Path | None) -> Path | None:
     """The stored OSV database in ``store`` (or the default store), or None when none was imported."""
-    from gapsync.scanner.advisories import default_store
+    from gapsync.advisories import default_store
 
     d = Path(store) if store is not None else default_store()
     if d.is_file():
@@ -74,13 +74,13 @@ def load_advisories(path: Path | None):
     """The advisory database at ``path`` (a stored OSV jsonl.gz), or None when there is none."""
     if path is None or not Path(path).is_file():
         return None
-    from gapsync.scanner.advisories import AdvisoryDB
+    from gapsync.advisories import AdvisoryDB
 
     return AdvisoryDB.load(Path(path))
 
 
 def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: datetime) -> ScanOutcome:
-    from gapsync.scanner import licenses, vulns
+    from gapsync.scanner.artifacts import licenses, vulns
     from gapsync.scanner.models import ModelScanner
 
     outcome = ScanOutcome(advisories=advisories.info() if advisories is not None else None, policy=policy.summary())
@@ -93,7 +93,7 @@ def scan_subjects(subjects: list[ScanSubject], policy: Policy, advisories, now: 
         if advisories is not None and s.kind in ("python", "oci"):
             found += vulns.scan_subject(advisories, s)
         if s.kind == "conda":  # each package read once: metadata, unsafe paths, pickles when asked, license
-            from gapsync.scanner.conda_pkg import scan_subject as scan_conda
+            from gapsync.scanner.artifacts.conda_pkg import scan_subject as scan_conda
 
             conda_found, s.meta["license"] = scan_conda(s, policy.scan_pickles_in_packages)
             found += conda_found
@@ -115,7 +115,7 @@ def _advisories_notice(outcome: ScanOutcome, subjects: list[ScanSubject], policy
     when packages were not checked or were checked against a database older than the policy's
     ``advisories.max_age``, print ONE line (every command that scans comes through here).
     Returns why the database is stale, for the decisions (None when it is not)."""
-    from gapsync.scanner.advisories import freshness, notice, notice_text
+    from gapsync.advisories import freshness, notice, notice_text
 
     fresh = freshness(outcome.advisories, policy.advisories_max_age, now)
     if outcome.advisories is not None:

@@ -4,7 +4,7 @@ GGUF holds no pickle, but its header counts drive allocations in loaders (heap o
 been reported for oversized counts and lengths), and ``tokenizer.chat_template`` is a Jinja2
 template that some runtimes render without a sandbox (server-side template injection,
 CVE-2024-34359). So counts and lengths are bounded, every key/value is parsed, and chat
-templates are judged by their syntax tree (gapsync/scanner/templates.py): reported for review
+templates are judged by their syntax tree (gapsync/scanner/formats/templates.py): reported for review
 (info) when they use only what chat templates use, high otherwise.
 """
 
@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.streams import ByteReader, Truncated
-from gapsync.scanner.templates import TemplateBudget, template_findings
+from gapsync.scanner.formats.streams import ByteReader, Truncated
+from gapsync.scanner.formats.templates import TemplateBudget, template_findings
 
 MAX_KV = 1_000_000
 MAX_TENSORS = 10_000_000

@@ -26,7 +26,7 @@ from datetime import date
 from typing import Any
 
 from gapsync.model import Severity
-from gapsync.scanner import licenses
+from gapsync.scanner.artifacts import licenses
 
 SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]  # critical .. info, unknown
 ACTION_ORDER = {"block": 0, "": 1, "warn": 2, "allow": 3}

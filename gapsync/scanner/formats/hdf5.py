@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.keras import analyse_keras_config, is_keras_config
+from gapsync.scanner.formats.keras import analyse_keras_config, is_keras_config
 
 HEAD_LIMIT = 64 << 20
 MARKERS = ('{"class_name"', '{"module"')

@@ -9,7 +9,7 @@ with a zero mtime, so the same records give the same sha256) next to ``info.json
 are written atomically: a reader sees the old store or the new one, never half of one.
 
 ``AdvisoryDB.load`` reads that file back into an index by PEP 503 name; the matching itself lives
-in :mod:`gapsync.scanner.vulns`. Every record is checked on import and again on load, and a bad
+in :mod:`gapsync.scanner.artifacts.vulns`. Every record is checked on import and again on load, and a bad
 one is an :class:`~gapsync.errors.InputError` naming the file and the line (or zip member).
 """
 
@@ -36,7 +36,7 @@ from gapsync.errors import FetchError, InputError, VerificationError
 from gapsync.fsutil import write_atomic
 
 if TYPE_CHECKING:
-    from gapsync.scanner.vulns import CompiledAdvisory, MatchResult
+    from gapsync.scanner.artifacts.vulns import CompiledAdvisory, MatchResult
 
 OSV_PYPI_URL = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 DB_FILE = "pypi.osv.jsonl.gz"
@@ -416,15 +416,15 @@ class AdvisoryDB:
         name = canonicalize_name(name)
         compiled = self._compiled.get(name)
         if compiled is None:
-            from gapsync.scanner.vulns import compile_record
+            from gapsync.scanner.artifacts.vulns import compile_record
 
             compiled = [compile_record(rec, self.version_cache, only=name)[name] for rec in self._raw.get(name, [])]
             self._compiled[name] = compiled
         return compiled
 
     def match(self, name: str, version: str) -> MatchResult:
-        """Which live advisories affect ``name`` at ``version`` (see :mod:`gapsync.scanner.vulns`)."""
-        from gapsync.scanner.vulns import match
+        """Which live advisories affect ``name`` at ``version`` (see :mod:`gapsync.scanner.artifacts.vulns`)."""
+        from gapsync.scanner.artifacts.vulns import match
 
         return match(self, name, version)
 

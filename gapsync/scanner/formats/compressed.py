@@ -22,8 +22,8 @@ from typing import BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.detect import Format
-from gapsync.scanner.streams import CHUNK, decompressing
+from gapsync.scanner.formats.detect import Format
+from gapsync.scanner.formats.streams import CHUNK, decompressing
 
 
 class _ZstdError(Exception):
@@ -108,7 +108,7 @@ class _Prefixed(io.RawIOBase):
 def _after_zfile_header(f: BinaryIO) -> BinaryIO:
     """joblib's read_zfile: skip b"ZF" and the 19-character length, and one space after it if
     there is one (joblib <= 0.8.4 under Python 2 wrote a wider header); the zlib stream follows."""
-    from gapsync.scanner.detect import JOBLIB_ZFILE_HEADER
+    from gapsync.scanner.formats.detect import JOBLIB_ZFILE_HEADER
 
     f.read(JOBLIB_ZFILE_HEADER)
     nxt = f.read(1)

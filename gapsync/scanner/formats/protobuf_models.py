@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.streams import ByteReader, Truncated
+from gapsync.scanner.formats.streams import ByteReader, Truncated
 
 KEEP = 1 << 20
 MAX_DEPTH = 32

@@ -29,8 +29,8 @@ from typing import Any
 from gapsync.model import Finding, Severity
 from gapsync.policies.pickle_globals import GlobalAction, PicklePolicy, load_pickle_policy, normalize
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.pickle_ops import Omitted, PickleError, iter_ops
-from gapsync.scanner.streams import ByteReader, Truncated
+from gapsync.scanner.formats.pickle_ops import Omitted, PickleError, iter_ops
+from gapsync.scanner.formats.streams import ByteReader, Truncated
 
 MAX_ITEMS = 64  # container items kept per list/dict/set; the rest are only counted
 MAX_NESTED = 3  # nested pickles (bytes passed to pickle.loads) analysed this deep

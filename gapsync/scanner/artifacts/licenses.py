@@ -645,7 +645,7 @@ def scan_subject(subject: ScanSubject) -> tuple[str | None, list[Finding]]:
         result = _python_result(subject.meta.get("metadata"), wheels[0] if wheels else None)
     elif subject.kind in ("model", "dataset"):  # a dataset card's license: the same Hub ids
         result = model_license(subject.meta.get("license"))
-    elif subject.kind == "conda":  # the raw value from the package's info/index.json (scanner/conda_pkg.py)
+    elif subject.kind == "conda":  # the raw value from the package's info/index.json (scanner/artifacts/conda_pkg.py)
         result = conda_license(subject.meta.get("license"))
     elif subject.kind == "oci":
         result = None

@@ -25,7 +25,7 @@ What is in it:
     ``pkg:huggingface/<org>/<name>@<commit>?repository_type=dataset``; files as for python.
   - conda: type ``library``, purl ``pkg:conda/<name>@<version>?channel=<url>`` (plus ``build``,
     ``subdir`` and ``type`` when the version is one file); every build file as for python.
-  - licenses: a normalized SPDX expression (:mod:`gapsync.scanner.licenses`); a value that is not
+  - licenses: a normalized SPDX expression (:mod:`gapsync.scanner.artifacts.licenses`); a value that is not
     one is kept as a named license rather than dropped.
   - ``gapsync:decision`` (allow / warn / block) and ``gapsync:shipped`` (false for a blocked
     artifact: it is listed so that the SBOM explains what was refused, but its files are not in
@@ -93,7 +93,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from gapsync.errors import InputError
-from gapsync.scanner import licenses
+from gapsync.scanner.artifacts import licenses
 
 SERIAL_NAMESPACE = uuid.UUID("5b1f0a3e-7a43-5d2c-9f0e-6761707379e1")  # fixed: serials are reproducible
 VULNS_SCANNER = "vulns"

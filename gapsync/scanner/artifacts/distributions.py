@@ -3,7 +3,7 @@
 Why a module of its own: a wheel or an sdist handed to ``scan`` must get the very checks it gets
 when ``bundle create`` carries it (advisories, license, the model scanner on what it holds, the
 policy), so this module only turns files into :class:`~gapsync.scanner.subject.ScanSubject`\\ s
-and hands them to :func:`gapsync.scanner.run.scan_subjects`, the one place both sides scan.
+and hands them to :func:`gapsync.assess.scan_subjects`, the one place both sides scan.
 
 Name and version come from the distribution's own metadata, never from its file name alone: a
 wheel's ``*.dist-info/METADATA`` (read the way ``bundle create`` reads it), an sdist's top-level
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from gapsync.errors import InputError
 
 if TYPE_CHECKING:
+    from gapsync.assess import ScanOutcome
     from gapsync.policies.schema import Policy
-    from gapsync.scanner.run import ScanOutcome
 
 # Only what deciding "is this a distribution?" needs is imported with the module: ``gapsync scan``
 # of model files imports it too, and packaging, the policy and the scanners cost ~0.1 s to load.
@@ -79,7 +79,7 @@ def read_distribution(path: Path) -> Distribution | None:
 
     from packaging.utils import canonicalize_name
 
-    from gapsync.scanner.dist_info import parse_metadata
+    from gapsync.scanner.artifacts.dist_info import parse_metadata
 
     if not path.is_file() or path.is_symlink():
         raise InputError(f"{path}: not a regular file")
@@ -131,7 +131,7 @@ def _name_from_file_name(filename: str) -> tuple[str, str] | None:
 
 
 def _wheel_metadata(path: Path) -> bytes:
-    from gapsync.bundler.wheel_metadata import read_core_metadata  # what bundle create reads
+    from gapsync.scanner.artifacts.wheel_metadata import read_core_metadata  # what bundle create reads
 
     return read_core_metadata(path, path.name)
 
@@ -212,8 +212,8 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
     import dataclasses
 
     from gapsync import fsutil
+    from gapsync.assess import scan_subjects
     from gapsync.hashing import sha256_file
-    from gapsync.scanner.run import scan_subjects
     from gapsync.scanner.subject import ScanSubject, SubjectFile
 
     dists = [d for d in (p if isinstance(p, Distribution) else read_distribution(p) for p in paths) if d is not None]
@@ -371,9 +371,9 @@ def _requirement(where: str, line: str) -> RequirementLine:
 def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> DistScan:
     """Each pin checked like a package in a bundle (same matching, same policy); each line that
     is not a pin gets the policy's ``vulnerabilities.not_checked`` decision."""
+    from gapsync.assess import scan_subjects
     from gapsync.model import Finding, Severity
     from gapsync.policies.evaluate import evaluate
-    from gapsync.scanner.run import scan_subjects
     from gapsync.scanner.subject import ScanSubject
 
     lines = read_requirements(path)

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.streams import ByteReader, Truncated
+from gapsync.scanner.formats.streams import ByteReader, Truncated
 
 MAX_HEADER = 100_000_000  # the safetensors library's own limit
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,

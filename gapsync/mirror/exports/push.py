@@ -7,8 +7,8 @@ from pathlib import Path
 from gapsync.audit import AuditLog
 from gapsync.errors import GapsyncError
 from gapsync.locking import exclusive
+from gapsync.mirror.exports.oci_push import DEFAULT_CHUNK, PushReport, push_images
 from gapsync.mirror.layout import MirrorLayout
-from gapsync.mirror.targets.oci_push import DEFAULT_CHUNK, PushReport, push_images
 
 
 def push_and_audit(mirror: Path, url: str, only: set[str] | None = None, jobs: int = 4,
@@ -30,7 +30,7 @@ def push_and_audit(mirror: Path, url: str, only: set[str] | None = None, jobs: i
 
 def register_and_audit(mirror: Path, uri: str, models: list[tuple[str, str]], *, bundle: str, channel: str):
     """``import --mlflow``: register the bundle's models in an MLflow registry, with an audit entry."""
-    from gapsync.mirror.targets.mlflow_registry import register_models
+    from gapsync.mirror.exports.mlflow_registry import register_models
 
     layout = MirrorLayout(mirror)
     audit = AuditLog(layout.audit_path)

@@ -24,8 +24,8 @@ from typing import BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.detect import COMPRESSED, Format
-from gapsync.scanner.streams import CHUNK, Window, bunzip_stream, decompressing, inflate_stream
+from gapsync.scanner.formats.detect import COMPRESSED, Format
+from gapsync.scanner.formats.streams import CHUNK, Window, bunzip_stream, decompressing, inflate_stream
 
 EOCD_SIG = b"PK\x05\x06"
 ZIP64_LOCATOR_SIG = b"PK\x06\x07"
@@ -109,8 +109,8 @@ def _scan_storage_record(stream: BinaryIO, where: Where) -> tuple[Format, list[F
     followed by anything: about one tensor in 10^4 of random weights) and stop parsing are
     tensor data: no finding, where a file or an ordinary entry gets a high one. No other format
     is looked for: a record that starts like gzip or a zip is a tensor too."""
-    from gapsync.scanner.pickles import analyse_pickles
-    from gapsync.scanner.streams import ByteReader
+    from gapsync.scanner.formats.pickles import analyse_pickles
+    from gapsync.scanner.formats.streams import ByteReader
 
     result = analyse_pickles(ByteReader(stream), where, known_pickle=False)
     found = [x for x in result.findings.to_list() if x.rule not in _PARSE_FAILURES]
@@ -293,7 +293,7 @@ def open_entry(f: BinaryIO, e: Entry, budget=None) -> BinaryIO | None:
             raise OSError(f"bad LZMA properties: {err}") from err
         return decompressing(io.BufferedReader(raw, CHUNK), lz, budget)
     if e.method == 93:  # zstd (zipfile in Python 3.14)
-        from gapsync.scanner.compressed import zstd_stream
+        from gapsync.scanner.formats.compressed import zstd_stream
 
         return zstd_stream(io.BufferedReader(raw, CHUNK), budget)
     return None

@@ -16,8 +16,8 @@ from typing import Any, BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
-from gapsync.scanner.pickles import analyse_pickles
-from gapsync.scanner.streams import ByteReader, Truncated
+from gapsync.scanner.formats.pickles import analyse_pickles
+from gapsync.scanner.formats.streams import ByteReader, Truncated
 
 MAX_HEADER = 1 << 16
 # An object type anywhere in a dtype string as numpy.dtype() reads it (comma lists, subarrays, names)

@@ -29,8 +29,8 @@ from typing import Any
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
+from gapsync.advisories import ECOSYSTEM, AdvisoryDB, _id_key
 from gapsync.model import Finding, Severity
-from gapsync.scanner.advisories import ECOSYSTEM, AdvisoryDB, _id_key
 from gapsync.scanner.subject import ScanSubject
 
 AFFECTED, NOT_AFFECTED, UNKNOWN = "affected", "clean", "not-checked"
@@ -363,7 +363,7 @@ def scan_subject(db: AdvisoryDB, subject: ScanSubject) -> list[Finding]:
 
 
 def _scan_image(db: AdvisoryDB, subject: ScanSubject) -> list[Finding]:
-    from gapsync.scanner.dist_info import installed_dists, is_layer
+    from gapsync.scanner.artifacts.dist_info import installed_dists, is_layer
 
     layers = [(f.name, f.path) for f in subject.files if is_layer(f.path, f.media_type)]
     dists, errors = installed_dists(layers)
