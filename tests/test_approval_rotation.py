@@ -18,7 +18,7 @@ import pytest
 from tuf.api.metadata import Metadata, Root, Targets
 
 from gapsync.bundle.keys import load_signing_key
-from gapsync.bundler.trust_repo import signed_digest, to_bytes
+from gapsync.bundle.tuf import signed_digest, to_bytes
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.trust import fingerprint
 from tests.conftest import cli, create, new_channel, write_spec

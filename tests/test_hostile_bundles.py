@@ -239,7 +239,7 @@ def _root_with_duplicate_key(ch_root: Path, key_path: Path, version: int):
 
 def test_root_listing_one_key_under_two_ids_is_refused_at_pin(tmp_path):
     ch = new_channel(tmp_path / "c", "prod")
-    from gapsync.bundler.trust_repo import to_bytes
+    from gapsync.bundle.tuf import to_bytes
 
     bad = tmp_path / "1.root.json"
     bad.write_bytes(to_bytes(_root_with_duplicate_key(ch.root, ch.keys[0], 1)))
@@ -249,7 +249,7 @@ def test_root_listing_one_key_under_two_ids_is_refused_at_pin(tmp_path):
 
 def test_root_listing_one_key_under_two_ids_is_refused_in_a_bundle(world, tmp_path):
     """Root v2 lists one key twice so that a 2-of-2 targets threshold is met by one key."""
-    from gapsync.bundler.trust_repo import to_bytes
+    from gapsync.bundle.tuf import to_bytes
 
     ch = new_channel(tmp_path / "c", "prod")
     m = tmp_path / "m"

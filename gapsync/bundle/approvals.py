@@ -34,7 +34,7 @@ from gapsync import fsutil
 from gapsync.bundle.archive import SUFFIX as BUNDLE_SUFFIX
 from gapsync.bundle.archive import BundleReader
 from gapsync.bundle.keys import SigningKey
-from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, signed_digest
+from gapsync.bundle.tuf import channel_of, duplicate_key_material, signed_bytes, signed_digest
 from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.fsutil import write_atomic
 

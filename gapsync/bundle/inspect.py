@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gapsync.bundle import approvals as approve
 from gapsync.bundle.archive import BundleReader
-from gapsync.bundler.create import BUNDLE_INFO_PATH
+from gapsync.bundle.records import BUNDLE_INFO_PATH
 from gapsync.errors import BundleFormatError, GapsyncError
 
 MAX_INFO = 64 * 1024 * 1024

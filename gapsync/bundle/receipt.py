@@ -9,15 +9,11 @@ JSON of the body, by a key of the air side whose public half the DMZ was given (
 from __future__ import annotations
 
 import json
-import platform
-from datetime import UTC, datetime
 from pathlib import Path
 
 from gapsync import fsutil
 from gapsync.bundle.keys import PublicKey, SigningKey, load_public_key
 from gapsync.errors import InputError, VerificationError
-from gapsync.fsutil import write_atomic
-from gapsync.mirror.layout import MirrorLayout
 
 MAX_RECEIPT = 256 << 20  # ~3.5 million blobs listed; read whole, so capped before reading
 
@@ -26,16 +22,9 @@ def _canonical(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_receipt(mirror: Path, out: Path, key: SigningKey) -> dict:
-    layout = MirrorLayout(mirror)
-    layout.require()
-    blobs = sorted(p.name for p in (layout.meta / "blobs" / "sha256").glob("*/*") if p.is_file() and len(p.name) == 64)
-    body = {"format": 1, "kind": "gapsync-receipt", "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "host": platform.node(), "channels": {c: {"version": layout.state(c).version} for c in layout.channels()},
-            "blobs": blobs}
-    doc = {"body": body, "signature": {"keyid": key.public.tuf_key().keyid, "sig": key.sign(_canonical(body)).hex()}}
-    write_atomic(out, json.dumps(doc, indent=1).encode())
-    return body
+def sign_receipt(body: dict, key: SigningKey) -> dict:
+    """The receipt document: ``body`` and an Ed25519 signature over its canonical JSON."""
+    return {"body": body, "signature": {"keyid": key.public.tuf_key().keyid, "sig": key.sign(_canonical(body)).hex()}}
 
 
 def read_receipt(path: Path, key_file: Path) -> dict:

@@ -21,6 +21,7 @@ from gapsync.bundle.archive import bundle_file_name
 from gapsync.bundle.keys import SigningKey
 from gapsync.bundle.parity import check_parity_names, write_parity
 from gapsync.bundle.receipt import read_receipt
+from gapsync.bundle.records import ADVISORIES_PATH, BUNDLE_INFO_PATH, BUNDLE_LEVEL, POLICY_PATH, SBOM_PATH
 from gapsync.bundle.volumes import (
     Part,
     blob_tar_size,
@@ -48,12 +49,6 @@ from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
 from gapsync.redact import redact_url
 from gapsync.scanner.artifacts.wheel_metadata import core_metadata_blob, requires_python
-
-BUNDLE_INFO_PATH = "gapsync/bundle.json"
-SBOM_PATH = "gapsync/sbom.cdx.json"
-POLICY_PATH = "gapsync/policy.yaml"
-ADVISORIES_PATH = "gapsync/advisories.osv.jsonl.gz"
-BUNDLE_LEVEL = {"gapsync/bundle.json", "gapsync/sbom.cdx.json"}  # new in every bundle: not a change by themselves
 
 
 @dataclass

@@ -16,7 +16,8 @@ from pathlib import Path
 from tuf.api.metadata import Metadata, Root, Targets
 
 from gapsync.bundle.keys import PublicKey, SigningKey
-from gapsync.bundler.trust_repo import TOP_ROLES, ChannelRepo, duplicate_key_material, signed_bytes, to_bytes
+from gapsync.bundle.tuf import duplicate_key_material, signed_bytes, to_bytes
+from gapsync.bundler.trust_repo import TOP_ROLES, ChannelRepo
 from gapsync.errors import InputError
 from gapsync.locking import exclusive
 
@@ -98,7 +99,7 @@ def rotate(state: Path, channel: str, old_keys: list[SigningKey], new_keys: list
            roles: list[str] | None = None, threshold: int | None = None, revoke: list[PublicKey] | None = None,
            expires: timedelta = timedelta(weeks=52), now: datetime | None = None) -> RotateResult:
     """Write STATE/<channel>/<N+1>.root.json signed by both thresholds (root N's and its own)."""
-    from gapsync.mirror.trust import fingerprint
+    from gapsync.bundle.tuf import fingerprint
 
     repo = ChannelRepo(state, channel)
     roles = list(roles or TOP_ROLES)

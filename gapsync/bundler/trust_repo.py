@@ -32,10 +32,16 @@ from tuf.api.metadata import (
     Targets,
     Timestamp,
 )
-from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
 from gapsync import fsutil
 from gapsync.bundle.keys import SigningKey
+from gapsync.bundle.tuf import (
+    FORMAT,
+    duplicate_key_material,
+    ext,
+    signed_bytes,
+    to_bytes,
+)
 from gapsync.errors import InputError, TrustError
 from gapsync.fsutil import write_atomic
 from gapsync.model import Target
@@ -53,10 +59,7 @@ def _state_metadata(path: Path, data: bytes) -> Metadata:
         raise InputError(f"{path}: not TUF metadata gapsync wrote ({type(e).__name__}: {str(e)[:120]}); "
                          "restore the channel state from its backup") from None
 
-FORMAT = 1
-EXT_FIELD = "x-gapsync"
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
-_SERIALIZER = JSONSerializer(compact=False)
 # ``bundle create --unapproved``: sign targets with fewer keys than its threshold (at least one),
 # so that the other holders approve the bundle later (``bundle approve``). Scoped by
 # ``unapproved_signing()`` around one create; off everywhere else.
@@ -70,39 +73,6 @@ def unapproved_signing() -> Iterator[None]:
         yield
     finally:
         _UNAPPROVED.reset(token)
-
-
-def ext(channel: str, fmt: int = FORMAT) -> dict:
-    """``fmt``: the bundle format (2 when blobs span volumes in parts: gapsync/bundle/archive.py)."""
-    return {EXT_FIELD: {"channel": channel, "format": fmt}}
-
-
-def channel_of(md: Metadata) -> str | None:
-    info = md.signed.unrecognized_fields.get(EXT_FIELD)
-    return info.get("channel") if isinstance(info, dict) else None
-
-
-def to_bytes(md: Metadata) -> bytes:
-    return md.to_bytes(_SERIALIZER)
-
-
-def duplicate_key_material(root: Root) -> list[str]:
-    """Key ids that share key material with another id: TUF counts ids, so this would let one
-    key count twice towards a threshold."""
-    seen: dict[tuple, str] = {}
-    dups = []
-    for keyid, key in root.keys.items():
-        material = (key.keytype, key.scheme, json.dumps(key.keyval, sort_keys=True))
-        if material in seen:
-            dups.append(keyid)
-        seen.setdefault(material, keyid)
-    return dups
-
-
-def signed_digest(md: Metadata) -> str:
-    """sha256 of the canonical bytes of ``md.signed``: what every signature of ``md`` covers.
-    An approval side file names the targets metadata it approves by this digest."""
-    return hashlib.sha256(signed_bytes(md)).hexdigest()
 
 
 @dataclass
@@ -270,14 +240,8 @@ class ChannelRepo:
             os.fsync(f.fileno())
 
 
-def signed_bytes(md: Metadata) -> bytes:
-    """The canonical JSON of ``md.signed``: the bytes every TUF signature of ``md`` covers."""
-    return CanonicalJSONSerializer().serialize(md.signed)
-
-
 def _metafile(version: int, data: bytes) -> MetaFile:
     return MetaFile(version=version, length=len(data), hashes={"sha256": hashlib.sha256(data).hexdigest()})
 
 
-__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "Release", "channel_of", "duplicate_key_material", "signed_bytes", "signed_digest",
-           "unapproved_signing"]
+__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "Release", "unapproved_signing"]

@@ -8,7 +8,6 @@ the mirror's trust state exactly as it was.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -23,18 +22,13 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from gapsync import fsutil
 from gapsync.bundle import approvals as approve
 from gapsync.bundle.archive import METADATA_LIMITS
-from gapsync.bundler.trust_repo import channel_of, duplicate_key_material, signed_bytes, to_bytes
+from gapsync.bundle.tuf import channel_of, duplicate_key_material, fingerprint, signed_bytes, to_bytes
 from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.fsutil import write_atomic
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import BlobRef, Target
 
 BASE_URL = "bundle:///metadata/"
-
-
-def fingerprint(root_bytes: bytes) -> str:
-    h = hashlib.sha256(root_bytes).hexdigest()
-    return ":".join(h[i:i + 4] for i in range(0, 64, 4))
 
 
 def _load_root(data: bytes, what: str) -> Metadata[Root]:

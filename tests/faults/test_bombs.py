@@ -90,7 +90,7 @@ def _resign(world, members: list[Member], edit) -> list[Member]:
     from tuf.api.metadata import Metadata, Targets
 
     from gapsync.bundle.keys import load_signing_key
-    from gapsync.bundler.trust_repo import to_bytes
+    from gapsync.bundle.tuf import to_bytes
 
     t = next(m for m in members if m.name == "metadata/targets.json")
     md = Metadata[Targets].from_bytes(t.data)

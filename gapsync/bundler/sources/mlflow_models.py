@@ -8,13 +8,7 @@ bytes. ``bundle create`` then finds every file in the cache.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import shutil
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +22,8 @@ from gapsync.bundler.lock import LockedModel
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import FetchError, InputError
 from gapsync.hashing import read_chunks
+from gapsync.mlflow_client import client, quiet_stdout
 from gapsync.redact import redact_url
-
-
-def client(uri: str):
-    try:
-        from mlflow import MlflowClient
-    except ImportError as e:
-        raise InputError("MLflow models need the mlflow client: pip install 'gapsync[mlflow]'") from e
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-@contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """The mlflow client prints links ("View run at …") on stdout, which must stay ours (--json)."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
 
 
 def resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:

@@ -27,10 +27,10 @@ def channel() -> None:
 def init(name: str, state: Path, key_files, threshold: int, online_key, root_expires, passphrase_file) -> None:
     """Create channel NAME in STATE and print its root to pin on the air-gapped side."""
     from gapsync.audit import AuditLog
+    from gapsync.bundle.tuf import fingerprint
     from gapsync.bundler.spec import NAME_RE
     from gapsync.bundler.trust_repo import ChannelRepo
     from gapsync.errors import InputError
-    from gapsync.mirror.trust import fingerprint
 
     if not NAME_RE.match(name):
         raise InputError(f"channel name {name!r}: use letters, digits, '.', '_' or '-'")

@@ -21,8 +21,8 @@ def receipt(mirror: Path, out: Path, key_file: Path, passphrase_file: Path | Non
     """Write a signed inventory of what MIRROR holds, for `gapsync sync --receipt`."""
     from gapsync.audit import AuditLog
     from gapsync.bundle.keys import load_signing_key
-    from gapsync.bundle.receipt import write_receipt
     from gapsync.mirror.layout import MirrorLayout
+    from gapsync.mirror.receipts import write_receipt
 
     body = write_receipt(mirror, out, load_signing_key(key_file, passphrase_file))
     AuditLog(MirrorLayout(mirror).audit_path).append("receipt", "ok", out=str(out), blobs=len(body["blobs"]),

@@ -37,7 +37,7 @@ class MlflowReport:
 
 def register_models(layout: MirrorLayout, uri: str, models: list[tuple[str, str]], *, bundle: str, channel: str) -> MlflowReport:
     """``models``: (name, revision) pairs that are in the mirror's model index."""
-    from gapsync.bundler.sources.mlflow_models import quiet_stdout
+    from gapsync.mlflow_client import quiet_stdout
 
     with quiet_stdout():
         return _register(layout, uri, models, bundle=bundle, channel=channel)
@@ -46,7 +46,7 @@ def register_models(layout: MirrorLayout, uri: str, models: list[tuple[str, str]
 def _register(layout: MirrorLayout, uri: str, models: list[tuple[str, str]], *, bundle: str, channel: str) -> MlflowReport:
     from mlflow.exceptions import MlflowException
 
-    from gapsync.bundler.sources.mlflow_models import client as make_client
+    from gapsync.mlflow_client import client as make_client
 
     c = make_client(uri)
     hf = HfCache(layout)
