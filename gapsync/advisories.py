@@ -15,13 +15,11 @@ one is an :class:`~gapsync.errors.InputError` naming the file and the line (or z
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import io
 import json
 import os
-import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -34,6 +32,7 @@ from packaging.utils import canonicalize_name
 from gapsync import fsutil
 from gapsync.errors import FetchError, InputError, VerificationError
 from gapsync.fsutil import write_atomic
+from gapsync.scanner.artifacts.vulns import ECOSYSTEM, _id_key
 
 if TYPE_CHECKING:
     from gapsync.scanner.artifacts.vulns import CompiledAdvisory, MatchResult
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 OSV_PYPI_URL = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 DB_FILE = "pypi.osv.jsonl.gz"
 INFO_FILE = "info.json"
-ECOSYSTEM = "PyPI"
 MAX_RECORD = 16 << 20  # one advisory larger than this is not an advisory (zip bomb guard)
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 
@@ -264,12 +262,6 @@ def _read_lines(source: Path, stream: io.BufferedIOBase) -> Iterator[tuple[str, 
 
 
 # --- the store -----------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=65536)
-def _id_key(adv_id: str) -> tuple:
-    """PYSEC-2018-9 before PYSEC-2018-19: ids sorted by their numbers, not as strings."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", adv_id))
 
 
 def import_db(source: Path, store: Path, *, source_name: str | None = None) -> DbInfo:

@@ -3,7 +3,9 @@
 Vulnerabilities (OSV, for Python packages and for Python packages found in image layers),
 licenses, and the model scanner (on every model file, and on pickle-like files inside packages
 and layers when the policy asks). Every artifact gets a Decision, even a clean one, so the report
-shows what was looked at and not only what was found.
+shows what was looked at and not only what was found. ``gapsync scan`` of wheels, sdists and
+requirements files comes through here too (:func:`scan_distributions`, :func:`scan_requirements`):
+:mod:`gapsync.scanner.artifacts.distributions` only reads the files, it decides nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from gapsync.model import Action, Decision, Finding
 from gapsync.policies.evaluate import evaluate
 from gapsync.policies.schema import Policy
+from gapsync.scanner.artifacts.distributions import Distribution, read_distribution, read_requirements
 from gapsync.scanner.subject import ScanSubject
 
 
@@ -127,3 +130,101 @@ def _advisories_notice(outcome: ScanOutcome, subjects: list[ScanSubject], policy
         if text:
             notice(text)
     return fresh["why"] if fresh["state"] == "stale" else None
+
+
+# --- gapsync scan of distributions and requirements files (scanner/artifacts/distributions.py reads them) ---
+
+
+@dataclass
+class DistScan:
+    """What ``scan`` reports for distributions or a requirements file."""
+
+    outcome: ScanOutcome
+    entries: list[dict[str, Any]] = field(default_factory=list)  # one per distribution / requirement line
+
+
+def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisories, now: datetime,
+                       scratch: Path) -> DistScan:
+    """Scan wheels and sdists as ``bundle create`` scans them, the model scanner included (as
+    with ``models.scan_pickles_in_packages``: the user asked for these files to be scanned).
+    ``scratch``: a private directory where each core metadata is written for the license scanner."""
+    import dataclasses
+
+    from gapsync import fsutil
+    from gapsync.hashing import sha256_file
+    from gapsync.scanner.subject import SubjectFile
+
+    dists = [d for d in (p if isinstance(p, Distribution) else read_distribution(p) for p in paths) if d is not None]
+    subjects: dict[str, ScanSubject] = {}
+    origin: dict[str, list[tuple[Distribution, str]]] = {}
+    for i, d in enumerate(dists):
+        meta_path = None
+        if d.metadata is not None:
+            meta_path = scratch / f"{i}.metadata"
+            fsutil.write_new(meta_path, d.metadata)
+        sha, size = sha256_file(d.path)
+        s = subjects.setdefault(f"python:{d.name}@{d.version}",
+                                ScanSubject("python", d.name, d.version, [], {"metadata": None}))
+        s.files.append(SubjectFile(d.path.name, sha, size, d.path))
+        if s.meta["metadata"] is None:
+            s.meta["metadata"] = meta_path
+        origin.setdefault(s.key, []).append((d, d.source))
+        if d.disagrees:  # the release the file name claims is checked too (no files: vulnerabilities only)
+            fn_name, fn_version = d.file_name  # type: ignore[misc]
+            k = f"python:{fn_name}@{fn_version}"
+            subjects.setdefault(k, ScanSubject("python", fn_name, fn_version, [], {"metadata": None}))
+            origin.setdefault(k, []).append((d, "file name"))
+    outcome = scan_subjects(list(subjects.values()), dataclasses.replace(policy, scan_pickles_in_packages=True),
+                            advisories, now)
+    entries = []
+    for key, items in origin.items():
+        for d, source in items:
+            entries.append({"file": str(d.path), "name": subjects[key].name, "version": subjects[key].version,
+                            "source": source, "note": d.note, **_verdict(outcome, key)})
+    return DistScan(outcome, entries)
+
+
+def _verdict(outcome: ScanOutcome, key: str) -> dict[str, Any]:
+    found = outcome.findings.get(key, [])
+    decision = outcome.decisions.get(key)
+    checked = outcome.advisories is not None  # without a database: null, never an empty (clean-looking) list
+    return {"artifact": key,
+            "advisories": [f.rule for f in found if f.scanner == "vulns" and f.rule != "vulns.not-checked"]
+            if checked else None,
+            "aliases": {f.rule: f.evidence.get("aliases", []) for f in found
+                        if f.scanner == "vulns" and f.rule != "vulns.not-checked"},
+            "not_checked": [f.message for f in found if f.rule == "vulns.not-checked"],
+            "license": outcome.licenses.get(key),
+            "findings": len(found),
+            "decision": decision.action.value if decision else None}
+
+
+def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> DistScan:
+    """Each pin checked like a package in a bundle (same matching, same policy); each line that
+    is not a pin gets the policy's ``vulnerabilities.not_checked`` decision."""
+    from gapsync.model import Severity
+
+    lines = read_requirements(path)
+    subjects: dict[str, ScanSubject] = {}
+    for r in lines:
+        if r.version is not None and r.name:
+            subjects.setdefault(f"python:{r.name}@{r.version}", ScanSubject("python", r.name, r.version, [],
+                                                                            {"metadata": None}))
+    outcome = scan_subjects(list(subjects.values()), policy, advisories, now)
+    entries = []
+    for r in lines:
+        entry: dict[str, Any] = {"line": r.where, "requirement": r.text, "name": r.name, "version": r.version,
+                                 "marker": r.marker}
+        if r.version is not None and r.name:
+            entry.update(_verdict(outcome, f"python:{r.name}@{r.version}"))
+        else:
+            key = f"python:{r.name or r.text}@{r.where}"
+            subject = ScanSubject("python", r.name or r.text, r.where, [], {"metadata": None})
+            finding = Finding("vulns", "vulns.not-checked", Severity.UNKNOWN, f"{r.where}: {r.text}: {r.why}",
+                              file=r.where, evidence={"package": r.name, "version": None, "reason": r.why})
+            outcome.findings[key] = [finding]
+            outcome.decisions[key] = evaluate(policy, subject, [finding], license_spdx=None,
+                                              vulns_checked=advisories is not None, now=now)
+            entry.update({"not_pinned": r.why, **_verdict(outcome, key)})
+        entries.append(entry)
+    return DistScan(outcome, entries)

@@ -126,10 +126,9 @@ def _scan_dists(dists: list | None, requirements: list[Path], others: list[Path]
     runs; the other files of a directory (``others``) through the model scanner, as before."""
     from datetime import UTC, datetime
 
-    from gapsync.assess import advisory_file, load_advisories
+    from gapsync.assess import advisory_file, load_advisories, scan_distributions, scan_requirements
     from gapsync.model import Severity
     from gapsync.policies.schema import load_policy
-    from gapsync.scanner.artifacts.distributions import scan_distributions, scan_requirements
     from gapsync.scanner.base import scan_path
 
     pol = load_policy(policy)

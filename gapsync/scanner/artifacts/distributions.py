@@ -2,8 +2,10 @@
 
 Why a module of its own: a wheel or an sdist handed to ``scan`` must get the very checks it gets
 when ``bundle create`` carries it (advisories, license, the model scanner on what it holds, the
-policy), so this module only turns files into :class:`~gapsync.scanner.subject.ScanSubject`\\ s
-and hands them to :func:`gapsync.assess.scan_subjects`, the one place both sides scan.
+policy), so this module only reads the files (which distribution, which requirement lines);
+:func:`gapsync.assess.scan_distributions` and :func:`gapsync.assess.scan_requirements` turn them
+into :class:`~gapsync.scanner.subject.ScanSubject`\\ s for :func:`gapsync.assess.scan_subjects`,
+the one place both sides scan (a scanner imports no runner).
 
 Name and version come from the distribution's own metadata, never from its file name alone: a
 wheel's ``*.dist-info/METADATA`` (read the way ``bundle create`` reads it), an sdist's top-level
@@ -22,16 +24,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from gapsync.errors import InputError
-
-if TYPE_CHECKING:
-    from gapsync.assess import ScanOutcome
-    from gapsync.policies.schema import Policy
 
 # Only what deciding "is this a distribution?" needs is imported with the module: ``gapsync scan``
 # of model files imports it too, and packaging, the policy and the scanners cost ~0.1 s to load.
@@ -196,71 +192,6 @@ def find_distributions(root: Path) -> tuple[list[Path], list[Path], list[str]]:
     return sorted(found), sorted(others), sorted(links)
 
 
-@dataclass
-class DistScan:
-    """What ``scan`` reports for distributions or a requirements file."""
-
-    outcome: ScanOutcome
-    entries: list[dict[str, Any]] = field(default_factory=list)  # one per distribution / requirement line
-
-
-def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisories, now: datetime,
-                       scratch: Path) -> DistScan:
-    """Scan wheels and sdists as ``bundle create`` scans them, the model scanner included (as
-    with ``models.scan_pickles_in_packages``: the user asked for these files to be scanned).
-    ``scratch``: a private directory where each core metadata is written for the license scanner."""
-    import dataclasses
-
-    from gapsync import fsutil
-    from gapsync.assess import scan_subjects
-    from gapsync.hashing import sha256_file
-    from gapsync.scanner.subject import ScanSubject, SubjectFile
-
-    dists = [d for d in (p if isinstance(p, Distribution) else read_distribution(p) for p in paths) if d is not None]
-    subjects: dict[str, ScanSubject] = {}
-    origin: dict[str, list[tuple[Distribution, str]]] = {}
-    for i, d in enumerate(dists):
-        meta_path = None
-        if d.metadata is not None:
-            meta_path = scratch / f"{i}.metadata"
-            fsutil.write_new(meta_path, d.metadata)
-        sha, size = sha256_file(d.path)
-        s = subjects.setdefault(f"python:{d.name}@{d.version}",
-                                ScanSubject("python", d.name, d.version, [], {"metadata": None}))
-        s.files.append(SubjectFile(d.path.name, sha, size, d.path))
-        if s.meta["metadata"] is None:
-            s.meta["metadata"] = meta_path
-        origin.setdefault(s.key, []).append((d, d.source))
-        if d.disagrees:  # the release the file name claims is checked too (no files: vulnerabilities only)
-            fn_name, fn_version = d.file_name  # type: ignore[misc]
-            k = f"python:{fn_name}@{fn_version}"
-            subjects.setdefault(k, ScanSubject("python", fn_name, fn_version, [], {"metadata": None}))
-            origin.setdefault(k, []).append((d, "file name"))
-    outcome = scan_subjects(list(subjects.values()), dataclasses.replace(policy, scan_pickles_in_packages=True),
-                            advisories, now)
-    entries = []
-    for key, items in origin.items():
-        for d, source in items:
-            entries.append({"file": str(d.path), "name": subjects[key].name, "version": subjects[key].version,
-                            "source": source, "note": d.note, **_verdict(outcome, key)})
-    return DistScan(outcome, entries)
-
-
-def _verdict(outcome: ScanOutcome, key: str) -> dict[str, Any]:
-    found = outcome.findings.get(key, [])
-    decision = outcome.decisions.get(key)
-    checked = outcome.advisories is not None  # without a database: null, never an empty (clean-looking) list
-    return {"artifact": key,
-            "advisories": [f.rule for f in found if f.scanner == "vulns" and f.rule != "vulns.not-checked"]
-            if checked else None,
-            "aliases": {f.rule: f.evidence.get("aliases", []) for f in found
-                        if f.scanner == "vulns" and f.rule != "vulns.not-checked"},
-            "not_checked": [f.message for f in found if f.rule == "vulns.not-checked"],
-            "license": outcome.licenses.get(key),
-            "findings": len(found),
-            "decision": decision.action.value if decision else None}
-
-
 # --- requirements files --------------------------------------------------------------------
 
 
@@ -366,37 +297,3 @@ def _requirement(where: str, line: str) -> RequirementLine:
         return RequirementLine(where, text, name, specs[0].version, None, marker)
     what = str(req.specifier) or "any version"
     return RequirementLine(where, text, name, None, f"not pinned ({what}), not checked", marker)
-
-
-def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> DistScan:
-    """Each pin checked like a package in a bundle (same matching, same policy); each line that
-    is not a pin gets the policy's ``vulnerabilities.not_checked`` decision."""
-    from gapsync.assess import scan_subjects
-    from gapsync.model import Finding, Severity
-    from gapsync.policies.evaluate import evaluate
-    from gapsync.scanner.subject import ScanSubject
-
-    lines = read_requirements(path)
-    subjects: dict[str, ScanSubject] = {}
-    for r in lines:
-        if r.version is not None and r.name:
-            subjects.setdefault(f"python:{r.name}@{r.version}", ScanSubject("python", r.name, r.version, [],
-                                                                            {"metadata": None}))
-    outcome = scan_subjects(list(subjects.values()), policy, advisories, now)
-    entries = []
-    for r in lines:
-        entry: dict[str, Any] = {"line": r.where, "requirement": r.text, "name": r.name, "version": r.version,
-                                 "marker": r.marker}
-        if r.version is not None and r.name:
-            entry.update(_verdict(outcome, f"python:{r.name}@{r.version}"))
-        else:
-            key = f"python:{r.name or r.text}@{r.where}"
-            subject = ScanSubject("python", r.name or r.text, r.where, [], {"metadata": None})
-            finding = Finding("vulns", "vulns.not-checked", Severity.UNKNOWN, f"{r.where}: {r.text}: {r.why}",
-                              file=r.where, evidence={"package": r.name, "version": None, "reason": r.why})
-            outcome.findings[key] = [finding]
-            outcome.decisions[key] = evaluate(policy, subject, [finding], license_spdx=None,
-                                              vulns_checked=advisories is not None, now=now)
-            entry.update({"not_pinned": r.why, **_verdict(outcome, key)})
-        entries.append(entry)
-    return DistScan(outcome, entries)

@@ -22,22 +22,32 @@ across packages), the PYSEC id first, every id kept.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from gapsync.advisories import ECOSYSTEM, AdvisoryDB, _id_key
 from gapsync.model import Finding, Severity
 from gapsync.scanner.subject import ScanSubject
 
+if TYPE_CHECKING:
+    from gapsync.advisories import AdvisoryDB
+
+ECOSYSTEM = "PyPI"
 AFFECTED, NOT_AFFECTED, UNKNOWN = "affected", "clean", "not-checked"
 _INTRODUCED, _CLOSE = 1, 0  # tie order at equal versions: fixed/last_affected before introduced
 
 
 VersionCache = dict[str, tuple[Version | None, str | None]]
+
+
+@functools.lru_cache(maxsize=65536)
+def _id_key(adv_id: str) -> tuple:
+    """PYSEC-2018-9 before PYSEC-2018-19: ids sorted by their numbers, not as strings."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", adv_id))
 
 
 def parse_version(s: str, cache: VersionCache | None = None) -> Version | None:
