@@ -115,7 +115,7 @@ def main() -> None:
     size = write_dataset(root, int(a.size_gb * 1e9), a.files)
     print(f"dataset: {size / MB:.0f} MB in {a.files} shards, written in {time.perf_counter() - t0:.1f} s", flush=True)
     port = free_port()
-    argv = [sys.executable, str(Path(__file__).resolve().parents[1] / "tests/servers/fake_hub.py"), str(root), str(port),
+    argv = [sys.executable, str(Path(__file__).resolve().parents[1] / "tests/support/servers/fake_hub.py"), str(root), str(port),
             "--delay-ms", str(a.delay_ms), "--log", str(work / "hub.log")] + (["--xet"] if a.xet else [])
     hub = Server(argv, work, f"http://127.0.0.1:{port}/_control/health")
     url = f"http://127.0.0.1:{port}"

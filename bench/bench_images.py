@@ -4,7 +4,7 @@ Issue 4 ("Performance") sets two bars: carrying images across the gap must use n
 the unique layers (a layer shared by ten images is stored and carried once) and take no more
 time than skopeo. This script measures both, end to end, with the real parts and nothing mocked:
 
-* Images: ``--images`` (6) images built without an engine by ``tests/oci/support.build_layout``.
+* Images: ``--images`` (6) images built without an engine by ``tests/support/oci.build_layout``.
   Every platform of every image is one shared base layer (``--base-mb``, 60 MB of seeded random,
   incompressible bytes) plus one layer of its own (``--own-mb``, 25 MB); the first ``--multi``
   (2) images are image indexes for linux/amd64 and linux/arm64, the last one uses Docker v2
@@ -88,7 +88,7 @@ from _common import (  # noqa: E402 - the helpers live next to this script
     write_result,
 )
 
-from tests.oci.support import (  # noqa: E402 - the test fixtures are this bench's image builder
+from tests.support.oci import (  # noqa: E402 - the test fixtures are this bench's image builder
     ImageSpec,
     Layer,
     PlatformSpec,

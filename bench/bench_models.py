@@ -12,7 +12,7 @@ real ``huggingface_hub`` client and the real gapsync CLI and nothing mocked but 
   format (see ``gapsync/demo/hub_standin.py``), written by hand because ``write_repo`` wants the
   files in memory. One shard is opened with ``safetensors`` to prove the files are valid.
 
-* Hub: the stand-in (``tests.models.support.FakeHub``) on 127.0.0.1 with ``--delay-ms`` (20) of
+* Hub: the stand-in (``tests.support.models.FakeHub``) on 127.0.0.1 with ``--delay-ms`` (20) of
   latency before every answer; LFS files are 302-redirected to its "CDN" host name, as on the
   Hub. It hashes every file on first sight, so one model-info request warms it before timing.
   It never sends ``X-Xet-Hash``, and the client runs with ``HF_HUB_DISABLE_XET=1`` too, so
@@ -102,7 +102,7 @@ from _common import (  # noqa: E402 - the helpers live next to this script
     write_result,
 )
 
-from tests.models.support import FakeHub  # noqa: E402 - the test fixture is this bench's Hub
+from tests.support.models import FakeHub  # noqa: E402 - the test fixture is this bench's Hub
 
 REPO = "bench/big-model"
 CHANNEL = "bench"

@@ -16,7 +16,7 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   before each (read as from the medium; the writer already advises the kernel to write it out
   and drop it, ``hashing.ReadBackHash``).
 * Hub (``--no-hub`` skips it): ``snapshot_download`` into an empty HF cache from the Hub
-  stand-in (``tests.models.support.FakeHub``, no added latency) against ``gapsync resolve`` +
+  stand-in (``tests.support.models.FakeHub``, no added latency) against ``gapsync resolve`` +
   ``bundle create`` into an empty cache (cold), ``sync`` included on both sides.
 
 Each figure is one run (``--repeat``: the median of N) after ``sync``, on a machine waited to be
@@ -58,7 +58,7 @@ from _common import (  # noqa: E402
 )
 from bench_models import REPO, SNAPSHOT, build_model  # noqa: E402
 
-from tests.models.support import FakeHub  # noqa: E402
+from tests.support.models import FakeHub  # noqa: E402
 
 SHARD = 1e9  # at most this many bytes per shard
 

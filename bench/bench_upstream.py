@@ -7,7 +7,7 @@ required at the top, 3 versions each, 2 targets) against bench/_latency_server.p
 with uv pointed at the index directly (the proxy replaced by a pass-through in this process).
 Medians of ``--repeat`` runs.
 
-Part ``huge-page``: an 81 MB project page (tests/servers/hostile_upstream.py ``huge-page``,
+Part ``huge-page``: an 81 MB project page (tests/support/servers/hostile_upstream.py ``huge-page``,
 no Content-Length) against ``gapsync resolve``: wall time and the peak RSS of the process tree
 (gapsync and uv), and uv alone on the same page (what resolve cost before the proxy).
 
@@ -114,7 +114,7 @@ def _tree(argv: list[str], env: dict) -> dict:
 def huge_page_part() -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-hugepage-"))
     port = free_port()
-    srv = Server([sys.executable, str(ROOT / "tests/servers/hostile_upstream.py"), str(port), "--mode", "huge-page"],
+    srv = Server([sys.executable, str(ROOT / "tests/support/servers/hostile_upstream.py"), str(port), "--mode", "huge-page"],
                  work, f"http://127.0.0.1:{port}/health")
     try:
         spec = work / "g.yaml"

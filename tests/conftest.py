@@ -12,7 +12,7 @@ alike. The records' ``modified`` dates are moved to the session's start: the sto
 as an operator's is, so commands print no "stale database" notice beside the one-line errors
 the tests check (matching never reads ``modified``). A test that needs "no database" passes
 ``--advisories EMPTY_DIR`` or sets the variable to an empty directory; a test that needs the
-whole snapshot, or a stale database, uses ``tests.data_paths.ADVISORIES`` as shipped (2024-10).
+whole snapshot, or a stale database, uses ``tests.support.data.ADVISORIES`` as shipped (2024-10).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def advisory_store(tmp_path_factory) -> Path:
     from datetime import UTC, datetime
 
     from gapsync.advisories import import_db, pypi_names
-    from tests.data_paths import ADVISORIES
+    from tests.support.data import ADVISORIES
 
     base = tmp_path_factory.mktemp("advisories")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

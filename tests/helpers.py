@@ -117,7 +117,7 @@ class Server:
 
 def static_server(root: Path, *extra: str) -> Server:
     port = free_port()
-    return Server([sys.executable, str(HERE / "servers" / "static_http.py"), str(root), str(port), *extra],
+    return Server([sys.executable, str(HERE / "support" / "servers" / "static_http.py"), str(root), str(port), *extra],
                   f"http://127.0.0.1:{port}/simple/")
 
 

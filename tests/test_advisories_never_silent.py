@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli, new_channel, write_spec
-from tests.data_paths import ADVISORIES
+from tests.support.data import ADVISORIES
 
 
 def notice_lines(err: str) -> list[str]:
@@ -132,7 +132,7 @@ def test_strict_stale_block_refuses_everything_checked_with_an_old_database(worl
 
 def test_gapsync_advisories_tilde_is_expanded_in_one_place(tmp_path, monkeypatch):
     from gapsync.assess import advisory_file
-    from tests.data_paths import ADVISORIES
+    from tests.support.data import ADVISORIES
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GAPSYNC_ADVISORIES", "~/adv")

@@ -7,7 +7,7 @@ identical (then it is a no-op for those names), or the operator gave the second 
 namespace (``trust pin --namespace``), where it publishes under ``MIRROR/ns/<name>/``.
 
 Real bundles made by the command line from real sources: an OCI layout built by
-tests/oci/support.build_layout, model directories, wheels on a local index.
+tests/support/oci.build_layout, model directories, wheels on a local index.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gapsync.mirror import claims
 from gapsync.mirror.importer import BUNDLE_LEVEL_KINDS, KNOWN_KINDS
 from tests.conftest import cli, new_channel
 from tests.helpers import snapshot
-from tests.oci.support import BASE_LAYER, ImageSpec, Layer, PlatformSpec, build_layout
+from tests.support.oci import BASE_LAYER, ImageSpec, Layer, PlatformSpec, build_layout
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_a_namespace_keeps_both_channels_names(bundles, tmp_path):
     assert oci_ref(m) == digest and model_ref(m) == commit  # the shared namespace is untouched
     ns = m / "ns" / "research"
     assert oci_ref(ns) != digest and model_ref(ns) != commit  # research's own names, side by side
-    from tests.oci.support import skopeo_inspect
+    from tests.support.oci import skopeo_inspect
 
     if shutil.which("skopeo"):
         assert skopeo_inspect(f"oci:{ns / 'oci'}:docker.io/team/app:1.0")["Digest"] == oci_ref(ns)

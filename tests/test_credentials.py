@@ -6,7 +6,7 @@ it gets that host's own credentials); realms must be https (loopback aside). Use
 tokens in any URL are used for their origin and recorded nowhere: not in the lock, the signed
 metadata, the mirror, the audit logs, reports or messages.
 
-Real servers on 127.0.0.1 (tests/servers/hostile_upstream.py logs every request's
+Real servers on 127.0.0.1 (tests/support/servers/hostile_upstream.py logs every request's
 Authorization header); the real command line for the end-to-end runs.
 """
 
@@ -204,7 +204,7 @@ def test_conda_channel_token_in_the_path_is_used_and_recorded_nowhere(tmp_path):
     (served / "t" / TOKEN).mkdir(parents=True)
     shutil.move(str(chan), str(served / "t" / TOKEN / "upstream"))
     port, log = free_port(), tmp_path / "static.log"
-    server = Server([sys.executable, str(Path(__file__).parent / "servers" / "static_http.py"), str(served), str(port),
+    server = Server([sys.executable, str(Path(__file__).parent / "support" / "servers" / "static_http.py"), str(served), str(port),
                      "--log", str(log)], f"http://127.0.0.1:{port}/t/{TOKEN}/upstream/noarch/repodata.json")
     try:
         spec = tmp_path / "g.yaml"

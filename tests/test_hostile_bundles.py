@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import cli, create, new_channel, write_spec
 from tests.helpers import snapshot
-from tests.hostile import Member, raw_header_with_nul, read_members, write_members
+from tests.support.hostile_bundles import Member, raw_header_with_nul, read_members, write_members
 
 
 @pytest.fixture

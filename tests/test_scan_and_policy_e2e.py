@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli, new_channel, write_spec
-from tests.data_paths import ADVISORIES  # noqa: E402
 from tests.helpers import make_wheel, snapshot, static_server, write_index
+from tests.support.data import ADVISORIES  # noqa: E402
 
 
 def members(bundle: Path) -> dict[str, bytes]:

@@ -58,7 +58,7 @@ import pytest
 from gapsync.bundle.keys import load_signing_key
 from tests.conftest import cli, new_channel, write_spec
 from tests.helpers import make_wheel, snapshot, static_server, write_index
-from tests.models.support import (
+from tests.support.models import (
     OTHER,
     TINY,
     FakeHub,
@@ -67,7 +67,7 @@ from tests.models.support import (
     safetensors_bytes,
     write_repo,
 )
-from tests.oci.support import (
+from tests.support.oci import (
     BASE_LAYER,
     ImageSpec,
     Layer,
@@ -105,7 +105,7 @@ class RevalidatingIndex:
     """A static PEP 503 index that tells clients to revalidate its pages (``Cache-Control:
     max-age=0``, If-Modified-Since answered with 304 when unchanged), in a thread of this process.
 
-    Why not tests/servers/static_http.py: it sends no Cache-Control, and uv then takes a page as
+    Why not tests/support/servers/static_http.py: it sends no Cache-Control, and uv then takes a page as
     fresh for 600 s without asking again, so a release published a few seconds after the previous
     sync is not seen (the product issue ``test_sync_sees_a_release_published_right_after_the_last_one``
     records). Here every step's release must be seen at once."""

@@ -2,7 +2,7 @@
 the reason, a documented exit code, and costs bounded memory and time; a name the air side would
 refuse stops resolve at the DMZ instead of being signed.
 
-Every upstream here is a real HTTP server on 127.0.0.1 (tests/servers/hostile_upstream.py) that
+Every upstream here is a real HTTP server on 127.0.0.1 (tests/support/servers/hostile_upstream.py) that
 lies in one chosen way.
 """
 
@@ -21,7 +21,7 @@ from gapsync.errors import UpstreamError
 from tests.conftest import cli
 from tests.helpers import Server, free_port, make_wheel
 
-SERVERS = Path(__file__).parent / "servers"
+SERVERS = Path(__file__).parent / "support" / "servers"
 
 
 def hostile(mode: str, tmp_path: Path, *extra: str) -> Server:

@@ -7,7 +7,7 @@ the external zone of ``gapsync demo``, and the Hub of the tests (with hostile mo
 Why: the Hub cannot be reached from every machine (and not from the test machines), and gapsync must be tested against the HTTP calls the real
 client makes (and against a Hub that lies). Listens on 127.0.0.1 only; the test stops it by PID.
 
-ON-DISK FORMAT (``tests/models/support.write_repo`` writes it)::
+ON-DISK FORMAT (``tests/support/models.write_repo`` writes it)::
 
     ROOT/<org>/<name>/revisions/<40-hex commit>/<files...>   one directory per commit, plain files
     ROOT/<org>/<name>/refs.json    {"main": "<commit>", "v1.0": "<commit>"}  branch and tag names
@@ -76,7 +76,7 @@ MODES:
 LOG: ``--log FILE``: one JSON line per request: time, method, path, host, auth (Authorization
 present), range, status. ``--delay-ms``: sleep before each answer (latency for benchmarks).
 
-This file is run as a script (stdlib only) and imported by ``tests/models/support.py`` for the
+This file is run as a script (stdlib only) and imported by ``tests/support/models.py`` for the
 shared rules (``git_blob_sha1``, ``lfs_pointer``, ``is_lfs``, ``commit_id``).
 """
 
@@ -118,7 +118,7 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
 
-# --- shared rules (imported by tests/models/support.py) -------------------------------------------
+# --- shared rules (imported by tests/support/models.py) -------------------------------------------
 
 def git_blob_sha1(data: bytes) -> str:
     """Git's object id of a blob: sha1(b"blob <len>\\0" + data) — the Hub's oid/blobId/ETag of a regular file."""

@@ -1,6 +1,6 @@
 """Conda fixtures: the tests' upstream channel, built once per session and served on 127.0.0.1.
 
-The packages are real (made by py-rattler-build, see ``build_channel.py``) and the channel is
+The packages are real (made by py-rattler-build, see ``tests/support/conda_build_channel.py``) and the channel is
 indexed by ``rattler.index``, each in a process of its own: rattler_build and rattler must not
 be loaded into one process (two Rust runtimes; it crashes), and the tests' process uses rattler.
 """
@@ -40,14 +40,14 @@ def rattler_index(channel: Path) -> None:
 def build_channel(root: Path) -> Path:
     """Build and index the test channel under ``root/upstream``; returns the channel directory."""
     chan = root / "upstream"
-    subprocess.run([sys.executable, str(HERE / "build_channel.py"), str(chan)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(HERE.parent / "support" / "conda_build_channel.py"), str(chan)], check=True, capture_output=True)
     rattler_index(chan)
     return chan
 
 
 def serve_dir(root: Path, probe: str) -> Server:
     port = free_port()
-    return Server([sys.executable, str(HERE.parent / "servers" / "static_http.py"), str(root), str(port)],
+    return Server([sys.executable, str(HERE.parent / "support" / "servers" / "static_http.py"), str(root), str(port)],
                   f"http://127.0.0.1:{port}/{probe}")
 
 

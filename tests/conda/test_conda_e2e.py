@@ -32,7 +32,7 @@ def consume(channel: str, platform: str, prefix: Path | None, specs: list[str], 
     or loopback, which bypasses the proxy) can be reached."""
     env = isolated_env(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", ALL_PROXY="http://127.0.0.1:9",
                        NO_PROXY="127.0.0.1", CONDARC=os.devnull, PIXI_HOME=str(cache / "pixi"))
-    r = subprocess.run([sys.executable, str(HERE / "consumer.py"), channel, platform, str(prefix or "-"), str(cache),
+    r = subprocess.run([sys.executable, str(HERE.parent / "support" / "conda_consumer.py"), channel, platform, str(prefix or "-"), str(cache),
                         *specs], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conda.test_conda_e2e import consume
 from tests.conftest import ARCH, cli, isolated_env, new_channel
-from tests.models.support import config_json, safetensors_bytes
-from tests.oci.support import build_layout, default_images
+from tests.support.models import config_json, safetensors_bytes
+from tests.support.oci import build_layout, default_images
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="installs the linux-64 environment on this machine")

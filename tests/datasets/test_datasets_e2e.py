@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import ARCH, GAPSYNC, cli, new_channel
-from tests.datasets.support import (
+from tests.helpers import Server, free_port
+from tests.support.datasets import (
     CONFIGS,
     CSV,
     JSONL,
@@ -27,8 +28,7 @@ from tests.datasets.support import (
     run_py,
     write_datasets,
 )
-from tests.helpers import Server, free_port
-from tests.models.support import TINY, build_default_repos
+from tests.support.models import TINY, build_default_repos
 
 pytest.importorskip("datasets")
 GOOD = (PARQUET, CSV, JSONL)
@@ -271,7 +271,7 @@ def test_sync_delta_carries_only_what_is_new(dworld, tmp_path):
     """The CSV dataset's main moves to a new commit (one file changed): ``sync`` makes a delta that
     carries that file and the new manifest, not the other datasets' files; the import moves the ref."""
     from gapsync.demo.hub_standin import write_repo
-    from tests.datasets.support import csv_bytes, rows
+    from tests.support.datasets import csv_bytes, rows
 
     old = dworld.hub_root / "datasets" / CSV / "revisions" / dworld.commits[CSV]
     files = {p.relative_to(old).as_posix(): p.read_bytes() for p in old.rglob("*") if p.is_file()}
@@ -333,7 +333,7 @@ def test_a_dataset_and_a_model_of_one_name_stay_apart(dworld, tmp_path):
     """``acme/tiny-bert`` as a model and as a dataset (another repo of the same id): two targets,
     two cache folders, two sets of names; neither replaces the other."""
     from gapsync.demo.hub_standin import write_repo
-    from tests.datasets.support import csv_bytes, rows
+    from tests.support.datasets import csv_bytes, rows
 
     write_repo(dworld.hub_root / "datasets", TINY, {"main": {"README.md": b"# same id\n", "train.csv": csv_bytes(rows(2, 1))}})
     spec = tmp_path / "g.yaml"

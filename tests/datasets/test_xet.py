@@ -11,8 +11,8 @@ import json
 import pytest
 
 from tests.conftest import cli, new_channel
-from tests.datasets.support import PARQUET, SNAPSHOT, Hub, clean_env, run_py, write_datasets
-from tests.models.support import TINY, build_default_repos
+from tests.support.datasets import PARQUET, SNAPSHOT, Hub, clean_env, run_py, write_datasets
+from tests.support.models import TINY, build_default_repos
 
 ANNOUNCED = r"""
 import json, sys

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import GAPSYNC, cli, isolated_env
 from tests.helpers import snapshot
-from tests.hostile import Member, read_members, write_members
+from tests.support.hostile_bundles import Member, read_members, write_members
 
 SECONDS = 10.0  # generous for two cores: each refusal below takes well under a second
 PEAK_MB = 300  # absolute ceiling of the importer's peak RSS

@@ -52,7 +52,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import cli
 from tests.helpers import snapshot
-from tests.hostile import Member, read_members, write_members
+from tests.support.hostile_bundles import Member, read_members, write_members
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

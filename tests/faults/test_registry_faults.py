@@ -1,5 +1,5 @@
 """Registry faults during ``gapsync push``: a real docker-registry behind a fault-injecting proxy
-(tests/servers/fault_proxy.py) that answers 500, closes connections, or hangs; and the registry
+(tests/support/servers/fault_proxy.py) that answers 500, closes connections, or hangs; and the registry
 itself stopped in the middle of a push and started again.
 
 What must hold: transient faults are retried with backoff and the push completes within a time
@@ -28,7 +28,7 @@ import requests
 from tests.conftest import GAPSYNC, cli, isolated_env, new_channel
 from tests.helpers import Server, free_port
 from tests.oci import conftest as oci_fixtures
-from tests.oci.support import Registry, _Service, skopeo_inspect
+from tests.support.oci import Registry, _Service, skopeo_inspect
 
 pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in ("docker-registry", "skopeo")),
                                 reason="needs docker-registry and skopeo (apt-get install docker-registry skopeo)")
@@ -37,13 +37,13 @@ oci_images = oci_fixtures.oci_images
 source_registry = oci_fixtures.source_registry
 empty_registry = oci_fixtures.empty_registry
 
-SERVERS = Path(__file__).resolve().parents[1] / "servers"
+SERVERS = Path(__file__).resolve().parents[1] / "support" / "servers"
 BOUND = 60.0  # seconds a push through faults may take on two cores (they take a few)
 MIB = 1 << 20
 
 
 class FaultProxy:
-    """tests/servers/fault_proxy.py in front of ``upstream``, stopped by PID."""
+    """tests/support/servers/fault_proxy.py in front of ``upstream``, stopped by PID."""
 
     def __init__(self, upstream: Registry, log: Path, rules: list[dict] | None = None):
         port = free_port()

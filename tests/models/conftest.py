@@ -1,4 +1,4 @@
-"""Model fixtures: a fake Hugging Face Hub (``tests/servers/fake_hub.py``) with small repos, and the real MiniLM.
+"""Model fixtures: a fake Hugging Face Hub (``tests/support/servers/fake_hub.py``) with small repos, and the real MiniLM.
 
 ``fake_hub`` (session): one server for read-only tests, with the standard repos (see
 ``support.build_default_repos``); its page size is 4 so every recursive tree listing is paginated.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models.support import (
+from tests.support.models import (
     HONEST,
     MINILM,
     FakeHub,

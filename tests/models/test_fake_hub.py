@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.models.support import (
+from tests.support.models import (
     MANY_COUNT,
     MANY_FILES,
     MINILM,

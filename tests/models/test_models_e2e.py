@@ -15,7 +15,7 @@ import pytest
 from gapsync.bundler.cache import BlobCache
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port, static_server
-from tests.models.support import OTHER, TINY, offline_env
+from tests.support.models import OTHER, TINY, offline_env
 
 OFFLINE_READ = r"""
 import json, sys, hashlib, os

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.support import HostileRegistry, Registry, build_layout, default_images
+from tests.support.oci import HostileRegistry, Registry, build_layout, default_images
 
 NEEDED = ("docker-registry", "skopeo", "htpasswd")
 

@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port
-from tests.oci.artifacts_support import HELM_CONFIG, HELM_CONTENT, chart_archive, chart_config, oras_push
+from tests.support.oci_artifacts import HELM_CONFIG, HELM_CONTENT, chart_archive, chart_config, oras_push
 
 SBOM_CONFIG = "application/vnd.example.sbom.config.v1+json"
 SBOM_LAYER = "application/spdx+json"

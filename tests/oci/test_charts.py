@@ -20,7 +20,8 @@ import yaml
 from gapsync.bundler.sources.charts import ChartError, images_named, read_chart
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port, static_server
-from tests.oci.artifacts_support import (
+from tests.support.oci import Registry, skopeo, skopeo_inspect
+from tests.support.oci_artifacts import (
     HELM_CONFIG,
     HELM_CONTENT,
     chart_archive,
@@ -29,7 +30,6 @@ from tests.oci.artifacts_support import (
     push_chart,
     targz,
 )
-from tests.oci.support import Registry, skopeo, skopeo_inspect
 
 
 def _errors(err: str) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from gapsync.bundler.cache import BlobCache
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port
-from tests.oci.support import skopeo, skopeo_inspect, targeted_layers, unique_blobs
+from tests.support.oci import skopeo, skopeo_inspect, targeted_layers, unique_blobs
 
 
 def images_spec(path: Path, registry_host: str, refs: list[str], platforms=("linux/amd64", "linux/arm64"),

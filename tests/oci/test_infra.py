@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.oci.support import (
+from tests.support.oci import (
     ACCEPT_ALL,
     BIG_LAYER_SIZE,
     DOCKER_CONFIG,

@@ -11,7 +11,7 @@ from pathlib import Path
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.sources.oci_local import archive_into_cache
 from tests.conftest import cli, new_channel
-from tests.oci.support import skopeo_inspect
+from tests.support.oci import skopeo_inspect
 
 
 def test_oci_layout_directory_as_a_source(oci_images, tmp_path):

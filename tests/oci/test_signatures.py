@@ -1,6 +1,6 @@
 """Signatures travel with their images, and images.require_signature verifies them at the border
 on both sides. Real parts: Debian's docker-registry, cosign-format signatures pushed with the oras
-SDK (tag ``sha256-<hex>.sig``; see artifacts_support for why skopeo does not sign here), skopeo
+SDK (tag ``sha256-<hex>.sig``; see tests/support/oci_artifacts.py for why skopeo does not sign here), skopeo
 reading what was pushed on the air side, openssl verifying the signature there with the same key.
 Hostile cases: unsigned, wrong key, a signature of another image moved onto this one, a tampered
 signature, a payload that is not simple signing."""
@@ -22,7 +22,8 @@ from gapsync.policies.schema import load_policy
 from gapsync.scanner.artifacts.signatures import Candidate, PublicKey, verify
 from tests.conftest import GAPSYNC, cli, new_channel
 from tests.helpers import Server, free_port
-from tests.oci.artifacts_support import (
+from tests.support.oci import Registry, skopeo_inspect
+from tests.support.oci_artifacts import (
     SIMPLE_SIGNING,
     cosign_sign,
     key_pair,
@@ -30,7 +31,6 @@ from tests.oci.artifacts_support import (
     sign_payload,
     simple_signing_payload,
 )
-from tests.oci.support import Registry, skopeo_inspect
 
 
 def _errors(err: str) -> list[str]:
@@ -263,7 +263,7 @@ def test_attestations_found_through_the_referrers_api(tmp_path, mode):
     other = "sha256:" + "e" * 64
     image, attestation = _referrers_layout(tmp_path / "layout", other if mode == "wrong-subject" else None)
     port = free_port()
-    srv = Server(["python3", str(HERE / "servers" / "referrers_registry.py"), str(tmp_path / "layout"), str(port),
+    srv = Server(["python3", str(HERE / "support" / "servers" / "referrers_registry.py"), str(tmp_path / "layout"), str(port),
                   "--mode", mode], f"http://127.0.0.1:{port}/v2/")
     try:
         host = f"127.0.0.1:{port}"
@@ -364,7 +364,7 @@ def test_an_image_waits_for_a_signature_in_another_volume():
 
 
 def test_an_index_under_a_signature_tag_is_refused(oci_images, empty_registry, tmp_path):
-    from tests.oci.support import push_with_skopeo
+    from tests.support.oci import push_with_skopeo
 
     reg = empty_registry()
     push_with_skopeo(oci_images.layout, "app-b", reg.ref("team/app-b", "2.0"))

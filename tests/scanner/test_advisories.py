@@ -19,7 +19,7 @@ import pytest
 from gapsync.advisories import DB_FILE, INFO_FILE, AdvisoryDB, import_db, read_info, update
 from gapsync.cli.main import main
 from gapsync.errors import FetchError, InputError, VerificationError
-from tests.data_paths import ADVISORIES as SNAPSHOT  # noqa: E402
+from tests.support.data import ADVISORIES as SNAPSHOT  # noqa: E402
 
 needs_snapshot = pytest.mark.skipif(not SNAPSHOT.exists(), reason="shared/advisories snapshot not present")
 
@@ -270,7 +270,7 @@ def test_freshness_counts_from_the_newest_advisory():
 
 def test_import_records_the_attribution(tmp_path):
     from tests.conftest import cli
-    from tests.data_paths import ADVISORIES
+    from tests.support.data import ADVISORIES
 
     text = "Python Packaging Advisory Database (pypa/advisory-database, commit 3ccb612), CC BY 4.0"
     r = cli("advisories", "import", ADVISORIES, "--store", tmp_path, "--source", text)

@@ -9,9 +9,9 @@ import pickle
 import warnings
 
 import pytest
-from scanner_samples import scan
 
 from gapsync.model import Severity
+from tests.support.samples import scan
 
 np = pytest.importorskip("numpy")
 
@@ -122,9 +122,9 @@ def test_torch_state_dicts_are_clean(tmp_path):
 # -- the generated benign set: every estimator, every torch.nn module, pandas, boosters -------------
 @pytest.fixture(scope="module")
 def benign_set(tmp_path_factory):
-    """The files of tests/scanner/benign_models.py, written once for this module (never loaded)."""
+    """The files of tests/support/benign_models.py, written once for this module (never loaded)."""
     pytest.importorskip("sklearn")
-    from benign_models import generate
+    from tests.support.benign_models import generate
 
     out = tmp_path_factory.mktemp("benign")
     result = generate(out)
@@ -201,7 +201,7 @@ def _getattr_on_memo(memo: int, attr: str) -> bytes:
     ("xgboost.sklearn", "DMatrix"), ("builtins", "getattr"), ("builtins", "eval"), ("os", "system"),
 ])
 def test_refused_globals_stay_high(tmp_path, module, name):
-    from scanner_samples import is_malicious, write
+    from tests.support.samples import is_malicious, write
 
     assert is_malicious(scan(write(tmp_path, "m.pkl", _call0(module, name))))
 
@@ -221,7 +221,7 @@ def test_user_defined_classes_in_a_torch_checkpoint_are_high(tmp_path):
 
 def test_bound_methods_only_the_listed_pairs(tmp_path):
     """pickle saves a bound method as getattr(obj, name): only listed (class, method) pairs pass."""
-    from scanner_samples import is_malicious, write
+    from tests.support.samples import is_malicious, write
 
     lazy = b"\x80\x02" + _instance("torch.nn.modules.linear", "LazyLinear") + b"q\x000"
     ok = lazy + _getattr_on_memo(0, "_infer_parameters") + b"."
@@ -253,7 +253,7 @@ def test_bound_methods_only_the_listed_pairs(tmp_path):
 
 def test_legacy_torch_module_records_name_their_class(tmp_path):
     """Legacy torch.save stores whole modules as persistent ids ('module', cls, file, source); the class is judged."""
-    from scanner_samples import is_malicious, write
+    from tests.support.samples import is_malicious, write
 
     def legacy(module: str, name: str) -> bytes:
         pid = b"(Vmodule\n" + b"c" + f"{module}\n{name}\n".encode() + b"V/src/x.py\nVsrc\ntQ"
@@ -268,7 +268,7 @@ def test_legacy_torch_module_records_name_their_class(tmp_path):
 
 def test_partial_only_of_allowed_functions(tmp_path):
     """functools.partial(f, ...) only stores f: allowed when f is an allowed global, else high."""
-    from scanner_samples import is_malicious, write
+    from tests.support.samples import is_malicious, write
 
     def partial(inner: bytes) -> bytes:
         return b"\x80\x02cfunctools\npartial\n" + inner + b"\x85R."

@@ -11,7 +11,8 @@ import zipfile
 import zlib
 
 import pytest
-from scanner_samples import globals_found, is_malicious, rules, scan, stack_global_print, write
+
+from tests.support.samples import globals_found, is_malicious, rules, scan, stack_global_print, write
 
 PAYLOAD = stack_global_print()
 

@@ -10,9 +10,9 @@ import hashlib
 import json
 
 import pytest
-from scanner_samples import is_malicious, scan
 
-from tests.data_paths import CORPUS  # noqa: E402
+from tests.support.data import CORPUS  # noqa: E402
+from tests.support.samples import is_malicious, scan
 
 MANIFEST = CORPUS / "manifest.json"
 RECORDS = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else []

@@ -17,11 +17,11 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from scanner_samples import is_malicious, rules, scan, write
 
 from gapsync.model import Severity
 from gapsync.scanner.budget import BudgetLimits
 from gapsync.scanner.models import ModelScanner
+from tests.support.samples import is_malicious, rules, scan, write
 
 EVIL = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R."
 
@@ -328,7 +328,7 @@ def test_budgets_come_from_the_policy_and_bad_ones_are_refused(tmp_path):
 
 
 def test_protobuf_fields_are_charged_as_parse_steps(tmp_path):
-    from scanner_samples import pb_bytes, pb_int
+    from tests.support.samples import pb_bytes, pb_int
 
     node = pb_bytes(4, "Relu") + pb_bytes(7, "")
     onnx = pb_int(1, 7) + pb_bytes(7, b"".join(pb_bytes(1, node) for _ in range(100_000)))  # 1 MB, 100,000 nodes

@@ -8,9 +8,9 @@ import struct
 import zipfile
 
 import pytest
-from scanner_samples import is_malicious, pb_bytes, pb_int, rules, scan, write
 
 from gapsync.model import Severity
+from tests.support.samples import is_malicious, pb_bytes, pb_int, rules, scan, write
 
 
 def safetensors_bytes(tensors: dict, trailing: bytes = b"", gap: int = 0) -> bytes:

@@ -10,12 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from scanner_samples import call_print_p0, stack_global_print, write
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner import parallel
 from gapsync.scanner.base import scan_path
-from tests.data_paths import CORPUS  # noqa: E402
+from tests.support.data import CORPUS  # noqa: E402
+from tests.support.samples import call_print_p0, stack_global_print, write
 
 
 def _dir_of_mixed_files(tmp_path: Path) -> Path:

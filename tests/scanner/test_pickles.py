@@ -10,7 +10,10 @@ import pickle
 import struct
 
 import pytest
-from scanner_samples import (
+
+from gapsync.model import Severity
+from gapsync.policies.pickle_globals import GlobalAction, load_pickle_policy
+from tests.support.samples import (
     PROTO4,
     binunicode,
     call_print_p0,
@@ -23,9 +26,6 @@ from scanner_samples import (
     stack_global_print,
     write,
 )
-
-from gapsync.model import Severity
-from gapsync.policies.pickle_globals import GlobalAction, load_pickle_policy
 
 
 def test_protocol0_global_reduce(tmp_path):

@@ -6,7 +6,8 @@ import struct
 import zlib
 
 import pytest
-from scanner_samples import is_malicious, rules, scan
+
+from tests.support.samples import is_malicious, rules, scan
 
 PAYLOAD = b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03."
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import pickle
 
-from scanner_samples import stack_global_print, write
-
 from gapsync.cli.main import main
+from tests.support.samples import stack_global_print, write
 
 
 def test_scan_exit_codes_and_output(tmp_path, capsys):

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
-from tests.data_paths import ADVISORIES
 from tests.helpers import make_wheel
+from tests.support.data import ADVISORIES
 
 JINJA_IDS = ["PYSEC-2019-217", "PYSEC-2021-66"]  # the two advisories that name Jinja2 2.10
 

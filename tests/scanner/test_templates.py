@@ -12,10 +12,10 @@ import json
 import struct
 
 import pytest
-from scanner_samples import is_malicious, rules, scan, write
 
 from gapsync.scanner.formats import templates
 from gapsync.scanner.formats.templates import judge_template
+from tests.support.samples import is_malicious, rules, scan, write
 
 LLAMA3 = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "

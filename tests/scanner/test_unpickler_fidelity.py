@@ -11,9 +11,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from scanner_samples import is_malicious, rules, scan, write
 
 from gapsync.model import Severity
+from tests.support.samples import is_malicious, rules, scan, write
 
 PAYLOAD = b"cos\nsystem\n(S'id'\ntR."  # protocol 0: GLOBAL os.system, MARK, STRING, TUPLE, REDUCE, STOP
 

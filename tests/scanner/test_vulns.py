@@ -23,7 +23,7 @@ from gapsync.scanner.artifacts.vulns import scan_subject
 from gapsync.scanner.subject import ScanSubject, SubjectFile
 
 ROOT = Path(__file__).resolve().parents[2]
-from tests.data_paths import ADVISORIES_DIR as SHARED  # noqa: E402
+from tests.support.data import ADVISORIES_DIR as SHARED  # noqa: E402
 
 SNAPSHOT = SHARED / "pypa-advisory-db.osv.jsonl.gz"
 EXAMPLES = json.loads((SHARED / "examples.json").read_text()) if (SHARED / "examples.json").exists() else None

@@ -7,7 +7,7 @@ schedulers, pandas objects, NumPy values, xgboost and lightgbm models. This modu
 *writes* such files (``pickle.dumps``, ``torch.save``, ``joblib.dump``); nothing here or in the
 tests loads one back.
 
-    python -m tests.scanner.benign_models OUT_DIR     # write the set, then scan it:
+    python -m tests.support.benign_models OUT_DIR     # write the set, then scan it:
     gapsync scan OUT_DIR --json
 
 A library that is not installed is skipped; an object that cannot be made or pickled is left
@@ -464,7 +464,7 @@ def _lightgbm() -> Iterator[tuple[str, Callable[[Path], None]]]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print(__doc__.strip().splitlines()[0], "\nusage: python -m tests.scanner.benign_models OUT_DIR", file=sys.stderr)
+        print(__doc__.strip().splitlines()[0], "\nusage: python -m tests.support.benign_models OUT_DIR", file=sys.stderr)
         return 2
     out = Path(argv[0])
     result = generate(out)

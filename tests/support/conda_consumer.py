@@ -1,7 +1,7 @@
 """The air side's consumer: py-rattler solves (and installs) from one channel URL and nothing else.
 
 Run as a script in its own process with proxies pointed at a closed port, so any attempt to
-reach another host fails: ``python consumer.py CHANNEL_URL PLATFORM PREFIX|- CACHE SPEC...``. Prints
+reach another host fails: ``python conda_consumer.py CHANNEL_URL PLATFORM PREFIX|- CACHE SPEC...``. Prints
 the solved records as JSON lines; with a PREFIX it installs them there.
 """
 

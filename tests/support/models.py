@@ -3,7 +3,7 @@
 Why here and not in the tests: gapsync's model tests (resolve, bundle create, import, serve) and the
 fake Hub's own proof (``test_fake_hub.py``) need the same repos and the same hashing rules. The rules
 themselves (git blob sha1, LFS pointer, which files are LFS, commit ids) live in
-``tests/servers/fake_hub.py`` — the server runs as a stdlib-only script — and are re-exported here.
+``tests/support/servers/fake_hub.py`` — the server runs as a stdlib-only script — and are re-exported here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ __all__ = [
     "hub_env", "offline_env", "gapsync_test_cache",
 ]
 
-FAKE_HUB = Path(__file__).resolve().parents[1] / "servers" / "fake_hub.py"
+FAKE_HUB = Path(__file__).resolve().parent / "servers" / "fake_hub.py"
 TINY = "acme/tiny-bert"
 OTHER = "acme/other"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -276,7 +276,7 @@ def write_minilm_repo(root: Path, wheel: Path) -> RepoSpec:
 
 @dataclass
 class FakeHub:
-    """``tests/servers/fake_hub.py`` in a subprocess on 127.0.0.1 (free port), stopped by PID.
+    """``tests/support/servers/fake_hub.py`` in a subprocess on 127.0.0.1 (free port), stopped by PID.
 
     ``url``: the Hub endpoint (``http://127.0.0.1:PORT``, for ``endpoint=``/``HF_ENDPOINT``);
     ``cdn_url``: where LFS files redirect (``http://localhost:PORT``: another host *name*, same server);

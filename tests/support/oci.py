@@ -10,10 +10,10 @@ Why each piece exists:
   manifest instead of keeping its exact bytes changes its digest and fails the tests.
 * ``Registry`` runs Debian's ``docker-registry`` (CNCF distribution 2.8.2) on 127.0.0.1 with its
   own config, anonymous, with htpasswd basic auth, or with Bearer tokens from
-  ``tests/servers/token_server.py``: the same server a user runs, not a mock of it.
+  ``tests/support/servers/token_server.py``: the same server a user runs, not a mock of it.
 * ``push_with_skopeo`` / ``skopeo_inspect``: skopeo is the independent client on both ends; what
   gapsync pushes or serves, skopeo must read.
-* ``HostileRegistry`` runs ``tests/servers/hostile_registry.py``, a registry that lies in one
+* ``HostileRegistry`` runs ``tests/support/servers/hostile_registry.py``, a registry that lies in one
   chosen way (see that module for the modes).
 """
 
@@ -40,7 +40,7 @@ import requests
 
 from tests.helpers import Server, free_port
 
-SERVERS = Path(__file__).resolve().parents[1] / "servers"
+SERVERS = Path(__file__).resolve().parent / "servers"
 
 # Media types. Docker v2 schema 2 and OCI are both kept as they are: a digest covers the bytes.
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -450,7 +450,7 @@ class Registry:
     """A real ``docker-registry`` (distribution 2.8.2) on 127.0.0.1, own config, stopped by PID.
 
     ``auth``: ``None`` (anonymous), ``"htpasswd"`` (basic auth, bcrypt entry from ``htpasswd -Bbn``)
-    or ``"token"`` (Bearer tokens from ``tests/servers/token_server.py``, RS256 JWTs whose x5c
+    or ``"token"`` (Bearer tokens from ``tests/support/servers/token_server.py``, RS256 JWTs whose x5c
     certificate is the registry's rootcertbundle). ``anonymous_pull`` (token only): the token
     server hands out pull-only tokens without credentials, as Docker Hub does for public images.
 
@@ -555,7 +555,7 @@ class Registry:
 
 
 class HostileRegistry:
-    """``tests/servers/hostile_registry.py`` serving a layout in one mode, stopped by PID.
+    """``tests/support/servers/hostile_registry.py`` serving a layout in one mode, stopped by PID.
 
     Attributes: ``url``, ``host``, ``mode``, ``other_port`` (where redirects point, on host name
     ``localhost``), ``log`` (JSON lines: method, path, host, authorization present, status).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "data" / "corpus" / "models"
 ADVISORIES_DIR = ROOT / "gapsync" / "demo" / "data"
 ADVISORIES = ADVISORIES_DIR / "pypa-advisory-db.osv.jsonl.gz"

@@ -10,7 +10,7 @@ side of the distribution API: ``GET /v2/``, ``/v2/<name>/manifests/<tag|digest>`
 
 Names: a tag resolves through the layout's ``index.json``: a descriptor whose
 ``dev.gapsync.test.repository``/``dev.gapsync.test.tag`` annotations equal (name, tag) — what
-``tests/oci/support.build_layout`` writes — or whose ``org.opencontainers.image.ref.name`` equals
+``tests/support/oci.build_layout`` writes — or whose ``org.opencontainers.image.ref.name`` equals
 the tag (any name). Digests resolve under any name.
 
 MODES — what is tampered with is the TARGET: the *last* layer of every image manifest in the

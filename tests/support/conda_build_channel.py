@@ -1,6 +1,6 @@
 """Build the tests' upstream conda channel: small real packages made by py-rattler-build.
 
-Run as a script (``python build_channel.py OUT``), never imported by the tests' process:
+Run as a script (``python conda_build_channel.py OUT``), never imported by the tests' process:
 rattler_build and rattler each carry their own Rust runtime and one process must not load both
 (it crashes). The channel is then indexed by ``rattler.index`` in another process (conftest).
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from gapsync.demo.hub_standin import write_repo
 from tests.helpers import Server, free_port
 
-FAKE_HUB = Path(__file__).resolve().parents[1] / "servers" / "fake_hub.py"
+FAKE_HUB = Path(__file__).resolve().parent / "servers" / "fake_hub.py"
 PARQUET = "acme/parquet-data"  # two configs: default (train in two files, test) and small
 CSV = "acme/csv-data"  # no configs: one split per file, by file name (train.csv, test.csv)
 JSONL = "acme/jsonl-data"  # two configs of JSON Lines, with train and validation splits
