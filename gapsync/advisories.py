@@ -9,7 +9,9 @@ with a zero mtime, so the same records give the same sha256) next to ``info.json
 are written atomically: a reader sees the old store or the new one, never half of one.
 
 ``AdvisoryDB.load`` reads that file back into an index by PEP 503 name; the matching itself lives
-in :mod:`gapsync.scanner.artifacts.vulns`. Every record is checked on import and again on load, and a bad
+in :mod:`gapsync.scanner.artifacts.vulns` (with the ecosystem name and the id order), which this
+store imports and which never imports the store: the scanners stay pure (no file, no network),
+and take any object with ``advisories_for``/``match`` (:class:`~gapsync.scanner.artifacts.vulns.Advisories`). Every record is checked on import and again on load, and a bad
 one is an :class:`~gapsync.errors.InputError` naming the file and the line (or zip member).
 """
 
@@ -25,17 +27,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from gapsync import fsutil
 from gapsync.errors import FetchError, InputError, VerificationError
 from gapsync.fsutil import write_atomic
-from gapsync.scanner.artifacts.vulns import ECOSYSTEM, _id_key
-
-if TYPE_CHECKING:
-    from gapsync.scanner.artifacts.vulns import CompiledAdvisory, MatchResult
+from gapsync.scanner.artifacts import vulns
+from gapsync.scanner.artifacts.vulns import ECOSYSTEM, CompiledAdvisory, MatchResult, VersionCache, _id_key
 
 OSV_PYPI_URL = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 DB_FILE = "pypi.osv.jsonl.gz"
@@ -360,7 +360,7 @@ class AdvisoryDB:
         # Live records by name; each package's are compiled on first use (a scan touches few).
         self._raw: dict[str, list[dict[str, Any]]] = {}
         self._compiled: dict[str, list[CompiledAdvisory]] = {}
-        self.version_cache: dict[str, Any] = {}  # version string -> (Version, canonical), shared
+        self.version_cache: VersionCache = {}  # version string -> (Version, canonical), shared
         for rec in records:
             if not rec.get("withdrawn"):
                 for name in pypi_names(rec):
@@ -408,17 +408,13 @@ class AdvisoryDB:
         name = canonicalize_name(name)
         compiled = self._compiled.get(name)
         if compiled is None:
-            from gapsync.scanner.artifacts.vulns import compile_record
-
-            compiled = [compile_record(rec, self.version_cache, only=name)[name] for rec in self._raw.get(name, [])]
+            compiled = [vulns.compile_record(rec, self.version_cache, only=name)[name] for rec in self._raw.get(name, [])]
             self._compiled[name] = compiled
         return compiled
 
     def match(self, name: str, version: str) -> MatchResult:
         """Which live advisories affect ``name`` at ``version`` (see :mod:`gapsync.scanner.artifacts.vulns`)."""
-        from gapsync.scanner.artifacts.vulns import match
-
-        return match(self, name, version)
+        return vulns.match(self, name, version)
 
     def info(self) -> dict[str, Any]:
         """The snapshot's summary for bundle.json and ``advisories info``: where it came from,

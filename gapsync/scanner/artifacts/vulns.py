@@ -25,16 +25,13 @@ import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.subject import ScanSubject
-
-if TYPE_CHECKING:
-    from gapsync.advisories import AdvisoryDB
 
 ECOSYSTEM = "PyPI"
 AFFECTED, NOT_AFFECTED, UNKNOWN = "affected", "clean", "not-checked"
@@ -204,6 +201,18 @@ def _add_range(adv: CompiledAdvisory, events: list[dict[str, str]], cache: Versi
     adv.ranges.append(Range([e for _, e in keyed], limits))
 
 
+class Advisories(Protocol):
+    """What matching needs of a loaded database: the live advisories of one package, compiled,
+    and the shared version cache. :class:`gapsync.advisories.AdvisoryDB` is one; the scanner
+    names only this, so it never imports the store (which reads files and downloads)."""
+
+    version_cache: VersionCache
+
+    def advisories_for(self, name: str) -> list[CompiledAdvisory]: ...
+
+    def match(self, name: str, version: str) -> MatchResult: ...
+
+
 # --- results -------------------------------------------------------------------------------
 
 
@@ -239,7 +248,7 @@ class MatchResult:
     reason: str | None = None
 
 
-def match(db: AdvisoryDB, name: str, version: str) -> MatchResult:
+def match(db: Advisories, name: str, version: str) -> MatchResult:
     """Match one installed ``name==version`` against every live advisory of that package."""
     advisories = db.advisories_for(name)
     v, canon = parse(version.strip(), db.version_cache)
@@ -361,7 +370,7 @@ def summary_of(rec: dict[str, Any]) -> str:
 # --- the scanner ---------------------------------------------------------------------------
 
 
-def scan_subject(db: AdvisoryDB, subject: ScanSubject) -> list[Finding]:
+def scan_subject(db: Advisories, subject: ScanSubject) -> list[Finding]:
     """Findings for one artifact: a Python package by its name and version, an OCI image by the
     packages installed in its layers (read as streams, never unpacked). Other kinds: none."""
     if subject.kind == "python":
@@ -372,7 +381,7 @@ def scan_subject(db: AdvisoryDB, subject: ScanSubject) -> list[Finding]:
     return []
 
 
-def _scan_image(db: AdvisoryDB, subject: ScanSubject) -> list[Finding]:
+def _scan_image(db: Advisories, subject: ScanSubject) -> list[Finding]:
     from gapsync.scanner.artifacts.dist_info import installed_dists, is_layer
 
     layers = [(f.name, f.path) for f in subject.files if is_layer(f.path, f.media_type)]
@@ -393,7 +402,7 @@ def _scan_image(db: AdvisoryDB, subject: ScanSubject) -> list[Finding]:
     return out
 
 
-def findings_for(db: AdvisoryDB, name: str, version: str, *, file: str | None = None,
+def findings_for(db: Advisories, name: str, version: str, *, file: str | None = None,
                  location: str | None = None) -> list[Finding]:
     """One finding per vulnerability of ``name==version``, and one "vulns.not-checked"
     finding (severity UNKNOWN) when something could not be compared."""
