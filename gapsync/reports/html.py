@@ -533,12 +533,3 @@ def _crossed(artifacts: list[dict], by_artifact: dict[str, dict]) -> str:
             "<th>Decision</th><th>License</th><th>Size</th><th>Digests and files</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></section>")
 
-
-def render_to(path: Any, bundle_info: dict, signers: list[str] | None = None) -> None:
-    """Write the report to ``path`` (UTF-8)."""
-    from pathlib import Path
-
-    from gapsync import fsutil
-
-    fsutil.write_atomic(Path(path), render_html(bundle_info, signers).encode("utf-8"))
-

@@ -19,7 +19,7 @@ from pathlib import Path
 from gapsync.bundler.cache import BlobCache
 from gapsync.errors import DigestMismatchError, FetchError, InputError
 from gapsync.hashing import read_chunks
-from gapsync.oci import DIGEST_RE, OCI_MANIFEST, REF_NAME, hex_of
+from gapsync.oci import OCI_MANIFEST, REF_NAME, hex_of
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -115,9 +115,3 @@ def archive_into_cache(fileobj, what: str, cache: BlobCache) -> tuple[str, bytes
                            "layers": layers}, indent=2).encode()
     hexd, _ = cache.put_bytes(manifest, what=f"{what} manifest")
     return "sha256:" + hexd, manifest
-
-
-def check_digest(d: str) -> str:
-    if not DIGEST_RE.match(d):
-        raise InputError(f"{d!r}: not a sha256 digest")
-    return d

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -875,10 +874,3 @@ def analyse_pickles(reader: ByteReader, where: Where, policy: PicklePolicy | Non
         if legacy_torch and count >= TORCH_LEGACY_PICKLES:
             break
     return PickleScan(total, count > 0, count)
-
-
-def scan_pickle_stream(stream, where: Where, known_pickle: bool = True,
-                       policy: PicklePolicy | None = None) -> Iterator[Finding]:
-    """Findings for the pickles in ``stream`` (see :func:`analyse_pickles`)."""
-    result = analyse_pickles(ByteReader(stream), where, policy, known_pickle=known_pickle)
-    yield from result.findings.to_list()
