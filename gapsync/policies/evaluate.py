@@ -38,7 +38,7 @@ def license_allowed(expression: str, allow: tuple[str, ...], deny: tuple[str, ..
     deny_l = {d.lower() for d in deny}
     allow_l = {a.lower() for a in allow}
 
-    def ok(node) -> bool:
+    def ok(node: Any) -> bool:  # a license_expression node (the library is untyped)
         if isinstance(node, licensing.OR):
             return any(ok(a) for a in node.args)
         if isinstance(node, licensing.AND):
@@ -69,9 +69,9 @@ def evaluate(policy: Policy, subject: ScanSubject, findings: list[Finding], *, l
     if policy.max_artifact_size and subject.size > policy.max_artifact_size:
         reasons.append(_reason("max_size.artifact", Action.BLOCK,
                                f"{subject.size} bytes, more than the policy's {policy.max_artifact_size}"))
-    for f in subject.files:
-        if policy.max_file_size and f.size > policy.max_file_size:
-            reasons.append(_reason("max_size.file", Action.BLOCK, f"{f.name}: {f.size} bytes, more than {policy.max_file_size}"))
+    for sf in subject.files:
+        if policy.max_file_size and sf.size > policy.max_file_size:
+            reasons.append(_reason("max_size.file", Action.BLOCK, f"{sf.name}: {sf.size} bytes, more than {policy.max_file_size}"))
     if subject.kind in ("python", "oci") and not vulns_checked:
         reasons.append(_reason("vulnerabilities.no_database", policy.vuln_no_database, NO_DATABASE))
     if subject.kind in ("python", "oci") and vulns_checked and stale:

@@ -58,7 +58,7 @@ class GlobalVerdict:
 
 @dataclass(frozen=True)
 class _Rule:
-    severity: Severity | None
+    severity: Severity  # review and deny rules always carry one (from_dict requires it)
     why: str
     category: str | None
 
@@ -152,9 +152,9 @@ class PicklePolicy:
             parts = name.split(".")
             for i in range(1, len(parts)):
                 inner_mod, inner_name = ".".join(parts[:i]), ".".join(parts[i:])
-                r = self.deny_globals.get(f"{inner_mod}:{inner_name}") or self._deny_module(inner_mod)
-                if r is not None and (denied is None or r.severity.rank > denied.severity.rank):
-                    denied = r
+                inner = self.deny_globals.get(f"{inner_mod}:{inner_name}") or self._deny_module(inner_mod)
+                if inner is not None and (denied is None or inner.severity.rank > denied.severity.rank):
+                    denied = inner
                     break
         if denied is not None:
             return GlobalVerdict(GlobalAction.DENY, denied.severity, denied.why, denied.category)
@@ -248,7 +248,7 @@ def _fingerprint(raw: bytes) -> dict[str, int]:
     return {"size": len(raw), "crc32": zlib.crc32(raw)}
 
 
-def _load_yaml(text: str, source: Path | str):
+def _load_yaml(text: str, source: Path | str) -> Any:
     """libyaml's safe loader when PyYAML has it; imported here, only when a YAML must be read."""
     import yaml
 

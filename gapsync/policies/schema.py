@@ -109,7 +109,7 @@ def _scan_budget(loc: Located, value: Any) -> tuple[tuple[str, Any], ...]:
     key = ("models", "scan_budget")
     expect(loc, key, value, dict, "a mapping of budgets")
     check_keys(loc, key, value, set(_BUDGET_INTS + _BUDGET_SIZES + _BUDGET_SECONDS))
-    out = []
+    out: list[tuple[str, int | float]] = []
     for name, v in value.items():
         if name in _BUDGET_SIZES:
             try:
@@ -161,19 +161,19 @@ def load_policy(spec: str | Path | None) -> Policy:
     return _parse(data, loc, path, hashlib.sha256(text.encode()).hexdigest())
 
 
-def _severity(loc: Located, keys: tuple, value: Any) -> Severity | None:
+def _severity(loc: Located, keys: tuple[str | int, ...], value: Any) -> Severity | None:
     if value is None or str(value).lower() not in SEVERITIES:
         raise loc.error(keys, f"{value!r}: expected one of {', '.join(SEVERITIES)}")
     return SEVERITIES[str(value).lower()]
 
 
-def _action(loc: Located, keys: tuple, value: Any) -> Action:
+def _action(loc: Located, keys: tuple[str | int, ...], value: Any) -> Action:
     if str(value).lower() not in ACTIONS:
         raise loc.error(keys, f"{value!r}: expected allow, warn or block")
     return ACTIONS[str(value).lower()]
 
 
-def _strings(loc: Located, keys: tuple, value: Any) -> tuple[str, ...]:
+def _strings(loc: Located, keys: tuple[str | int, ...], value: Any) -> tuple[str, ...]:
     expect(loc, keys, value, list, "a list of strings")
     for i, v in enumerate(value):
         expect(loc, (*keys, i), v, str, "a string")
@@ -327,7 +327,7 @@ def _parse_conda(co: Any, loc: Located, kw: dict[str, Any]) -> None:
                              for v in _strings(loc, ("conda", "channels", key), ch[key] or []))
 
 
-def _parse_advisories(data: dict, loc: Located, kw: dict[str, Any]) -> None:
+def _parse_advisories(data: dict[str, Any], loc: Located, kw: dict[str, Any]) -> None:
     """``advisories: {max_age: 30d, stale: warn}``: how old the advisory database may be."""
     adv = data.get("advisories") or {}
     expect(loc, ("advisories",), adv, dict, "a mapping {max_age, stale}")
