@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from securesystemslib.exceptions import UnverifiedSignatureError
 from tuf.api.metadata import Metadata, Root, Signature, Targets
@@ -201,7 +202,7 @@ class ApproveResult:
     threshold: int
     root_version: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"bundle": str(self.bundle), "approvals_file": str(self.side_file), "channel": self.channel,
                 "version": self.version, "signed_sha256": self.signed_sha256, "keyid": self.keyid,
                 "changed": self.changed, "already_signed_in": self.already, "bundle_signers": self.bundle_signers,

@@ -13,12 +13,16 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gapsync import fsutil
 from gapsync.errors import InputError
+
+if TYPE_CHECKING:  # for annotations only: the methods import them when called, as before
+    from securesystemslib.signer import CryptoSigner, SSlibKey
 
 PASSPHRASE_ENV = "GAPSYNC_KEY_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "GAPSYNC_KEY_PASSPHRASE_FILE"
@@ -45,7 +49,7 @@ class PublicKey:
         b64 = base64.b64encode(b"Ed" + self.keynum + self.raw).decode()
         return f"untrusted comment: minisign public key {self.keynum[::-1].hex().upper()}\n{b64}\n"
 
-    def tuf_key(self):
+    def tuf_key(self) -> SSlibKey:
         from securesystemslib.signer import SSlibKey
 
         return SSlibKey.from_crypto(self.crypto)
@@ -64,7 +68,7 @@ class SigningKey:
     def sign(self, data: bytes) -> bytes:
         return self.private.sign(data)
 
-    def tuf_signer(self):
+    def tuf_signer(self) -> CryptoSigner:
         from securesystemslib.signer import CryptoSigner
 
         return CryptoSigner(self.private, self.public.tuf_key())

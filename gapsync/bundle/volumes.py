@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -111,7 +111,7 @@ class Part:
     def member(self) -> str:
         return f"blobs/sha256/{self.digest}.part/{self.index}"
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[int | str]:
         """The signed form, in ``custom.parts[digest]``: ``[volume, offset, length, sha256]``."""
         return [self.volume, self.offset, self.length, self.sha256]
 
@@ -136,7 +136,7 @@ def parts_of(plan: list[list[str | Part]]) -> dict[str, list[Part]]:
     return out
 
 
-def parts_table(plan: list[list[str | Part]]) -> dict[str, list[list]]:
+def parts_table(plan: list[list[str | Part]]) -> dict[str, list[list[int | str]]]:
     """The signed parts table (``custom.parts`` of the bundle.json target)."""
     return {d: [p.to_list() for p in ps] for d, ps in sorted(parts_of(plan).items())}
 
@@ -172,7 +172,7 @@ def metadata_tar_size(metadata: Mapping[str, bytes]) -> int:
     return sum(member_tar_size(f"metadata/{name}", len(data)) for name, data in metadata.items())
 
 
-def archive_size(metadata_size: int, blob_sizes: list[int], parts: list[Part] = ()) -> int:  # type: ignore[assignment]
+def archive_size(metadata_size: int, blob_sizes: list[int], parts: Sequence[Part] = ()) -> int:
     """The exact size of a bundle file with these members (end blocks, record padding)."""
     body = metadata_size + sum(blob_tar_size(s) for s in blob_sizes) + sum(part_tar_size(p.index, p.length) for p in parts) + _END
     return -(-body // RECORD) * RECORD
@@ -278,16 +278,16 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
             raise InputError(f"{p}: already exists")
     placed: set[str | tuple[str, int]] = set()
     for digests in plan:
-        for d in digests:
-            key = (d.digest, d.index) if isinstance(d, Part) else d
-            if isinstance(d, Part) and not d.sha256:
-                raise ValueError(f"part {d.member} has no sha256 (hash_parts)")
-            if key in placed and d not in shared:  # ``shared``: carried by every volume (bundle.json)
-                raise ValueError(f"blob {d} is planned in two volumes")
+        for entry in digests:
+            key = (entry.digest, entry.index) if isinstance(entry, Part) else entry
+            if isinstance(entry, Part) and not entry.sha256:
+                raise ValueError(f"part {entry.member} has no sha256 (hash_parts)")
+            if key in placed and entry not in shared:  # ``shared``: carried by every volume (bundle.json)
+                raise ValueError(f"blob {entry} is planned in two volumes")
             placed.add(key)
     meta_size = metadata_tar_size(metadata)
-    expected = [archive_size(meta_size, [sizes[d] for d in digests if not isinstance(d, Part)],
-                             [d for d in digests if isinstance(d, Part)]) for digests in plan]
+    expected = [archive_size(meta_size, [sizes[entry] for entry in digests if not isinstance(entry, Part)],
+                             [entry for entry in digests if isinstance(entry, Part)]) for digests in plan]
     if max_volume_size is not None:
         for p, size in zip(paths, expected, strict=True):
             if size > max_volume_size:
@@ -299,11 +299,11 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
             try:
                 for name, data in metadata.items():
                     writer.add_metadata(name, data)
-                for d in digests:
-                    if isinstance(d, Part):
-                        writer.add_part(d.digest, d.index, blob_path(d.digest), d.offset, d.length, d.sha256)
+                for entry in digests:
+                    if isinstance(entry, Part):
+                        writer.add_part(entry.digest, entry.index, blob_path(entry.digest), entry.offset, entry.length, entry.sha256)
                     else:
-                        writer.add_blob(BlobRef(d, sizes[d]), blob_path(d))
+                        writer.add_blob(BlobRef(entry, sizes[entry]), blob_path(entry))
                 file_hash = writer.close()
             except OSError as e:
                 writer.abort()
