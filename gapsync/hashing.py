@@ -161,6 +161,42 @@ def check_free_space(directory: Path, needed: int, what: str) -> None:
                          "free space (or point it elsewhere) and run again")
 
 
+# -- sealed cache entries -----------------------------------------------------------------------
+# The cache (bundler/cache.py) stores a blob under its sha256 only after hashing it, then makes it
+# read-only and sets its modification time to ``seal_mtime_ns(digest)``: a value only that digest
+# has. Any later write through the file system (a hand edit, another process, ``cp`` over it)
+# sets the time to now and so breaks the seal; ``is_sealed`` is what the bundle writer checks,
+# from the descriptor it copies from, before it skips re-hashing the entry (docs/threat-model.md:
+# bit rot that no write explains is left to the importer, which hashes every byte anyway).
+_SEAL_EPOCH = 946_684_800  # 2000-01-01: far from any time a file is really written at
+
+
+def seal_mtime_ns(digest: str) -> int:
+    """The modification time (ns) of a sealed cache entry named ``digest`` (64 hex digits)."""
+    return (_SEAL_EPOCH + int(digest[:6], 16)) * 1_000_000_000 + int(digest[6:14], 16) % 1_000_000_000
+
+
+def is_sealed(st: os.stat_result, digest: str, size: int) -> bool:
+    """Whether ``st`` (an ``fstat`` of the open entry) is the cache's sealed entry for ``digest``:
+    a regular file, no write permission for anyone, ``size`` bytes, and the seal time."""
+    import stat
+
+    return (stat.S_ISREG(st.st_mode) and not st.st_mode & 0o222 and st.st_size == size
+            and st.st_mtime_ns == seal_mtime_ns(digest))
+
+
+def write_back(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` to disk now
+    (``POSIX_FADV_DONTNEED`` starts the writeback of dirty pages without waiting for it, and drops
+    only pages that are clean already): a large file then goes to disk while it is still being
+    written, instead of all of it in the final ``fsync`` (or ``sync``). Advice only: errors are
+    ignored."""
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
+
+
 class ReadBackHash:
     """The BLAKE2b-512 of a file being written (for its minisign signature), computed by reading
     back what was written, from the page cache, in a thread of its own; and on the way the sha256

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, DigestMismatchError
-from gapsync.hashing import CHUNK, ReadBackHash
+from gapsync.hashing import CHUNK, ReadBackHash, is_sealed, write_back
 from gapsync.model import BlobRef
 
 FORMAT_VERSION = 2  # the newest format this gapsync writes and reads
@@ -210,7 +210,12 @@ class BundleWriter:
                      message: str) -> None:
         """Header, then ``length`` bytes of ``src`` from ``offset`` copied in the kernel, their
         sha256 checked on the read-back, then the padding. ``whole``: the size the source file
-        must have (a blob), checked before a byte is copied."""
+        must have (a blob), checked before a byte is copied.
+
+        A whole blob whose source is a cache entry sealed by the cache (``hashing.is_sealed``,
+        checked on the descriptor copied from, before and after the copy) is not hashed again
+        with sha256: the cache hashed it when it stored it, and a write since would have broken
+        the seal (docs/threat-model.md). The BLAKE2b of the file covers its bytes all the same."""
         self._hash.check()  # a mismatch found in an earlier member stops the bundle here
         self._in_blobs = True
         # an operator's file standing for the blob (a path model, cache.ExternalPath): its size
@@ -227,21 +232,42 @@ class BundleWriter:
             if (whole is not None and have != whole) or have < offset + length or (
                     expect is not None and (st.st_size, st.st_mtime_ns) != expect):
                 raise DigestMismatchError(f"{message} (the file has {have} bytes)")
+            sealed = expect is None and whole is not None and is_sealed(st, sha256, whole)
             self._f.flush()
             self._hash.region(self.size)  # the headers and padding written so far
-            n = fsutil.copy_range(f.fileno(), offset, self._f, self.size, length)
-            if expect is not None:
-                st = os.fstat(f.fileno())
-                if (st.st_size, st.st_mtime_ns) != expect:
-                    raise DigestMismatchError(f"{message} (modified while it was copied)")
+            n = self._copy(f.fileno(), offset, length)
+            st = os.fstat(f.fileno())
+            if expect is not None and (st.st_size, st.st_mtime_ns) != expect:
+                raise DigestMismatchError(f"{message} (modified while it was copied)")
+            if sealed and not is_sealed(st, sha256, length):
+                sealed = False  # written to while it was copied: the read-back checks the bytes
         self.size += n
         self._f.seek(self.size)  # the kernel wrote at explicit offsets: the buffered file follows
         if n != length:
             raise DigestMismatchError(f"{message} ({n} bytes)")
-        self._hash.region(self.size, sha256=sha256, message=message)
+        if sealed:
+            self._hash.region(self.size)
+        else:
+            self._hash.region(self.size, sha256=sha256, message=message)
         self._pad(length)
         self._hash.wait_lag()
         faults.point("create.wrote-blob")
+
+    def _copy(self, src_fd: int, offset: int, length: int) -> int:
+        """Copy in the kernel in steps of ``ReadBackHash.WRITEBACK`` bytes, asking the kernel
+        after each to start writing that step to disk (``hashing.write_back``): the disk works
+        from the first step on, not only once the read-back hash has passed (or in the final
+        fsync). The pages stay in the page cache (they are dirty when advised) for the read-back."""
+        out = self._f.fileno()
+        done = 0
+        while done < length:
+            step = min(ReadBackHash.WRITEBACK, length - done)
+            n = fsutil.copy_range(src_fd, offset + done, out, self.size + done, step)
+            write_back(out, self.size + done, n)
+            done += n
+            if n < step:
+                break
+        return done
 
     def add_blob(self, blob: BlobRef, src: Path) -> None:
         """Copy a cached blob in; its sha256 is checked on the read-back (see the class)."""

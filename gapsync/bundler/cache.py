@@ -7,11 +7,12 @@ downloads live in ``partial/`` and are resumed, never trusted.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.hashing import copy_verified
+from gapsync.hashing import copy_verified, seal_mtime_ns
 from gapsync.model import SHA256_RE
 
 DEFAULT_CACHE_ENV = "GAPSYNC_CACHE"
@@ -81,8 +82,12 @@ class BlobCache:
         return self.put([data], what=what, sha256=None, size=len(data))
 
     def adopt(self, verified_file: Path, digest: str) -> Path:
-        """Move a file whose digest the caller has just verified into its place."""
+        """Move a file whose digest the caller has just verified into its place, sealed: read-only,
+        and its modification time set to the seal of its digest (``hashing.seal_mtime_ns``), so
+        that the bundle writer can tell it was not written to since and need not hash it again
+        (any write sets the time to now; docs/threat-model.md)."""
         dst = self.path(digest)
         os.chmod(verified_file, 0o444)
+        os.utime(verified_file, ns=(time.time_ns(), seal_mtime_ns(digest)), follow_symlinks=False)
         fsutil.move(verified_file, dst)  # a rename relative to both directories: never follows a link
         return dst

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import requests
 
@@ -19,7 +20,7 @@ from gapsync import faults, fsutil
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.http import TIMEOUT, session
 from gapsync.errors import DigestMismatchError, FetchError, GapsyncError
-from gapsync.hashing import CHUNK, copy_verified
+from gapsync.hashing import CHUNK, copy_verified, write_back
 
 DEFAULT_JOBS = 8
 
@@ -52,6 +53,28 @@ def _chunks(resp: requests.Response, on_bytes: Callable[[int], None] | None = No
             faults.point("fetch.chunk")
     except requests.RequestException as e:
         raise FetchError(f"{resp.url}: connection lost ({e}); run again to resume") from e
+
+
+class _WriteBehind:
+    """The download's file, asking the kernel to write each ``EVERY`` bytes to disk as soon as
+    they are written (``hashing.write_back``): the disk works while the download goes on, instead
+    of the whole blob waiting in dirty pages for the bundle's (or a ``sync``'s) flush. The pages
+    stay cached for the scan and the bundle copy that follow."""
+
+    EVERY = 64 << 20
+
+    def __init__(self, f: BinaryIO, at: int) -> None:
+        self._f = f
+        self._advised = self._pos = at
+
+    def write(self, data: bytes) -> int:
+        n = self._f.write(data)
+        self._pos += len(data)
+        if self._pos - self._advised >= self.EVERY:
+            self._f.flush()
+            write_back(self._f.fileno(), self._advised, self._pos - self._advised)
+            self._advised = self._pos
+        return n
 
 
 def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None = None) -> FetchResult:
@@ -90,8 +113,8 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
         try:
             with fsutil.open_partial(part, resume=mode == "ab") as f:
-                digest, size = copy_verified(_chunks(resp, on_bytes), f, what=item.what, sha256=item.sha256,
-                                             size=item.size, hasher=hasher, already=have)
+                digest, size = copy_verified(_chunks(resp, on_bytes), _WriteBehind(f, have), what=item.what,
+                                             sha256=item.sha256, size=item.size, hasher=hasher, already=have)
         except DigestMismatchError:
             part.unlink(missing_ok=True)  # never keep bytes that failed their check
             raise
