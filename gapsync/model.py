@@ -24,6 +24,35 @@ class BlobRef:
             raise ValueError(f"negative size for {self.digest}")
 
 
+@dataclass(frozen=True, order=True)
+class ArtifactKey:
+    """One artifact, as findings, decisions, waivers and reports name it:
+    ``python:requests@2.32.5``, ``oci:docker.io/library/python@3.12`` (the tag, else the digest),
+    ``model:org/name@main``, ``dataset:org/name@main``, ``conda:numpy@2.1.0``."""
+
+    kind: str
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str) -> ArtifactKey:
+        """The inverse of ``str``: the kind ends at the first ``:``, the version starts after the
+        last ``@`` (a name never holds ``@``; a registry name may hold ``:``, a digest version too)."""
+        kind, sep, rest = text.partition(":")
+        name, at, version = rest.rpartition("@")
+        if not (sep and at and kind and name):
+            raise ValueError(f"not an artifact key (kind:name@version): {text!r}")
+        return cls(kind, name, version)
+
+
+def artifact_key(kind: str, name: str, version: str) -> str:
+    """``kind:name@version``, the one spelling of an artifact key."""
+    return str(ArtifactKey(kind, name, version))
+
+
 @dataclass(frozen=True)
 class Target:
     """One TUF target of a channel: a path, the blob it names, and what it is (``custom``)."""
