@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +21,30 @@ from gapsync.bundle.archive import bundle_file_name
 from gapsync.bundle.keys import SigningKey
 from gapsync.bundle.parity import check_parity_names, write_parity
 from gapsync.bundle.receipt import read_receipt
-from gapsync.bundle.records import ADVISORIES_PATH, BUNDLE_INFO_PATH, BUNDLE_LEVEL, POLICY_PATH, SBOM_PATH
+from gapsync.bundle.records import (
+    ADVISORIES_PATH,
+    BUNDLE_INFO_PATH,
+    BUNDLE_LEVEL,
+    POLICY_PATH,
+    SBOM_PATH,
+    AdvisoriesTarget,
+    Artifact,
+    ArtifactFile,
+    BundleInfo,
+    BundleInfoTarget,
+    ChartInfo,
+    CondaPackage,
+    ModelBlob,
+    ModelTarget,
+    OciBlob,
+    OciImage,
+    OciManifest,
+    PolicyTarget,
+    PythonFile,
+    PythonMetadata,
+    SbomTarget,
+    record_of,
+)
 from gapsync.bundle.volumes import (
     Part,
     blob_tar_size,
@@ -91,30 +114,27 @@ class DeltaOptions:
     only_if_changed: bool = False
 
 
-def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[dict]]:
+def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[Artifact]]:
     """One target per file, plus one per wheel's core metadata (PEP 658)."""
     targets: list[Target] = []
-    artifacts: dict[tuple[str, str], dict] = {}
+    artifacts: dict[tuple[str, str], list[ArtifactFile]] = {}
     for f in sorted(files, key=lambda f: (f.name, f.filename)):
         blob = BlobRef(f.sha256, cache.path(f.sha256).stat().st_size)
         path = f"python/{f.name}/{f.filename}"
-        custom = {"kind": "python", "name": f.name, "version": f.version, "filename": f.filename,
-                  "requires_python": f.requires_python, "yanked": f.yanked, "tags": f.targets,
-                  "upstream": redact_url(f.url)}
+        rec = PythonFile(name=f.name, version=f.version, filename=f.filename, requires_python=f.requires_python,
+                         yanked=f.yanked, tags=tuple(f.targets), upstream=redact_url(f.url))
         if f.filename.endswith(".whl"):
             digest, size, meta = core_metadata_blob(cache, f.sha256, f.filename)
-            custom["requires_python"] = requires_python(meta) or f.requires_python
-            custom["metadata"] = f"{path}.metadata"
+            rec = replace(rec, requires_python=requires_python(meta) or f.requires_python, metadata=f"{path}.metadata")
             targets.append(Target(f"{path}.metadata", BlobRef(digest, size),
-                                  {"kind": "python-metadata", "name": f.name, "of": f.filename}))
-        targets.append(Target(path, blob, custom))
-        art = artifacts.setdefault((f.name, f.version), {"kind": "python", "name": f.name, "version": f.version, "files": []})
-        art["files"].append({"path": path, "filename": f.filename, "sha256": f.sha256, "size": blob.size,
-                             "targets": f.targets})
-    return targets, list(artifacts.values())
+                                  PythonMetadata(name=f.name, of=f.filename).to_dict()))
+        targets.append(Target(path, blob, rec.to_dict()))
+        artifacts.setdefault((f.name, f.version), []).append(ArtifactFile(
+            path=path, filename=f.filename, sha256=f.sha256, size=blob.size, targets=tuple(f.targets)))
+    return targets, [Artifact(kind="python", name=n, version=v, files=tuple(fs)) for (n, v), fs in artifacts.items()]
 
 
-def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Target], list[dict]]:
+def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Target], list[Artifact]]:
     """One target per image reference (its top manifest), per platform manifest and per blob;
     a blob shared by several images is one target, carried once."""
     from gapsync.oci import hex_of
@@ -129,30 +149,29 @@ def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Ta
         for d, (data, media_type, plat) in p.manifests.items():
             targets.setdefault(f"oci/manifest/sha256/{hex_of(d)}", Target(
                 f"oci/manifest/sha256/{hex_of(d)}", BlobRef(hex_of(d), len(data)),
-                {"kind": "oci-manifest", "media_type": media_type, "platform": plat}))
+                OciManifest(media_type=media_type, platform=plat).to_dict()))
             unique[d] = len(data)
         for d, info in p.blobs.items():
             size = cache.path(hex_of(d)).stat().st_size
             targets.setdefault(f"oci/blob/sha256/{hex_of(d)}", Target(
-                f"oci/blob/sha256/{hex_of(d)}", BlobRef(hex_of(d), size), {"kind": "oci-blob", "media_type": info["media_type"]}))
+                f"oci/blob/sha256/{hex_of(d)}", BlobRef(hex_of(d), size), OciBlob(media_type=info["media_type"]).to_dict()))
             unique[d] = size
-        custom = {"kind": "oci-image", "name": img.name, "tag": img.tag, "digest": p.top_digest,
-                  "upstream_digest": img.digest, "media_type": img.media_type, "platforms": img.platforms,
-                  "missing_platforms": img.missing_platforms, "manifests": sorted(p.manifests),
-                  "blobs": sorted(p.blobs), "source": img.ref}
         # an OCI artifact (chart, signature, SBOM): its type, the image it is attached to, the chart facts
-        custom.update({k: v for k, v in (("artifact_type", img.artifact_type), ("subject", img.subject),
-                                         ("chart", img.chart)) if v is not None})
-        targets[f"oci/image/{where}"] = Target(f"oci/image/{where}", BlobRef(top_hex, len(p.top)), custom)
-        artifacts.append({"kind": "oci", "name": img.name, "version": img.tag or img.digest, "digest": p.top_digest,
-                          "platforms": img.platforms, "missing_platforms": img.missing_platforms,
-                          "size": len(p.top) + sum(unique.values()), "blobs": {d: s for d, s in unique.items()},
-                          "files": [], **({"artifact_type": img.artifact_type} if img.artifact_type else {}),
-                          **({"subject": img.subject} if img.subject else {}), **({"chart": img.chart} if img.chart else {})})
+        rec = OciImage(name=img.name, tag=img.tag, digest=p.top_digest, upstream_digest=img.digest,
+                       media_type=img.media_type, platforms=tuple(img.platforms),
+                       missing_platforms=tuple(img.missing_platforms), manifests=tuple(sorted(p.manifests)),
+                       blobs=tuple(sorted(p.blobs)), source=img.ref, artifact_type=img.artifact_type,
+                       subject=img.subject, chart=None if img.chart is None else ChartInfo.from_dict(img.chart))
+        targets[f"oci/image/{where}"] = Target(f"oci/image/{where}", BlobRef(top_hex, len(p.top)), rec.to_dict())
+        artifacts.append(Artifact(kind="oci", name=img.name, version=img.tag or img.digest, digest=p.top_digest,
+                                  platforms=tuple(img.platforms), missing_platforms=tuple(img.missing_platforms),
+                                  size=len(p.top) + sum(unique.values()), blobs=dict(unique),
+                                  artifact_type=img.artifact_type or None, subject=img.subject or None,
+                                  chart=img.chart or None))
     return sorted(targets.values(), key=lambda t: t.path), artifacts
 
 
-def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[dict]]:
+def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[Artifact]]:
     """One target per model revision (its manifest: files, commit, metadata) and one per
     distinct file, so a file shared by two revisions or two models is carried once."""
     from gapsync.bundle.model_files import manifest
@@ -165,44 +184,44 @@ def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[di
                 raise GapsyncError(f"{m.name}: {f['path']} ({f['sha256'][:16]}…) is not in the cache; run gapsync resolve again")
             f["size"] = cache.path(f["sha256"]).stat().st_size
             path = f"model/blob/sha256/{f['sha256']}"
-            targets.setdefault(path, Target(path, BlobRef(f["sha256"], f["size"]), {"kind": "model-blob"}))
+            targets.setdefault(path, Target(path, BlobRef(f["sha256"], f["size"]), ModelBlob().to_dict()))
         data = manifest(m)
         digest, size = cache.put_bytes(data, what=f"{m.name} manifest")
         kind = getattr(m, "kind", "model")  # "dataset": a Hub dataset repo, laid out as datasets--org--name
         path = f"{kind}/{m.source}/{m.name}@{m.revision}"
         total = sum(f["size"] for f in m.files)
-        targets[path] = Target(path, BlobRef(digest, size), {
-            "kind": kind, "source": m.source, "name": m.name, "revision": m.revision, "commit": m.commit,
-            "license": m.meta.get("license"), "library": m.meta.get("library"), "formats": m.meta.get("formats", []),
-            "origin": redact_url(m.meta.get("origin")), "files": len(m.files), "size": total})
-        artifacts.append({"kind": kind, "name": m.name, "version": m.revision, "source": m.source, "commit": m.commit,
-                          "license": m.meta.get("license"), "formats": m.meta.get("formats", []), "size": total,
-                          "files": [{"path": f["path"], "filename": f["path"], "sha256": f["sha256"], "size": f["size"],
-                                     "targets": []} for f in m.files]})
+        targets[path] = Target(path, BlobRef(digest, size), ModelTarget(
+            kind=kind, source=m.source, name=m.name, revision=m.revision, commit=m.commit,
+            license=m.meta.get("license"), library=m.meta.get("library"), formats=tuple(m.meta.get("formats", [])),
+            origin=redact_url(m.meta.get("origin")), files=len(m.files), size=total).to_dict())
+        artifacts.append(Artifact(kind=kind, name=m.name, version=m.revision, source=m.source, commit=m.commit,
+                                  license=m.meta.get("license"), formats=tuple(m.meta.get("formats", [])), size=total,
+                                  files=tuple(ArtifactFile(path=f["path"], filename=f["path"], sha256=f["sha256"],
+                                                           size=f["size"]) for f in m.files)))
     return sorted(targets.values(), key=lambda t: t.path), artifacts
 
 
-def conda_targets(section: dict | None, cache: BlobCache) -> tuple[list[Target], list[dict]]:
+def conda_targets(section: dict | None, cache: BlobCache) -> tuple[list[Target], list[Artifact]]:
     """One target per conda package file, at ``conda/<channel>/<subdir>/<file>``; its custom
     fields carry the channel's repodata record, from which the air side writes repodata.json.
     One artifact per name and version (all its builds and subdirs), as for Python packages."""
     from gapsync.bundler.sources.conda import package_key, target_path
 
     targets: list[Target] = []
-    artifacts: dict[str, dict] = {}
+    artifacts: dict[str, Artifact] = {}
     for p in (section or {}).get("packages", []):
         blob = BlobRef(p["sha256"], cache.path(p["sha256"]).stat().st_size)
         rec = p.get("record") or {}
         path = target_path(p)
-        targets.append(Target(path, blob, {
-            "kind": "conda", "name": p["name"], "version": p["version"], "build": p["build"], "subdir": p["subdir"],
-            "filename": p["filename"], "channel": p["channel"], "channel_name": p["channel_name"],
-            "depends": rec.get("depends", []), "license": rec.get("license"), "platforms": p.get("platforms", []),
-            "upstream": p["url"], "record": rec}))
-        art = artifacts.setdefault(package_key(p), {"kind": "conda", "name": p["name"], "version": p["version"],
-                                                    "channel": p["channel"], "license": rec.get("license"), "files": []})
-        art["files"].append({"path": path, "filename": p["filename"], "sha256": p["sha256"], "size": blob.size,
-                             "targets": p.get("platforms", []), "subdir": p["subdir"], "build": p["build"]})
+        targets.append(Target(path, blob, CondaPackage(
+            name=p["name"], version=p["version"], build=p["build"], subdir=p["subdir"], filename=p["filename"],
+            channel=p["channel"], channel_name=p["channel_name"], depends=tuple(rec.get("depends", [])),
+            license=rec.get("license"), platforms=tuple(p.get("platforms", [])), upstream=p["url"], record=rec).to_dict()))
+        art = artifacts.setdefault(package_key(p), Artifact(kind="conda", name=p["name"], version=p["version"],
+                                                            channel=p["channel"], license=rec.get("license")))
+        artifacts[package_key(p)] = replace(art, files=(*art.files, ArtifactFile(
+            path=path, filename=p["filename"], sha256=p["sha256"], size=blob.size, targets=tuple(p.get("platforms", [])),
+            subdir=p["subdir"], build=p["build"])))
     return sorted(targets, key=lambda t: t.path), list(artifacts.values())
 
 
@@ -322,30 +341,29 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     py_targets, py_artifacts = python_targets(lock.files, cache)
     artifacts = [*py_artifacts, *image_targets(plans, cache)[1], *model_targets(lock.models + lock.datasets, cache)[1],
                  *conda_targets(lock.conda, cache)[1]]
-    for a in artifacts:
-        key = f"{a['kind']}:{a['name']}@{a['version']}"
-        a["license"] = outcome.licenses.get(key, a.get("license"))
-        a["decision"] = outcome.decisions[key].action.value if key in outcome.decisions else "allow"
-        if key in outcome.decisions and a["kind"] == "oci":  # images.require_signature: what verified, by which key
-            sigs = [r["message"] for r in outcome.decisions[key].reasons if r.get("rule") == "images.signature"]
-            if sigs:
-                a["signatures"] = sigs
+    for i, a in enumerate(artifacts):
+        key = str(a.key())
+        sigs = [r["message"] for r in outcome.decisions[key].reasons if r.get("rule") == "images.signature"] \
+            if key in outcome.decisions and a.kind == "oci" else []  # images.require_signature: what verified, by which key
+        artifacts[i] = replace(a, license=outcome.licenses.get(key, a.license),
+                               decision=outcome.decisions[key].action.value if key in outcome.decisions else "allow",
+                               signatures=tuple(sigs) or None)
     allowed_files = {f.filename for f in lock.files if python_key(f) not in blocked}
-    targets = [t for t in py_targets if t.custom.get("filename" if t.kind == "python" else "of") in allowed_files]
+    targets = [t for t in py_targets if _python_file_name(t) in allowed_files]
     gone = {(p.image.name, p.image.digest) for p in plans if image_key(p) in blocked}  # and what is attached to them
     targets += image_targets([p for p in plans if image_key(p) not in blocked and (p.image.name, p.image.subject) not in gone],
                              cache)[0]
     targets += model_targets([m for m in lock.models + lock.datasets if model_key(m) not in blocked], cache)[0]
-    targets += [t for t in conda_targets(lock.conda, cache)[0] if f"conda:{t.custom['name']}@{t.custom['version']}" not in blocked]
+    targets += [t for t in conda_targets(lock.conda, cache)[0] if str(CondaPackage.from_target(t).key()) not in blocked]
     version = repo.next_version()
-    info = {"format": 1, "name": spec.name, "channel": spec.channel, "version": version, "kind": "full",
-            "created": now.isoformat(), "producer": f"gapsync {__version__}", "host": platform.node(),
-            "spec_digest": spec.digest(), "lock_digest": _digest_text(lock.dumps()),
-            "artifacts": artifacts, "findings": outcome.finding_dicts(), "decisions": outcome.decision_dicts(),
-            "advisories": outcome.advisories, "policy": outcome.policy}
     diffs = differences(lock.pins)  # targets that got different versions of a project: said, not hidden
-    if diffs:
-        info["python_version_differences"] = diffs
+    bundle_info = BundleInfo(
+        format=1, name=spec.name, channel=spec.channel, version=version, kind="full", created=now.isoformat(),
+        producer=f"gapsync {__version__}", host=platform.node(), spec_digest=spec.digest(),
+        lock_digest=_digest_text(lock.dumps()), artifacts=tuple(artifacts), findings=tuple(outcome.finding_dicts()),
+        decisions=tuple(outcome.decision_dicts()), advisories=outcome.advisories, policy=outcome.policy,
+        python_version_differences=diffs or None)
+    info = bundle_info.to_dict()
     if scan.report:
         from gapsync.reports.html import render_html
 
@@ -356,24 +374,27 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                                  + ("" if scan.report else " (see --report for the details)"), outcome.decision_dicts())
     # bundle-level targets: the policy and the advisory snapshot it was scanned with
     digest, size = cache.put_bytes(Path(policy.source).read_bytes(), what=POLICY_PATH)
-    targets.insert(0, Target(POLICY_PATH, BlobRef(digest, size), {"kind": "policy", "name": policy.name}))
+    targets.insert(0, Target(POLICY_PATH, BlobRef(digest, size), PolicyTarget(name=policy.name).to_dict()))
     if advisories_file is not None:
         with advisories_file.open("rb") as fh:
             digest, size = cache.put(read_chunks(fh), what=str(advisories_file), sha256=None)
-        targets.insert(0, Target(ADVISORIES_PATH, BlobRef(digest, size), {"kind": "advisories", **(outcome.advisories or {})}))
+        targets.insert(0, Target(ADVISORIES_PATH, BlobRef(digest, size),
+                                 AdvisoriesTarget.from_dict({"kind": "advisories", **(outcome.advisories or {})},
+                                                            ADVISORIES_PATH).to_dict()))
     if delta.only_if_changed:  # the scheduled job: no bundle when nothing would change on the other side
         last = {p: d for p, d in history.last_targets(repo.dir).items() if p not in BUNDLE_LEVEL}
         if last and last == {t.path: t.blob.digest for t in targets}:
             return CreateResult(None, None, spec.channel, version - 1, targets, 0, sum(r.downloaded for r in fetched),
-                                artifacts, nothing_new=True, blocked=sorted(blocked), version_differences=diffs, lock=lock)
+                                info["artifacts"], nothing_new=True, blocked=sorted(blocked), version_differences=diffs,
+                                lock=lock)
     known, base = _known_digests(repo, delta)
     if base:
-        info["kind"], info["base"] = "delta", base
-    extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), {"kind": "bundle-info"})]
+        info = replace(bundle_info, kind="delta", base=base).to_dict()
+    extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), BundleInfoTarget().to_dict())]
     try:
         from gapsync.reports.sbom import build_sbom
 
-        extra.append((SBOM_PATH, build_sbom(info), {"kind": "sbom"}))
+        extra.append((SBOM_PATH, build_sbom(info), SbomTarget().to_dict()))
     except ImportError:
         pass
     for path_, data, custom in reversed(extra):  # bundle.json first: inspect finds it early
@@ -392,7 +413,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         for p in plan:
             p.insert(0, targets[0].blob.digest)
     # format 2 when a blob spans volumes in parts (their table is in bundle.json's target)
-    release = repo.sign_release(targets, keys, expires, now, fmt=2 if "parts" in targets[0].custom else 1)
+    release = repo.sign_release(targets, keys, expires, now, fmt=2 if BundleInfoTarget.from_target(targets[0]).parts is not None else 1)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(out_dir, sum(b.size for b in order) * (1 + scan.parity // max(1, len(plan or [1]))), "the bundle")
@@ -415,7 +436,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                           "carried": len(carried)})
     history.record(repo.dir, version, targets, carried)
     return CreateResult(volumes[0], volumes[0].with_name(volumes[0].name + ".minisig"), spec.channel, version, targets,
-                        size, sum(r.downloaded for r in fetched), artifacts, kind=info["kind"], carried=len(carried),
+                        size, sum(r.downloaded for r in fetched), info["artifacts"], kind=info["kind"], carried=len(carried),
                         blocked=sorted(blocked), volumes=volumes, parity=parity, version_differences=diffs, lock=lock)
 
 
@@ -435,14 +456,15 @@ def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expir
     reserve = metadata_tar_size(probe.members) + blob_tar_size(info_blob.size + 64) + 4096
     others = [(b.digest, b.size) for b in order if b.digest != info_blob.digest]
     plan = plan_volumes(reserve, others, max_size, split=True)
-    custom = dict(targets[0].custom)
+    info_target = BundleInfoTarget.from_target(targets[0])
+    custom = info_target.to_dict()
     for _ in range(8):
         table = parts_table(plan)
         if not table:
-            custom = dict(targets[0].custom)
+            custom = info_target.to_dict()
             break
-        custom = {**targets[0].custom, "volumes": len(plan),
-                  "parts": {d: [[v, o, n, "0" * 64] for v, o, n, _h in rows] for d, rows in table.items()}}
+        custom = replace(info_target, volumes=len(plan),
+                         parts={d: [[v, o, n, "0" * 64] for v, o, n, _h in rows] for d, rows in table.items()}).to_dict()
         probe = repo.sign_release([Target(targets[0].path, info_blob, custom), *targets[1:]], keys, expires, now, fmt=2)
         need = (metadata_tar_size(probe.members) + blob_tar_size(info_blob.size + 64) + 4096
                 + 32 * sum(len(rows) for rows in table.values()))  # digits of the final count and offsets
@@ -460,6 +482,12 @@ def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expir
     digest, size = cache.put_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
     targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), custom)
     return plan
+
+
+def _python_file_name(t: Target) -> str:
+    """The wheel or sdist a ``python`` or ``python-metadata`` target belongs to."""
+    rec = record_of(t)
+    return rec.filename if isinstance(rec, PythonFile) else rec.of if isinstance(rec, PythonMetadata) else ""
 
 
 def _digest_text(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gapsync.bundle.records import artifact_key
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.lock import Lock, LockedFile
 from gapsync.bundler.sources.oci import ImagePlan
@@ -11,16 +12,16 @@ from gapsync.scanner.subject import ScanSubject, SubjectFile
 
 
 def python_key(f: LockedFile) -> str:
-    return f"python:{f.name}@{f.version}"
+    return artifact_key("python", f.name, f.version)
 
 
 def image_key(plan: ImagePlan) -> str:
-    return f"oci:{plan.image.name}@{plan.image.tag or plan.image.digest}"
+    return artifact_key("oci", plan.image.name, plan.image.tag or plan.image.digest)
 
 
 def model_key(m) -> str:
     """``model:`` or ``dataset:`` (a Hub dataset repo) ``name@revision``."""
-    return f"{getattr(m, 'kind', 'model')}:{m.name}@{m.revision}"
+    return artifact_key(getattr(m, "kind", "model"), m.name, m.revision)
 
 
 def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list[ScanSubject]:

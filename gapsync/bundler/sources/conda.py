@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from gapsync import fsutil
 from gapsync.bundler.fetch import FetchItem
 from gapsync.errors import FetchError, InputError
-from gapsync.model import SHA256_RE
+from gapsync.model import SHA256_RE, artifact_key
 from gapsync.yamlfile import Located, check_keys, expect
 
 PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64", "win-arm64")
@@ -341,7 +341,7 @@ def fetch_items(section: dict[str, Any] | None) -> list[FetchItem]:
 
 def package_key(p: dict[str, Any]) -> str:
     """The artifact a package file belongs to: one per name and version, all builds and subdirs."""
-    return f"conda:{p['name']}@{p['version']}"
+    return artifact_key("conda", p["name"], p["version"])
 
 
 def target_path(p: dict[str, Any]) -> str:
