@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gapsync import fsutil
+from gapsync.bundle.records import CondaPackage, ModelTarget, OciImage, PythonFile, PythonMetadata
 from gapsync.errors import ChannelConflictError, InputError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -63,8 +64,8 @@ def names_of(t: Target, manifest_of: Callable[[Target], dict] | None) -> list[Na
     if t.kind in UNCLAIMED_KINDS or t.kind in CONTENT_ADDRESSED_KINDS:
         return []
     if t.kind in ("model", "dataset"):  # a dataset's names are its own (datasets--org--name)
-        c, k = t.custom, t.kind
-        name, rev, commit = str(c.get("name")), str(c.get("revision")), str(c.get("commit"))
+        m, k = ModelTarget.from_target(t), t.kind
+        name, rev, commit = m.name, m.revision, m.commit
         out = []
         if manifest_of is not None:
             doc = manifest_of(t)
@@ -75,15 +76,13 @@ def names_of(t: Target, manifest_of: Callable[[Target], dict] | None) -> list[Na
             out.append(Name(f"{k}-ref:{name}@{rev}", commit, f"{k} {name} revision {rev}"))
         return out
     if t.kind == "oci-image":
-        c = t.custom
-        ref = f"{c.get('name')}:{c.get('tag')}" if c.get("tag") else f"{c.get('name')}@{c.get('digest')}"
-        return [Name(f"oci-image:{ref}", str(c.get("digest")), f"image {ref}")]
+        image = OciImage.from_target(t)
+        return [Name(f"oci-image:{image.ref}", image.digest, f"image {image.ref}")]
     if t.kind in ("python", "python-metadata"):
-        fn = str(t.custom.get("filename" if t.kind == "python" else "of", ""))
-        fn += ".metadata" if t.kind == "python-metadata" else ""
+        fn = PythonFile.from_target(t).filename if t.kind == "python" else PythonMetadata.from_target(t).of + ".metadata"
         return [Name(f"python-file:{fn}", t.blob.digest, f"Python file {fn}")]
     if t.kind == "conda":  # the file and its repodata record (depends...): another channel may change neither
-        record = json.dumps(t.custom.get("record"), sort_keys=True, default=str)
+        record = json.dumps(CondaPackage.from_target(t).record, sort_keys=True, default=str)
         value = hashlib.sha256(f"{t.blob.digest}\n{record}".encode()).hexdigest()
         return [Name(f"conda:{t.path}", value, f"conda package {t.path}")]
     return [Name(f"{t.kind}:{t.path}", t.blob.digest, f"{t.kind} {t.path}")]

@@ -23,6 +23,7 @@ from gapsync import faults, fsutil
 from gapsync.assess import advisory_file, load_advisories, scan_subjects
 from gapsync.audit import AuditLog
 from gapsync.bundle.archive import BundleReader, SignedPart, bundle_format, parse_parts
+from gapsync.bundle.records import BUNDLE_LEVEL_KINDS, BundleInfoTarget, ModelTarget, check_targets
 from gapsync.errors import (
     BundleFormatError,
     DigestMismatchError,
@@ -48,7 +49,6 @@ from gapsync.names import BadName, check_model
 from gapsync.policies.schema import load_policy
 
 TARGET_CLASSES = (Pep503Index, OciLayout, HfCache, CondaChannel)
-BUNDLE_LEVEL_KINDS = {"bundle-info", "sbom", "policy", "advisories"}  # kept in the blob store, not published
 KNOWN_KINDS = BUNDLE_LEVEL_KINDS.union(*(c.kinds for c in TARGET_CLASSES))
 SMALL_BLOB = 1 << 20
 SHOWN_KINDS = {"python", "oci-image", "model", "dataset", "conda"}  # what "N new, M already present" counts (not blobs, pages)
@@ -107,6 +107,10 @@ def _check_kinds(release: VerifiedRelease, bundle: Path) -> None:
     unknown = sorted({t.kind or "?" for t in release.targets} - KNOWN_KINDS)
     if unknown:
         raise BundleFormatError(f"{bundle}: carries target kinds this gapsync cannot publish ({', '.join(unknown)}); upgrade gapsync")
+    try:  # every target's custom is its kind's record: nothing after this meets a missing or ill-typed field
+        check_targets(release.targets)
+    except BundleFormatError as e:
+        raise BundleFormatError(f"{bundle}: {e}; refused before reading a blob") from None
 
 
 def import_bundle(bundle: Path, mirror: Path, *, verify_only: bool = False, now: datetime | None = None,
@@ -195,13 +199,13 @@ def _signed_parts(release: VerifiedRelease, members: dict[str, bytes], bundle: P
     naming the format (gapsync/bundle/archive.py: bundle_format)."""
     fmt = bundle_format(json.loads(members["targets.json"])["signed"], str(bundle))
     info = next((t for t in release.targets if t.kind == "bundle-info"), None)
-    custom = info.custom if info is not None else {}
+    rec = BundleInfoTarget.from_target(info) if info is not None else BundleInfoTarget()
     if fmt < 2:
-        if "parts" in custom:
+        if rec.parts is not None:
             raise BundleFormatError(f"{bundle}: a parts table in a format {fmt} bundle (parts are format 2)")
         return {}
     sizes = {t.blob.digest: t.blob.size for t in release.targets}
-    return parse_parts(custom.get("parts"), sizes, custom.get("volumes"), str(bundle))
+    return parse_parts(rec.parts, sizes, rec.volumes, str(bundle))
 
 
 def _check_part_member(member, parts: dict[str, list[SignedPart]], bundle: Path, volumes: set[int]) -> None:
@@ -256,7 +260,8 @@ def _check_model_manifests(release: VerifiedRelease, path_of, available, bundle:
         if not ok:
             raise BundleFormatError(f"{bundle}: model manifest {t.path} lists files without a path, sha256 and size")
         try:  # the rules resolve applied at the DMZ: names the cache can hold, one tree (no `a` beside `a/b`)
-            check_model(t.custom.get("name"), t.custom.get("revision"), t.custom.get("commit"), [f["path"] for f in files])
+            m = ModelTarget.from_target(t)
+            check_model(m.name, m.revision, m.commit, [f["path"] for f in files])
         except BadName as e:
             raise BundleFormatError(f"{bundle}: model manifest {t.path}: {e}; refused before publishing") from None
 
@@ -328,8 +333,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
         result = ImportResult(bundle, channel, release.version, verified_only=verify_only,
                               targets=len(release.targets), signers=release.signers,
                               images=sorted(ref_name(t) for t in release.targets if t.kind == "oci-image"),
-                              models=sorted((t.custom["name"], t.custom["revision"]) for t in release.targets
-                                            if t.kind == "model"))
+                              models=sorted((m.name, m.revision) for t in release.targets if t.kind == "model"
+                                            for m in [ModelTarget.from_target(t)]))
         state = layout.state(channel)
         by_digest: dict[str, Target] = {t.blob.digest: t for t in release.targets}
         needed = {d for d, t in by_digest.items() if not layout.has_blob(d, t.blob.size)}

@@ -25,7 +25,7 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
-from gapsync.model import Severity
+from gapsync.model import Severity, artifact_key
 from gapsync.scanner.artifacts import licenses
 
 SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]  # critical .. info, unknown
@@ -118,7 +118,7 @@ def _action(value: Any) -> str:
 
 
 def _key(art: dict) -> str:
-    return f"{art.get('kind')}:{art.get('name')}@{art.get('version')}"
+    return artifact_key(str(art.get("kind")), str(art.get("name")), str(art.get("version")))
 
 
 def human_size(n: Any) -> str:

@@ -93,6 +93,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from gapsync.errors import InputError
+from gapsync.model import artifact_key
 from gapsync.scanner.artifacts import licenses
 
 SERIAL_NAMESPACE = uuid.UUID("5b1f0a3e-7a43-5d2c-9f0e-6761707379e1")  # fixed: serials are reproducible
@@ -196,7 +197,7 @@ def _props(values: dict[str, Any]) -> list[Property]:
 
 
 def _key(art: dict) -> str:
-    return f"{art.get('kind')}:{art.get('name')}@{art.get('version')}"
+    return artifact_key(str(art.get("kind")), str(art.get("name")), str(art.get("version")))
 
 
 def _artifact_component(art: dict, decision: dict | None) -> Component | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapsync.model import artifact_key
+
 
 @dataclass(frozen=True)
 class SubjectFile:
@@ -33,7 +35,7 @@ class ScanSubject:
     @property
     def key(self) -> str:
         """The artifact's name in bundle.json's findings and decisions."""
-        return f"{self.kind}:{self.name}@{self.version}"
+        return artifact_key(self.kind, self.name, self.version)
 
     @property
     def size(self) -> int:

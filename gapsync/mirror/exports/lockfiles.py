@@ -19,7 +19,8 @@ from urllib.parse import urljoin
 from packaging.utils import canonicalize_name
 
 from gapsync import __version__, fsutil
-from gapsync.errors import InputError, TrustError
+from gapsync.bundle.records import PythonFile
+from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.pep503 import TARGET_ID_RE, Pep503Index
 from gapsync.model import Target
@@ -107,18 +108,22 @@ def export_target(mirror: Path, target: str, channel: str | None = None) -> Expo
     index = Pep503Index(published_layout(layout, channel))
     files, omitted = [], []
     for t in targets:
-        if t.kind != "python" or target not in (t.custom.get("tags") or []):
+        if t.kind != "python":
             continue
-        name = str(t.custom.get("name", ""))
-        fn = str(t.custom.get("filename", ""))
+        try:  # the stored metadata verified; its record was checked at import (a file edited since is refused)
+            py = PythonFile.from_target(t)
+        except BundleFormatError as e:
+            raise TrustError(f"{layout.root}: channel {channel}: {e}") from None
+        if target not in py.tags:
+            continue
+        name, fn = py.name, py.filename
         if canonicalize_name(name) != name:
             raise TrustError(f"{t.path}: bad project name {name!r} in the signed metadata")
         rec = index._inventory(name)["files"].get(fn)  # published (not blocked) with these very bytes?
         if not rec or rec.get("sha256") != t.blob.digest:
             omitted.append(fn)
             continue
-        files.append(ExportedFile(name, str(t.custom.get("version")), fn, t.blob.digest, t.blob.size,
-                                  t.custom.get("requires_python")))
+        files.append(ExportedFile(name, py.version, fn, t.blob.digest, t.blob.size, py.requires_python))
     if not files and not omitted:
         raise InputError(f"{mirror}: channel {channel} version {version} has no files for target {target}")
     return Export(channel, version, target, sorted(files, key=lambda f: (f.name, f.filename)), omitted)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from gapsync.bundle.records import ChartInfo, OciImage
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -28,13 +29,19 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
 MAX_INDEX = 64 << 20
 
 
-def chart_targets(targets: list[Target]) -> list[Target]:
-    return [t for t in targets if t.kind == "oci-image" and t.custom.get("artifact_type") == HELM_CONFIG
-            and isinstance(t.custom.get("chart"), dict)]
+def chart_targets(targets: list[Target]) -> list[tuple[Target, ChartInfo]]:
+    """The Helm charts among the targets, with their facts."""
+    out = []
+    for t in targets:
+        if t.kind == "oci-image":
+            image = OciImage.from_target(t)
+            if image.artifact_type == HELM_CONFIG and image.chart is not None:
+                out.append((t, image.chart))
+    return out
 
 
-def archive_name(chart: dict) -> str:
-    return f"{chart['name']}-{chart['version']}.tgz"
+def archive_name(chart: ChartInfo) -> str:
+    return f"{chart.name}-{chart.version}.tgz"
 
 
 class ChartRepo:
@@ -43,13 +50,12 @@ class ChartRepo:
 
     def check(self, targets: list[Target]) -> None:
         seen: dict[str, str] = {}
-        for t in chart_targets(targets):
-            c = t.custom["chart"]
-            name, version, archive = c.get("name"), c.get("version"), c.get("archive")
+        for t, c in chart_targets(targets):
+            name, version, archive = c.name, c.version, c.archive
             if not (isinstance(name, str) and CHART_NAME_RE.match(name) and isinstance(version, str)
                     and VERSION_RE.match(version) and isinstance(archive, str) and SHA256_RE.match(archive)):
                 raise BundleFormatError(f"target {t.path!r}: bad chart name, version or archive digest")
-            if f"sha256:{archive}" not in t.custom.get("blobs", []):
+            if f"sha256:{archive}" not in OciImage.from_target(t).blobs:
                 raise BundleFormatError(f"target {t.path!r}: the chart archive is not one of the artifact's blobs")
             file = archive_name(c)
             if seen.setdefault(file, archive) != archive or self._published_digest(name, version) not in (None, archive):
@@ -75,8 +81,8 @@ class ChartRepo:
         return None
 
     def is_published(self, t: Target) -> bool:
-        c = t.custom.get("chart") or {}
-        return (self.root / archive_name(c)).is_file() and self._published_digest(c["name"], c["version"]) == c["archive"]
+        c = OciImage.from_target(t).chart or ChartInfo()
+        return (self.root / archive_name(c)).is_file() and self._published_digest(str(c.name), str(c.version)) == c.archive
 
     def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
         charts = chart_targets(targets)
@@ -86,20 +92,20 @@ class ChartRepo:
         fs.mkdirs(self.root)
         index = self._index()
         published = []
-        for t in sorted(charts, key=lambda t: t.path):
-            c = t.custom["chart"]
+        for _t, c in sorted(charts, key=lambda tc: tc[0].path):
+            name, version, archive = str(c.name), str(c.version), str(c.archive)  # check() above: strings
             dst = self.root / archive_name(c)
             if not dst.exists():
-                fs.link_or_copy(blob_path(c["archive"]), dst)
-            entry = {"apiVersion": c.get("api_version") or "v2", "name": c["name"], "version": c["version"],
-                     "digest": c["archive"], "urls": [archive_name(c)]}
-            if c.get("app_version"):
-                entry["appVersion"] = c["app_version"]
-            if c.get("description"):
-                entry["description"] = c["description"]
-            versions = [e for e in index["entries"].get(c["name"]) or [] if str(e.get("version")) != c["version"]]
-            index["entries"][c["name"]] = sorted([*versions, entry], key=lambda e: str(e.get("version")), reverse=True)
-            published.append(f"chart {c['name']}-{c['version']}")
+                fs.link_or_copy(blob_path(archive), dst)
+            entry = {"apiVersion": c.api_version or "v2", "name": name, "version": version,
+                     "digest": archive, "urls": [archive_name(c)]}
+            if c.app_version:
+                entry["appVersion"] = c.app_version
+            if c.description:
+                entry["description"] = c.description
+            versions = [e for e in index["entries"].get(name) or [] if str(e.get("version")) != version]
+            index["entries"][name] = sorted([*versions, entry], key=lambda e: str(e.get("version")), reverse=True)
+            published.append(f"chart {name}-{version}")
         # the archives before the index that names them
         fs.write_atomic(self.root / "index.yaml", yaml.safe_dump(index, sort_keys=True).encode())
         return published

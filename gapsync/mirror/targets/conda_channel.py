@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gapsync import faults, fsutil
+from gapsync.bundle.records import CondaPackage
 from gapsync.errors import BundleFormatError, PublishError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -62,9 +63,9 @@ class CondaChannel:
     @staticmethod
     def _where(t: Target) -> tuple[str, str, str]:
         """(channel, subdir, file name), checked against each other and the target path."""
-        c = t.custom
-        channel, subdir, fn = (str(c.get(k, "")) for k in ("channel_name", "subdir", "filename"))
-        name, version, build = (str(c.get(k, "")) for k in ("name", "version", "build"))
+        c = CondaPackage.from_target(t)
+        channel, subdir, fn = c.channel_name or "", c.subdir or "", c.filename
+        name, version, build = c.name, c.version, c.build or ""
         if not CHANNEL_RE.match(channel) or channel in (".", ".."):
             raise BundleFormatError(f"target {t.path!r}: bad conda channel name {channel!r}")
         if subdir not in SUBDIRS:
@@ -80,16 +81,17 @@ class CondaChannel:
     @classmethod
     def _record(cls, t: Target) -> dict[str, Any]:
         """The repodata entry for this file: the signed record, checked, with the signed sha256 and size."""
-        rec = t.custom.get("record")
+        c = CondaPackage.from_target(t)
+        rec = c.record
         if not isinstance(rec, dict) or not all(isinstance(k, str) and KEY_RE.match(k) for k in rec):
             raise BundleFormatError(f"target {t.path!r}: no repodata record, or one with odd keys")
         if LOCATION_KEYS & rec.keys():
             raise BundleFormatError(f"target {t.path!r}: the record names a location ({', '.join(sorted(LOCATION_KEYS & rec.keys()))}); "
                                     "the channel serves the file beside its repodata")
-        for key in ("name", "version", "build", "subdir"):
-            if rec.get(key) != t.custom.get(key):
+        for key, value in (("name", c.name), ("version", c.version), ("build", c.build), ("subdir", c.subdir)):
+            if rec.get(key) != value:
                 raise BundleFormatError(f"target {t.path!r}: the record's {key} {rec.get(key)!r} is not the target's "
-                                        f"{t.custom.get(key)!r}")
+                                        f"{value!r}")
         if rec.get("sha256", t.blob.digest) != t.blob.digest or rec.get("size", t.blob.size) != t.blob.size:
             raise BundleFormatError(f"target {t.path!r}: the record's sha256 or size is not the file's")
         for key in ("depends", "constrains", "track_features_list"):

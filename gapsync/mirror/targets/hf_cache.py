@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gapsync import faults, fsutil
+from gapsync.bundle.records import ModelTarget
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -68,21 +69,22 @@ class HfCache:
 
     def check(self, targets: list[Target]) -> None:
         for t in targets:
-            c = t.custom
             if t.kind == "model-blob":
                 if t.path != f"model/blob/sha256/{t.blob.digest}":
                     raise BundleFormatError(f"target {t.path!r}: path does not match its digest")
                 continue
-            name, rev, commit = str(c.get("name", "")), str(c.get("revision", "")), str(c.get("commit", ""))
+            c = ModelTarget.from_target(t)
+            name, rev, commit = c.name, c.revision, c.commit
             try:  # the rules resolve applied at the DMZ (gapsync/names.py)
                 check_model_name(name), check_model_revision(rev), check_model_commit(commit)
             except BadName as e:
                 raise BundleFormatError(f"target {t.path!r}: bad model name, revision or commit ({e})") from None
-            if t.path != f"{t.kind}/{c.get('source')}/{name}@{rev}" or (t.kind == "dataset" and c.get("source") != "hf"):
+            if t.path != f"{t.kind}/{c.source}/{name}@{rev}" or (t.kind == "dataset" and c.source != "hf"):
                 raise BundleFormatError(f"target {t.path!r}: path does not match the {t.kind}")
 
     def _check_manifest(self, t: Target, doc: dict, digests: set[str]) -> None:
-        if doc.get("name") != t.custom["name"] or doc.get("commit") != t.custom["commit"]:
+        c = ModelTarget.from_target(t)
+        if doc.get("name") != c.name or doc.get("commit") != c.commit:
             raise BundleFormatError(f"target {t.path!r}: manifest names another model or commit")
         if doc.get("repo_type", "model") != t.kind:
             raise BundleFormatError(f"target {t.path!r}: manifest is a {doc.get('repo_type', 'model')}'s, the target a {t.kind}")
@@ -100,9 +102,9 @@ class HfCache:
     def is_published(self, t: Target) -> bool:
         if t.kind == "model-blob":
             return True  # published through the model that names it
-        entry = self.read_index().get(INDEX_SECTION[t.kind], {}).get(t.custom["name"], {})
-        return entry.get("refs", {}).get(t.custom["revision"]) == t.custom["commit"] and \
-            entry.get("commits", {}).get(t.custom["commit"]) == t.blob.digest
+        c = ModelTarget.from_target(t)
+        entry = self.read_index().get(INDEX_SECTION[t.kind], {}).get(c.name, {})
+        return entry.get("refs", {}).get(c.revision) == c.commit and entry.get("commits", {}).get(c.commit) == t.blob.digest
 
     def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
         self.check(targets)
@@ -119,7 +121,8 @@ class HfCache:
         index = self.read_index()
         published = []
         for t, doc in docs:
-            name, rev, commit = t.custom["name"], t.custom["revision"], t.custom["commit"]
+            c = ModelTarget.from_target(t)
+            name, rev, commit = c.name, c.revision, c.commit
             repo = self.root / repo_folder(name, t.kind)
             for f in doc["files"]:  # blobs, then the snapshot links that name them, then the ref
                 blob = repo / "blobs" / f["etag"]

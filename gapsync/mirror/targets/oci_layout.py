@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gapsync import faults, fsutil
+from gapsync.bundle.records import OciImage
 from gapsync.errors import BundleFormatError
 from gapsync.mirror.journal import DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -29,8 +30,7 @@ LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 
 
 def ref_name(t: Target) -> str:
-    c = t.custom
-    return f"{c['name']}:{c['tag']}" if c.get("tag") else f"{c['name']}@{c['digest']}"
+    return OciImage.from_target(t).ref
 
 
 class OciLayout:
@@ -48,9 +48,9 @@ class OciLayout:
 
     def check(self, targets: list[Target]) -> None:
         for t in targets:
-            c = t.custom
             if t.kind == "oci-image":
-                name, tag, digest = str(c.get("name", "")), c.get("tag"), str(c.get("digest", ""))
+                c = OciImage.from_target(t)
+                name, tag, digest = c.name, c.tag, c.digest
                 try:  # the rules resolve applied at the DMZ (gapsync/names.py)
                     check_image_name(name)
                     if tag is not None:
@@ -59,8 +59,10 @@ class OciLayout:
                     raise BundleFormatError(f"target {t.path!r}: bad image name {name!r} or tag {tag!r} ({e})") from None
                 if not DIGEST_RE.match(digest) or hex_of(digest) != t.blob.digest:
                     raise BundleFormatError(f"target {t.path!r}: digest {digest!r} is not the target's sha256")
-                if t.path != f"oci/image/{ref_name(t)}":
+                if t.path != f"oci/image/{c.ref}":
                     raise BundleFormatError(f"target {t.path!r}: path does not match the image reference")
+                if c.media_type is None:
+                    raise BundleFormatError(f"target {t.path!r}: no media type (the index entry needs one)")
             elif t.path != f"oci/{'manifest' if t.kind == 'oci-manifest' else 'blob'}/sha256/{t.blob.digest}":
                 raise BundleFormatError(f"target {t.path!r}: path does not match its digest")
         self.charts.check(targets)
@@ -72,7 +74,7 @@ class OciLayout:
         if t.kind != "oci-image":
             return True
         want = ref_name(t)
-        return any(m.get("annotations", {}).get(REF_NAME) == want and m.get("digest") == t.custom["digest"]
+        return any(m.get("annotations", {}).get(REF_NAME) == want and m.get("digest") == OciImage.from_target(t).digest
                    for m in self.read_index()["manifests"])
 
     def publish(self, targets: list[Target], blob_path: Callable[[str], Path], fs: DirectWriter) -> list[str]:
@@ -91,11 +93,12 @@ class OciLayout:
         index = self.read_index()
         published = []
         for t in (t for t in targets if t.kind == "oci-image"):
-            name = ref_name(t)
-            entry = {"mediaType": t.custom["media_type"], "digest": t.custom["digest"], "size": t.blob.size,
+            c = OciImage.from_target(t)
+            name = c.ref
+            entry = {"mediaType": c.media_type, "digest": c.digest, "size": t.blob.size,
                      "annotations": {REF_NAME: name}}
-            if t.custom.get("artifact_type"):  # a chart, a signature: the OCI 1.1 descriptor field
-                entry["artifactType"] = t.custom["artifact_type"]
+            if c.artifact_type:  # a chart, a signature: the OCI 1.1 descriptor field
+                entry["artifactType"] = c.artifact_type
             index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != name]
             index["manifests"].append(entry)
             published.append(name)

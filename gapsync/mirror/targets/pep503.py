@@ -29,6 +29,7 @@ from typing import ClassVar
 from packaging.utils import canonicalize_name
 
 from gapsync import faults, fsutil
+from gapsync.bundle.records import PythonFile, PythonMetadata
 from gapsync.errors import BundleFormatError, PublishError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -39,6 +40,10 @@ from gapsync.names import PROJECT_RE, SAFE_FILENAME
 TARGET_ID_RE = re.compile(r"^cp3[0-9]{1,2}-[a-z0-9_]{1,64}$")
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+def _record(t: Target) -> PythonFile | PythonMetadata:
+    return PythonFile.from_target(t) if t.kind == "python" else PythonMetadata.from_target(t)
 
 
 class Pep503Index:
@@ -57,15 +62,14 @@ class Pep503Index:
     # -- naming (the only place where names from a bundle become paths) ------------------
     @staticmethod
     def _project(t: Target) -> str:
-        name = str(t.custom.get("name", ""))
+        name = _record(t).name
         if not PROJECT_RE.match(name) or canonicalize_name(name) != name:
             raise BundleFormatError(f"target {t.path!r}: bad project name {name!r}")
         return name
 
     def _file_name(self, t: Target) -> str:
-        fn = str(t.custom.get("filename" if t.kind == "python" else "of", ""))
-        if t.kind == "python-metadata":
-            fn += ".metadata"
+        rec = _record(t)
+        fn = rec.filename if isinstance(rec, PythonFile) else rec.of + ".metadata"
         if not SAFE_FILENAME.match(fn) or ".." in fn:
             raise BundleFormatError(f"target {t.path!r}: unsafe file name {fn!r}")
         expected = f"python/{self._project(t)}/{fn}"
@@ -94,8 +98,8 @@ class Pep503Index:
     @staticmethod
     def _target_ids(t: Target) -> list[str]:
         """The signed target ids a file was locked for (they become directory names: checked)."""
-        tags = t.custom.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(x, str) and TARGET_ID_RE.match(x) for x in tags):
+        tags = list(PythonFile.from_target(t).tags)
+        if not all(TARGET_ID_RE.match(x) for x in tags):
             raise BundleFormatError(f"target {t.path!r}: bad target ids {tags!r}")
         return tags
 
@@ -120,7 +124,7 @@ class Pep503Index:
         by_project: dict[str, list[Target]] = {}
         for t in targets:
             by_project.setdefault(self._project(t), []).append(t)
-        meta_digest = {str(t.custom.get("of")): t.blob.digest for t in targets if t.kind == "python-metadata"}
+        meta_digest = {PythonMetadata.from_target(t).of: t.blob.digest for t in targets if t.kind == "python-metadata"}
         published = []
         # files first (metadata before its wheel), then pages: a page never names a missing file
         for t in sorted(targets, key=lambda t: t.kind != "python-metadata"):
@@ -134,9 +138,10 @@ class Pep503Index:
                 if t.kind != "python":
                     continue
                 fn = self._file_name(t)
-                inv["files"][fn] = {"sha256": t.blob.digest, "size": t.blob.size, "version": t.custom.get("version"),
-                                    "requires_python": t.custom.get("requires_python"),
-                                    "yanked": t.custom.get("yanked"), "metadata_sha256": meta_digest.get(fn)}
+                rec = PythonFile.from_target(t)
+                inv["files"][fn] = {"sha256": t.blob.digest, "size": t.blob.size, "version": rec.version,
+                                    "requires_python": rec.requires_python,
+                                    "yanked": rec.yanked, "metadata_sha256": meta_digest.get(fn)}
                 published.append(fn)
             self._render_project(project, inv)
             faults.point("publish.pep503.page")

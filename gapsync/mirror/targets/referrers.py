@@ -17,6 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from gapsync.bundle.records import OciImage
 from gapsync.model import Target
 from gapsync.oci import DIGEST_RE, OCI_INDEX, REF_NAME
 
@@ -33,14 +34,16 @@ def referrer_indexes(targets: list[Target], entries: list[dict], blob_file) -> l
     own scheme), merged with the tag's current index."""
     groups: dict[str, dict[str, dict]] = {}
     for t in targets:
-        c = t.custom
-        subject = c.get("subject")
-        if t.kind != "oci-image" or c.get("tag") is not None or not isinstance(subject, str) or not DIGEST_RE.match(subject):
+        if t.kind != "oci-image":
             continue
-        desc = {"mediaType": c["media_type"], "digest": c["digest"], "size": t.blob.size}
-        if c.get("artifact_type"):
-            desc["artifactType"] = c["artifact_type"]
-        groups.setdefault(fallback_tag(c["name"], subject), {})[c["digest"]] = desc
+        c = OciImage.from_target(t)
+        subject = c.subject
+        if c.tag is not None or subject is None or not DIGEST_RE.match(subject):
+            continue
+        desc = {"mediaType": c.media_type, "digest": c.digest, "size": t.blob.size}
+        if c.artifact_type:
+            desc["artifactType"] = c.artifact_type
+        groups.setdefault(fallback_tag(c.name, subject), {})[c.digest] = desc
     out = []
     for tag, found in sorted(groups.items()):
         current = next((m for m in entries if m.get("annotations", {}).get(REF_NAME) == tag), None)
