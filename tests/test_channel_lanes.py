@@ -165,7 +165,7 @@ def test_every_publishable_kind_has_names():
     for kind in KNOWN_KINDS - BUNDLE_LEVEL_KINDS - claims.CONTENT_ADDRESSED_KINDS:
         t = Target(f"{kind}/x", BlobRef("ab" * 32, 1), {"kind": kind, "name": "n", "tag": "t", "digest": "d",
                                                         "filename": "f", "of": "f", "revision": "main",
-                                                        "commit": "c" * 40})
+                                                        "commit": "c" * 40, "version": "1"})
         assert claims.names_of(t, None), kind
     future = Target("chart/team/app-1.0.tgz", BlobRef("cd" * 32, 1), {"kind": "chart"})
     assert claims.names_of(future, None)[0].key == "chart:chart/team/app-1.0.tgz"
