@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from gapsync import fsutil
+from gapsync.canonical import canonical_json
 from gapsync.redact import redact_value
 
 GENESIS = "0" * 64
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(entry, ensure_ascii=False)  # the chain on disk is in this form (gapsync/canonical.py)
 
 
 def _actor() -> str:

@@ -45,6 +45,7 @@ import zfec
 from gapsync import fsutil
 from gapsync.bundle.archive import SUFFIX, BundleReader, SignedPart, bundle_format, parse_parts
 from gapsync.bundle.volumes import VOLUME_RE
+from gapsync.canonical import canonical_json
 from gapsync.errors import BundleFormatError, GapsyncError, InputError, VerificationError
 from gapsync.hashing import CHUNK
 
@@ -199,7 +200,7 @@ class ParityHeader:
 
 
 def _check(d: dict) -> str:
-    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(d)).hexdigest()
 
 
 def read_header(path: Path) -> tuple[ParityHeader, int]:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from gapsync import fsutil
 from gapsync.bundle.keys import PublicKey, SigningKey, load_public_key
+from gapsync.canonical import canonical_json
 from gapsync.errors import InputError, VerificationError
 
 MAX_RECEIPT = 256 << 20  # ~3.5 million blobs listed; read whole, so capped before reading
 
 
 def _canonical(body: dict) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return canonical_json(body)
 
 
 def sign_receipt(body: dict, key: SigningKey) -> dict:

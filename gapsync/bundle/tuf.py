@@ -8,10 +8,11 @@ verification (``mirror/trust.py``) and approvals (``bundle/approvals.py``) check
 from __future__ import annotations
 
 import hashlib
-import json
 
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
+
+from gapsync.canonical import canonical_json
 
 FORMAT = 1
 EXT_FIELD = "x-gapsync"
@@ -38,7 +39,7 @@ def duplicate_key_material(root: Root) -> list[str]:
     seen: dict[tuple, str] = {}
     dups = []
     for keyid, key in root.keys.items():
-        material = (key.keytype, key.scheme, json.dumps(key.keyval, sort_keys=True))
+        material = (key.keytype, key.scheme, canonical_json(key.keyval))
         if material in seen:
             dups.append(keyid)
         seen.setdefault(material, keyid)

@@ -8,13 +8,13 @@ nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gapsync.bundler.platforms import PythonTarget
+from gapsync.canonical import sorted_json
 from gapsync.oci import ImageRef, Platform
 from gapsync.oci_client import LOOPBACK
 from gapsync.redact import redact_url
@@ -117,7 +117,7 @@ class Spec:
             body["conda"] = self.conda.canonical()
         if self.charts:
             body["charts"] = self.charts.canonical()
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(sorted_json(body)).hexdigest()  # this form: digests in existing locks
 
 
 def load_spec(path: Path) -> Spec:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from gapsync import fsutil
 from gapsync.bundle.records import CondaPackage, ModelTarget, OciImage, PythonFile, PythonMetadata
+from gapsync.canonical import sorted_json
 from gapsync.errors import ChannelConflictError, InputError
 from gapsync.mirror.journal import DIRECT, DirectWriter
 from gapsync.mirror.layout import MirrorLayout
@@ -82,7 +83,7 @@ def names_of(t: Target, manifest_of: Callable[[Target], dict] | None) -> list[Na
         fn = PythonFile.from_target(t).filename if t.kind == "python" else PythonMetadata.from_target(t).of + ".metadata"
         return [Name(f"python-file:{fn}", t.blob.digest, f"Python file {fn}")]
     if t.kind == "conda":  # the file and its repodata record (depends...): another channel may change neither
-        record = json.dumps(CondaPackage.from_target(t).record, sort_keys=True, default=str)
+        record = sorted_json(CondaPackage.from_target(t).record, default=str).decode()  # this form: values in existing claims
         value = hashlib.sha256(f"{t.blob.digest}\n{record}".encode()).hexdigest()
         return [Name(f"conda:{t.path}", value, f"conda package {t.path}")]
     return [Name(f"{t.kind}:{t.path}", t.blob.digest, f"{t.kind} {t.path}")]
