@@ -314,3 +314,32 @@ def test_scan_image_without_a_license_is_not_a_finding() -> None:
     bad = ScanSubject("oci", "r/x", "1", meta={"annotations": {"org.opencontainers.image.licenses": "ask legal"}})
     spdx, [f] = scan_subject(bad)
     assert spdx is None and f.evidence == {"raw": "ask legal", "source": "annotation"}
+
+
+def test_the_tables_are_a_data_file_that_ships() -> None:
+    """licenses.json: no JSON object with a key twice and no free-text name under two licenses
+    (either would silently drop an entry), the family keys resolve, and the wheel carries it
+    (pyproject's package-data)."""
+    import fnmatch
+    import json
+    import tomllib
+
+    from gapsync.scanner.artifacts import licenses
+
+    here = Path(licenses.__file__).resolve().parent
+
+    def no_duplicates(pairs: list) -> dict:
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+        return dict(pairs)
+
+    doc = json.loads((here / licenses.TABLES_FILE).read_text(), object_pairs_hook=no_duplicates)
+    names = [k for keys in doc["names"].values() for k in keys]
+    assert len(names) == len(set(names)) == len(licenses.NAMES)
+    assert set(licenses.CLASSIFIER_FAMILIES.values()) <= set(licenses.AMBIGUOUS)
+    assert set(licenses._HF_AMBIGUOUS.values()) <= set(licenses.AMBIGUOUS)
+    assert licenses._NOT_A_LICENSE.match("unknown") and not licenses._NOT_A_LICENSE.match("mit")
+    root = here.parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gapsync"]
+    rel = (here / licenses.TABLES_FILE).relative_to(root / "gapsync").as_posix()
+    assert any(fnmatch.fnmatch(rel, g) for g in globs), (rel, globs)

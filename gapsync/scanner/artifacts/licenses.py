@@ -30,10 +30,14 @@ cannot be passed by a guess. Identifiers are
 checked with the ``license-expression`` library's SPDX licensing (the SPDX list plus ScanCode's
 ``LicenseRef-scancode-*`` ids); any other ``LicenseRef-*`` / ``DocumentRef-*`` is valid SPDX and
 is kept as written, for the policy to allow or deny by name.
+
+The tables (:data:`CLASSIFIERS`, :data:`NAMES`, :data:`AMBIGUOUS`, :data:`HF_LICENSES`, ...) are
+data in ``licenses.json`` beside this module (shipped as package data), read once at import.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,187 +72,38 @@ class LicenseResult:
     candidates: tuple[str, ...] = field(default=(), compare=False)
 
 
-# --- tables (data; keep them small and obvious) -----------------------------------------------
+# --- tables: data, in licenses.json beside this module (read once, at import) --------------------
+# Why a data file: the tables grow with what wheels, model cards and images write, and a reviewer
+# should be able to read and extend them without reading the code. The file describes each table
+# in its "about"; these names are what the rest of the module (and its callers) use.
 
-# Trove classifiers (the part after "License :: OSI Approved :: " or "License :: ") -> SPDX id.
-# None marks a classifier that names a family, not a license (PEP 639 calls these ambiguous);
-# AMBIGUOUS gives the candidates shown in the finding.
-CLASSIFIERS: dict[str, str | None] = {
-    "Academic Free License (AFL)": None,
-    "Apache Software License": None,
-    "Apple Public Source License": None,
-    "Artistic License": None,
-    "Attribution Assurance License": "AAL",
-    "BSD License": None,
-    "Boost Software License 1.0 (BSL-1.0)": "BSL-1.0",
-    "CEA CNRS Inria Logiciel Libre License, version 2.1 (CeCILL-2.1)": "CECILL-2.1",
-    "CC0 1.0 Universal (CC0 1.0) Public Domain Dedication": "CC0-1.0",
-    "Common Development and Distribution License 1.0 (CDDL-1.0)": "CDDL-1.0",
-    "Common Public License": "CPL-1.0",
-    "Eclipse Public License 1.0 (EPL-1.0)": "EPL-1.0",
-    "Eclipse Public License 2.0 (EPL-2.0)": "EPL-2.0",
-    "Educational Community License, Version 2.0 (ECL-2.0)": "ECL-2.0",
-    "Eiffel Forum License": None,
-    "European Union Public Licence 1.0 (EUPL 1.0)": "EUPL-1.0",
-    "European Union Public Licence 1.1 (EUPL 1.1)": "EUPL-1.1",
-    "European Union Public Licence 1.2 (EUPL 1.2)": "EUPL-1.2",
-    "GNU Affero General Public License v3": "AGPL-3.0-only",
-    "GNU Affero General Public License v3 or later (AGPLv3+)": "AGPL-3.0-or-later",
-    "GNU Free Documentation License (FDL)": None,
-    "GNU General Public License (GPL)": None,
-    "GNU General Public License v2 (GPLv2)": "GPL-2.0-only",
-    "GNU General Public License v2 or later (GPLv2+)": "GPL-2.0-or-later",
-    "GNU General Public License v3 (GPLv3)": "GPL-3.0-only",
-    "GNU General Public License v3 or later (GPLv3+)": "GPL-3.0-or-later",
-    "GNU Lesser General Public License v2 (LGPLv2)": "LGPL-2.0-only",
-    "GNU Lesser General Public License v2 or later (LGPLv2+)": "LGPL-2.0-or-later",
-    "GNU Lesser General Public License v3 (LGPLv3)": "LGPL-3.0-only",
-    "GNU Lesser General Public License v3 or later (LGPLv3+)": "LGPL-3.0-or-later",
-    "GNU Library or Lesser General Public License (LGPL)": None,
-    "Historical Permission Notice and Disclaimer (HPND)": "HPND",
-    "IBM Public License": "IPL-1.0",
-    "ISC License (ISCL)": "ISC",
-    "Intel Open Source License": "Intel",
-    "MIT License": "MIT",
-    "MIT No Attribution License (MIT-0)": "MIT-0",
-    "MirOS License (MirOS)": "MirOS",
-    "Motosoto License": "Motosoto",
-    "Mozilla Public License 1.0 (MPL)": "MPL-1.0",
-    "Mozilla Public License 1.1 (MPL 1.1)": "MPL-1.1",
-    "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
-    "Mulan Permissive Software License v2 (MulanPSL-2.0)": "MulanPSL-2.0",
-    "Nethack General Public License": "NGPL",
-    "Nokia Open Source License": "Nokia",
-    "Open Group Test Suite License": "OGTSL",
-    "Open Software License 3.0 (OSL-3.0)": "OSL-3.0",
-    "PostgreSQL License": "PostgreSQL",
-    "Python License (CNRI Python License)": "CNRI-Python",
-    "Python Software Foundation License": "PSF-2.0",
-    "Qt Public License (QPL)": "QPL-1.0",
-    "Ricoh Source Code Public License": "RSCPL",
-    "SIL Open Font License 1.1 (OFL-1.1)": "OFL-1.1",
-    "Sleepycat License": "Sleepycat",
-    "Sun Industry Standards Source License (SISSL)": "SISSL",
-    "Sun Public License": "SPL-1.0",
-    "The Unlicense (Unlicense)": "Unlicense",
-    "Universal Permissive License (UPL)": "UPL-1.0",
-    "University of Illinois/NCSA Open Source License": "NCSA",
-    "Vovida Software License 1.0": "VSL-1.0",
-    "W3C License": "W3C",
-    "X.Net License": "Xnet",
-    "Zope Public License": None,
-    "zlib/libpng License": "Zlib",
-}
+TABLES_FILE = "licenses.json"
 
+
+def _load_tables() -> dict[str, Any]:
+    doc = json.loads((Path(__file__).resolve().parent / TABLES_FILE).read_bytes())
+    if doc.get("format_version") != 1:
+        raise ValueError(f"{TABLES_FILE}: format_version {doc.get('format_version')!r} is not 1")
+    return doc
+
+
+_TABLES = _load_tables()
+
+# Trove classifiers -> SPDX id; None marks a classifier that names a family (AMBIGUOUS: candidates).
+CLASSIFIERS: dict[str, str | None] = dict(_TABLES["classifiers"])
 # The classifiers above that name a family: the key into AMBIGUOUS.
-CLASSIFIER_FAMILIES: dict[str, str] = {
-    "Academic Free License (AFL)": "afl", "Apache Software License": "apache", "Apple Public Source License": "apsl",
-    "Artistic License": "artistic", "BSD License": "bsd", "Eiffel Forum License": "efl",
-    "GNU Free Documentation License (FDL)": "fdl", "GNU General Public License (GPL)": "gpl",
-    "GNU Library or Lesser General Public License (LGPL)": "lgpl", "Zope Public License": "zope",
-}
-
+CLASSIFIER_FAMILIES: dict[str, str] = dict(_TABLES["classifier_families"])
 # Names that stand for several licenses with different terms: never guessed (see disambiguate).
-AMBIGUOUS: dict[str, tuple[str, ...]] = {
-    "bsd": ("BSD-2-Clause", "BSD-3-Clause", "BSD-4-Clause"),
-    "apache": ("Apache-1.0", "Apache-1.1", "Apache-2.0"),
-    "gpl": ("GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later"),
-    "lgpl": ("LGPL-2.0-only", "LGPL-2.1-only", "LGPL-3.0-only", "LGPL-2.1-or-later", "LGPL-3.0-or-later"),
-    "agpl": ("AGPL-3.0-only", "AGPL-3.0-or-later"),
-    "fdl": ("GFDL-1.1", "GFDL-1.2", "GFDL-1.3"),
-    "afl": ("AFL-1.1", "AFL-1.2", "AFL-2.0", "AFL-2.1", "AFL-3.0"),
-    "artistic": ("Artistic-1.0", "Artistic-2.0"),
-    "zope": ("ZPL-1.1", "ZPL-2.0", "ZPL-2.1"),
-    "apsl": ("APSL-1.0", "APSL-1.1", "APSL-1.2", "APSL-2.0"),
-    "efl": ("EFL-1.0", "EFL-2.0"),
-    "cc": ("CC-BY-*", "CC-BY-SA-*", "CC-BY-NC-*", "CC-BY-ND-*", "CC0-1.0"),
-}
-
+AMBIGUOUS: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in _TABLES["ambiguous"].items()}
 # Free-text ``License`` values, by normalized key (see _key) -> SPDX id, or an AMBIGUOUS key.
-NAMES: dict[str, str] = {
-    **{k: "MIT" for k in ("mit", "expat", "mit expat", "mit x11", "x11 mit")},
-    **{k: "MIT-0" for k in ("mit 0", "mit no attribution")},
-    **{k: "Apache-2.0" for k in ("apache 2.0", "apache 2", "apache2", "apache2.0", "apache software 2.0",
-                                 "apache software 2", "asl 2.0", "asl 2", "al 2.0", "apache 2.0 apache 2.0")},
-    "apache 1.1": "Apache-1.1",
-    **{k: "BSD-3-Clause" for k in ("bsd 3 clause", "3 clause bsd", "bsd 3", "bsd3", "new bsd", "modified bsd",
-                                   "revised bsd", "bsd new", "bsd revised", "bsd modified", "bsd 3clause",
-                                   "3clause bsd", "bsd three clause", "three clause bsd")},
-    **{k: "BSD-2-Clause" for k in ("bsd 2 clause", "2 clause bsd", "bsd 2", "bsd2", "simplified bsd", "freebsd",
-                                   "bsd simplified", "two clause bsd", "bsd two clause")},
-    **{k: "BSD-4-Clause" for k in ("bsd 4 clause", "4 clause bsd", "original bsd")},
-    **{k: "0BSD" for k in ("0bsd", "zero clause bsd", "bsd 0 clause")},
-    **{k: "ISC" for k in ("isc", "iscl")},
-    **{k: "PSF-2.0" for k in ("psf", "psfl", "psf 2.0", "psf 2", "python software foundation")},
-    **{k: "MPL-2.0" for k in ("mpl 2.0", "mpl 2", "mpl2", "mozilla public 2.0", "mozilla public 2")},
-    **{k: "MPL-1.1" for k in ("mpl 1.1", "mozilla public 1.1")},
-    **{k: "GPL-2.0-only" for k in ("gplv2", "gpl 2", "gpl 2.0", "gnu gpl 2", "gnu gplv2", "gnu general public 2",
-                                   "gnu general public 2.0")},
-    **{k: "GPL-2.0-or-later" for k in ("gplv2+", "gpl 2+", "gpl 2.0+", "gpl 2 or later", "gplv2 or later",
-                                       "gpl 2.0 or later", "gnu gpl 2 or later", "gnu general public 2 or later")},
-    **{k: "GPL-3.0-only" for k in ("gplv3", "gpl 3", "gpl 3.0", "gnu gpl 3", "gnu gplv3", "gnu general public 3",
-                                   "gnu general public 3.0")},
-    **{k: "GPL-3.0-or-later" for k in ("gplv3+", "gpl 3+", "gpl 3.0+", "gpl 3 or later", "gplv3 or later",
-                                       "gpl 3.0 or later", "gnu gpl 3 or later", "gnu general public 3 or later")},
-    **{k: "LGPL-2.1-only" for k in ("lgplv2.1", "lgpl 2.1", "gnu lgpl 2.1", "gnu lesser general public 2.1")},
-    **{k: "LGPL-2.1-or-later" for k in ("lgplv2.1+", "lgpl 2.1+", "lgpl 2.1 or later", "lgplv2+", "lgpl 2+")},
-    **{k: "LGPL-3.0-only" for k in ("lgplv3", "lgpl 3", "lgpl 3.0", "gnu lgpl 3", "gnu lesser general public 3")},
-    **{k: "LGPL-3.0-or-later" for k in ("lgplv3+", "lgpl 3+", "lgpl 3.0+", "lgpl 3 or later", "lgplv3 or later")},
-    **{k: "AGPL-3.0-only" for k in ("agplv3", "agpl 3", "agpl 3.0", "gnu agpl 3", "gnu affero general public 3")},
-    **{k: "AGPL-3.0-or-later" for k in ("agplv3+", "agpl 3+", "agpl 3.0+", "agpl 3 or later")},
-    **{k: "Unlicense" for k in ("unlicense", "unlicensed")},
-    **{k: "CC0-1.0" for k in ("cc0", "cc0 1.0", "cc0 1.0 universal", "cc0 1.0 universal public domain dedication")},
-    **{k: "Zlib" for k in ("zlib", "zlib/libpng", "zlib libpng")},
-    **{k: "BSL-1.0" for k in ("boost", "boost software", "boost software 1.0", "bsl 1.0")},
-    **{k: "EPL-2.0" for k in ("epl 2.0", "eclipse public 2.0")},
-    **{k: "EPL-1.0" for k in ("epl 1.0", "eclipse public 1.0")},
-    **{k: "EUPL-1.2" for k in ("eupl 1.2",)},
-    **{k: "UPL-1.0" for k in ("upl", "upl 1.0", "universal permissive")},
-    **{k: "HPND" for k in ("hpnd", "historical permission notice and disclaimer")},
-    "wtfpl": "WTFPL",
-    "postgresql": "PostgreSQL",
-    "artistic 2.0": "Artistic-2.0",
-    # families: ambiguous
-    **{k: "bsd" for k in ("bsd", "bsd style", "bsd like", "bsd-style", "bsd-like")},
-    **{k: "apache" for k in ("apache", "apache software", "asl", "apache software foundation")},
-    **{k: "gpl" for k in ("gpl", "gnu gpl", "gnu general public")},
-    **{k: "lgpl" for k in ("lgpl", "gnu lgpl", "gnu lesser general public", "gnu library or lesser general public")},
-    **{k: "agpl" for k in ("agpl", "gnu agpl", "gnu affero general public")},
-    **{k: "artistic" for k in ("artistic", "perl artistic")},
-}
-
+NAMES: dict[str, str] = {key: spdx for spdx, keys in _TABLES["names"].items() for key in keys}
 # Values that say nothing about the license (setuptools' "UNKNOWN", pointers to a file, ...).
-_NOT_A_LICENSE = re.compile(
-    r"^(unknown|none|null|n/?a|other|others|tbd|todo|proprietary|commercial|custom|dual|dual license|"
-    r"multiple|public domain|see .*|license|license file|file|license\.txt|license\.md|\.txt|\.md|"
-    r"copying|all rights reserved|freeware|free)$")
-
-# Hugging Face Hub license ids that are not SPDX ids in lower case (those are parsed directly).
-# None: a family or a placeholder ("other"), never guessed. Ids ScanCode knows get its
-# LicenseRef-scancode-* key (what Dependency-Track and ScanCode report); the Hub's own licenses
-# that no list names get LicenseRef-hf-<id>, so that a policy can allow or deny them by name.
-HF_LICENSES: dict[str, str | None] = {
-    "llama2": "LicenseRef-scancode-llama-2-license-2023",
-    "llama3.1": "LicenseRef-scancode-llama-3.1-license-2024",
-    "llama3.2": "LicenseRef-scancode-llama-3.2-license-2024",
-    "llama3.3": "LicenseRef-scancode-llama-3.3-license-2024",
-    "llama4": "LicenseRef-scancode-llama-4-license-2025",
-    "bigscience-openrail-m": "LicenseRef-scancode-bigscience-open-rail-m",
-    "bigcode-openrail-m": "LicenseRef-scancode-bigcode-open-rail-m-v1",
-    "bigscience-bloom-rail-1.0": "LicenseRef-scancode-bigscience-rail-1.0",
-    "openmdw-1.0": "LicenseRef-scancode-openmdw-1.0",
-    "pddl": "PDDL-1.0",
-    "odbl": "ODbL-1.0",
-    "odc-by": "ODC-By-1.0",
-    "c-uda": "C-UDA-1.0",
-    "openrail++": "LicenseRef-hf-openrail-plusplus",  # "+" is not allowed in an SPDX idstring
-    "bsd-2-clause": "BSD-2-Clause",
-    **{hub: f"LicenseRef-hf-{hub}" for hub in (
-        "openrail", "creativeml-openrail-m", "llama3", "gemma", "apple-ascl", "apple-amlr",
-        "deepfloyd-if-license", "fair-noncommercial-research-license", "intel-research", "h-research", "lgpl-lr")},
-    **{family: None for family in ("other", "unknown", "cc", "bsd", "gpl", "lgpl", "gfdl", "agpl")},
-}
-_HF_AMBIGUOUS = {"cc": "cc", "bsd": "bsd", "gpl": "gpl", "lgpl": "lgpl", "agpl": "agpl", "gfdl": "fdl"}
+_NOT_A_LICENSE = re.compile("^(" + "|".join(_TABLES["not_a_license"]) + ")$")
+# Hugging Face Hub license ids that are not SPDX ids in lower case (those are parsed directly);
+# None: a family or a placeholder ("other"), never guessed.
+HF_LICENSES: dict[str, str | None] = dict(_TABLES["hf_licenses"])
+_HF_AMBIGUOUS: dict[str, str] = dict(_TABLES["hf_ambiguous"])
+del _TABLES
 
 
 # --- normalization ----------------------------------------------------------------------------
@@ -648,13 +503,11 @@ def scan_subject(subject: ScanSubject) -> tuple[str | None, list[Finding]]:
     elif subject.kind == "conda":  # the raw value from the package's info/index.json (scanner/artifacts/conda_pkg.py)
         result = conda_license(subject.meta.get("license"))
     elif subject.kind == "oci":
-        result = None
-        for where in ("annotations", "labels"):
-            result = annotation_license(subject.meta.get(where))
-            if result is not None:
-                break
-        if result is None:
+        declared = (annotation_license(subject.meta.get(where)) for where in ("annotations", "labels"))
+        found = next((r for r in declared if r is not None), None)
+        if found is None:
             return None, []
+        result = found
     else:
         return None, []
     if result.spdx:
