@@ -8,11 +8,19 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from gapsync.errors import DigestMismatchError
 
 CHUNK = 1 << 20
+
+
+class Hasher(Protocol):
+    """What the helpers here need of a hashlib object (sha256, blake2b)."""
+
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -49,9 +57,9 @@ class ThreadedHash:
     ``bytes`` chunks handed over are immutable, so the caller may go on at once.
     """
 
-    def __init__(self, h=None) -> None:
-        self._h = h if h is not None else hashlib.sha256()
-        self._pending: Future | None = None
+    def __init__(self, h: Hasher | None = None) -> None:
+        self._h: Hasher = h if h is not None else hashlib.sha256()
+        self._pending: Future[None] | None = None
 
     def update(self, data: bytes) -> None:
         self.wait()
@@ -91,7 +99,7 @@ class _InlineHash(ThreadedHash):
 
 def copy_verified(
     chunks: Iterable[bytes], dst: BinaryIO, *, what: str, sha256: str | None, size: int | None,
-    hasher=None, already: int = 0, overlap: bool = True,
+    hasher: Hasher | None = None, already: int = 0, overlap: bool = True,
 ) -> tuple[str, int]:
     """Copy chunks into ``dst``, hashing as they pass; refuse more than ``size`` bytes in all.
 
@@ -217,14 +225,14 @@ class ReadBackHash:
     READ = 4 << 20
     WRITEBACK = 64 << 20  # hashed bytes between two writeback requests (``_write_back``)
 
-    def __init__(self, fd: int, h=None, max_lag: int = 1 << 30) -> None:
+    def __init__(self, fd: int, h: Hasher | None = None, max_lag: int = 1 << 30) -> None:
         import queue
 
         from gapsync import fsutil
 
         self._fd = fsutil.reopen_readonly(fd)  # the writer's descriptor is write-only
-        self._h = h if h is not None else hashlib.blake2b()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._h: Hasher = h if h is not None else hashlib.blake2b()
+        self._queue: queue.SimpleQueue[tuple[int, int, str | None, str] | None] = queue.SimpleQueue()
         self._done = 0  # bytes hashed so far (a prefix of the file)
         self._queued = 0
         self._cond = threading.Condition()

@@ -33,7 +33,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, DigestMismatchError
@@ -312,7 +312,7 @@ class BundleWriter:
 CHKSUM_RE = re.compile(rb"[0-7]{6}\0 ")
 
 
-def _check_raw_header(buf: bytes) -> None:
+def _check_raw_header(buf: bytes | bytearray) -> None:
     """Refuse ustar fields that hide bytes after their NUL terminator (name, linkname, prefix):
     tarfile would silently cut ``blobs/sha256/<hex>\\0../../x`` down to the valid part. The
     checksum field: see ``_StrictTarInfo.frombuf``."""
@@ -325,7 +325,7 @@ def _check_raw_header(buf: bytes) -> None:
 
 class _StrictTarInfo(tarfile.TarInfo):
     @classmethod
-    def frombuf(cls, buf, encoding, errors):
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
         header = len(buf) == BLOCK and buf.count(b"\0") != BLOCK
         if header:
             _check_raw_header(buf)
@@ -338,7 +338,7 @@ class _StrictTarInfo(tarfile.TarInfo):
             raise BundleFormatError(f"tar header checksum field is not in the canonical form: {buf[148:156]!r}")
         return ti
 
-    def _proc_member(self, tarfile_):
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         # refused before tarfile reads their data: the writer writes none of these, and at most
         # one block of pax records (see member_header)
         if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE_SPARSE):
@@ -347,7 +347,7 @@ class _StrictTarInfo(tarfile.TarInfo):
             raise BundleFormatError("tar global extended header is not allowed in a bundle")
         if self.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE) and self.size > MAX_EXTENDED_HEADER:
             raise BundleFormatError(f"tar extended header of {self.size} bytes (limit {MAX_EXTENDED_HEADER})")
-        return super()._proc_member(tarfile_)
+        return super()._proc_member(tarfile_)  # type: ignore[misc, no-any-return]  # tarfile's private hook
 
 
 @dataclass(frozen=True)
@@ -422,7 +422,7 @@ class BundleReader:
     def __enter__(self) -> BundleReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _fail(self, reason: str) -> BundleFormatError:
