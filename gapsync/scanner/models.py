@@ -11,7 +11,7 @@ import importlib
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import IO, BinaryIO, ClassVar, cast
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
@@ -49,9 +49,12 @@ def budget_finding(where: Where, e: BudgetExceeded) -> Finding:
 
 
 Handler = Callable[[BinaryIO, Where], list[Finding]]
+# What scan_stream reads: files, tarfile's and zipfile's member streams, the scanner's own windows
+# and decompressors. The analysers call only read/readinto/seek/tell/seekable/peek on them.
+Readable = IO[bytes] | io.RawIOBase | io.BufferedIOBase
 
 
-def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
+def scan_stream(f: Readable, where: Where, pickle_hint: bool = False,
                 zip_tail: bool = True) -> tuple[Format, list[Finding]]:
     """Detect the format of the bytes in ``f`` (positioned at their start) and analyse them.
 
@@ -65,13 +68,14 @@ def scan_stream(f: BinaryIO, where: Where, pickle_hint: bool = False,
     The scan is charged to ``where.budget``; called without one (a top-level stream), it gets a
     budget of its own, and running out of it ends the scan with the finding ``scan.budget``.
     """
+    stream = cast(BinaryIO, f)  # one view for the analysers (see Readable)
     if where.depth and where.budget is not None:  # inside a container: its scan owns the budget
-        return _scan_stream(f, where, pickle_hint, zip_tail)
+        return _scan_stream(stream, where, pickle_hint, zip_tail)
     if where.budget is None:
         where = Where(where.file, where.inner, where.size, where.depth, DEFAULT_LIMITS.for_size(where.size or 0),
                       where.label)
     try:  # the top of a file (or a stream scanned on its own): a budget that runs out ends it here
-        return _scan_stream(f, where, pickle_hint, zip_tail)
+        return _scan_stream(stream, where, pickle_hint, zip_tail)
     except BudgetExceeded as e:
         return Format.UNKNOWN, [budget_finding(where, e)]
 
@@ -183,7 +187,7 @@ def _peekable(f: BinaryIO) -> tuple[BinaryIO, bytes]:
         head = f.read(HEAD_SIZE)
         f.seek(start)
         return f, head
-    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f, CHUNK)  # type: ignore[arg-type]
+    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, f), CHUNK)
     head = buffered.peek(HEAD_SIZE)[:HEAD_SIZE]
     return buffered, head
 

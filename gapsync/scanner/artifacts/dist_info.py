@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 METADATA_LIMIT = 1 << 20  # the headers come first; the long description after them is not needed
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -89,15 +89,15 @@ def read_layer(stream: BinaryIO, layer: str) -> tuple[dict[str, InstalledDist], 
     deleted: list[str] = []
     opaque: list[str] = []
     head = stream.read(4)
-    rest = _Prefixed(head, stream)
+    rest = cast(BinaryIO, _Prefixed(head, stream))  # read() is all that tarfile and zstandard call on it
     source: BinaryIO
     if head == ZSTD_MAGIC:
         import zstandard
 
-        source = zstandard.ZstdDecompressor().stream_reader(rest, read_across_frames=True)  # type: ignore[assignment]
+        source = zstandard.ZstdDecompressor().stream_reader(rest, read_across_frames=True)
         mode = "r|"
     else:
-        source, mode = rest, "r|*"  # type: ignore[assignment]
+        source, mode = rest, "r|*"
     with tarfile.open(fileobj=source, mode=mode) as tf:  # type: ignore[call-overload]
         for member in tf:
             path = _clean(member.name)
@@ -144,10 +144,7 @@ def installed_dists(layers: Iterable[tuple[str, Path]]) -> tuple[list[InstalledD
     import lzma
     import zlib
 
-    try:
-        from zstandard import ZstdError
-    except ImportError:  # pragma: no cover - zstandard is a dependency
-        ZstdError = OSError  # noqa: N806
+    from zstandard import ZstdError
     final: dict[str, InstalledDist] = {}
     errors: list[LayerError] = []
     for layer, path in layers:

@@ -82,6 +82,7 @@ def read_distribution(path: Path) -> Distribution | None:
     file_name = _name_from_file_name(path.name)
     is_wheel = path.name.lower().endswith(".whl")
     source_tree = False
+    data: bytes | None
     try:
         if is_wheel:
             data = _wheel_metadata(path)
@@ -165,8 +166,8 @@ def _sdist_pkg_info(path: Path) -> tuple[bytes | None, bool]:
             if _TOP_PKG_INFO.match(member.name):
                 if member.size > PKG_INFO_LIMIT:
                     raise ValueError(f"PKG-INFO is {member.size} bytes")
-                f = tf.extractfile(member)
-                return (f.read(PKG_INFO_LIMIT) if f else None), True
+                member_file = tf.extractfile(member)
+                return (member_file.read(PKG_INFO_LIMIT) if member_file else None), True
             if member.offset_data + member.size > MAX_SDIST_BYTES:  # going on would decompress past the budget
                 raise ValueError(f"no PKG-INFO in the first {MAX_SDIST_BYTES >> 20} MiB")
     return None, source_tree

@@ -19,6 +19,8 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from os import PathLike
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -88,7 +90,8 @@ def candidates(manifest: bytes, read_blob: Callable[[str, int], bytes | None], s
     for d in layers[:MAX_LAYERS]:
         if not isinstance(d, dict) or d.get("mediaType") != SIMPLE_SIGNING:
             continue
-        ann = d.get("annotations") if isinstance(d.get("annotations"), dict) else {}
+        raw_ann = d.get("annotations")
+        ann: dict[str, Any] = raw_ann if isinstance(raw_ann, dict) else {}
         sig, digest, size = ann.get(SIGNATURE_ANNOTATION), d.get("digest"), d.get("size")
         if not isinstance(sig, str) or not isinstance(digest, str) or not isinstance(size, int) or size > MAX_PAYLOAD:
             problems.append(f"{source}: a signature layer without a signature annotation, digest or sane size")
@@ -151,7 +154,7 @@ def image_meta(digest: str, attached: list[tuple[str, bytes]], read_blob: Callab
     return {"digest": digest, "signatures": found, "signature_problems": problems}
 
 
-def file_reader(path_of: Callable[[str], object]) -> Callable[[str, int], bytes | None]:
+def file_reader(path_of: Callable[[str], str | PathLike[str]]) -> Callable[[str, int], bytes | None]:
     """``read_blob`` over a content-addressed store: the file named by the digest's hex, if it
     is a regular file of the declared size (read at most that many bytes)."""
     import os
@@ -162,12 +165,12 @@ def file_reader(path_of: Callable[[str], object]) -> Callable[[str, int], bytes 
             return None
         p = path_of(digest[7:])
         try:
-            st = os.lstat(p)  # type: ignore[arg-type]
+            st = os.lstat(p)
         except (OSError, ValueError):
             return None
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             return None
-        with open(p, "rb") as f:  # type: ignore[arg-type]
+        with open(p, "rb") as f:
             data = f.read(size + 1)
         return data if hashlib.sha256(data).hexdigest() == digest[7:] else None
 

@@ -148,7 +148,8 @@ class CompiledAdvisory:
 
     def _next_fix(self, v: Version) -> list[str]:
         """For a version listed but outside every range: the lowest fix above it, if any."""
-        above = [(ver, raw) for r in self.ranges for kind, ver, raw in r.events if kind == "fixed" and ver > v]
+        above = [(ver, raw) for r in self.ranges for kind, ver, raw in r.events
+                 if kind == "fixed" and ver is not None and ver > v]
         return [min(above)[1]] if above else []
 
 
@@ -169,7 +170,7 @@ def compile_record(rec: dict[str, Any], cache: VersionCache, only: str | None = 
         listed = aff.get("versions", [])
         if listed:
             adv.versions |= frozenset(listed)
-            adv.parsed |= {c for _, c in (cache.get(s) or parse(s, cache) for s in listed)} - {None}
+            adv.parsed |= {c for _, c in (cache.get(s) or parse(s, cache) for s in listed) if c is not None}
         for rng in aff.get("ranges", []):
             if rng["type"] == "ECOSYSTEM":
                 _add_range(adv, rng["events"], cache)
@@ -180,7 +181,8 @@ def compile_record(rec: dict[str, Any], cache: VersionCache, only: str | None = 
 
 
 def _add_range(adv: CompiledAdvisory, events: list[dict[str, str]], cache: VersionCache) -> None:
-    keyed, limits = [], []
+    keyed: list[tuple[tuple[Any, ...], tuple[str, Version | None, str]]] = []  # (sort key, event)
+    limits: list[Version | None] = []
     for ev in events:
         ((kind, raw),) = ev.items()
         if kind == "introduced" and raw == "0":

@@ -18,12 +18,15 @@ import io
 import lzma
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.formats.detect import Format
 from gapsync.scanner.formats.streams import CHUNK, decompressing
+
+if TYPE_CHECKING:
+    from gapsync.scanner.budget import Budget
 
 
 class _ZstdError(Exception):
@@ -43,7 +46,7 @@ def _decompressor(fmt: Format, alone: bool = False):
         return lzma.LZMADecompressor(lzma.FORMAT_ALONE if alone else lzma.FORMAT_AUTO)
     if fmt is Format.LZ4:
         try:
-            import lz4.frame  # type: ignore[import-not-found]
+            import lz4.frame
         except ImportError:
             return None
         return lz4.frame.LZ4FrameDecompressor()
@@ -61,7 +64,7 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         import zstandard
 
         try:
@@ -75,7 +78,7 @@ class _Counted(io.RawIOBase):
         return len(data)
 
 
-def zstd_stream(f: BinaryIO, budget) -> BinaryIO:
+def zstd_stream(f: BinaryIO, budget: Budget | None) -> io.BufferedReader:
     import zstandard
 
     # read_across_frames: zstd files may hold several frames, and the zstd tool and
@@ -95,7 +98,7 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         if self._first:
             n = min(len(b), len(self._first))
             b[:n], self._first = self._first[:n], self._first[n:]
@@ -115,7 +118,8 @@ def _after_zfile_header(f: BinaryIO) -> BinaryIO:
     return f if nxt == b" " else io.BufferedReader(_Prefixed(nxt, f), CHUNK)
 
 
-def open_decompressed(f: BinaryIO, fmt: Format, budget, alone: bool = False) -> BinaryIO | None:
+def open_decompressed(f: BinaryIO, fmt: Format, budget: Budget | None,
+                      alone: bool = False) -> io.BufferedReader | None:
     """The decompressed stream of ``f`` (None: the codec is not available here)."""
     if fmt is Format.ZSTD:
         return zstd_stream(f, budget)

@@ -335,7 +335,7 @@ def _stringnl(r: ByteReader):
         return line
     if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
         raise PickleError("malformed", "the STRING argument must be quoted", start)
-    data = codecs.escape_decode(line[1:-1])[0]
+    data: bytes = codecs.escape_decode(line[1:-1])[0]  # type: ignore[assignment]  # bytes (typeshed says str)
     # CPython decodes with the loader's encoding (ASCII by default, latin-1 for numpy);
     # latin-1 never fails, so a name hidden in a STRING is still seen.
     return data.decode("latin-1")

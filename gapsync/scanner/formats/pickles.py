@@ -23,7 +23,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 from gapsync.model import Finding, Severity
 from gapsync.policies.pickle_globals import GlobalAction, PicklePolicy, load_pickle_policy, normalize
@@ -224,6 +224,8 @@ class _Stop(Exception):
 class Machine:
     """Follows one pickle from the reader's position to its STOP (or the error that ends it)."""
 
+    _HANDLERS: ClassVar[dict[str, Any]]  # set per class by _handlers(), not declared here (see there)
+
     def __init__(self, reader: ByteReader, where: Where, policy: PicklePolicy, findings: Findings,
                  nested_depth: int = 0) -> None:
         self.r, self.where, self.policy, self.f = reader, where, policy, findings
@@ -282,7 +284,7 @@ class Machine:
                 g.pending()
         return self.out
 
-    def fail(self, message: str, offset: int, kind: str = "malformed") -> None:
+    def fail(self, message: str, offset: int, kind: str = "malformed") -> NoReturn:
         raise PickleError(kind, message, offset)
 
     def push(self, v: Any) -> None:

@@ -14,6 +14,7 @@ import io
 import lzma
 import struct
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class Truncated(Exception):
 class ByteReader:
     """Sequential reader with a position, exact reads and cheap skips over any ``BinaryIO``."""
 
-    budget = None  # the scan budget, for parsers that charge their steps through the reader
+    budget: Budget | None = None  # the scan budget, for parsers that charge their steps through the reader
     steps = 0  # ... and their count since the last charge
 
     def __init__(self, stream: BinaryIO, start: int = 0) -> None:
@@ -182,7 +183,7 @@ class Window(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         n = min(len(b), self._size - self._pos)
         if n <= 0:
             return 0
@@ -288,7 +289,7 @@ class _Decompressing(io.RawIOBase):
                 break
         return b"".join(out)
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         want = len(b)
         while len(self._pending) < want and not self._done:
             more = self._more()
@@ -303,8 +304,8 @@ class _Decompressing(io.RawIOBase):
         return n
 
 
-def decompressing(src: BinaryIO, decomp, budget: Budget | None = None, again=None,
-                  zero_padding: bool = False) -> BinaryIO:
+def decompressing(src: BinaryIO, decomp: Any, budget: Budget | None = None, again: Callable[[], Any] | None = None,
+                  zero_padding: bool = False) -> io.BufferedReader:
     """Wrap ``src`` so that reads return what ``decomp`` makes of it (see :class:`_Decompressing`);
     every byte that comes out is charged to ``budget`` (decompressed bytes, and time). ``again``:
     a factory of decompressors for the streams that follow the first one (concatenated members);

@@ -79,10 +79,10 @@ def scan_zip(f: BinaryIO, where: Where) -> list[Finding]:
     dupes = {n for n, c in Counter(names).items() if c > 1}
     storages = _storage_records(names) if torch_like else frozenset()
     seen: Counter[str] = Counter()
-    for e in entries:
-        seen[e.name] += 1
-        label = e.name if e.name not in dupes else f"{e.name}#{seen[e.name]}"
-        out.extend(_scan_entry(f, e, where.child(label, e.usize), storage=e.name in storages))
+    for entry in entries:
+        seen[entry.name] += 1
+        label = entry.name if entry.name not in dupes else f"{entry.name}#{seen[entry.name]}"
+        out.extend(_scan_entry(f, entry, where.child(label, entry.usize), storage=entry.name in storages))
     return out
 
 
@@ -288,7 +288,7 @@ def open_entry(f: BinaryIO, e: Entry, budget=None) -> BinaryIO | None:
         props = raw.read(struct.unpack("<H", head[2:4])[0]) if len(head) == 4 else b""
         try:
             lz = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[
-                lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)])  # noqa: SLF001 (what zipfile does)
+                lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)])  # type: ignore[attr-defined]  # noqa: SLF001 (private, not in typeshed: what zipfile does)
         except (lzma.LZMAError, ValueError) as err:
             raise OSError(f"bad LZMA properties: {err}") from err
         return decompressing(io.BufferedReader(raw, CHUNK), lz, budget)
