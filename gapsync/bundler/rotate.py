@@ -4,7 +4,8 @@ TUF's rule (specification 5.3.4): root N+1 must be signed by the threshold of ro
 AND by the threshold of its own root keys; the air-gapped side's Updater follows the chain one
 version at a time, and every bundle carries the whole chain, so a mirror that missed bundles
 still catches up. This module refuses to write a root that would not pass those checks, or that
-lists one key's material under two key ids (TUF counts key ids).
+lists one key's material under two key ids (TUF counts key ids). Each rotation of an existing
+channel is recorded in the state's audit log (``channel.rotate``, ok or error with the reason).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 from tuf.api.metadata import Metadata, Root, Targets
 
 from gapsync.bundle.keys import PublicKey, SigningKey
-from gapsync.bundle.tuf import duplicate_key_material, signed_bytes, to_bytes
-from gapsync.bundler.trust_repo import TOP_ROLES, ChannelRepo
-from gapsync.errors import InputError
+from gapsync.bundle.tuf import duplicate_key_material, fingerprint, signed_bytes, to_bytes
+from gapsync.bundler.trust_repo import TOP_ROLES, ChannelRepo, state_audit_log
+from gapsync.errors import GapsyncError, InputError
 from gapsync.locking import exclusive
 
 THRESHOLD_ROLES = (Root.type, Targets.type)  # --threshold sets these, as in channel init
@@ -98,9 +99,23 @@ def build_next_root(current: Metadata[Root], new_keys: list[SigningKey], roles: 
 def rotate(state: Path, channel: str, old_keys: list[SigningKey], new_keys: list[SigningKey],
            roles: list[str] | None = None, threshold: int | None = None, revoke: list[PublicKey] | None = None,
            expires: timedelta = timedelta(weeks=52), now: datetime | None = None) -> RotateResult:
-    """Write STATE/<channel>/<N+1>.root.json signed by both thresholds (root N's and its own)."""
-    from gapsync.bundle.tuf import fingerprint
+    """Write STATE/<channel>/<N+1>.root.json signed by both thresholds (root N's and its own),
+    and record it (or why not, when the channel exists) in the state's audit log."""
+    audit = state_audit_log(state)
+    try:
+        r = _rotate(state, channel, old_keys, new_keys, roles, threshold, revoke, expires, now)
+    except GapsyncError as e:
+        if (state / channel / "1.root.json").exists():
+            audit.append("channel.rotate", "error", channel=channel, reason=str(e))
+        raise
+    audit.append("channel.rotate", "ok", channel=channel, root=str(r.path), version=r.version, fingerprint=r.fingerprint,
+                 roles=r.roles, revoked=r.revoked)
+    return r
 
+
+def _rotate(state: Path, channel: str, old_keys: list[SigningKey], new_keys: list[SigningKey],
+            roles: list[str] | None, threshold: int | None, revoke: list[PublicKey] | None,
+            expires: timedelta, now: datetime | None) -> RotateResult:
     repo = ChannelRepo(state, channel)
     roles = list(roles or TOP_ROLES)
     revoke = revoke or []

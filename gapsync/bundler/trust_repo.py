@@ -2,7 +2,9 @@
 
 State on disk (``STATE/<channel>/``): the root chain as ``N.root.json``, the last signed
 ``targets.json``, ``snapshot.json`` and ``timestamp.json``, and ``history.jsonl`` (one line per
-bundle shipped). Each bundle advances targets, snapshot and timestamp together to version N, so
+bundle shipped); ``STATE/audit.log`` is the connected side's audit log (``state_audit_log``), to
+which ``ChannelRepo.init`` (and ``rotate``, ``create_bundle``) append their own entries, so a
+library caller leaves the same trail as the command line. Each bundle advances targets, snapshot and timestamp together to version N, so
 "bundle N" and "metadata version N" are the same number on both sides.
 
 Every signed document carries ``x-gapsync: {channel, format}`` among its fields, so that a bundle
@@ -34,11 +36,13 @@ from tuf.api.metadata import (
 )
 
 from gapsync import fsutil
+from gapsync.audit import AuditLog
 from gapsync.bundle.keys import SigningKey
 from gapsync.bundle.tuf import (
     FORMAT,
     duplicate_key_material,
     ext,
+    fingerprint,
     signed_bytes,
     to_bytes,
 )
@@ -47,6 +51,12 @@ from gapsync.fsutil import write_atomic
 from gapsync.model import Target
 
 STATE_FILE_LIMIT = 64 << 20  # a channel state file (root, last targets...) is read whole
+AUDIT_LOG = "audit.log"  # STATE/audit.log
+
+
+def state_audit_log(state: Path) -> AuditLog:
+    """The connected side's hash-chained audit log, ``STATE/audit.log`` (``gapsync audit verify --state``)."""
+    return AuditLog(state / AUDIT_LOG)
 
 
 def _state_metadata(path: Path, data: bytes) -> Metadata:
@@ -75,6 +85,18 @@ def unapproved_signing() -> Iterator[None]:
         _UNAPPROVED.reset(token)
 
 
+@dataclass(frozen=True)
+class NewChannel:
+    """What ``ChannelRepo.init`` made: root v1 at ``path``, to pin on the air side (two people
+    compare ``fingerprint`` with the one ``gapsync trust pin`` prints)."""
+
+    channel: str
+    path: Path
+    fingerprint: str
+    keyids: list[str]
+    threshold: int
+
+
 @dataclass
 class Release:
     """One signed version of the channel, ready to be written into a bundle."""
@@ -95,9 +117,14 @@ class ChannelRepo:
     # -- set-up ---------------------------------------------------------------------------
     @staticmethod
     def init(state: Path, channel: str, keys: list[SigningKey], threshold: int,
-             online: SigningKey | None = None, expires: timedelta = timedelta(days=365)) -> Path:
+             online: SigningKey | None = None, expires: timedelta = timedelta(days=365)) -> NewChannel:
         """Create root v1: root and targets held by ``keys`` with ``threshold``; snapshot and
-        timestamp by the online key (the first key unless given)."""
+        timestamp by the online key (the first key unless given). Recorded in the state's audit
+        log (``channel.init``)."""
+        from gapsync.bundler.spec import NAME_RE
+
+        if not NAME_RE.match(channel):
+            raise InputError(f"channel name {channel!r}: use letters, digits, '.', '_' or '-'")
         cdir = state / channel
         if (cdir / "1.root.json").exists():
             raise InputError(f"{cdir}: channel {channel!r} already exists")
@@ -122,8 +149,12 @@ class ChannelRepo:
         root.verify_delegate(Root.type, signed_bytes(md), md.signatures)
         cdir.mkdir(parents=True, exist_ok=True)
         path = cdir / "1.root.json"
-        write_atomic(path, to_bytes(md))
-        return path
+        data = to_bytes(md)
+        write_atomic(path, data)
+        made = NewChannel(channel, path, fingerprint(data), [k.public.tuf_key().keyid for k in keys], threshold)
+        state_audit_log(state).append("channel.init", "ok", channel=channel, root=str(path), fingerprint=made.fingerprint,
+                                      keys=made.keyids, threshold=threshold)
+        return made
 
     # -- reading --------------------------------------------------------------------------
     def root_chain(self) -> list[tuple[int, bytes]]:
@@ -244,4 +275,4 @@ def _metafile(version: int, data: bytes) -> MetaFile:
     return MetaFile(version=version, length=len(data), hashes={"sha256": hashlib.sha256(data).hexdigest()})
 
 
-__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "Release", "unapproved_signing"]
+__all__ = ["SPECIFICATION_VERSION", "ChannelRepo", "NewChannel", "Release", "state_audit_log", "unapproved_signing"]

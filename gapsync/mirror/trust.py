@@ -20,11 +20,13 @@ from tuf.api.metadata import Metadata, Root, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from gapsync import fsutil
+from gapsync.audit import AuditLog
 from gapsync.bundle import approvals as approve
 from gapsync.bundle.archive import METADATA_LIMITS
 from gapsync.bundle.tuf import channel_of, duplicate_key_material, fingerprint, signed_bytes, to_bytes
 from gapsync.errors import BundleFormatError, InputError, TrustError
 from gapsync.fsutil import write_atomic
+from gapsync.mirror.claims import set_namespace
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.model import BlobRef, Target
 
@@ -43,8 +45,20 @@ def _load_root(data: bytes, what: str) -> Metadata[Root]:
     return md
 
 
-def pin_root(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
-    """Trust-on-first-use, made deliberate: store root v1 for its channel; return (channel, fingerprint)."""
+def pin_root(layout: MirrorLayout, root_file: Path, namespace: str | None = None) -> tuple[str, str]:
+    """Trust-on-first-use, made deliberate: store root v1 for its channel (and, with
+    ``namespace``, publish that channel into its own trees: claims.set_namespace); return
+    (channel, fingerprint). Recorded in the mirror's audit log (``trust.pin``); pinning the same
+    root again changes nothing and is recorded again."""
+    channel, fp = _pin(layout, root_file)
+    if namespace is not None:
+        set_namespace(layout, channel, namespace)
+    AuditLog(layout.audit_path).append("trust.pin", "ok", channel=channel, root=str(root_file), fingerprint=fp,
+                                       **({"namespace": namespace} if namespace else {}))
+    return channel, fp
+
+
+def _pin(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
     try:
         data = fsutil.read_regular(root_file, METADATA_LIMITS["root"])  # from the medium: no link, no FIFO
     except OSError as e:
@@ -61,9 +75,10 @@ def pin_root(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
         raise InputError(f"{root_file}: pin the channel's first root (version 1), not version {md.signed.version}")
     layout.ensure()
     cdir = layout.channel_dir(channel)
+    pinned = layout.pinned_path(channel)
     fp = fingerprint(data)
-    if (cdir / "pinned.json").exists():
-        old = json.loads(fsutil.read_regular(cdir / "pinned.json", 1 << 20))
+    if pinned.exists():
+        old = json.loads(fsutil.read_regular(pinned, 1 << 20))
         if old.get("fingerprint") == fp:
             return channel, fp
         raise InputError(f"{layout.root}: channel {channel!r} is already pinned to another root ({old.get('fingerprint')})")
@@ -76,7 +91,7 @@ def pin_root(layout: MirrorLayout, root_file: Path) -> tuple[str, str]:
         layout.commit_tuf(channel, tuf, 1)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_atomic(cdir / "pinned.json", json.dumps(
+    write_atomic(pinned, json.dumps(
         {"channel": channel, "fingerprint": fp, "pinned_at": datetime.now(UTC).isoformat(timespec="seconds")},
         indent=1).encode())
     return channel, fp

@@ -25,9 +25,14 @@ def verify(mirror: Path | None, state: Path | None, as_json: bool) -> None:
     from gapsync.errors import InputError, VerificationError
     from gapsync.mirror.layout import MirrorLayout
 
-    if (mirror is None) == (state is None):
+    if mirror is not None and state is None:
+        path = MirrorLayout(mirror).audit_path
+    elif state is not None and mirror is None:
+        from gapsync.bundler.trust_repo import state_audit_log
+
+        path = state_audit_log(state).path
+    else:
         raise InputError("audit verify: give exactly one of --mirror or --state")
-    path = MirrorLayout(mirror).audit_path if mirror else state / "audit.log"  # type: ignore[operator]
     report = verify_log(path)
     if as_json:
         emit_json({"log": str(path), "entries": report.entries, "ok": report.ok, "problems": report.problems})

@@ -26,22 +26,13 @@ def channel() -> None:
 @passphrase_option
 def init(name: str, state: Path, key_files, threshold: int, online_key, root_expires, passphrase_file) -> None:
     """Create channel NAME in STATE and print its root to pin on the air-gapped side."""
-    from gapsync.audit import AuditLog
-    from gapsync.bundle.tuf import fingerprint
-    from gapsync.bundler.spec import NAME_RE
     from gapsync.bundler.trust_repo import ChannelRepo
-    from gapsync.errors import InputError
 
-    if not NAME_RE.match(name):
-        raise InputError(f"channel name {name!r}: use letters, digits, '.', '_' or '-'")
     keys = load_keys(key_files, passphrase_file)
     online = load_keys((online_key,), passphrase_file)[0] if online_key else None
-    path = ChannelRepo.init(state, name, keys, threshold, online, root_expires)
-    fp = fingerprint(path.read_bytes())
-    AuditLog(state / "audit.log").append("channel.init", "ok", channel=name, root=str(path), fingerprint=fp,
-                                         keys=[k.public.tuf_key().keyid for k in keys], threshold=threshold)
-    click.echo(f"channel {name}: root v1 written to {path}")
-    click.echo(f"fingerprint: {fp}")
+    made = ChannelRepo.init(state, name, keys, threshold, online, root_expires)
+    click.echo(f"channel {name}: root v1 written to {made.path}")
+    click.echo(f"fingerprint: {made.fingerprint}")
     click.echo("Carry this file to the air-gapped side once and pin it there with `gapsync trust pin`;")
     click.echo("two people compare the fingerprint it prints with the one above.")
 
@@ -74,12 +65,11 @@ def rotate(name: str, state: Path, old_key_files, new_key_files, roles_text, thr
     `gapsync channel rotate prod --state STATE --old-key old.key --new-key new.key`.
     Revoking a compromised targets key: `--old-key a.key --revoke b.pub`.
     """
-    from gapsync.audit import AuditLog
     from gapsync.bundle.keys import load_public_key
     from gapsync.bundler.rotate import parse_roles
     from gapsync.bundler.rotate import rotate as rotate_root
     from gapsync.cli.output import emit_json
-    from gapsync.errors import GapsyncError, InputError
+    from gapsync.errors import InputError
 
     roles = parse_roles(roles_text)
     roles_given = click.get_current_context().get_parameter_source("roles_text") != click.core.ParameterSource.DEFAULT
@@ -88,15 +78,7 @@ def rotate(name: str, state: Path, old_key_files, new_key_files, roles_text, thr
     old = load_keys(old_key_files, passphrase_file)
     new = load_keys(new_key_files, passphrase_file)
     revoke = [load_public_key(p) for p in revoke_files]
-    audit = AuditLog(state / "audit.log")
-    try:
-        r = rotate_root(state, name, old, new, roles if new else None, threshold, revoke, root_expires)
-    except GapsyncError as e:
-        if (state / name / "1.root.json").exists():
-            audit.append("channel.rotate", "error", channel=name, reason=str(e))
-        raise
-    audit.append("channel.rotate", "ok", channel=name, root=str(r.path), version=r.version, fingerprint=r.fingerprint,
-                 roles=r.roles, revoked=r.revoked)
+    r = rotate_root(state, name, old, new, roles if new else None, threshold, revoke, root_expires)
     if as_json:
         emit_json(r.to_dict())
         return

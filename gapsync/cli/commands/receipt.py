@@ -19,14 +19,10 @@ from gapsync.cli.output import emit_json
 @json_option
 def receipt(mirror: Path, out: Path, key_file: Path, passphrase_file: Path | None, as_json: bool) -> None:
     """Write a signed inventory of what MIRROR holds, for `gapsync sync --receipt`."""
-    from gapsync.audit import AuditLog
     from gapsync.bundle.keys import load_signing_key
-    from gapsync.mirror.layout import MirrorLayout
     from gapsync.mirror.receipts import write_receipt
 
     body = write_receipt(mirror, out, load_signing_key(key_file, passphrase_file))
-    AuditLog(MirrorLayout(mirror).audit_path).append("receipt", "ok", out=str(out), blobs=len(body["blobs"]),
-                                                     channels=body["channels"])
     if as_json:
         emit_json({"receipt": str(out), "blobs": len(body["blobs"]), "channels": body["channels"]})
     else:

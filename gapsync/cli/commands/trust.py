@@ -23,18 +23,13 @@ def trust() -> None:
                    "channels'); chosen before the channel's first import.")
 def pin(root_file: Path, mirror: Path, namespace: str | None) -> None:
     """Pin ROOT_FILE (a channel's 1.root.json) in MIRROR; compare the printed fingerprint."""
-    from gapsync.audit import AuditLog
-    from gapsync.mirror.claims import set_namespace
     from gapsync.mirror.layout import MirrorLayout
     from gapsync.mirror.trust import pin_root
 
     layout = MirrorLayout(mirror)
-    channel, fp = pin_root(layout, root_file)
-    if namespace is not None:
-        set_namespace(layout, channel, namespace)
-    AuditLog(layout.audit_path).append("trust.pin", "ok", channel=channel, root=str(root_file), fingerprint=fp,
-                                       **({"namespace": namespace} if namespace else {}))
-    click.echo(f"pinned channel {channel} in {mirror}" + (f", publishing into {mirror}/ns/{namespace}/" if namespace else ""))
+    channel, fp = pin_root(layout, root_file, namespace)
+    click.echo(f"pinned channel {channel} in {mirror}"
+               + (f", publishing into {layout.namespace_root(namespace)}/" if namespace else ""))
     click.echo(f"fingerprint: {fp}")
     click.echo("Compare it with the fingerprint printed by `gapsync channel init` on the connected side.")
 
