@@ -59,7 +59,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
@@ -77,6 +77,10 @@ from gapsync.names import (
     check_model_revision,
 )
 from gapsync.oci import ALL_MANIFEST_TYPES, DIGEST_RE, INDEX_TYPES, OCI_INDEX, REF_NAME
+
+if TYPE_CHECKING:  # waitress itself is imported by make_server, when the embedded server runs
+    from waitress.channel import HTTPChannel
+    from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger("gapsync.serve")
 
@@ -763,7 +767,8 @@ class MirrorApp:
         if isinstance(found, Response):
             return found
         commit, doc = found
-        meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+        meta_doc = doc.get("meta")
+        meta = meta_doc if isinstance(meta_doc, dict) else {}
         return json_response({"id": repo, "modelId": repo, "sha": commit, "private": False, "disabled": False,
                               "gated": False, "tags": [f"license:{meta['license']}"] if meta.get("license") else [],
                               "library_name": meta.get("library"), "cardData": {"license": meta.get("license")},
@@ -814,7 +819,8 @@ class MirrorApp:
         if isinstance(found, Response):
             return found
         commit, doc = found
-        meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+        meta_doc = doc.get("meta")
+        meta = meta_doc if isinstance(meta_doc, dict) else {}
         lic = meta.get("license") if isinstance(meta.get("license"), str) else None
         return json_response({"id": repo, "author": repo.split("/")[0], "sha": commit, "private": False, "disabled": False,
                               "gated": False, "tags": [f"license:{lic}"] if lic else [], "cardData": {"license": lic},
@@ -960,9 +966,32 @@ def _lfs_pointer(sha256: str, size: int) -> bytes:
 
 
 # -- the embedded server --------------------------------------------------------------------------
+def _harden(listener: BaseWSGIServer, channel: type[HTTPChannel], header_timeout: int) -> None:
+    """One listening socket: accepted connections get ``channel`` (the strict parser, the logged
+    error task), and its maintenance also closes a connection whose request head has been
+    arriving for longer than ``header_timeout`` (slowloris); waitress closes idle ones itself."""
+    listener.channel_class = channel
+    base_maintenance = listener.maintenance
+
+    def maintenance(now: int) -> None:
+        base_maintenance(now)
+        # a dict of fd -> channel (waitress's stubs type it as one channel)
+        channels: dict[int, HTTPChannel] = listener.active_channels  # type: ignore[assignment]
+        for ch in list(channels.values()):
+            req = getattr(ch, "request", None)
+            started = getattr(ch, "head_started", None)
+            if req is not None and not req.headers_finished and started is not None and now - started > header_timeout:
+                log.info("%s - - closed: request head not complete after %d s", ch.addr[0] if ch.addr else "-", header_timeout)
+                ch.will_close = True
+
+    # an instance attribute over the method: waitress calls listener.maintenance(now) on its loop
+    listener.maintenance = maintenance  # type: ignore[method-assign]
+
+
 def make_server(mirror: Path, host: str, port: int, verbose: bool = False, *, threads: int = DEFAULT_THREADS,
                 backlog: int = DEFAULT_BACKLOG, connections: int = DEFAULT_CONNECTIONS,
-                idle_timeout: int = DEFAULT_IDLE_TIMEOUT, header_timeout: int = DEFAULT_HEADER_TIMEOUT):
+                idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+                header_timeout: int = DEFAULT_HEADER_TIMEOUT) -> BaseWSGIServer | MultiSocketServer:
     """:class:`MirrorApp` under waitress, bound and ready: ``.run()`` serves, ``.close()`` stops.
 
     Memory per connection is bounded by waitress's buffers: a request head of at most 64 KiB, no
@@ -971,7 +1000,7 @@ def make_server(mirror: Path, host: str, port: int, verbose: bool = False, *, th
     ``connections`` sockets are served, more wait in the kernel's ``backlog``."""
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser, ParsingError
-    from waitress.server import create_server
+    from waitress.server import BaseWSGIServer, create_server
     from waitress.task import ErrorTask
 
     class LoggedErrorTask(ErrorTask):
@@ -1011,20 +1040,15 @@ def make_server(mirror: Path, host: str, port: int, verbose: bool = False, *, th
         max_request_header_size=MAX_REQUEST_HEAD, max_request_body_size=MAX_REQUEST_BODY,
         outbuf_overflow=512 << 10, outbuf_high_watermark=1 << 20, inbuf_overflow=64 << 10,
         asyncore_use_poll=True, expose_tracebacks=False, clear_untrusted_proxy_headers=True)
-    server.channel_class = Channel
-    base_maintenance = server.maintenance
-
-    def maintenance(now):
-        """waitress closes idle connections; this also closes a connection whose request head
-        has been arriving for longer than ``header_timeout`` (slowloris)."""
-        base_maintenance(now)
-        for ch in list(server.active_channels.values()):
-            req = getattr(ch, "request", None)
-            started = getattr(ch, "head_started", None)
-            if req is not None and not req.headers_finished and started is not None and now - started > header_timeout:
-                log.info("%s - - closed: request head not complete after %d s", ch.addr[0] if ch.addr else "-", header_timeout)
-                ch.will_close = True
-
-    server.maintenance = maintenance
+    # A host that resolves to several addresses (``localhost`` as 127.0.0.1 and ::1, as a stock
+    # Debian /etc/hosts has it) gets one listening server per address under a MultiSocketServer;
+    # every one of them takes the strict channel and the head deadline.
+    if isinstance(server, BaseWSGIServer):
+        listeners = [server]
+    else:  # its map holds fd -> dispatcher (waitress's stubs say socket)
+        dispatchers: Iterable[object] = (server.map or {}).values()
+        listeners = [d for d in dispatchers if isinstance(d, BaseWSGIServer)]
+    for listener in listeners:
+        _harden(listener, Channel, header_timeout)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" is normal under load
     return server
