@@ -486,3 +486,38 @@ def test_python_subject_with_invalid_version_gets_a_not_checked_finding():
     assert [(f.rule, f.severity) for f in findings] == [("vulns.not-checked", Severity.UNKNOWN)]
     assert findings[0].evidence == {"package": "demo", "version": "1.0-custom",
                                     "reason": findings[0].evidence["reason"], "advisories": ["PYSEC-1"]}
+
+
+# --- the scanner without the store ---------------------------------------------------------
+
+
+def test_the_matcher_takes_data_not_the_store():
+    """vulns matches against anything with ``advisories_for``/``match``/``version_cache`` (its
+    Advisories protocol): a plain in-memory source gives the same findings as the store, and
+    importing the scanner does not import the store (it reads files and downloads)."""
+    from gapsync.scanner.artifacts import vulns
+
+    records = [rec("PYSEC-2024-1", events=[{"introduced": "0"}, {"fixed": "2.0"}], aliases=["CVE-2024-1"]),
+               rec("GHSA-xxxx-yyyy-zzzz", events=[{"introduced": "1.0"}, {"fixed": "1.5"}], aliases=["CVE-2024-1"])]
+
+    class InMemory:
+        def __init__(self) -> None:
+            self.version_cache: vulns.VersionCache = {}
+
+        def advisories_for(self, name: str) -> list[vulns.CompiledAdvisory]:
+            return [vulns.compile_record(r, self.version_cache, only=name)[name] for r in records
+                    if name in {a["package"]["name"] for a in r["affected"]}]
+
+        def match(self, name: str, version: str) -> vulns.MatchResult:
+            return vulns.match(self, name, version)
+
+    subject = ScanSubject("python", "demo", "1.2", [SubjectFile("demo-1.2-py3-none-any.whl", "0" * 64, 1, Path("x"))])
+    mine = scan_subject(InMemory(), subject)
+    store = scan_subject(AdvisoryDB(records), subject)
+    assert [f.to_dict() for f in mine] == [f.to_dict() for f in store]
+    assert [(f.rule, f.evidence["aliases"], f.evidence["fixed"]) for f in mine] == \
+        [("PYSEC-2024-1", ["CVE-2024-1", "GHSA-xxxx-yyyy-zzzz"], ["1.5", "2.0"])]
+    code = ("import sys; import gapsync.scanner.artifacts.vulns, gapsync.scanner.models; "
+            "import gapsync.scanner.artifacts.distributions, gapsync.scanner.artifacts.licenses; "
+            "assert 'gapsync.advisories' not in sys.modules, 'the scanner imported the store'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
