@@ -17,12 +17,15 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   and drop it, ``hashing.ReadBackHash``).
 * Hub (``--no-hub`` skips it): ``snapshot_download`` into an empty HF cache from the Hub
   stand-in (``tests.support.models.FakeHub``, no added latency) against ``gapsync resolve`` +
-  ``bundle create`` into an empty cache (cold), ``sync`` included on both sides.
+  ``bundle create`` into an empty cache (cold), ``sync`` included on both sides (the download
+  alone is read from ``bundle create``'s ``fetch.done`` log event); then ``bundle create`` again
+  from the filled (sealed) cache (warm), against the manual workflow.
 
-Each figure is one run (``--repeat``: the median of N) after ``sync``, on a machine waited to be
+Each figure is one run (``--repeat``: the median of N; every run's wall, CPU seconds and the
+1-minute load average before it are in the JSON) after ``sync``, on a machine waited to be
 quiet (``_common.measure``). Page cache: nothing is dropped (other jobs share the machine); every
 command reads a source that was just written or read, as the workflows it stands for do.
-Disk: about 4x the largest size at once (source, cache, bundle, mirror or manual tar); a size
+Disk: about 3x the largest size at once (source, bundle, and the mirror, cache or manual copy); a size
 that does not fit in ``df`` of the working directory is skipped and said so.
 
 Run: ``.venv/bin/python bench/bench_scale.py --sizes 1,4`` ; results: a table on stdout and
@@ -67,6 +70,18 @@ def sh(script: str) -> list[str]:
     return ["sh", "-ec", script]
 
 
+def _fetch_done(stderr: str) -> float | None:
+    """Seconds of the download alone, from ``bundle create``'s ``fetch.done`` log event (JSON lines
+    on stderr with ``GAPSYNC_LOG_FORMAT=json``), or None."""
+    for line in reversed(stderr.splitlines()):
+        if '"fetch.done"' in line:
+            try:
+                return float(json.loads(line)["seconds"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
 def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     rmtree(w)
     w.mkdir(parents=True)
@@ -99,13 +114,22 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
 
         runs = []
         for _ in range(repeat):
-            r, _p = measure(argv, env=env, reset=reset, prepare=prepare, attempts=2)
-            runs.append(r)
-        runs.sort(key=lambda r: r.wall)
-        r = runs[len(runs) // 2]
-        figures[label] = {"wall_s": round(r.wall, 2), "rss_mb": round(r.maxrss_kb / 1024, 1),
-                          "cpu_s": round(r.user + r.sys, 2), "other_cpu_s": round(r.other_cpu, 2)}
-        print(f"  {label:<44} {r.wall:7.2f} s  {r.maxrss_kb / 1024:6.0f} MB", flush=True)
+            load = os.getloadavg()[0]
+            r, p = measure(argv, env=env, reset=reset, prepare=prepare, attempts=2)
+            runs.append((r, load, p))
+        runs.sort(key=lambda x: x[0].wall)
+        r, _load, p = runs[len(runs) // 2]
+        figures[label] = {"wall_s": round(r.wall, 2), "rss_mb": round(max(x[0].maxrss_kb for x in runs) / 1024, 1),
+                          "cpu_s": round(r.user + r.sys, 2), "other_cpu_s": round(r.other_cpu, 2),
+                          "runs_wall_s": [round(x[0].wall, 2) for x in runs],
+                          "runs_cpu_s": [round(x[0].user + x[0].sys, 2) for x in runs],
+                          "load_1min": [round(x[1], 2) for x in runs]}
+        done = _fetch_done(p.stderr)
+        if done is not None:
+            figures[label]["download_s"] = done
+        print(f"  {label:<44} {r.wall:7.2f} s  {r.user + r.sys:6.2f} cpu s  {figures[label]['rss_mb']:6.0f} MB  "
+              f"(runs {', '.join(f'{x[0].wall:.2f}' for x in runs)}; load {', '.join(f'{x[1]:.1f}' for x in runs)}"
+              + (f"; download {done:.2f} s" if done is not None else "") + ")", flush=True)
         return figures[label]
 
     def fresh(*paths: Path):
@@ -168,8 +192,12 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
                   "--key", str(key), "--cache", str(cache), "--json", "-o", str(out)]
             resolve = f"'{GAPSYNC}' resolve -f '{hspec}' -o '{hlock}' --cache '{cache}' >/dev/null"
             timed("gapsync resolve + bundle create from the Hub, cold (+ sync)",
-                  sh(f"{resolve}; {' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*; "
+                  sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json {' '.join(repr(a) for a in hc)} >/dev/null; "
+                     f"sync '{out}'/*; "
                      f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
+            # the cache now holds the model, sealed: a new version of the same release
+            timed("gapsync bundle create from the Hub, warm (+ sync)",
+                  sh(f"{' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*"), reset=fresh(out))
         finally:
             hub.stop()
     rmtree(w)
@@ -180,9 +208,13 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
               "import / sha256sum+cp": f["gapsync import (+ sync)"]["wall_s"]
               / f["manual: sha256sum + cp + sync of the bundle"]["wall_s"]}
     if hub_case:
-        ratios["cold create from the Hub / snapshot_download"] = (
-            f["gapsync resolve + bundle create from the Hub, cold (+ sync)"]["wall_s"]
-            / f["snapshot_download, cold (+ sync)"]["wall_s"])
+        cold = f["gapsync resolve + bundle create from the Hub, cold (+ sync)"]
+        snap = f["snapshot_download, cold (+ sync)"]["wall_s"]
+        ratios["cold create from the Hub / snapshot_download"] = cold["wall_s"] / snap
+        if "download_s" in cold:
+            ratios["  of which gapsync's download alone / snapshot_download"] = cold["download_s"] / snap
+        ratios["warm create from the Hub (sealed cache) / manual"] = (
+            f["gapsync bundle create from the Hub, warm (+ sync)"]["wall_s"] / man)
     return {"size_gb": size_gb, "bytes": total, "shards": shards, "figures": figures,
             "ratios": {k: round(v, 2) for k, v in ratios.items()}}
 
@@ -190,7 +222,7 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,4,16", help="GB, comma-separated")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per step; the median is kept")
     ap.add_argument("--no-hub", action="store_true")
     ap.add_argument("--workdir", type=Path, default=OUT / "work-scale")
     a = ap.parse_args(argv)
@@ -199,7 +231,9 @@ def main(argv: list[str]) -> int:
         probe = a.workdir.parent
         probe.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(probe).free
-        need = int(s * 1e9 * 4.2) + (2 << 30)
+        # at most three copies at once: the source, the bundle, and the mirror (import), the manual
+        # copy (cp) or the cache (Hub); each is removed before the next step that needs room
+        need = int(s * 1e9 * 3.1) + (2 << 30)
         if free < need:
             print(f"{s:g} GB: skipped, {need / 1e9:.0f} GB of disk needed and {free / 1e9:.0f} GB free", flush=True)
             results.append({"size_gb": s, "skipped": f"{free / 1e9:.0f} GB free, {need / 1e9:.0f} GB needed"})
@@ -208,13 +242,14 @@ def main(argv: list[str]) -> int:
     rows = []
     for r in results:
         if "skipped" in r:
-            rows.append([f"{r['size_gb']:g} GB", "skipped: " + r["skipped"], "", ""])
+            rows.append([f"{r['size_gb']:g} GB", "skipped: " + r["skipped"], "", "", "", ""])
             continue
         for label, v in r["figures"].items():
-            rows.append([f"{r['size_gb']:g} GB", label, f"{v['wall_s']:.2f} s", f"{v['rss_mb']:.0f} MB"])
+            rows.append([f"{r['size_gb']:g} GB", label, f"{v['wall_s']:.2f} s", f"{v['cpu_s']:.2f} s",
+                         f"{v['rss_mb']:.0f} MB", "/".join(f"{x:.1f}" for x in v["load_1min"])])
         for label, v in r["ratios"].items():
-            rows.append([f"{r['size_gb']:g} GB", label, f"{v:.2f}x", ""])
-    print(table(rows, ["size", "step", "wall", "peak RSS"]))
+            rows.append([f"{r['size_gb']:g} GB", label, f"{v:.2f}x", "", "", ""])
+    print(table(rows, ["size", "step", "wall (median)", "CPU s", "peak RSS", "load before each run"]))
     print(write_result("bench_scale", {"machine": machine(), "results": results}))
     return 0
 
