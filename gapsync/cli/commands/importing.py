@@ -29,34 +29,14 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, pypi_
             mlflow_uri: str | None, policy: str | None, allow_partial: bool, as_json: bool) -> int:
     """Verify each BUNDLE (in order), scan it again under this side's policy, and publish it into
     MIRROR. Exit 5 when nothing was new, 4 when the policy blocks."""
-    from gapsync.mirror.importer import ImportOptions, import_bundle
+    from gapsync.mirror.exports.push import Exports, import_and_export
+    from gapsync.mirror.importer import ImportOptions
 
-    results = [import_bundle(b, mirror, options=ImportOptions(policy, allow_partial)) for b in bundles]
-    report = None
-    if oci_push:
-        from gapsync.mirror.exports.push import push_and_audit
-
-        images = {p for r in results for p in r.images}
-        report = push_and_audit(mirror, oci_push, images) if images else None
-    uploaded = None
-    if pypi_upload:  # every Python file of the imported releases (also when already imported: a re-run resumes)
-        from gapsync.mirror.exports.pypi_upload import channel_files, upload_and_audit
-
-        channels = {r.channel for r in results}
-        uploaded = upload_and_audit(mirror, pypi_upload, only=channel_files(mirror, channels), channels=channels)
-    registered = []
-    if mlflow_uri:
-        from gapsync.mirror.exports.push import register_and_audit
-
-        registered = [register_and_audit(mirror, mlflow_uri, r.models, bundle=r.bundle.name, channel=r.channel)
-                      for r in results if r.models]
+    run = import_and_export(bundles, mirror, ImportOptions(policy, allow_partial), Exports(oci_push, pypi_upload, mlflow_uri))
     if as_json:
-        doc = [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict()
-        extra = {"push": report.to_dict() if report else None, "mlflow": [m.to_dict() for m in registered],
-                 "pypi_upload": uploaded.to_dict() if uploaded else None}
-        emit_json({"imports": doc, **extra} if (report or registered or uploaded) else doc)
+        emit_json(run.to_dict())
     else:
-        for r in results:
+        for r in run.imports:
             if r.nothing_new:
                 click.echo(f"{r.bundle}: nothing new (channel {r.channel} version {r.version} already imported)")
             else:
@@ -64,16 +44,13 @@ def import_(bundles: tuple[Path, ...], mirror: Path, oci_push: str | None, pypi_
                            f"({human_size(r.bytes_read)}); {r.files_new} new, {r.files_present} already present (files, images, models)")
                 for key in r.blocked:
                     click.echo(f"  blocked by this side's policy, not published: {key}")
-        if report:
+        if report := run.push:
             click.echo(f"pushed {len(report.images)} image(s) to {report.registry}: {report.blobs_uploaded} blobs uploaded "
                        f"({human_size(report.bytes_uploaded)}), {report.blobs_skipped} already there, {report.blobs_mounted} mounted")
-        if uploaded:
+        if uploaded := run.uploaded:
             click.echo(f"uploaded to {uploaded.repository}: {len(uploaded.uploaded)} files "
                        f"({human_size(uploaded.bytes_uploaded)}), {len(uploaded.skipped)} already there")
-        for m in registered:
+        for m in run.registered:
             click.echo(f"registered in {m.uri}: {', '.join(m.registered) or 'nothing new'}"
                        + (f" (already there: {', '.join(m.already)})" if m.already else ""))
-    new_registrations = any(m.registered for m in registered)
-    new_uploads = bool(uploaded and uploaded.uploaded)
-    return (ExitCode.NOTHING_NEW if all(r.nothing_new for r in results) and not report and not new_registrations
-            and not new_uploads else ExitCode.OK)
+    return ExitCode.NOTHING_NEW if run.nothing_new else ExitCode.OK
