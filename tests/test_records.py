@@ -284,3 +284,17 @@ def test_the_doc_maps_every_kind_to_its_record():
         assert re.search(rf"\| `{re.escape(kind)}` \| `{cls.__name__}` \|", text), kind
     assert records.BUNDLE_LEVEL_KINDS == {k for k, c in TARGET_RECORDS.items() if c.__name__ in
                                           ("BundleInfoTarget", "SbomTarget", "PolicyTarget", "AdvisoriesTarget")}
+
+
+def test_a_field_set_after_it_was_read_as_left_out_is_written():
+    """bundle create reads the bundle-info record and sets the volume count and parts table on it."""
+    from dataclasses import replace
+
+    from gapsync.bundle.records import BundleInfoTarget
+
+    read = BundleInfoTarget.from_dict({"kind": "bundle-info"}, "gapsync/bundle.json")
+    assert read.to_dict() == {"kind": "bundle-info"}
+    parts = {"a" * 64: [[1, 0, 10, "b" * 64], [2, 10, 5, "c" * 64]]}
+    assert replace(read, volumes=2, parts=parts).to_dict() == {"kind": "bundle-info", "volumes": 2, "parts": parts}
+    py = PythonFile.from_dict({"kind": "python", "name": "x", "version": "1", "filename": "x-1.whl"}, "python/x/x-1.whl")
+    assert replace(py, yanked="broken", tags=("cp312-linux_x86_64",)).to_dict()["tags"] == ["cp312-linux_x86_64"]

@@ -144,9 +144,12 @@ class Record:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object: the known fields (but those left out and still unset), then the
+        unrecognized ones. A field set by ``dataclasses.replace`` after it was read as left out
+        is written."""
         out: dict[str, Any] = {}
         for k, v in self._pairs():
-            if k in self.absent or (v is None and k in self.OMIT_NONE and k not in self.nulls):
+            if (k in self.absent and (v is None or v == ())) or (v is None and k in self.OMIT_NONE and k not in self.nulls):
                 continue
             out[k] = list(v) if isinstance(v, tuple) else (v.to_dict() if isinstance(v, Record) else v)
         out.update(self.unrecognized_fields)
