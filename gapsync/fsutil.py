@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gapsync.errors import VerificationError
 
@@ -130,11 +130,12 @@ def read_regular(path: Path | str, limit: int) -> bytes:
 STATE_LIMIT = 256 << 20  # a mirror state file (inventory, index.json, views) is read whole: refuse a planted giant
 
 
-def read_json(path: Path | str, default: object = None, limit: int = STATE_LIMIT) -> object:
+def read_json(path: Path | str, default: Any = None, limit: int = STATE_LIMIT) -> Any:
     """The JSON document in the mirror's state file ``path`` (``read_regular``: a link, FIFO or
     directory planted there is refused, never followed), or ``default`` when it is absent and a
     default is given. A file that is not UTF-8 JSON is refused with one line naming it (exit 3)
-    instead of a JSONDecodeError far from the file."""
+    instead of a JSONDecodeError far from the file. Typed ``Any`` like ``json.loads``: the caller
+    knows the shape of the state document it wrote."""
     import json
 
     try:

@@ -23,6 +23,13 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
+class Sink(Protocol):
+    """Where ``copy_verified`` writes: a binary file, or anything with ``write`` (a discarding
+    sink when only the hash is wanted)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
@@ -98,7 +105,7 @@ class _InlineHash(ThreadedHash):
 
 
 def copy_verified(
-    chunks: Iterable[bytes], dst: BinaryIO, *, what: str, sha256: str | None, size: int | None,
+    chunks: Iterable[bytes], dst: Sink, *, what: str, sha256: str | None, size: int | None,
     hasher: Hasher | None = None, already: int = 0, overlap: bool = True,
 ) -> tuple[str, int]:
     """Copy chunks into ``dst``, hashing as they pass; refuse more than ``size`` bytes in all.
