@@ -784,10 +784,11 @@ def main() -> None:
                 if e.data is not None:
                     chunks: Iterator[bytes] = iter([e.data[offset:end]])
                 else:
-                    assert e.disk is not None
+                    disk = e.disk
+                    assert disk is not None
 
                     def from_disk() -> Iterator[bytes]:
-                        with open(e.disk, "rb") as f:
+                        with open(disk, "rb") as f:
                             f.seek(offset)
                             left = length
                             while left > 0:
@@ -812,7 +813,8 @@ def main() -> None:
             if repo_id.count("/") != 1 or not ref or not COMMIT_RE.match(to):
                 self._error(400, None, "need repo=ORG/NAME, ref=NAME and to=<40-hex commit>")
                 return
-            repo = repo_of(*repo_id.split("/"), (q.get("type") or ["model"])[0])
+            org, name = repo_id.split("/")
+            repo = repo_of(org, name, (q.get("type") or ["model"])[0])
             if repo is None:
                 self._error(404, "RepoNotFound", "Repository not found")
                 return
