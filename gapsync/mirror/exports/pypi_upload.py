@@ -104,13 +104,14 @@ def credentials(url: str) -> tuple[str, str] | None:
 def _redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.username or parts.password:
-        return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+        # no host ("http://user:pw@/") is possible in a URL given by hand: redact all the same
+        return parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")).geturl()
     return url
 
 
 # -- the server's project pages ---------------------------------------------------------------
 class _Links(HTMLParser):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.links: list[str] = []
 
