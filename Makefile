@@ -31,12 +31,15 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/gapsync demo --workdir demo-run
 
+# lint-imports: the import contracts and mypy: the type check, both configured in pyproject.toml
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-run .pytest_cache
+	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .import_linter_cache .grimp_cache
