@@ -1,4 +1,6 @@
-"""Shared fixtures. Servers run on 127.0.0.1 on free ports and are stopped by PID.
+"""Shared fixtures. Servers run on 127.0.0.1 on free ports and are stopped by PID. The code the
+fixtures and tests share (the command line, channels, wheels, servers...) is in ``tests/support/``;
+this file holds fixtures only, and no test module imports it.
 
 The session builds one small "world" once: an external index of tiny real wheels (served over
 HTTP), a channel with one key, and bundles v1 and v2 of it. Tests copy what they change.
@@ -17,26 +19,18 @@ whole snapshot, or a stale database, uses ``tests.support.data.ADVISORIES`` as s
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import platform
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import make_wheel, static_server, write_index
-
-ROOT = Path(__file__).resolve().parents[1]
-GAPSYNC = str(Path(sys.executable).with_name("gapsync"))
-ARCH = platform.machine()
-
+from tests.support.channels import create, new_channel, write_spec
+from tests.support.cli import ARCH, cli, run
+from tests.support.servers import Server, hostile_upstream, static_server
+from tests.support.wheels import make_wheel, write_index
 
 TEST_ADVISORY_PACKAGES = frozenset({"jinja2", "paramiko", "requests", "urllib3", "pyyaml", "django", "flask",
                                     "pillow", "numpy", "setuptools", "pip", "cryptography", "idna", "certifi"})
@@ -67,45 +61,6 @@ def advisory_store(tmp_path_factory) -> Path:
         os.environ.pop("GAPSYNC_ADVISORIES", None)
     else:
         os.environ["GAPSYNC_ADVISORIES"] = before
-
-
-def isolated_env(**extra: str) -> dict[str, str]:
-    """An environment where pip and uv see no global config, find-links or extra index, and
-    gapsync no setting of the caller's (but the session's advisory store, see above)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "GAPSYNC_"))}
-    if os.environ.get("GAPSYNC_ADVISORIES"):
-        env["GAPSYNC_ADVISORIES"] = os.environ["GAPSYNC_ADVISORIES"]
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["UV_NO_CONFIG"] = "1"
-    env["UV_PYTHON_DOWNLOADS"] = "never"
-    env.update(extra)
-    return env
-
-
-def run(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """The real command line, in a subprocess."""
-    r = subprocess.run([GAPSYNC, *args], cwd=cwd, capture_output=True, text=True, env=env or isolated_env())
-    if check and r.returncode != 0:
-        raise AssertionError(f"gapsync {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
-    return r
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def cli(*args: str) -> Result:
-    """The command line in-process (fast): same entry point, same exit-code mapping."""
-    from gapsync.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -145,39 +100,6 @@ def ext_index(tmp_path_factory):
     server.stop()
 
 
-def write_spec(path: Path, index_url: str, requirements: list[str], channel: str = "prod",
-               pythons: tuple[str, ...] = ("3.11", "3.12"), extra: str = "") -> Path:
-    targets = "".join(f'    - {{python: "{p}", platform: manylinux_2_17_{ARCH}}}\n' for p in pythons)
-    path.write_text(f"name: t\nchannel: {channel}\npython:\n  index_url: {index_url}\n"
-                    f"  requirements: {requirements!r}\n  targets:\n{targets}{extra}")
-    return path
-
-
-def new_channel(base: Path, channel: str = "prod", keys: int = 1, threshold: int = 1) -> SimpleNamespace:
-    """Keys + a channel's state; returns paths."""
-    key_files = []
-    for i in range(keys):
-        r = cli("keys", "generate", "--out", base / "keys", "--name", f"{channel}{i}")
-        assert r.code == 0, r.err
-        key_files.append(base / "keys" / f"{channel}{i}.key")
-    args = ["channel", "init", channel, "--state", base / "state", "--threshold", str(threshold)]
-    for k in key_files:
-        args += ["--key", k]
-    r = cli(*args)
-    assert r.code == 0, r.err
-    return SimpleNamespace(base=base, keys=key_files, state=base / "state", root=base / "state" / channel / "1.root.json",
-                           pub=[k.with_suffix(".pub") for k in key_files], channel=channel)
-
-
-def create(ch: SimpleNamespace, spec: Path, out: Path, *extra, keys=None) -> Path:
-    args = ["bundle", "create", "-f", spec, "--state", ch.state, "-o", out, "--cache", ch.base / "cache", *extra]
-    for k in keys if keys is not None else ch.keys[:1]:
-        args += ["--key", k]
-    r = cli(*args)
-    assert r.code == 0, r.err
-    return next(out.glob("*.gapsync"))
-
-
 @pytest.fixture(scope="session")
 def world(ext_index, tmp_path_factory):
     """Channel 'prod' with bundle v1 (alpha, gamma, native) and v2 (v1 + newpy), both full."""
@@ -197,3 +119,19 @@ def mirror(world, tmp_path) -> Path:
     r = cli("trust", "pin", world.root, "--mirror", m)
     assert r.code == 0, r.err
     return m
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    """Factory: ``upstream(mode, *extra) -> Server``, a hostile upstream lying in one way
+    (``tests/support/servers/hostile_upstream.py``); all are stopped when the test ends."""
+    started: list[Server] = []
+
+    def make(mode: str, *extra: str) -> Server:
+        s = hostile_upstream(mode, tmp_path, *extra)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

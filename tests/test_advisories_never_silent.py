@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, new_channel, write_spec
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli
 from tests.support.data import ADVISORIES
 
 

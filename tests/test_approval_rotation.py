@@ -21,8 +21,9 @@ from gapsync.bundle.keys import load_signing_key
 from gapsync.bundle.tuf import signed_digest, to_bytes
 from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.trust import fingerprint
-from tests.conftest import cli, create, new_channel, write_spec
-from tests.test_hostile_bundles import assert_refused
+from tests.support.channels import create, new_channel, write_spec
+from tests.support.cli import cli
+from tests.support.hostile_bundles import assert_refused
 
 
 def keyid(key_file: Path) -> str:
@@ -177,7 +178,8 @@ def test_forged_approvals_are_refused(pair, tmp_path, case):
 def test_one_approval_covers_every_volume_of_a_bundle(tmp_path):
     import os
 
-    from tests.helpers import make_wheel, static_server, write_index
+    from tests.support.servers import static_server
+    from tests.support.wheels import make_wheel, write_index
 
     for i in range(3):
         make_wheel(tmp_path / "index/files", f"vol{i}", "1.0", payload=os.urandom(60_000))
@@ -339,11 +341,11 @@ def test_rotate_checks_both_thresholds_roles_and_key_material(tmp_path):
 
 def test_rotation_refuses_a_root_with_one_key_under_two_ids(tmp_path):
     from gapsync.bundler.rotate import build_next_root
-    from tests.test_hostile_bundles import _root_with_duplicate_key
+    from tests.support.hostile_bundles import root_with_duplicate_key
 
     ch = new_channel(tmp_path, "prod")
     (k1,) = keys(tmp_path, "next1")
-    twin = _root_with_duplicate_key(ch.root, ch.keys[0], 2)
+    twin = root_with_duplicate_key(ch.root, ch.keys[0], 2)
     (ch.state / "prod/2.root.json").write_bytes(to_bytes(twin))  # a tampered state
     r = cli("channel", "rotate", "prod", "--state", ch.state, "--old-key", ch.keys[0], "--new-key", k1, "--roles", "targets")
     assert r.code == 2 and "same key material" in r.err

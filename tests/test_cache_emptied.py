@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import shutil
 
-from tests.conftest import cli, new_channel, write_spec
-from tests.helpers import make_wheel, static_server, write_index
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli
+from tests.support.servers import static_server
+from tests.support.wheels import make_wheel, write_index
 
 
 def test_a_create_after_the_cache_was_emptied_refetches_and_writes_the_bundle(tmp_path):

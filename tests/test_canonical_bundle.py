@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gapsync.bundle.archive import METADATA_LIMITS, BundleReader
-from tests.conftest import GAPSYNC, cli, isolated_env
+from tests.support.cli import GAPSYNC, cli, isolated_env
 
 
 def _members(bundle: Path) -> list[tuple[str, bytes]]:

@@ -20,9 +20,10 @@ import pytest
 
 from gapsync.mirror import claims
 from gapsync.mirror.importer import BUNDLE_LEVEL_KINDS, KNOWN_KINDS
-from tests.conftest import cli, new_channel
-from tests.helpers import snapshot
+from tests.support.channels import new_channel
+from tests.support.cli import cli
 from tests.support.oci import BASE_LAYER, ImageSpec, Layer, PlatformSpec, build_layout
+from tests.support.trees import snapshot
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +174,9 @@ def test_every_publishable_kind_has_names():
 
 @pytest.mark.parametrize("namespace", [None, "research"])
 def test_a_python_file_of_the_same_name_with_other_bytes_is_refused_naming_both_channels(tmp_path, namespace):
-    from tests.conftest import write_spec
-    from tests.helpers import make_wheel, static_server, write_index
+    from tests.support.channels import write_spec
+    from tests.support.servers import static_server
+    from tests.support.wheels import make_wheel, write_index
 
     servers, bundles = [], {}
     try:

@@ -10,7 +10,8 @@ import pytest
 
 from gapsync.errors import TrustError
 from gapsync.mirror.importer import import_bundle
-from tests.conftest import cli, create, new_channel, write_spec
+from tests.support.channels import create, new_channel, write_spec
+from tests.support.cli import cli
 
 
 def test_two_of_three_targets_threshold(world, tmp_path):

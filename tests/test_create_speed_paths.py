@@ -134,7 +134,8 @@ def test_memory_stays_flat_while_reading_back(tmp_path):
 # -- path models: no second copy, and a file changed between resolve and write is refused ------
 
 def _path_model(tmp_path: Path):
-    from tests.conftest import cli, new_channel
+    from tests.support.channels import new_channel
+    from tests.support.cli import cli
 
     src = tmp_path / "model-src"
     src.mkdir()

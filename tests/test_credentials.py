@@ -22,9 +22,9 @@ from gapsync.cli.exit_codes import ExitCode
 from gapsync.errors import UpstreamError
 from gapsync.oci_auth import Credentials
 from gapsync.oci_client import RegistryClient
-from tests.conftest import cli, new_channel
-from tests.helpers import make_wheel
-from tests.test_upstream_hostile import upstream  # noqa: F401  (fixture)
+from tests.support.channels import new_channel
+from tests.support.cli import cli
+from tests.support.wheels import make_wheel
 
 SECRET = "s3cretPW"
 TOKEN = "t0kS3cret"
@@ -196,15 +196,15 @@ def test_conda_channel_token_in_the_path_is_used_and_recorded_nowhere(tmp_path):
     import shutil
     import sys
 
-    from tests.conda.conftest import build_channel
-    from tests.helpers import Server, free_port
+    from tests.support.conda import build_channel
+    from tests.support.servers import SERVERS, Server, free_port
 
     chan = build_channel(tmp_path / "build")
     served = tmp_path / "served"
     (served / "t" / TOKEN).mkdir(parents=True)
     shutil.move(str(chan), str(served / "t" / TOKEN / "upstream"))
     port, log = free_port(), tmp_path / "static.log"
-    server = Server([sys.executable, str(Path(__file__).parent / "support" / "servers" / "static_http.py"), str(served), str(port),
+    server = Server([sys.executable, str(SERVERS / "static_http.py"), str(served), str(port),
                      "--log", str(log)], f"http://127.0.0.1:{port}/t/{TOKEN}/upstream/noarch/repodata.json")
     try:
         spec = tmp_path / "g.yaml"

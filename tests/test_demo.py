@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import run
+from tests.support.cli import run
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all
-from tests.conftest import cli, new_channel, write_spec
-from tests.helpers import Server, free_port, static_server, write_index
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli
+from tests.support.servers import Server, free_port, static_server
+from tests.support.wheels import write_index
 
 
 def test_second_create_downloads_nothing_and_shared_wheel_is_carried_once(world, tmp_path):

@@ -7,13 +7,19 @@ import hashlib
 import json
 import tarfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, create, new_channel, write_spec
-from tests.helpers import snapshot
-from tests.support.hostile_bundles import Member, raw_header_with_nul, read_members, write_members
+from tests.support.channels import create, new_channel, write_spec
+from tests.support.cli import cli
+from tests.support.hostile_bundles import (
+    Member,
+    assert_refused,
+    raw_header_with_nul,
+    read_members,
+    root_with_duplicate_key,
+    write_members,
+)
 
 
 @pytest.fixture
@@ -21,26 +27,6 @@ def mirror_v1(world, mirror):
     r = cli("import", world.b1, "--mirror", mirror)
     assert r.code == 0, r.err
     return mirror
-
-
-def assert_refused(bundle: Path, mirror: Path, *reason: str) -> str:
-    before = snapshot(mirror)
-    log = mirror / ".gapsync/audit.log"
-    n = len(log.read_text().splitlines())
-    r = cli("import", bundle, "--mirror", mirror)
-    assert r.code == 3, (r.code, r.out, r.err)
-    err = r.err.strip()
-    assert "\n" not in err and str(bundle) in err, err
-    for word in reason:
-        assert word in err, err
-    assert snapshot(mirror) == before
-    assert not any((mirror / ".gapsync/staging").iterdir())
-    entries = log.read_text().splitlines()
-    assert len(entries) == n + 1 and json.loads(entries[-1])["result"] == "refused"
-    # and verify refuses it too, publishing nothing
-    assert cli("bundle", "verify", bundle, "--mirror", mirror).code == 3
-    assert snapshot(mirror) == before
-    return err
 
 
 def _wheel_blob(world, members):
@@ -219,30 +205,12 @@ def test_channel_relabelled_with_the_same_key_is_refused(world, mirror_v1, tmp_p
     assert_refused(write_members(ms, tmp_path / "b.gapsync"), mirror_v1)
 
 
-def _root_with_duplicate_key(ch_root: Path, key_path: Path, version: int):
-    from securesystemslib.signer import SSlibKey
-    from tuf.api.metadata import Metadata, Root
-
-    from gapsync.bundle.keys import load_signing_key
-
-    k = load_signing_key(key_path)
-    md = Metadata[Root].from_bytes(ch_root.read_bytes())
-    real = k.public.tuf_key()
-    twin = SSlibKey("f" * 64, real.keytype, real.scheme, dict(real.keyval))
-    md.signed.add_key(twin, "root")
-    md.signed.add_key(twin, "targets")
-    md.signed.version = version
-    md.signatures.clear()
-    md.sign(k.tuf_signer())
-    return md
-
-
 def test_root_listing_one_key_under_two_ids_is_refused_at_pin(tmp_path):
     ch = new_channel(tmp_path / "c", "prod")
     from gapsync.bundle.tuf import to_bytes
 
     bad = tmp_path / "1.root.json"
-    bad.write_bytes(to_bytes(_root_with_duplicate_key(ch.root, ch.keys[0], 1)))
+    bad.write_bytes(to_bytes(root_with_duplicate_key(ch.root, ch.keys[0], 1)))
     r = cli("trust", "pin", bad, "--mirror", tmp_path / "m")
     assert r.code == 3 and "same key material" in r.err
 
@@ -256,5 +224,5 @@ def test_root_listing_one_key_under_two_ids_is_refused_in_a_bundle(world, tmp_pa
     assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
     b = create(ch, write_spec(tmp_path / "g.yaml", world.index.url, ["alpha"]), tmp_path / "o")
     ms = read_members(b)  # root v2, validly signed by the v1 key, lists that key under two ids
-    ms.insert(1, Member("metadata/2.root.json", to_bytes(_root_with_duplicate_key(ch.root, ch.keys[0], 2))))
+    ms.insert(1, Member("metadata/2.root.json", to_bytes(root_with_duplicate_key(ch.root, ch.keys[0], 2))))
     assert_refused(write_members(ms, tmp_path / "b.gapsync"), m, "same key material")

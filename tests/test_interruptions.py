@@ -12,8 +12,9 @@ from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.errors import PublishError
 from gapsync.mirror.importer import import_bundle
 from gapsync.mirror.targets import pep503
-from tests.conftest import cli, new_channel, write_spec
-from tests.helpers import snapshot
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli
+from tests.support.trees import snapshot
 
 
 def test_interrupted_create_leaves_no_bundle_and_channel_unchanged(world, tmp_path, monkeypatch):

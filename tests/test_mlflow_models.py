@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import cli, new_channel
-from tests.helpers import Server, free_port
+from tests.support.channels import new_channel
+from tests.support.cli import cli
+from tests.support.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
 mlflow = pytest.importorskip("mlflow")

@@ -11,8 +11,10 @@ import pty
 import shutil
 import subprocess
 
-from tests.conftest import GAPSYNC, cli, isolated_env, new_channel, write_spec
-from tests.helpers import make_wheel, static_server, write_index
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import GAPSYNC, cli, isolated_env
+from tests.support.servers import static_server
+from tests.support.wheels import make_wheel, write_index
 
 
 def _index(tmp_path):

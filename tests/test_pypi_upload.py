@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, isolated_env
-from tests.helpers import Server, free_port
+from tests.support.cli import cli, isolated_env
+from tests.support.servers import Server, free_port
 
 BIN = Path(sys.executable).parent
 

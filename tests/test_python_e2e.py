@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARCH, GAPSYNC, cli, isolated_env
-from tests.helpers import Server, free_port, snapshot
+from tests.support.cli import ARCH, GAPSYNC, cli, isolated_env
+from tests.support.servers import Server, free_port
+from tests.support.trees import snapshot
 
 
 @pytest.fixture(scope="module")

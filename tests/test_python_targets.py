@@ -21,8 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import ARCH, cli, isolated_env, new_channel
-from tests.helpers import make_wheel, static_server, write_index
+from tests.support.channels import new_channel
+from tests.support.cli import ARCH, cli, isolated_env
+from tests.support.servers import static_server
+from tests.support.wheels import make_wheel, write_index
 
 T311 = f"cp311-manylinux_2_17_{ARCH}"
 T312 = f"cp312-manylinux_2_28_{ARCH}"
@@ -232,7 +234,7 @@ def test_a_release_without_a_target_removes_its_view_and_a_failed_publish_undoes
     from gapsync.errors import PublishError
     from gapsync.mirror.importer import import_bundle
     from gapsync.mirror.targets.oci_layout import OciLayout
-    from tests.helpers import snapshot
+    from tests.support.trees import snapshot
 
     m = tmp_path / "m"
     shutil.copytree(world.mirror, m, symlinks=True)
@@ -265,7 +267,7 @@ def test_a_signed_target_id_that_is_not_one_is_refused(world, tmp_path, bad):
     """A signer's mistake or a stolen key: the tags become directory names on the air side."""
     import shutil
 
-    from tests.helpers import snapshot
+    from tests.support.trees import snapshot
 
     lock = json.loads((world.base / "gapsync.lock").read_text())
     lock["python"]["files"][0]["targets"].append(bad)
@@ -336,8 +338,8 @@ def test_serve_answers_the_target_views(world, tmp_path):
     import urllib.parse
     import urllib.request
 
-    from tests.conftest import GAPSYNC
-    from tests.helpers import Server, free_port
+    from tests.support.cli import GAPSYNC
+    from tests.support.servers import Server, free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import cli, write_spec
-from tests.helpers import free_port
+from tests.support.channels import write_spec
+from tests.support.cli import cli
+from tests.support.servers import free_port
 
 
 @pytest.mark.parametrize("url", [
@@ -58,7 +59,7 @@ def test_a_chart_repo_url_that_does_not_parse_is_one_line_naming_the_spec(tmp_pa
 def test_model_file_name_no_file_system_holds_is_refused_at_the_dmz(tmp_path, monkeypatch, name):
     import json
 
-    from tests.test_upstream_hostile import _model_bundle
+    from tests.support.channels import model_bundle
 
     src = tmp_path / "model-src"
     src.mkdir()
@@ -70,7 +71,7 @@ def test_model_file_name_no_file_system_holds_is_refused_at_the_dmz(tmp_path, mo
     doc = json.loads(lock.read_text())
     doc["models"][0]["files"][0]["path"] = name
     lock.write_text(json.dumps(doc))
-    from tests.conftest import new_channel
+    from tests.support.channels import new_channel
 
     ch = new_channel(tmp_path / "dmz", "prod")
     out = tmp_path / "out"
@@ -80,7 +81,7 @@ def test_model_file_name_no_file_system_holds_is_refused_at_the_dmz(tmp_path, mo
     assert len(r.err.strip().splitlines()) == 1 and "internal error" not in r.err, r.err
     assert str(lock) in r.err and "file name" in r.err, r.err
     assert not out.exists() or not any(out.iterdir())
-    assert _model_bundle  # the air side's refusal of a signed one: test_signed_model_with_a_long_name...
+    assert model_bundle  # the air side's refusal of a signed one: test_signed_model_with_a_long_name...
 
 
 def test_signed_model_with_a_file_name_too_long_is_refused_before_publishing(tmp_path, monkeypatch):
@@ -88,12 +89,12 @@ def test_signed_model_with_a_file_name_too_long_is_refused_before_publishing(tmp
     publishing anything (exit 3, naming the bundle), and a re-run gives the same answer."""
     import gapsync.names
     from gapsync.cli.exit_codes import ExitCode
-    from tests.helpers import snapshot
-    from tests.test_upstream_hostile import _model_bundle
+    from tests.support.channels import model_bundle
+    from tests.support.trees import snapshot
 
     real = gapsync.names.check_model_path
     monkeypatch.setattr(gapsync.names, "check_model_path", lambda p: p)  # the DMZ's check, skipped
-    ch, bundle = _model_bundle(tmp_path, {"a_file": b"one"}, {"a_file": "é" * 200}, monkeypatch)
+    ch, bundle = model_bundle(tmp_path, {"a_file": b"one"}, {"a_file": "é" * 200}, monkeypatch)
     assert gapsync.names.check_model_path is real
     m = tmp_path / "mirror"
     assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
@@ -114,7 +115,7 @@ def test_a_planted_inventory_is_refused_not_followed(world, tmp_path, plant):
     import os
 
     from gapsync.cli.exit_codes import ExitCode
-    from tests.helpers import snapshot
+    from tests.support.trees import snapshot
 
     m = tmp_path / "mirror"
     assert cli("trust", "pin", world.root, "--mirror", m).code == 0
@@ -226,10 +227,10 @@ def test_a_planted_model_index_is_refused_not_followed(tmp_path, plant):
     import signal
 
     from gapsync.cli.exit_codes import ExitCode
-    from tests.helpers import snapshot
-    from tests.test_upstream_hostile import _model_bundle
+    from tests.support.channels import model_bundle
+    from tests.support.trees import snapshot
 
-    ch, bundle = _model_bundle(tmp_path, {"config.json": b"{}", "model.safetensors": b"\x08\0\0\0\0\0\0\0{}      "})
+    ch, bundle = model_bundle(tmp_path, {"config.json": b"{}", "model.safetensors": b"\x08\0\0\0\0\0\0\0{}      "})
     m = tmp_path / "mirror"
     assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
     victim = tmp_path / "victim.json"

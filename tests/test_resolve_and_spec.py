@@ -7,7 +7,8 @@ import json
 import pytest
 
 from gapsync.bundler.platforms import PythonTarget
-from tests.conftest import ARCH, cli, write_spec
+from tests.support.channels import write_spec
+from tests.support.cli import ARCH, cli
 
 
 def resolve(spec, tmp_path) -> dict:

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, new_channel, write_spec
-from tests.helpers import make_wheel, snapshot, static_server, write_index
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli
 from tests.support.data import ADVISORIES  # noqa: E402
+from tests.support.servers import static_server
+from tests.support.trees import snapshot
+from tests.support.wheels import make_wheel, write_index
 
 
 def members(bundle: Path) -> dict[str, bytes]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GAPSYNC
+from tests.support.cli import GAPSYNC
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "systemd"
 

@@ -6,8 +6,8 @@ import http.client
 
 import pytest
 
-from tests.conftest import GAPSYNC, cli
-from tests.helpers import Server, free_port
+from tests.support.cli import GAPSYNC, cli
+from tests.support.servers import Server, free_port
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gapsync.mirror.serve import MirrorRoot
-from tests.conftest import cli, isolated_env
-from tests.helpers import Server, free_port
-from tests.test_serve_hostile import get
+from tests.support.cli import cli, isolated_env
+from tests.support.raw_http import get
+from tests.support.servers import Server, free_port
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 

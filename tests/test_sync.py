@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 from gapsync.locking import exclusive
-from tests.conftest import cli, new_channel, write_spec
-from tests.helpers import snapshot
-
-
-def sync(ch, spec, out, *extra):
-    args = ["sync", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", out, "--cache", ch.base / "cache", "--json", *extra]
-    return cli(*args)
-
-
-def carried(bundle: Path) -> list[str]:
-    with tarfile.open(bundle) as tf:
-        targets = json.loads(tf.extractfile("metadata/targets.json").read())["signed"]["targets"]
-        digests = {n.rsplit("/", 1)[1] for n in tf.getnames() if n.startswith("blobs/")}
-    return sorted(p for p, t in targets.items() if t["hashes"]["sha256"] in digests and not p.startswith("gapsync/"))
+from tests.support.channels import carried, new_channel, sync, write_spec
+from tests.support.cli import cli
+from tests.support.trees import snapshot
 
 
 def pypi(m: Path) -> dict:

@@ -56,8 +56,9 @@ from pathlib import Path
 import pytest
 
 from gapsync.bundle.keys import load_signing_key
-from tests.conftest import cli, new_channel, write_spec
-from tests.helpers import make_wheel, snapshot, static_server, write_index
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli
+from tests.support.hostile_bundles import assert_refused
 from tests.support.models import (
     OTHER,
     TINY,
@@ -77,7 +78,9 @@ from tests.support.oci import (
     default_images,
     push_with_skopeo,
 )
-from tests.test_hostile_bundles import assert_refused
+from tests.support.servers import static_server
+from tests.support.trees import snapshot
+from tests.support.wheels import make_wheel, write_index
 
 needs_registry = pytest.mark.skipif(not all(shutil.which(t) for t in ("docker-registry", "skopeo")),
                                     reason="needs docker-registry and skopeo (apt-get install docker-registry skopeo)")

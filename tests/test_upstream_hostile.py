@@ -18,35 +18,9 @@ import pytest
 
 from gapsync.cli.exit_codes import ExitCode, exit_code_for
 from gapsync.errors import UpstreamError
-from tests.conftest import cli
-from tests.helpers import Server, free_port, make_wheel
-
-SERVERS = Path(__file__).parent / "support" / "servers"
-
-
-def hostile(mode: str, tmp_path: Path, *extra: str) -> Server:
-    port = free_port()
-    log = tmp_path / f"upstream-{mode}-{port}.log"
-    s = Server([sys.executable, str(SERVERS / "hostile_upstream.py"), str(port), "--mode", mode, "--log", str(log),
-                *extra], f"http://127.0.0.1:{port}/health")
-    s.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    s.requests = lambda: [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []  # type: ignore[attr-defined]
-    return s
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    started: list[Server] = []
-
-    def make(mode: str, *extra: str) -> Server:
-        s = hostile(mode, tmp_path, *extra)
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
-
+from tests.support.channels import model_bundle
+from tests.support.cli import cli
+from tests.support.wheels import make_wheel
 
 # -- size caps: an 81 MB index page ------------------------------------------------------------
 PROBE = textwrap.dedent("""
@@ -168,42 +142,10 @@ def test_hostile_hub_listing_stops_resolve(upstream, tmp_path, mode, reason, mon
 
 
 # -- the air side applies the same rules: a signed model listing `a` and `a/b` ----------------
-def _model_bundle(tmp_path: Path, files: dict[str, bytes], rename: dict[str, str] | None = None,
-                  monkeypatch=None) -> tuple[object, Path]:
-    """A bundle of one path model; ``rename`` edits the lock's file paths before signing (what a
-    DMZ without gapsync's checks, or a stolen key, could sign)."""
-    from tests.conftest import new_channel
-
-    src = tmp_path / "model-src"
-    for rel, data in files.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes(data)
-    spec = tmp_path / "gapsync.yaml"
-    spec.write_text(f"name: t\nchannel: prod\nmodels:\n  - {{path: {src}, name: team/m1}}\n")
-    lock = tmp_path / "gapsync.lock"
-    r = cli("resolve", "-f", spec, "-o", lock, "--cache", tmp_path / "cache")
-    assert r.code == 0, r.err
-    if rename:
-        doc = json.loads(lock.read_text())
-        for f in doc["models"][0]["files"]:
-            f["path"] = rename.get(f["path"], f["path"])
-        lock.write_text(json.dumps(doc))
-        import gapsync.names
-
-        monkeypatch.setattr(gapsync.names, "check_model_tree", lambda paths: None)  # the DMZ's check, skipped
-    ch = new_channel(tmp_path / "dmz", "prod")
-    r = cli("bundle", "create", "-f", spec, "--lock", lock, "--state", ch.state, "--key", ch.keys[0],
-            "-o", tmp_path / "out", "--cache", tmp_path / "cache")
-    assert r.code == 0, r.err
-    if rename:
-        monkeypatch.undo()
-    return ch, next((tmp_path / "out").glob("*.gapsync"))
-
-
 def test_signed_model_with_a_file_and_a_directory_of_one_name_is_refused_before_publishing(tmp_path, monkeypatch):
-    from tests.helpers import snapshot
+    from tests.support.trees import snapshot
 
-    ch, bundle = _model_bundle(tmp_path, {"a_file": b"one", "x/b": b"two"}, {"a_file": "a", "x/b": "a/b"}, monkeypatch)
+    ch, bundle = model_bundle(tmp_path, {"a_file": b"one", "x/b": b"two"}, {"a_file": "a", "x/b": "a/b"}, monkeypatch)
     m = tmp_path / "mirror"
     assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
     before = snapshot(m)
@@ -219,7 +161,7 @@ def test_repo_file_named_like_a_temporary_name_survives_publishing(tmp_path):
     """A model file named like a writer's temporary name must be published like any other."""
     files = {"config.json": b'{"model_type": "demo"}', ".config.json.tmp": b"not a temporary file",
              "sub/.weights.bin.tmp": b"also real"}
-    ch, bundle = _model_bundle(tmp_path, files)
+    ch, bundle = model_bundle(tmp_path, files)
     m = tmp_path / "mirror"
     assert cli("trust", "pin", ch.root, "--mirror", m).code == 0
     r = cli("import", bundle, "--mirror", m)
@@ -249,7 +191,7 @@ RESOLVE_PROBE = textwrap.dedent("""
 def test_resolve_with_an_81_mb_page_is_bounded_for_uv_too(upstream, tmp_path):
     """uv (the resolver) reads the index through gapsync's capping loopback proxy: the whole
     process tree stays small and the line is gapsync's, naming the page (uv alone: 5 s, 670 MB)."""
-    from tests.conftest import GAPSYNC, isolated_env
+    from tests.support.cli import GAPSYNC, isolated_env
 
     s = upstream("huge-page")
     spec = tmp_path / "gapsync.yaml"

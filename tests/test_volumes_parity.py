@@ -33,7 +33,7 @@ from gapsync.bundle.volumes import (
 )
 from gapsync.bundler.cache import BlobCache
 from gapsync.errors import InputError, VerificationError
-from tests.conftest import cli
+from tests.support.cli import cli
 
 LIMIT = 300_000
 STEM = "t-prod-7"

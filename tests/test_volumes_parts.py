@@ -23,8 +23,9 @@ from gapsync.bundle import archive as bundle_mod
 from gapsync.bundle.archive import PART_RE, BundleReader, bundle_format, parse_parts
 from gapsync.bundle.volumes import Part, plan_volumes
 from gapsync.errors import BundleFormatError
-from tests.conftest import cli, isolated_env, new_channel, run
-from tests.helpers import snapshot
+from tests.support.channels import new_channel
+from tests.support.cli import cli, isolated_env, run
+from tests.support.trees import snapshot
 
 MIB = 1 << 20
 BIG = 5 * MIB + 123_457  # five times the volume size and a bit: six parts, the last one short

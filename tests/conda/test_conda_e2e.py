@@ -6,36 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conda.conftest import rattler_index
-from tests.conftest import GAPSYNC, cli, isolated_env, new_channel
-from tests.helpers import Server, free_port
-
-HERE = Path(__file__).resolve().parent
-
-
-def conda_spec(path: Path, channel_url: str, specs: list[str], platforms=("linux-64", "osx-arm64"), extra: str = "",
-               channel: str = "prod") -> Path:
-    path.write_text(f"name: envs\nchannel: {channel}\nconda:\n  channels: [{channel_url}]\n  specs: {json.dumps(specs)}\n"
-                    f"  platforms: {json.dumps(list(platforms))}\n{extra}")
-    return path
-
-
-def consume(channel: str, platform: str, prefix: Path | None, specs: list[str], cache: Path) -> list[dict]:
-    """py-rattler in its own process, every proxy a closed port: only the given channel (file://
-    or loopback, which bypasses the proxy) can be reached."""
-    env = isolated_env(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", ALL_PROXY="http://127.0.0.1:9",
-                       NO_PROXY="127.0.0.1", CONDARC=os.devnull, PIXI_HOME=str(cache / "pixi"))
-    r = subprocess.run([sys.executable, str(HERE.parent / "support" / "conda_consumer.py"), channel, platform, str(prefix or "-"), str(cache),
-                        *specs], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli, isolated_env
+from tests.support.conda import conda_spec, consume, rattler_index
+from tests.support.servers import Server, free_port
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +149,7 @@ def test_second_import_is_nothing_new_and_tree_stable(crossed):
 
 
 def test_delta_carries_only_new_packages_and_keeps_the_old_ones(conda_upstream, tmp_path):
-    from tests.test_sync import carried, sync
+    from tests.support.channels import carried, sync
 
     ch = new_channel(tmp_path, "prod")
     spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-tool"], platforms=["linux-64"])
@@ -200,7 +179,7 @@ def test_delta_carries_only_new_packages_and_keeps_the_old_ones(conda_upstream, 
 
 
 def test_receipt_delta_carries_what_the_air_side_lacks(conda_upstream, tmp_path):
-    from tests.test_sync import carried, sync
+    from tests.support.channels import carried, sync
 
     ch = new_channel(tmp_path, "prod")
     assert cli("keys", "generate", "--out", tmp_path / "air", "--name", "air").code == 0

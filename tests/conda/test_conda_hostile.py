@@ -22,9 +22,10 @@ from gapsync.mirror.layout import MirrorLayout
 from gapsync.mirror.targets.conda_channel import CondaChannel
 from gapsync.model import BlobRef, Target
 from gapsync.scanner.artifacts.conda_pkg import check_record, read_package
-from tests.conda.test_conda_e2e import conda_spec
-from tests.conftest import GAPSYNC, cli, isolated_env, new_channel
-from tests.helpers import snapshot
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli, isolated_env
+from tests.support.conda import conda_spec
+from tests.support.trees import snapshot
 
 # -- the publish target against lying targets ------------------------------------------------
 
@@ -252,7 +253,7 @@ def test_unsatisfiable_spec_names_the_platform(conda_upstream, tmp_path):
 
 def test_upstream_serving_other_bytes_is_refused(conda_upstream, tmp_path):
     """The channel's repodata says one sha256, the server sends other bytes: nothing is kept."""
-    from tests.conda.conftest import serve_dir
+    from tests.support.servers import serve_dir
 
     spec = conda_spec(tmp_path / "g.yaml", conda_upstream.url, ["gs-lib"], platforms=["linux-64"])
     assert cli("resolve", "-f", spec, "-o", tmp_path / "l", "--cache", tmp_path / "c").code == 0
@@ -376,7 +377,7 @@ def test_an_edited_lock_is_refused_before_fetching(conda_upstream, tmp_path, fie
 
 @pytest.mark.parametrize("body", ["not json at all", '{"packages": {"x.conda": 5}}', "[" * 100000])
 def test_hostile_upstream_repodata_is_a_fetch_error(tmp_path, body):
-    from tests.conda.conftest import serve_dir
+    from tests.support.servers import serve_dir
 
     for subdir in ("linux-64", "noarch"):
         (tmp_path / "www" / "bad" / subdir).mkdir(parents=True)
@@ -525,7 +526,8 @@ def test_a_package_that_escapes_is_blocked_on_both_sides(conda_upstream, tmp_pat
     policy that waives it does not make the air side publish it (its own policy blocks it)."""
     import shutil
 
-    from tests.conda.conftest import rattler_index, serve_dir
+    from tests.support.conda import rattler_index
+    from tests.support.servers import serve_dir
 
     chan = tmp_path / "www" / "evil"
     shutil.copytree(conda_upstream.dir / "noarch", chan / "noarch", ignore=shutil.ignore_patterns("repodata*", "shards"))

@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from tests.conda.test_conda_e2e import consume
-from tests.conftest import ARCH, cli, isolated_env, new_channel
+from tests.support.channels import new_channel
+from tests.support.cli import ARCH, cli, isolated_env
+from tests.support.conda import consume
 from tests.support.models import config_json, safetensors_bytes
 from tests.support.oci import build_layout, default_images
 

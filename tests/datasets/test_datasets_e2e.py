@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import ARCH, GAPSYNC, cli, new_channel
-from tests.helpers import Server, free_port
+from tests.support.channels import new_channel
+from tests.support.cli import ARCH, GAPSYNC, cli
 from tests.support.datasets import (
     CONFIGS,
     CSV,
@@ -29,6 +29,7 @@ from tests.support.datasets import (
     write_datasets,
 )
 from tests.support.models import TINY, build_default_repos
+from tests.support.servers import Server, free_port
 
 pytest.importorskip("datasets")
 GOOD = (PARQUET, CSV, JSONL)

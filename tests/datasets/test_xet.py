@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from tests.conftest import cli, new_channel
+from tests.support.channels import new_channel
+from tests.support.cli import cli
 from tests.support.datasets import PARQUET, SNAPSHOT, Hub, clean_env, run_py, write_datasets
 from tests.support.models import TINY, build_default_repos
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GAPSYNC, cli, isolated_env
-from tests.helpers import snapshot
+from tests.support.cli import GAPSYNC, cli, isolated_env
 from tests.support.hostile_bundles import Member, read_members, write_members
+from tests.support.trees import snapshot
 
 SECONDS = 10.0  # generous for two cores: each refusal below takes well under a second
 PEAK_MB = 300  # absolute ceiling of the importer's peak RSS

@@ -35,8 +35,8 @@ import pytest
 from gapsync import faults
 from gapsync.audit import AuditLog
 from gapsync.mirror import journal as journal_mod
-from tests.conftest import cli
-from tests.helpers import snapshot
+from tests.support.cli import cli
+from tests.support.trees import snapshot
 
 SIZE_MB = 72  # the free-space check wants the need + 64 MiB: 72 MiB passes it with room to spare
 

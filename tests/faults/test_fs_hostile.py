@@ -19,8 +19,11 @@ import pytest
 
 from gapsync.bundle.archive import BundleReader
 from gapsync.bundle.parity import write_parity
-from tests.conftest import GAPSYNC, cli, isolated_env, new_channel, write_spec
-from tests.helpers import make_wheel, snapshot, static_server, write_index
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import GAPSYNC, cli, isolated_env
+from tests.support.servers import static_server
+from tests.support.trees import snapshot
+from tests.support.wheels import make_wheel, write_index
 
 TIMEOUT = 120
 VICTIM = b"the operator's own file: must never change\n"

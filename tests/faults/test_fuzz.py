@@ -50,9 +50,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cli
-from tests.helpers import snapshot
+from tests.support.cli import cli
 from tests.support.hostile_bundles import Member, read_members, write_members
+from tests.support.trees import snapshot
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

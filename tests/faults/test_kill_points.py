@@ -9,24 +9,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import GAPSYNC, cli, isolated_env, new_channel, write_spec
-from tests.helpers import snapshot
+from tests.support.channels import new_channel, write_spec
+from tests.support.cli import cli, killed
+from tests.support.trees import snapshot
 
 IMPORT_POINTS = ["import.staged-blob:1", "import.staged-blob:3", "import.stored-blob:1", "import.stored-blob:4",
                  "publish.pep503.file:1", "publish.pep503.file:5", "publish.pep503.page:1", "publish.pep503.page:3",
                  "import.published.Pep503Index", "import.published.OciLayout", "import.published.HfCache",
                  "import.committed-trust"]
-
-
-def killed(*args: str, at: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([GAPSYNC, *map(str, args)], capture_output=True, text=True,
-                       env=isolated_env(GAPSYNC_KILL_AT=at))
-    return r
 
 
 def public(m: Path) -> dict:

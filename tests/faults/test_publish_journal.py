@@ -23,9 +23,8 @@ from gapsync.mirror import journal as journal_mod
 from gapsync.mirror.importer import import_bundle
 from gapsync.mirror.journal import PublishJournal
 from gapsync.mirror.targets.oci_layout import OciLayout
-from tests.conftest import cli
-from tests.faults.test_kill_points import killed
-from tests.helpers import snapshot
+from tests.support.cli import cli, killed
+from tests.support.trees import snapshot
 
 
 @pytest.fixture

@@ -25,19 +25,14 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from tests.conftest import GAPSYNC, cli, isolated_env, new_channel
-from tests.helpers import Server, free_port
-from tests.oci import conftest as oci_fixtures
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli, isolated_env
 from tests.support.oci import Registry, _Service, skopeo_inspect
+from tests.support.servers import SERVERS, Server, free_port
 
 pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in ("docker-registry", "skopeo")),
                                 reason="needs docker-registry and skopeo (apt-get install docker-registry skopeo)")
 
-oci_images = oci_fixtures.oci_images
-source_registry = oci_fixtures.source_registry
-empty_registry = oci_fixtures.empty_registry
-
-SERVERS = Path(__file__).resolve().parents[1] / "support" / "servers"
 BOUND = 60.0  # seconds a push through faults may take on two cores (they take a few)
 MIB = 1 << 20
 

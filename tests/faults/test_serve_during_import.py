@@ -23,8 +23,8 @@ import pytest
 import requests
 
 from gapsync import faults
-from tests.conftest import GAPSYNC, cli
-from tests.helpers import Server, free_port
+from tests.support.cli import GAPSYNC, cli
+from tests.support.servers import Server, free_port
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 LINK = re.compile(r'href="\.\./\.\./files/([^"#]+)#sha256=([0-9a-f]{64})"')

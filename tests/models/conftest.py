@@ -1,7 +1,8 @@
 """Model fixtures: a fake Hugging Face Hub (``tests/support/servers/fake_hub.py``) with small repos, and the real MiniLM.
 
 ``fake_hub`` (session): one server for read-only tests, with the standard repos (see
-``support.build_default_repos``); its page size is 4 so every recursive tree listing is paginated.
+``tests.support.models.build_default_repos``); its page size is 4 so every recursive tree
+listing is paginated.
 ``make_hub`` (per test): a fresh root with the same repos and a server in a chosen mode — for tests
 that move refs, need a token, read the request log from a clean slate, or want a lying Hub.
 ``minilm_repo`` (session): the real all-MiniLM-L6-v2 from the PyPI wheel, served by ``fake_hub``;

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from gapsync.bundler.cache import BlobCache
-from tests.conftest import GAPSYNC, cli, new_channel
-from tests.helpers import Server, free_port, static_server
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli
 from tests.support.models import OTHER, TINY, offline_env
+from tests.support.servers import Server, free_port, static_server
 
 OFFLINE_READ = r"""
 import json, sys, hashlib, os

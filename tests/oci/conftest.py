@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.oci import HostileRegistry, Registry, build_layout, default_images
+from tests.support.oci import (
+    BuiltImages,
+    HostileRegistry,
+    Registry,
+    build_default_images,
+    registry_factory,
+    registry_with_images,
+)
 
 NEEDED = ("docker-registry", "skopeo", "htpasswd")
 
@@ -31,59 +37,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(mark)
 
 
-@dataclass
-class BuiltImages:
-    """The default images in one OCI layout.
-
-    ``layout``: the layout directory (``oci:{layout}:app-a`` for skopeo; app-b has Docker media
-    types, which skopeo's ``oci:`` transport does not list: use ``support.export_dir`` for it).
-    ``images``: ``build_layout``'s result, ``{name: info}``; ``oci_images["app-a"]`` is a shortcut.
-    ``base_layer``: digest of the gzip base layer shared by app-a (every platform) and app-b.
-    """
-
-    layout: Path
-    images: dict[str, dict]
-    base_layer: str
-
-    def __getitem__(self, name: str) -> dict:
-        return self.images[name]
-
-
 @pytest.fixture(scope="session")
 def oci_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
-    layout = tmp_path_factory.mktemp("oci-images") / "layout"
-    images = build_layout(layout, default_images())
-    base = images["app-b"]["platforms"]["linux/amd64"]["layers"][0]["digest"]
-    assert base == images["app-a"]["platforms"]["linux/amd64"]["layers"][0]["digest"]
-    return BuiltImages(layout, images, base)
-
-
-def _registry_with_images(tmp_path_factory: pytest.TempPathFactory, oci_images: BuiltImages, name: str,
-                          auth: str | None) -> Iterator[Registry]:
-    reg = Registry(tmp_path_factory.mktemp(name), auth=auth)
-    try:
-        reg.push_images(oci_images.layout, oci_images.images)
-        yield reg
-    finally:
-        reg.stop()
+    return build_default_images(tmp_path_factory.mktemp("oci-images") / "layout")
 
 
 @pytest.fixture(scope="session")
 def source_registry(tmp_path_factory: pytest.TempPathFactory, oci_images: BuiltImages) -> Iterator[Registry]:
     """Anonymous registry holding library/app-a:1.0, team/app-b:2.0, library/app-big:1.0."""
-    yield from _registry_with_images(tmp_path_factory, oci_images, "registry-source", None)
+    yield from registry_with_images(tmp_path_factory.mktemp("registry-source"), oci_images, None)
 
 
 @pytest.fixture(scope="session")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory, oci_images: BuiltImages) -> Iterator[Registry]:
     """htpasswd (basic auth) registry with the same images; credentials in ``.creds``."""
-    yield from _registry_with_images(tmp_path_factory, oci_images, "registry-htpasswd", "htpasswd")
+    yield from registry_with_images(tmp_path_factory.mktemp("registry-htpasswd"), oci_images, "htpasswd")
 
 
 @pytest.fixture(scope="session")
 def token_registry(tmp_path_factory: pytest.TempPathFactory, oci_images: BuiltImages) -> Iterator[Registry]:
     """Bearer-token registry with the same images; ``.token_requests()`` lists the token server's log."""
-    yield from _registry_with_images(tmp_path_factory, oci_images, "registry-token", "token")
+    yield from registry_with_images(tmp_path_factory.mktemp("registry-token"), oci_images, "token")
 
 
 @pytest.fixture
@@ -92,18 +66,7 @@ def empty_registry(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
 
     Each call starts one more (anonymous by default); all are stopped when the test ends.
     """
-    made: list[Registry] = []
-
-    def make(auth: str | None = None, **kw: object) -> Registry:
-        reg = Registry(tmp_path / f"registry-{len(made)}", auth=auth, **kw)
-        made.append(reg)
-        return reg
-
-    try:
-        yield make
-    finally:
-        for reg in made:
-            reg.stop()
+    yield from registry_factory(tmp_path)
 
 
 @pytest.fixture

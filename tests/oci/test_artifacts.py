@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import GAPSYNC, cli, new_channel
-from tests.helpers import Server, free_port
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli
 from tests.support.oci_artifacts import HELM_CONFIG, HELM_CONTENT, chart_archive, chart_config, oras_push
+from tests.support.servers import Server, free_port
 
 SBOM_CONFIG = "application/vnd.example.sbom.config.v1+json"
 SBOM_LAYER = "application/spdx+json"

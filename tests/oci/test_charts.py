@@ -18,8 +18,8 @@ import requests
 import yaml
 
 from gapsync.bundler.sources.charts import ChartError, images_named, read_chart
-from tests.conftest import GAPSYNC, cli, new_channel
-from tests.helpers import Server, free_port, static_server
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli
 from tests.support.oci import Registry, skopeo, skopeo_inspect
 from tests.support.oci_artifacts import (
     HELM_CONFIG,
@@ -30,6 +30,7 @@ from tests.support.oci_artifacts import (
     push_chart,
     targz,
 )
+from tests.support.servers import Server, free_port, static_server
 
 
 def _errors(err: str) -> list[str]:

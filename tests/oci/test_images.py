@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from gapsync.bundler.cache import BlobCache
-from tests.conftest import GAPSYNC, cli, new_channel
-from tests.helpers import Server, free_port
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli
 from tests.support.oci import skopeo, skopeo_inspect, targeted_layers, unique_blobs
+from tests.support.servers import Server, free_port
 
 
 def images_spec(path: Path, registry_host: str, refs: list[str], platforms=("linux/amd64", "linux/arm64"),

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.sources.oci_local import archive_into_cache
-from tests.conftest import cli, new_channel
+from tests.support.channels import new_channel
+from tests.support.cli import cli
 from tests.support.oci import skopeo_inspect
 
 

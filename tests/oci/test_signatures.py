@@ -20,8 +20,8 @@ import yaml
 
 from gapsync.policies.schema import load_policy
 from gapsync.scanner.artifacts.signatures import Candidate, PublicKey, verify
-from tests.conftest import GAPSYNC, cli, new_channel
-from tests.helpers import Server, free_port
+from tests.support.channels import new_channel
+from tests.support.cli import GAPSYNC, cli
 from tests.support.oci import Registry, skopeo_inspect
 from tests.support.oci_artifacts import (
     SIMPLE_SIGNING,
@@ -31,6 +31,7 @@ from tests.support.oci_artifacts import (
     sign_payload,
     simple_signing_payload,
 )
+from tests.support.servers import Server, free_port
 
 
 def _errors(err: str) -> list[str]:
@@ -258,12 +259,12 @@ def _referrers_layout(root: Path, subject: str | None = None) -> tuple[str, str]
 
 @pytest.mark.parametrize("mode", ["honest", "wrong-subject"])
 def test_attestations_found_through_the_referrers_api(tmp_path, mode):
-    from tests.helpers import HERE
+    from tests.support.servers import SERVERS
 
     other = "sha256:" + "e" * 64
     image, attestation = _referrers_layout(tmp_path / "layout", other if mode == "wrong-subject" else None)
     port = free_port()
-    srv = Server(["python3", str(HERE / "support" / "servers" / "referrers_registry.py"), str(tmp_path / "layout"), str(port),
+    srv = Server(["python3", str(SERVERS / "referrers_registry.py"), str(tmp_path / "layout"), str(port),
                   "--mode", mode], f"http://127.0.0.1:{port}/v2/")
     try:
         host = f"127.0.0.1:{port}"

@@ -269,7 +269,7 @@ def test_freshness_counts_from_the_newest_advisory():
 
 
 def test_import_records_the_attribution(tmp_path):
-    from tests.conftest import cli
+    from tests.support.cli import cli
     from tests.support.data import ADVISORIES
 
     text = "Python Packaging Advisory Database (pypa/advisory-database, commit 3ccb612), CC BY 4.0"

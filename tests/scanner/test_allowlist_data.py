@@ -13,6 +13,7 @@ import yaml
 from gapsync.errors import InputError
 from gapsync.policies import pickle_globals as pg
 from gapsync.scanner.formats.pickle_ops import OPCODES
+from tests.support.allowlist import HARMLESS_CLASSES, HARMLESS_HOMES, prefix_members
 
 
 def test_opcode_table_is_pickletools_table():
@@ -105,37 +106,6 @@ def test_classify_memo_is_bounded_and_per_policy(tmp_path):
 
 
 # -- the prefix rules, checked against the libraries themselves --------------------------------------
-# Homes whose classes are harmless to construct with any arguments when a prefix re-exports them.
-_HARMLESS_HOMES = ("abc", "typing", "typing_extensions", "numbers", "enum", "collections.abc", "_collections_abc",
-                   "dataclasses", "_cyutility", "View.MemoryView")  # the last two: Cython's memoryview helpers
-# Classes of other homes that only store their arguments (constructing one does nothing else).
-_HARMLESS_CLASSES = {"inspect.Parameter", "collections.UserDict", "builtins.ellipsis", "types.GenericAlias",
-                     "re.Pattern", "importlib._bootstrap.Components"}  # the last: a pandas namedtuple, misnamed
-
-
-def _prefix_members(prefix: str):
-    """(module, name, object) for every name of every importable module under ``prefix``."""
-    import importlib
-    import pkgutil
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root = importlib.import_module(prefix)
-        names = [prefix]
-        if hasattr(root, "__path__"):
-            names += [m.name for m in pkgutil.walk_packages(root.__path__, prefix + ".", onerror=lambda _n: None)]
-        for name in names:
-            if any(part in pg._TEST_COMPONENTS for part in name.split(".")):
-                continue
-            try:
-                module = importlib.import_module(name)
-            except Exception:  # noqa: BLE001, S112 - what cannot be imported cannot be unpickled either
-                continue
-            for attr, obj in list(vars(module).items()):
-                yield name, attr, obj
-
-
 def _prefix_admission_problem(pol, module: str, name: str, obj) -> str | None:
     """Why admitting ``module:name`` by a prefix rule would be wrong, or None."""
     import inspect
@@ -149,7 +119,7 @@ def _prefix_admission_problem(pol, module: str, name: str, obj) -> str | None:
         home, qual = getattr(obj, "__module__", "") or "", getattr(obj, "__qualname__", name)
         if home == module or pol.classify(home, qual).action is pg.GlobalAction.ALLOW:
             return None
-        if home in _HARMLESS_HOMES or f"{home}.{qual}" in _HARMLESS_CLASSES or issubclass(obj, BaseException):
+        if home in HARMLESS_HOMES or f"{home}.{qual}" in HARMLESS_CLASSES or issubclass(obj, BaseException):
             return None
         return f"re-exports the class {home}.{qual}, which is not allowed where it lives"
     if type(obj).__module__ == "typing" or isinstance(obj, types.GenericAlias | types.UnionType):
@@ -158,7 +128,7 @@ def _prefix_admission_problem(pol, module: str, name: str, obj) -> str | None:
         if name.startswith("__pyx_unpickle_"):
             return None  # Cython's reconstructor: X.__new__(type) with type a subtype of its class X, then its state
         home = getattr(obj, "__module__", None)
-        if home in _HARMLESS_HOMES:  # typing.Callable, typing.NamedTuple ...
+        if home in HARMLESS_HOMES:  # typing.Callable, typing.NamedTuple ...
             return None
         return f"a function or callable object (from {home}), not a class: list it exactly if a model needs it"
     return None  # plain data (constants, dtypes, sentinels) cannot be called
@@ -178,7 +148,7 @@ def test_prefix_rules_admit_only_classes_that_live_there(library):
     assert prefixes or library == "numpy"
     problems = []
     for prefix in prefixes:
-        for module, name, obj in _prefix_members(prefix):
+        for module, name, obj in prefix_members(prefix):
             why = _prefix_admission_problem(pol, module, name, obj)
             if why:
                 problems.append(f"{module}:{name}: {why}")

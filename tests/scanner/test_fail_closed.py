@@ -265,8 +265,9 @@ def test_benign_files_fit_their_budgets(tmp_path):
 
 
 def test_bundle_create_and_import_block_a_compressed_malicious_model(tmp_path):
-    from tests.conftest import cli, new_channel
-    from tests.helpers import snapshot
+    from tests.support.channels import new_channel
+    from tests.support.cli import cli
+    from tests.support.trees import snapshot
 
     d = tmp_path / "model" / "m"
     d.mkdir(parents=True)

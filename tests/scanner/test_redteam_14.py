@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 
+from tests.support.allowlist import HARMLESS_CLASSES, prefix_members
 from tests.support.samples import is_malicious, rules, scan
 
 PAYLOAD = b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03."
@@ -66,18 +67,17 @@ def test_prefix_rules_judge_a_class_where_its_code_lives(library):
     import inspect
 
     pytest.importorskip(library)
-    from test_allowlist_data import _HARMLESS_CLASSES, _prefix_members
 
     from gapsync.policies import pickle_globals as pg
 
     pol = pg.load_pickle_policy()
     problems = []
     for prefix in [p for p in pol.allow_classes if p.split(".")[0] == library]:
-        for module, name, obj in _prefix_members(prefix):
+        for module, name, obj in prefix_members(prefix):
             if not inspect.isclass(obj) or pol.classify(module, name).action is not pg.GlobalAction.ALLOW:
                 continue
             home = _defining_module(obj)
-            if f"{home}.{obj.__qualname__}" in _HARMLESS_CLASSES:
+            if f"{home}.{obj.__qualname__}" in HARMLESS_CLASSES:
                 continue
             if home is not None and home != module and pol.classify(home, obj.__qualname__).action is pg.GlobalAction.DENY:
                 problems.append(f"{module}:{name} is {home}.{obj.__qualname__}, denied there")

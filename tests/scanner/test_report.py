@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gapsync.reports.html import render_html
-from tests.scanner.test_sbom import example_bundle_info
+from tests.support.sbom_example import example_bundle_info
 
 SIGNERS = ["ed25519:3f2a9c0d1b7e4a55 (dmz-release-1)"]
 SCRIPT = "<script>alert('x')</script>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gapsync.reports.sbom import build_sbom
-from tests.scanner.test_sbom import example_bundle_info
+from tests.support.sbom_example import example_bundle_info
 
 
 def test_the_advisory_database_s_source_age_and_absence_are_properties():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
-from tests.helpers import make_wheel
+from tests.support.cli import cli
 from tests.support.data import ADVISORIES
+from tests.support.wheels import make_wheel
 
 JINJA_IDS = ["PYSEC-2019-217", "PYSEC-2021-66"]  # the two advisories that name Jinja2 2.10
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.support.cli import cli
 
 
 class _Shell:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gapsync.demo.hub_standin import write_repo
-from tests.helpers import Server, free_port
+from tests.support.servers import Server, free_port
 
 FAKE_HUB = Path(__file__).resolve().parent / "servers" / "fake_hub.py"
 PARQUET = "acme/parquet-data"  # two configs: default (train in two files, test) and small

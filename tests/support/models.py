@@ -40,7 +40,7 @@ from gapsync.demo.hub_standin import (
     safe_relpath,
     write_repo,
 )
-from tests.helpers import Server, free_port
+from tests.support.servers import Server, free_port
 
 __all__ = [
     "HONEST", "LFS_EXTENSIONS", "LFS_MIN_SIZE", "MANY_COUNT", "MANY_FILES", "MODES", "TRAVERSAL",

@@ -32,15 +32,13 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from tests.helpers import Server, free_port
-
-SERVERS = Path(__file__).resolve().parent / "servers"
+from tests.support.servers import SERVERS, Server, free_port
 
 # Media types. Docker v2 schema 2 and OCI are both kept as they are: a digest covers the bytes.
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -388,7 +386,7 @@ def skopeo_inspect(ref: str, *, raw: bool = False, tls_verify: bool = False, cre
 
 
 class _Service(Server):
-    """``tests.helpers.Server`` with three differences this infrastructure needs.
+    """``tests.support.servers.Server`` with three differences this infrastructure needs.
 
     Ready on *any* HTTP answer (an auth registry's ``/v2/`` answers 401, which
     ``gapsync.demo.wait_http`` treats as "not up yet"); output kept in a log file (a registry
@@ -600,3 +598,57 @@ def targeted_layers(built: dict[str, dict]) -> set[str]:
 def basic_auth(user: str, password: str) -> str:
     """An ``Authorization`` header value for Basic credentials."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- what the OCI fixtures (tests/oci/conftest.py, tests/faults/conftest.py) are made of --------------
+@dataclass
+class BuiltImages:
+    """The default images in one OCI layout.
+
+    ``layout``: the layout directory (``oci:{layout}:app-a`` for skopeo; app-b has Docker media
+    types, which skopeo's ``oci:`` transport does not list: use ``export_dir`` for it).
+    ``images``: ``build_layout``'s result, ``{name: info}``; ``oci_images["app-a"]`` is a shortcut.
+    ``base_layer``: digest of the gzip base layer shared by app-a (every platform) and app-b.
+    """
+
+    layout: Path
+    images: dict[str, dict]
+    base_layer: str
+
+    def __getitem__(self, name: str) -> dict:
+        return self.images[name]
+
+
+def build_default_images(layout: Path) -> BuiltImages:
+    """``default_images()`` built into a new layout at ``layout``."""
+    images = build_layout(layout, default_images())
+    base = images["app-b"]["platforms"]["linux/amd64"]["layers"][0]["digest"]
+    assert base == images["app-a"]["platforms"]["linux/amd64"]["layers"][0]["digest"]
+    return BuiltImages(layout, images, base)
+
+
+def registry_with_images(root: Path, built: BuiltImages, auth: str | None) -> Iterator[Registry]:
+    """A registry under ``root`` holding the built images (a fixture's body: yields it, then stops it)."""
+    reg = Registry(root, auth=auth)
+    try:
+        reg.push_images(built.layout, built.images)
+        yield reg
+    finally:
+        reg.stop()
+
+
+def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
+    """Fresh registries for push tests, ``make(auth=None, **kw) -> Registry`` (a fixture's body:
+    yields the factory, then stops every registry it made)."""
+    made: list[Registry] = []
+
+    def make(auth: str | None = None, **kw: object) -> Registry:
+        reg = Registry(tmp_path / f"registry-{len(made)}", auth=auth, **kw)
+        made.append(reg)
+        return reg
+
+    try:
+        yield make
+    finally:
+        for reg in made:
+            reg.stop()

@@ -1,21 +1,14 @@
-"""Test helpers: tiny real wheels, static PEP 503 indexes, servers stopped by PID, tree snapshots."""
+"""Tiny real wheels and static PEP 503 indexes of them (the tests' external Python zone)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import html
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
-
-from gapsync.demo import free_port, wait_http
-
-HERE = Path(__file__).resolve().parent
 
 
 def make_wheel(out: Path, name: str, version: str, *, requires: tuple[str, ...] = (), requires_python: str | None = None,
@@ -82,58 +75,3 @@ def write_index(root: Path, *, yanked: dict[str, str] | None = None, requires_py
         d.mkdir(parents=True, exist_ok=True)
         (d / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(rows) + "</body></html>\n")
     (root / "simple" / "index.html").write_text("".join(f'<a href="{n}/">{n}</a>\n' for n in projects))
-
-
-class Server:
-    """A subprocess server on 127.0.0.1, stopped by PID. Waited for as long as a cold start takes
-    (up to 120 s); if it dies or never answers, the error shows the tail of its log."""
-
-    def __init__(self, argv: list[str], url: str, cwd: Path | None = None, env: dict | None = None,
-                 seconds: float = 120):
-        import tempfile
-
-        self.url = url
-        fd, log = tempfile.mkstemp(prefix="gapsync-test-server-", suffix=".log")
-        self.log = Path(log)
-        with os.fdopen(fd, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait_http(url, seconds, proc=self.proc, log=self.log)
-        except BaseException:
-            self.stop()  # never leak a server that did not come up
-            raise
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-        self.log.unlink(missing_ok=True)
-
-
-def static_server(root: Path, *extra: str) -> Server:
-    port = free_port()
-    return Server([sys.executable, str(HERE / "support" / "servers" / "static_http.py"), str(root), str(port), *extra],
-                  f"http://127.0.0.1:{port}/simple/")
-
-
-def snapshot(root: Path, ignore: tuple[str, ...] = (".gapsync/audit.log", ".gapsync/audit.log.head", ".gapsync/lock")) -> dict:
-    """Every file, link and directory under root with its bytes (or link target), for byte-for-byte compares."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in sorted(dirnames + filenames):
-            p = Path(dirpath) / n
-            rel = str(p.relative_to(root))
-            if rel in ignore:
-                continue
-            if p.is_symlink():
-                out[rel] = ("link", os.readlink(p))
-            elif p.is_file():
-                out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest())
-            elif p.is_dir():
-                out[rel] = ("dir", None)
-    return out
