@@ -18,11 +18,14 @@ The fields are documented in ``docs/bundle-format.md`` (one table per kind);
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
 
 from gapsync.errors import BundleFormatError
+
+# the artifact key is a noun of the core (gapsync/model.py), so that the scanners and the reports,
+# which sit below this package, spell it the same way; re-exported here with the other records
 from gapsync.model import ArtifactKey as ArtifactKey
 from gapsync.model import artifact_key as artifact_key
 
@@ -31,10 +34,6 @@ SBOM_PATH = "gapsync/sbom.cdx.json"
 POLICY_PATH = "gapsync/policy.yaml"
 ADVISORIES_PATH = "gapsync/advisories.osv.jsonl.gz"
 BUNDLE_LEVEL = {"gapsync/bundle.json", "gapsync/sbom.cdx.json"}  # new in every bundle: not a change by themselves
-
-
-# -- the artifact key: a noun of the core (gapsync/model.py), so that scanners and reports, which
-# sit below this package, name artifacts the same way; re-exported here with the other records
 
 
 # -- reading one JSON object, field by field ----------------------------------------------------
@@ -831,8 +830,3 @@ class BundleInfo(Record):
     @classmethod
     def _example(cls) -> Self:
         return cls()
-
-
-def plain(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A shallow copy as a plain dict (for callers that add to what they read)."""
-    return dict(value)
