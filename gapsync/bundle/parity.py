@@ -38,12 +38,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zfec
 
 from gapsync import fsutil
-from gapsync.bundle.archive import SUFFIX, BundleReader, SignedPart, bundle_format, parse_parts
+from gapsync.bundle.archive import SUFFIX, BlobMember, BundleReader, SignedPart, bundle_format, parse_parts
 from gapsync.bundle.volumes import VOLUME_RE
 from gapsync.canonical import canonical_json
 from gapsync.errors import BundleFormatError, GapsyncError, InputError, VerificationError
@@ -80,7 +80,7 @@ class VolumeRecord:
     sha256: str
     minisig: str | None = None  # the volume's .minisig text, so repair can restore it too
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "size": self.size, "sha256": self.sha256, "minisig": self.minisig}
 
 
@@ -112,11 +112,11 @@ class ParityHeader:
     def with_index(self, index: int) -> ParityHeader:
         return ParityHeader(self.bundle, self.k, self.m, index, self.stripe, self.volumes, self.parity)
 
-    def set_key(self) -> tuple:
+    def set_key(self) -> tuple[object, ...]:
         """Equal for every parity file of one set, different for any other set."""
         return (self.bundle, self.k, self.m, self.stripe, self.volumes, self.parity)
 
-    def _dict(self) -> dict:
+    def _dict(self) -> dict[str, Any]:
         return {"magic": MAGIC, "format": FORMAT, "codec": CODEC, "bundle": self.bundle, "k": self.k, "m": self.m,
                 "index": self.index, "stripe": self.stripe, "payload": self.payload,
                 "volumes": [v.to_dict() for v in self.volumes],
@@ -158,18 +158,18 @@ class ParityHeader:
         return h, nl + 1
 
     @classmethod
-    def _from_dict(cls, d: dict) -> ParityHeader:
-        def integer(v, lo: int, hi: int, what: str) -> int:
+    def _from_dict(cls, d: dict[str, Any]) -> ParityHeader:
+        def integer(v: object, lo: int, hi: int, what: str) -> int:
             if type(v) is not int or not lo <= v <= hi:
                 raise ValueError(f"{what} {v!r} out of range")
             return v
 
-        def name(v, suffix: str) -> str:
+        def name(v: object, suffix: str) -> str:
             if not isinstance(v, str) or not _SAFE_NAME.fullmatch(v) or not v.endswith(suffix):
                 raise ValueError(f"unsafe or unexpected file name {v!r}")
             return v
 
-        def hexdigest(v) -> str:
+        def hexdigest(v: object) -> str:
             if not isinstance(v, str) or not _HEX64.fullmatch(v):
                 raise ValueError(f"bad sha256 {v!r}")
             return v
@@ -199,7 +199,7 @@ class ParityHeader:
         return h
 
 
-def _check(d: dict) -> str:
+def _check(d: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(d)).hexdigest()
 
 
@@ -228,7 +228,9 @@ def _stem_of(volumes: list[Path]) -> str:
         if not all(matches):
             bad = next(p.name for p, m in zip(volumes, matches, strict=True) if not m)
             raise InputError(f"{bad}: not a volume name (<stem>.vNNofMM{SUFFIX})")
-        stem = matches[0].group("stem")  # type: ignore[union-attr]
+        first = matches[0]
+        assert first is not None  # all(matches) above
+        stem = first.group("stem")
         for i, (p, m) in enumerate(zip(volumes, matches, strict=True), 1):
             assert m is not None
             if m.group("stem") != stem or int(m.group("index")) != i or int(m.group("count")) != len(volumes):
@@ -312,8 +314,8 @@ def write_parity(volumes: list[Path], n: int, out_dir: Path, *, stripe_size: int
         ins = [fsutil.open_regular(p) for p in volumes]
         for p in paths:
             outs.append(out.atomic(p.name, temp=p.name + ".partial"))
-        for f, h in zip(outs, placeholder, strict=True):
-            f.write(h)
+        for o, h in zip(outs, placeholder, strict=True):
+            o.write(h)
         vol_h = [hashlib.sha256() for _ in volumes]
         par_h = [hashlib.sha256() for _ in paths]
         read = [0] * k
@@ -338,13 +340,13 @@ def write_parity(volumes: list[Path], n: int, out_dir: Path, *, stripe_size: int
                 raise GapsyncError(f"{volumes[i]}: changed while the parity was written (longer than {sizes[i]})")
         vol_hashes = [h.hexdigest() for h in vol_h]
         par_hashes = [h.hexdigest() for h in par_h]
-        for j, f in enumerate(outs, 1):
+        for j, o in enumerate(outs, 1):
             final = header(vol_hashes, par_hashes, j).to_bytes()
             assert len(final) == len(placeholder[j - 1])
-            f.file.seek(0)
-            f.write(final)
-        for f in outs:
-            f.commit()
+            o.file.seek(0)
+            o.write(final)
+        for o in outs:
+            o.commit()
     except OSError as e:
         _discard(outs)
         raise GapsyncError(f"{out_dir}: cannot write the parity files ({e.strerror or e})") from e
@@ -388,7 +390,7 @@ class PieceStatus:
     path: Path | None = None
     offset: int = 0  # where the piece's payload starts in the file (a parity file's header length)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "status": self.status, "reason": self.reason,
                 "path": str(self.path) if self.path else None}
 
@@ -408,7 +410,7 @@ class ParityScan:
     def repairable(self) -> bool:
         return len(self.lost) <= self.header.n
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         h = self.header
         return {"bundle": h.bundle, "volumes": h.k, "parity_files": h.n, "stripe": h.stripe,
                 "pieces": [p.to_dict() for p in self.volumes + self.parity],
@@ -555,7 +557,7 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
             f"{h.bundle}: cannot repair: {len(lost)} of the {h.m} pieces are lost or damaged "
             f"({', '.join(f'{p.name} {p.status}' for p in lost)}) and {h.n} parity file(s) rebuild at most {h.n}{hint}")
     if out_dir is None:
-        out_dir = next(p.path for p in scan.parity if p.status == "ok").parent  # type: ignore[union-attr]
+        out_dir = next(p.path for p in scan.parity if p.status == "ok" and p.path is not None).parent
     pieces = good[:h.k]
     lost_vols = [p for p in lost if p.kind == "volume"]
     lost_par = [p for p in lost if p.kind == "parity"]
@@ -564,7 +566,7 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
     reference = _reference_metadata(scan)  # before a byte is written: refuses volumes that disagree
     verified = False
     if verify is not None and reference.metadata is not None:
-        verify(reference.metadata, next(v.path for v in scan.volumes if v.status == "ok"))  # type: ignore[arg-type]
+        verify(reference.metadata, next(v.path for v in scan.volumes if v.status == "ok" and v.path is not None))
         verified = True
     ins: list[BinaryIO] = []
     outs: list[fsutil.AtomicFile] = []
@@ -578,7 +580,8 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
             if h.volumes[p.blocknum].minisig is not None:
                 out.check_replaceable(p.name + ".minisig")
         for p in pieces:
-            f = fsutil.open_regular(p.path)  # type: ignore[arg-type]
+            assert p.path is not None  # a good piece is one the scan found and checked
+            f = fsutil.open_regular(p.path)
             ins.append(f)
             f.seek(p.offset)
         for n in names:
@@ -610,17 +613,17 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
             if hh.hexdigest() != want:
                 raise VerificationError(f"{t.name}: the rebuilt file does not match its recorded sha256 "
                                         "(a piece used for the rebuild is damaged); nothing was replaced")
-        for f in outs:
-            f.file.flush()
+        for o in outs:
+            o.file.flush()
         # the header's sha256 is unkeyed: the rebuilt volumes must also be what the signed
         # metadata says, before any of them gets its name
-        for f in outs[:len(lost_vols)]:
-            with out.open_regular(f.temp) as rf:
-                reference = check_rebuilt_volume(out_dir / f.name, rf, reference)
+        for o in outs[:len(lost_vols)]:
+            with out.open_regular(o.temp) as rf:
+                reference = check_rebuilt_volume(out_dir / o.name, rf, reference)
         if verify is not None and not verified and lost_vols and reference.metadata is not None:
             verify(reference.metadata, out_dir / lost_vols[0].name)
-        for f in outs:
-            f.commit()
+        for o in outs:
+            o.commit()
         for p in lost_vols:
             sig = h.volumes[p.blocknum].minisig
             if sig is not None and out.lstat(p.name + ".minisig") is None:
@@ -641,7 +644,7 @@ def repair(paths: list[Path] | Path, out_dir: Path | None = None, *, scan: Parit
 
 # -- checking a rebuilt volume against the signed metadata ---------------------------------
 
-def _check_rebuilt_part(where: Path, r: BundleReader, m, parts: dict[str, list[SignedPart]], reference: _Reference) -> None:
+def _check_rebuilt_part(where: Path, r: BundleReader, m: BlobMember, parts: dict[str, list[SignedPart]], reference: _Reference) -> None:
     """A part member of a rebuilt volume: listed in the signed parts table with this length,
     in this volume (its number from the name it is to get), not carried by another volume, and
     its bytes match the part's signed sha256."""
@@ -701,7 +704,7 @@ def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int
     """sha256 -> length of every target in the (signed) targets metadata, the digests of the
     targets every volume carries (``bundle-info``: bundle.json), and (format 2) the parts of the
     blobs that span volumes, validated as the importer validates them."""
-    info_custom: dict = {}
+    info_custom: dict[str, Any] = {}
     try:
         signed = json.loads(members["targets.json"])["signed"]
         fmt = bundle_format(signed, str(where))

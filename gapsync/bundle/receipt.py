@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from gapsync import fsutil
 from gapsync.bundle.keys import PublicKey, SigningKey, load_public_key
@@ -19,16 +20,16 @@ from gapsync.errors import InputError, VerificationError
 MAX_RECEIPT = 256 << 20  # ~3.5 million blobs listed; read whole, so capped before reading
 
 
-def _canonical(body: dict) -> bytes:
+def _canonical(body: dict[str, Any]) -> bytes:
     return canonical_json(body)
 
 
-def sign_receipt(body: dict, key: SigningKey) -> dict:
+def sign_receipt(body: dict[str, Any], key: SigningKey) -> dict[str, Any]:
     """The receipt document: ``body`` and an Ed25519 signature over its canonical JSON."""
     return {"body": body, "signature": {"keyid": key.public.tuf_key().keyid, "sig": key.sign(_canonical(body)).hex()}}
 
 
-def read_receipt(path: Path, key_file: Path) -> dict:
+def read_receipt(path: Path, key_file: Path) -> dict[str, Any]:
     """The verified body of a receipt, or VerificationError (another key, edited content)."""
     from cryptography.exceptions import InvalidSignature
 
