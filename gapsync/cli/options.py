@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from gapsync.bundler.create import CreateResult, DeltaOptions
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 mirror_option = click.option("--mirror", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -79,7 +86,81 @@ class DurationType(click.ParamType):
 DURATION = DurationType()
 
 
-def load_keys(paths: tuple[Path, ...], passphrase_file: Path | None):
+def load_keys(paths: tuple[Path, ...], passphrase_file: Path | None) -> list:
     from gapsync.bundle.keys import load_signing_key
 
     return [load_signing_key(p, passphrase_file) for p in paths]
+
+
+# -- what `bundle create` and `sync` share: one list of options, one call ----------------------
+_BUNDLE_OPTIONS = [
+    click.option("-f", "--file", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 default="gapsync.yaml", show_default=True),
+    state_option,
+    key_option,
+    click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True),
+    click.option("--expires", type=DURATION, default="30d", show_default=True,
+                 help="How long the air-gapped side accepts this bundle."),
+    cache_option,
+    jobs_option,
+    passphrase_option,
+    policy_option,
+    click.option("--advisories", type=click.Path(path_type=Path),
+                 help="Advisory store (gapsync advisories import) [default: $GAPSYNC_ADVISORIES or ~/.cache/gapsync/advisories]."),
+    allow_partial_option,
+    report_option,
+    click.option("--unapproved", is_flag=True,
+                 help="Sign targets with fewer keys than its threshold; the other key holders approve later (bundle approve)."),
+    *volume_options,
+]
+
+
+@dataclass(frozen=True)
+class BundleArgs:
+    """The options of ``bundle create`` and ``sync`` that make a bundle, gathered by
+    ``bundle_options`` (one field per option of ``_BUNDLE_OPTIONS``, by parameter name)."""
+
+    spec_path: Path
+    state: Path
+    key_files: tuple[Path, ...]
+    out_dir: Path
+    expires: timedelta
+    cache: Path | None
+    jobs: int
+    passphrase_file: Path | None
+    policy: str | None
+    advisories: Path | None
+    allow_partial: bool
+    report: Path | None
+    unapproved: bool
+    max_volume_size: str | None
+    media: str | None
+    parity: int
+
+    def create(self, lock_path: Path | None, delta: DeltaOptions | None = None) -> CreateResult:
+        """``create_bundle`` with these options (``--unapproved``: inside ``unapproved_signing``)."""
+        import contextlib
+
+        from gapsync.bundler.cache import BlobCache, default_cache_dir
+        from gapsync.bundler.create import ScanOptions, create_bundle
+        from gapsync.bundler.trust_repo import unapproved_signing
+
+        keys = load_keys(self.key_files, self.passphrase_file)
+        scan = ScanOptions(self.policy, self.advisories, self.allow_partial, self.report,
+                           volume_size(self.max_volume_size, self.media), self.parity)
+        with unapproved_signing() if self.unapproved else contextlib.nullcontext():
+            return create_bundle(self.spec_path, lock_path, self.state, keys, self.out_dir,
+                                 BlobCache(self.cache or default_cache_dir()), jobs=self.jobs, expires=self.expires,
+                                 scan=scan, delta=delta)
+
+
+def bundle_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every bundle-making command has; the command gets them as its first argument,
+    one ``BundleArgs``, and its own options by name."""
+    names = [x.name for x in fields(BundleArgs)]
+
+    @functools.wraps(f)
+    def command(**kwargs: Any) -> Any:
+        return f(BundleArgs(**{n: kwargs.pop(n) for n in names}), **kwargs)
+
+    return add_options(_BUNDLE_OPTIONS)(command)

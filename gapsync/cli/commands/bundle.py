@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import click
 
 from gapsync.cli.exit_codes import ExitCode
 from gapsync.cli.options import (
-    DURATION,
-    add_options,
-    allow_partial_option,
-    cache_option,
-    jobs_option,
+    BundleArgs,
+    bundle_options,
     json_option,
     key_option,
     load_keys,
     mirror_option,
     passphrase_option,
-    policy_option,
-    report_option,
-    state_option,
-    volume_options,
-    volume_size,
 )
 from gapsync.cli.output import emit_json, human_size, table
 
@@ -36,39 +27,13 @@ def bundle() -> None:
 
 
 @bundle.command("create")
-@click.option("-f", "--file", "spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default="gapsync.yaml", show_default=True)
+@bundle_options
 @click.option("--lock", "lock_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Use this lock instead of resolving afresh (reproducible).")
-@state_option
-@key_option
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--expires", type=DURATION, default="30d", show_default=True,
-              help="How long the air-gapped side accepts this bundle.")
-@cache_option
-@jobs_option
-@passphrase_option
-@policy_option
-@click.option("--advisories", type=click.Path(path_type=Path),
-              help="Advisory store (gapsync advisories import) [default: $GAPSYNC_ADVISORIES or ~/.cache/gapsync/advisories].")
-@allow_partial_option
-@report_option
-@click.option("--unapproved", is_flag=True,
-              help="Sign targets with fewer keys than its threshold; the other key holders approve later (bundle approve).")
-@add_options(volume_options)
 @json_option
-def create(spec_path, lock_path, state, key_files, out_dir, expires, cache, jobs, passphrase_file, policy, advisories,
-           allow_partial, report, unapproved, max_volume_size, media, parity, as_json) -> None:
+def create(args: BundleArgs, lock_path: Path | None, as_json: bool) -> None:
     """Fetch, scan, sign and write OUT/<name>-<channel>-<version>.gapsync (+ .minisig). Exit 4 when the policy blocks."""
-    from gapsync.bundler.cache import BlobCache, default_cache_dir
-    from gapsync.bundler.create import ScanOptions, create_bundle
-    from gapsync.bundler.trust_repo import unapproved_signing
-
-    keys = load_keys(key_files, passphrase_file)
-    with unapproved_signing() if unapproved else contextlib.nullcontext():
-        r = create_bundle(spec_path, lock_path, state, keys, out_dir, BlobCache(cache or default_cache_dir()),
-                          jobs=jobs, expires=expires,
-                          scan=ScanOptions(policy, advisories, allow_partial, report, volume_size(max_volume_size, media), parity))
+    r = args.create(lock_path)
     if as_json:
         emit_json(r.to_dict())
         return
