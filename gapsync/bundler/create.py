@@ -56,12 +56,12 @@ from gapsync.bundle.volumes import (
 )
 from gapsync.bundler import history
 from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
+from gapsync.bundler.fetch import fetch_all, tty_progress
 from gapsync.bundler.http import remember_spec_credentials
 from gapsync.bundler.lock import read_lock
 from gapsync.bundler.per_target import differences
-from gapsync.bundler.resolve import resolve_spec
-from gapsync.bundler.sources import huggingface, model_local, oci
+from gapsync.bundler.resolve import plan_fetch, resolve_spec
+from gapsync.bundler.sources import oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
@@ -248,31 +248,7 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
             raise InputError(f"{lock_path}: made from another version of {spec.path}; run gapsync resolve again")
     else:
         lock = resolve_spec(spec, cache, jobs)
-    items = [FetchItem(f.url, f.sha256, f.size, f.filename) for f in lock.files]
-    plans: list[oci.ImagePlan] = []
-    if lock.images:
-        charts_spec = getattr(spec, "charts", None)
-        clients = oci.Clients((*(spec.images.insecure if spec.images else ()), *(charts_spec.insecure if charts_spec else ())))
-        if charts_spec:
-            from gapsync.bundler.sources import charts
-
-            charts.ensure_cached(lock.images, cache)
-        for img in lock.images:
-            plan, origin = oci.plan_image(clients, img, cache)
-            plans.append(plan)
-            items += origin.blob_items(plan.blobs, img.name)
-    for model in lock.models + lock.datasets:
-        if model.source == "hf":
-            items += huggingface.fetch_items(model)
-        elif model.source == "url":
-            items += model_local.url_items(model)
-        elif model.source == "path":
-            model_local.use_path_files(model, cache)  # no second copy: the writer reads and checks them
-        # mlflow: resolve already put every artifact into the cache
-    if lock.conda:
-        from gapsync.bundler.sources import conda
-
-        items += conda.fetch_items(lock.conda)
+    items, plans = plan_fetch(spec, lock, cache)  # each record through its source (bundler/sources/base.py)
     fetched = fetch_all(cache, items, jobs, progress=tty_progress)
     return lock, plans, fetched
 

@@ -215,6 +215,20 @@ class Lock:
         d.update(self.unrecognized)
         return d
 
+    def merge(self, part: Lock) -> None:
+        """Add what one spec entry resolved to (a source's partial lock, bundler/sources/base.py):
+        each source fills only its own sections, so merging in the spec's order gives the lock
+        one walk over the whole spec would."""
+        if part.index_url is not None:
+            self.index_url, self.pins = part.index_url, part.pins
+        self.files += part.files
+        self.images += part.images
+        self.models += part.models
+        self.datasets += part.datasets
+        if part.conda is not None:
+            self.conda = part.conda
+        self.unrecognized.update(part.unrecognized)
+
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 

@@ -18,8 +18,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -30,7 +31,7 @@ Pins = list[tuple[str, str]]  # [(normalized name, version)], sorted
 MAX_ROUNDS = 3
 
 
-def differences(pins: dict[str, Sequence]) -> dict[str, dict[str, str]]:
+def differences(pins: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, str]]:
     """project -> {target id: version} for every project the targets got in different versions.
     Accepts pins as (name, version) pairs or as "name==version" strings (the lock's form)."""
     seen: dict[str, dict[str, str]] = {}

@@ -1,48 +1,39 @@
-"""Resolve a whole spec into a lock: Python packages per target, images per platform."""
+"""Resolve a whole spec into a lock, and a lock into what must be fetched for it.
+
+Both walks are the same for every kind: each spec entry (each locked record) goes to the
+source ``build_source`` picks for it (``bundler/sources/base.py``); nothing here knows the kinds.
+"""
 
 from __future__ import annotations
 
 from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.lock import Lock, LockedModel
-from gapsync.bundler.sources import huggingface, model_local, oci, pypi
-from gapsync.bundler.spec import ModelSpec, Spec
+from gapsync.bundler.fetch import FetchItem
+from gapsync.bundler.lock import Lock
+from gapsync.bundler.sources.base import (
+    FetchContext,
+    ResolveContext,
+    build_source,
+    lock_records,
+    spec_entries,
+)
+from gapsync.bundler.sources.oci import ImagePlan
+from gapsync.bundler.spec import Spec
 
 
 def resolve_spec(spec: Spec, cache: BlobCache, jobs: int = 8) -> Lock:
-    lock = pypi.resolve(spec, cache, jobs) if spec.python else Lock(spec_digest=spec.digest())
-    if spec.images:
-        lock.images = oci.resolve(spec.images, _raw_refs(spec), cache, jobs)
-    if getattr(spec, "charts", None):  # charts are OCI artifacts in the lock, with the images they name
-        from gapsync.bundler.sources import charts
-
-        have = {(i.name, i.digest) for i in lock.images}
-        lock.images += [i for i in charts.resolve(spec, cache, jobs) if (i.name, i.digest) not in have]
-    lock.models = [resolve_model(m, cache, jobs) for m in spec.models]
-    lock.datasets = [huggingface.resolve(d, cache, jobs) for d in spec.datasets]  # Hub dataset repos
-    if spec.conda:
-        from gapsync.bundler.sources import conda
-
-        lock.conda = conda.resolve(spec.conda, cache.root / "partial")
+    """Every entry of the spec, in its order, merged into one lock."""
+    lock = Lock(spec_digest=spec.digest())
+    ctx = ResolveContext(spec, cache, jobs, lock)
+    for entry in spec_entries(spec):
+        lock.merge(build_source(entry).resolve(entry, ctx))
     return lock
 
 
-def resolve_model(m: ModelSpec, cache: BlobCache, jobs: int) -> LockedModel:
-    if m.source == "hf":
-        return huggingface.resolve(m, cache, jobs)
-    if m.source == "url":
-        return model_local.resolve_url(m)
-    if m.source == "path":
-        return model_local.resolve_path(m)
-    from gapsync.bundler.sources import mlflow_models
-
-    return mlflow_models.resolve(m, cache)
-
-
-def _raw_refs(spec: Spec) -> list[str]:
-    """How each image was written, for the lock: the reference, or ``KIND:LOCATION[:REF] as NAME``."""
-    assert spec.images
-    out = []
-    for i, r in enumerate(spec.images.refs):
-        src = spec.images.source_of(i)
-        out.append(str(r) if src is None else f"{src.kind}:{src.location}{':' + src.ref if src.ref else ''} as {r}")
-    return out
+def plan_fetch(spec: Spec, lock: Lock, cache: BlobCache) -> tuple[list[FetchItem], list[ImagePlan]]:
+    """What fetching the lock into the cache needs: the downloads (local bytes are copied in, or
+    pointed at, on the way), and each image's plan (its manifests and blobs) for the targets."""
+    ctx = FetchContext(spec, cache)
+    items: list[FetchItem] = []
+    for record in lock_records(lock):
+        items += build_source(record).fetch(record, ctx)
+    return items, ctx.plans

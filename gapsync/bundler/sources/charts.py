@@ -24,13 +24,15 @@ import json
 import re
 import tarfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import yaml
 
 from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.lock import LockedImage
+from gapsync.bundler.fetch import FetchItem
+from gapsync.bundler.lock import Lock, LockedImage
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
 from gapsync.model import SHA256_RE
 from gapsync.oci import OCI_MANIFEST, ImageRef, Platform
@@ -395,7 +397,7 @@ def resolve(spec, cache: BlobCache, jobs: int = 8) -> list[LockedImage]:
     for ref in cs.refs:
         if ref.kind == "oci":
             iref = ImageRef.parse(ref.location)
-            origin = oci.Origin(clients, iref, None, cache)
+            origin = oci.RegistryOrigin(clients, iref, cache)
             img = oci.resolve_image(origin, ImagesSpec((iref,), cs.platforms), f"oci://{ref.location}")
             if img.artifact_type != HELM_CONFIG:
                 raise InputError(f"oci://{ref.location}: not a Helm chart (its type is {img.artifact_type or 'an image'})")
@@ -451,3 +453,24 @@ def ensure_cached(images: list[LockedImage], cache: BlobCache) -> None:
                                      str(chart.get("version")), cache)
         if "sha256:" + hashlib.sha256(manifest).hexdigest() != img.digest:
             raise DigestMismatchError(f"{src.get('location')}: the chart's manifest is not the lock's {img.digest}")
+
+
+class ChartSource:
+    """The ``charts:`` section is one entry: the charts and the images they name resolve
+    together, after the spec's own images, leaving out images already locked. An HTTP chart's
+    record is an OCI artifact whose manifest gapsync built: fetching it rebuilds that manifest
+    from the pinned archive when the cache lacks it, then reads it as any locked image."""
+
+    name: ClassVar[str] = "chart"
+
+    def resolve(self, entry: ChartsSpec, ctx: ResolveContext) -> Lock:
+        assert entry is ctx.spec.charts  # a chart's images take the images section's platforms
+        have = {(i.name, i.digest) for i in ctx.lock.images}
+        return Lock(ctx.lock.spec_digest, images=[i for i in resolve(ctx.spec, ctx.cache, ctx.jobs)
+                                                  if (i.name, i.digest) not in have])
+
+    def fetch(self, record: LockedImage, ctx: FetchContext) -> list[FetchItem]:
+        from gapsync.bundler.sources.oci import OciSource
+
+        ensure_cached([record], ctx.cache)
+        return OciSource().fetch(record, ctx)

@@ -23,11 +23,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from gapsync import fsutil
 from gapsync.bundler.fetch import FetchItem
+from gapsync.bundler.lock import Lock
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.errors import FetchError, InputError
 from gapsync.model import SHA256_RE, artifact_key
 from gapsync.yamlfile import Located, check_keys, expect
@@ -291,18 +293,18 @@ async def _solve(spec: CondaSpec, platform: str, repodata: dict[tuple[str, str],
     for r in records:
         rec = json.loads(r.to_json())
         url, fn, channel = rec.pop("url"), rec.pop("fn"), rec.pop("channel", None)
-        ch = by_url.get(str(channel or "").rstrip("/")) or next(
+        owner = by_url.get(str(channel or "").rstrip("/")) or next(
             (c for c in spec.channels if url.startswith(c.url + "/")), None)
-        if ch is None:
+        if owner is None:
             raise FetchError(f"{url}: the solver chose a package from no channel of the spec")
         sha = rec.get("sha256")
         if not isinstance(sha, str) or not SHA256_RE.match(sha):
             raise FetchError(f"{url}: the channel's repodata gives no sha256 for {fn}; gapsync locks every file by sha256")
         if not FILENAME_RE.match(fn) or rec.get("subdir") not in (platform, "noarch"):
             raise FetchError(f"{url}: unexpected file name or subdir in the channel's repodata ({fn!r}, {rec.get('subdir')!r})")
-        if url != f"{ch.url}/{rec['subdir']}/{fn}":
-            raise FetchError(f"{url}: a package outside its channel {ch.url} (repodata may not point elsewhere)")
-        out.append({"channel": ch.url, "channel_name": ch.name, "subdir": rec["subdir"], "filename": fn, "url": url,
+        if url != f"{owner.url}/{rec['subdir']}/{fn}":
+            raise FetchError(f"{url}: a package outside its channel {owner.url} (repodata may not point elsewhere)")
+        out.append({"channel": owner.url, "channel_name": owner.name, "subdir": rec["subdir"], "filename": fn, "url": url,
                     "name": rec["name"], "version": rec["version"], "build": rec["build"], "sha256": sha,
                     "size": rec.get("size"), "record": rec})
     return out
@@ -346,3 +348,16 @@ def package_key(p: dict[str, Any]) -> str:
 
 def target_path(p: dict[str, Any]) -> str:
     return f"conda/{p['channel_name']}/{p['subdir']}/{p['filename']}"
+
+
+class CondaSource:
+    """The ``conda:`` section is one entry (rattler solves all its specs together, per platform),
+    and the lock's ``conda`` section one record: its package files, checked before any is fetched."""
+
+    name: ClassVar[str] = "conda"
+
+    def resolve(self, entry: CondaSpec, ctx: ResolveContext) -> Lock:
+        return Lock(ctx.lock.spec_digest, conda=resolve(entry, ctx.cache.root / "partial"))
+
+    def fetch(self, record: dict[str, Any], ctx: FetchContext) -> list[FetchItem]:
+        return fetch_items(record)

@@ -12,7 +12,7 @@ moves in between changes nothing.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -20,7 +20,8 @@ from gapsync.bundle.model_files import MAX_FILES, formats_of, git_blob_sha1
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem, fetch_all
 from gapsync.bundler.http import MAX_JSON_ANSWER, TIMEOUT, remember_credentials, session
-from gapsync.bundler.lock import LockedModel
+from gapsync.bundler.lock import Lock, LockedModel
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
 from gapsync.names import COMMIT_RE, SHA256_HEX, BadName, check_model
@@ -175,27 +176,29 @@ def resolve(spec: ModelSpec, cache: BlobCache, jobs: int = 8) -> LockedModel:
     _check_listing(chosen, spec, commit, where)
     files: list[dict[str, Any]] = []
     regular = []
-    for e in chosen:
-        if e.lfs:
-            files.append({"path": e.path, "sha256": e.lfs.sha256, "size": e.lfs.size, "etag": e.lfs.sha256, "lfs": True})
+    for entry in chosen:
+        if entry.lfs:
+            files.append({"path": entry.path, "sha256": entry.lfs.sha256, "size": entry.lfs.size, "etag": entry.lfs.sha256, "lfs": True})
         else:
-            if e.size > MAX_REGULAR_FILE:
-                raise InputError(f"{where}: regular (non-LFS) file {e.path} of {e.size} bytes")
-            regular.append(e)
+            if entry.size > MAX_REGULAR_FILE:
+                raise InputError(f"{where}: regular (non-LFS) file {entry.path} of {entry.size} bytes")
+            regular.append(entry)
     if regular:  # learn their sha256 by fetching them (they are needed anyway), check the git id
-        results = fetch_all(cache, [FetchItem(file_url(endpoint, spec.name, commit, e.path, rtype), None, e.size,
-                                              f"{spec.name}/{e.path}", opener=opener(file_url(endpoint, spec.name, commit, e.path, rtype)))
-                                    for e in regular], jobs)
+        results = fetch_all(cache, [FetchItem(file_url(endpoint, spec.name, commit, entry.path, rtype), None, entry.size,
+                                              f"{spec.name}/{entry.path}", opener=opener(file_url(endpoint, spec.name, commit, entry.path, rtype)))
+                                    for entry in regular], jobs)
         by_url = {r.item.url: r for r in results}
-        for e in regular:
-            r = by_url[file_url(endpoint, spec.name, commit, e.path, rtype)]
+        for entry in regular:
+            r = by_url[file_url(endpoint, spec.name, commit, entry.path, rtype)]
             data = cache.path(r.sha256).read_bytes()
-            if git_blob_sha1(data) != e.blob_id:
-                raise DigestMismatchError(f"{where}: {e.path} does not match the git blob id the Hub announced")
-            files.append({"path": e.path, "sha256": r.sha256, "size": r.size, "etag": e.blob_id, "lfs": False})
-    card = info.card_data.to_dict() if getattr(info, "card_data", None) else {}
-    license_ = card.get("license") or next((t.split(":", 1)[1] for t in (info.tags or []) if t.startswith("license:")), None)
-    meta = {"origin": remember_credentials(endpoint), "license": license_, "library": card.get("library_name") or getattr(info, "library_name", None),
+            if git_blob_sha1(data) != entry.blob_id:
+                raise DigestMismatchError(f"{where}: {entry.path} does not match the git blob id the Hub announced")
+            files.append({"path": entry.path, "sha256": r.sha256, "size": r.size, "etag": entry.blob_id, "lfs": False})
+    card_data = getattr(info, "card_data", None)  # a model's or a dataset's card (repo_info answers either)
+    card = card_data.to_dict() if card_data else {}
+    tags: list[str] = getattr(info, "tags", None) or []
+    license_ = card.get("license") or next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+    meta: dict[str, Any] = {"origin": remember_credentials(endpoint), "license": license_, "library": card.get("library_name") or getattr(info, "library_name", None),
             "pipeline_tag": getattr(info, "pipeline_tag", None), "formats": formats_of([f["path"] for f in files]),
             "include": list(spec.include), "exclude": list(spec.exclude)}
     if rtype == "dataset":  # loading scripts are code: the policy looks for them (policies/evaluate.py)
@@ -213,12 +216,12 @@ def _check_listing(entries: list, spec: ModelSpec, commit: str, where: str) -> N
         check_model(spec.name, spec.revision or "main", commit, [e.path for e in entries])
     except BadName as e:
         raise UpstreamError(f"{where}: {e}; the air side would refuse it, so nothing is locked") from None
-    for e in entries:
-        size = e.lfs.size if e.lfs else e.size
-        digest_ok = (isinstance(e.lfs.sha256, str) and SHA256_HEX.match(e.lfs.sha256)) if e.lfs else \
-            (isinstance(e.blob_id, str) and COMMIT_RE.match(e.blob_id))
+    for entry in entries:
+        size = entry.lfs.size if entry.lfs else entry.size
+        digest_ok = (isinstance(entry.lfs.sha256, str) and SHA256_HEX.match(entry.lfs.sha256)) if entry.lfs else \
+            (isinstance(entry.blob_id, str) and COMMIT_RE.match(entry.blob_id))
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not digest_ok:
-            raise UpstreamError(f"{where}: listing entry {e.path!r} has a bad size or digest")
+            raise UpstreamError(f"{where}: listing entry {entry.path!r} has a bad size or digest")
 
 
 def fetch_items(model: LockedModel) -> list[FetchItem]:
@@ -228,3 +231,16 @@ def fetch_items(model: LockedModel) -> list[FetchItem]:
         url = file_url(endpoint, model.name, model.commit, f["path"], model.repo_type)
         items.append(FetchItem(url, f["sha256"], f["size"], f"{model.name}/{f['path']}", opener=opener(url)))
     return items
+
+
+class HubModelSource:
+    """A model repository on the Hub (or a server speaking its API): pinned to a commit at
+    resolve, its files downloaded at create by the parallel downloader (datasets: datasets.py)."""
+
+    name: ClassVar[str] = "hf"
+
+    def resolve(self, entry: ModelSpec, ctx: ResolveContext) -> Lock:
+        return Lock(ctx.lock.spec_digest, models=[resolve(entry, ctx.cache, ctx.jobs)])
+
+    def fetch(self, record: LockedModel, ctx: FetchContext) -> list[FetchItem]:
+        return fetch_items(record)

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from gapsync import fsutil
-from gapsync.bundle.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
+from gapsync.bundle.model_files import MAX_FILES, formats_of, synthetic_commit
 from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.http import MAX_JSON_ANSWER, cap_answers
-from gapsync.bundler.lock import LockedModel
+from gapsync.bundler.lock import Lock, LockedModel
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import FetchError, InputError
 from gapsync.hashing import read_chunks
 from gapsync.mlflow_client import client, quiet_stdout
+from gapsync.names import safe_model_path
 from gapsync.redact import redact_url
 
 
@@ -47,7 +50,8 @@ def _cap_mlflow_answers() -> None:
         return cap_answers(make(*args, **kw), MAX_JSON_ANSWER)
 
     capped._gapsync_capped = True  # type: ignore[attr-defined]
-    request_utils._cached_get_request_session = capped
+    # MLflow's private session factory replaced by a capping wrapper: deliberately not its lru_cache type
+    request_utils._cached_get_request_session = capped  # type: ignore[assignment]
 
 
 def _resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
@@ -72,7 +76,7 @@ def _resolve(spec: ModelSpec, cache: BlobCache) -> LockedModel:
     except MlflowException as e:
         raise FetchError(f"{where}: {str(e).splitlines()[0]}") from e
     meta: dict[str, Any] = {
-        "origin": redact_url(spec.location), "license": (mv.tags or {}).get("license") or (rm.tags or {}).get("license"),
+        "origin": redact_url(spec.location or ""), "license": (mv.tags or {}).get("license") or (rm.tags or {}).get("license"),
         "library": ",".join(flavors) or None, "formats": formats_of([f["path"] for f in files]),
         "run_id": mv.run_id, "source_uri": redact_url(mv.source) if isinstance(mv.source, str) else mv.source, "description": mv.description or rm.description or "",
         "version_tags": dict(mv.tags or {}), "model_tags": dict(rm.tags or {}), "source_version": str(mv.version)}
@@ -106,3 +110,16 @@ def _flavors(local: Path) -> list[str]:
         except (yaml.YAMLError, OSError, AttributeError):
             return []
     return []
+
+
+class MlflowSource:
+    """A registered model version: MLflow gives no digests, so resolve downloads the artifacts
+    into the cache to pin them, and fetching has nothing left to do."""
+
+    name: ClassVar[str] = "mlflow"
+
+    def resolve(self, entry: ModelSpec, ctx: ResolveContext) -> Lock:
+        return Lock(ctx.lock.spec_digest, models=[resolve(entry, ctx.cache)])
+
+    def fetch(self, record: LockedModel, ctx: FetchContext) -> list[FetchItem]:
+        return []  # resolve put every artifact into the cache

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
-from gapsync.bundle.model_files import MAX_FILES, formats_of, safe_model_path, synthetic_commit
+from gapsync.bundle.model_files import MAX_FILES, formats_of, synthetic_commit
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.http import remember_credentials
-from gapsync.bundler.lock import LockedModel
+from gapsync.bundler.lock import Lock, LockedModel
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import DigestMismatchError, InputError
 from gapsync.hashing import read_chunks, sha256_file
+from gapsync.names import safe_model_path
 
 
 def resolve_url(spec: ModelSpec) -> LockedModel:
@@ -43,7 +46,7 @@ def resolve_path(spec: ModelSpec) -> LockedModel:
                     raise InputError(f"{root}: more than {MAX_FILES} files")
     if not paths:
         raise InputError(f"{root}: no files")
-    files = []
+    files: list[dict[str, Any]] = []
     for rel, p in paths:
         digest, size = sha256_file(p)
         files.append({"path": safe_model_path(rel, str(root)), "sha256": digest, "size": size, "etag": digest,
@@ -89,3 +92,30 @@ def copy_path_files(model: LockedModel, cache: BlobCache) -> None:
             raise DigestMismatchError(f"{p}: changed since gapsync resolve ({e})") from e
         except OSError as e:
             raise InputError(f"{p}: cannot read ({e.strerror})") from e
+
+
+class UrlSource:
+    """A model file at a URL, pinned by the sha256 the spec gives: resolve reads nothing, create
+    downloads it and checks that digest."""
+
+    name: ClassVar[str] = "url"
+
+    def resolve(self, entry: ModelSpec, ctx: ResolveContext) -> Lock:
+        return Lock(ctx.lock.spec_digest, models=[resolve_url(entry)])
+
+    def fetch(self, record: LockedModel, ctx: FetchContext) -> list[FetchItem]:
+        return url_items(record)
+
+
+class PathSource:
+    """A local file or directory: hashed at resolve; at create the cache points at the files
+    (no second copy) and the writer checks they did not change."""
+
+    name: ClassVar[str] = "path"
+
+    def resolve(self, entry: ModelSpec, ctx: ResolveContext) -> Lock:
+        return Lock(ctx.lock.spec_digest, models=[resolve_path(entry)])
+
+    def fetch(self, record: LockedModel, ctx: FetchContext) -> list[FetchItem]:
+        use_path_files(record, ctx.cache)  # a module global: tests replace it to change a file in between
+        return []

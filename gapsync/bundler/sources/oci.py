@@ -12,13 +12,15 @@ import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import requests
 
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem
-from gapsync.bundler.lock import LockedImage
-from gapsync.bundler.sources.oci_local import LayoutSource, docker_save_into_cache
+from gapsync.bundler.lock import Lock, LockedImage
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.bundler.spec import ImageSource, ImagesSpec
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
 from gapsync.log import event
@@ -28,7 +30,6 @@ from gapsync.oci import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_INDEX,
-    OCI_MANIFEST,
     ImageRef,
     Platform,
     hex_of,
@@ -90,41 +91,29 @@ def _descriptors(doc: dict, key: str, what: str) -> list[dict]:
 
 
 class Origin:
-    """Where one image's bytes come from: a registry, an OCI layout, or a docker save archive."""
+    """Where one image's bytes come from. This base is an image whose every byte went into the
+    cache at resolve (a ``docker save``, an HTTP chart's manifest): it reads nothing more, and a
+    byte gone from the cache means resolving again. A registry (below) and an OCI layout
+    (``oci_local.py``) read what the cache lacks; :func:`origin_for` picks one by the image's source."""
 
-    def __init__(self, clients: Clients, ref: ImageRef, source: dict | ImageSource | None, cache: BlobCache):
+    client: RegistryClient | None = None  # a registry's: where signatures attached to an image are found
+
+    def __init__(self, ref: ImageRef, source: dict[str, Any] | None, cache: BlobCache):
         self.ref, self.cache = ref, cache
-        src = source.__dict__ if isinstance(source, ImageSource) else source
-        self.kind = src["kind"] if src else "registry"
-        self.source = src
-        self.client = clients.get(ref.registry) if self.kind == "registry" else None
-        self.layout = LayoutSource(Path(src["location"]), src["ref"]) if self.kind == "oci_layout" else None
-        self._docker: tuple[str, bytes] | None = None
+        self.source = source  # the lock's ``source`` of the image: None for a registry
+        self.kind: str = source["kind"] if source else "registry"
 
     def describe(self) -> str:
-        return str(self.ref) if self.kind == "registry" else f"{self.kind}:{self.source['location']}"
+        return f"{self.kind}:{(self.source or {}).get('location')}"
 
     def top(self) -> Manifest:
-        if self.client:
-            return self.client.get_manifest(self.ref.repository, self.ref.reference)
-        if self.layout:
-            digest, media_type = self.layout.top()
-            return Manifest(self.layout.manifest_bytes(digest), media_type, digest)
-        if self._docker is None:
-            self._docker = docker_save_into_cache(self.source["location"], self.cache)
-        digest, data = self._docker
-        return Manifest(data, OCI_MANIFEST, digest)
+        raise FetchError(f"{self.describe()}: only the bytes cached at resolve are known; run resolve again")
 
     def manifest(self, digest: str) -> bytes:
         hexd = hex_of(digest)
         if self.cache.has(hexd):
             return self.cache.path(hexd).read_bytes()
-        if self.client:
-            data = self.client.get_manifest(self.ref.repository, digest).data
-        elif self.layout:
-            data = self.layout.manifest_bytes(digest)
-        else:
-            raise FetchError(f"{self.describe()}: manifest {digest} is gone from the cache; run resolve again")
+        data = self._manifest(digest)
         self.cache.put_bytes(data, what=f"{self.describe()}@{digest}")
         return data
 
@@ -133,34 +122,79 @@ class Origin:
             raise FetchError(f"{self.describe()}: blob {digest} of {size} bytes (limit {limit})")
         hexd = hex_of(digest)
         if not self.cache.has(hexd):
-            if self.client:
-                r = self.client.open_blob(self.ref.repository, digest)
-                with r:
-                    data = r.raw.read(limit + 1, decode_content=True)
-                if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-                    raise DigestMismatchError(f"{self.describe()}: blob {digest} does not match its bytes")
-                self.cache.put_bytes(data, what=f"{self.describe()}@{digest}")
-            elif self.layout:
-                self.layout.copy_into(self.cache, digest, size)
-            else:
-                raise FetchError(f"{self.describe()}: blob {digest} is gone from the cache; run resolve again")
+            self._small_blob_into_cache(digest, size, limit)
         return self.cache.path(hexd).read_bytes()
 
-    def blob_items(self, blobs: dict[str, dict], what: str) -> list[FetchItem]:
-        """Fetch items for a registry; local sources copy straight into the cache."""
+    def blob_items(self, blobs: dict[str, dict[str, Any]], what: str) -> list[FetchItem]:
+        """Fetch items for what must be downloaded; local origins copy straight into the cache."""
         items = []
-        client, repo = self.client, self.ref.repository
         for digest, info in blobs.items():
-            size = info["size"] if info["size"] >= 0 else None
-            if client:
-                items.append(FetchItem(url=f"{client.base}/v2/{repo}/blobs/{digest}", sha256=hex_of(digest), size=size,
-                                       what=f"{what}@{digest[:19]}",
-                                       opener=lambda start, d=digest, c=client: c.open_blob(repo, d, start)))
-            elif self.layout:
-                self.layout.copy_into(self.cache, digest, size)
-            elif not self.cache.has(hex_of(digest)):
-                raise FetchError(f"{self.describe()}: blob {digest} is gone from the cache; run resolve again")
+            item = self._blob_item(digest, info["size"] if info["size"] >= 0 else None, what)
+            if item is not None:
+                items.append(item)
         return items
+
+    def _gone(self, what: str) -> FetchError:
+        return FetchError(f"{self.describe()}: {what} is gone from the cache; run resolve again")
+
+    def _manifest(self, digest: str) -> bytes:
+        raise self._gone(f"manifest {digest}")
+
+    def _small_blob_into_cache(self, digest: str, size: int, limit: int) -> None:
+        raise self._gone(f"blob {digest}")
+
+    def _blob_item(self, digest: str, size: int | None, what: str) -> FetchItem | None:
+        if not self.cache.has(hex_of(digest)):
+            raise self._gone(f"blob {digest}")
+        return None
+
+
+class RegistryOrigin(Origin):
+    """An image in a registry that speaks the OCI distribution API: blobs are downloaded by the
+    parallel, resumable downloader, with the registry's token for each."""
+
+    def __init__(self, clients: Clients, ref: ImageRef, cache: BlobCache):
+        super().__init__(ref, None, cache)
+        self.client = self.registry = clients.get(ref.registry)
+
+    def describe(self) -> str:
+        return str(self.ref)
+
+    def top(self) -> Manifest:
+        return self.registry.get_manifest(self.ref.repository, self.ref.reference)
+
+    def _manifest(self, digest: str) -> bytes:
+        return self.registry.get_manifest(self.ref.repository, digest).data
+
+    def _small_blob_into_cache(self, digest: str, size: int, limit: int) -> None:
+        r = self.registry.open_blob(self.ref.repository, digest)
+        with r:
+            data = r.raw.read(limit + 1, decode_content=True)
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise DigestMismatchError(f"{self.describe()}: blob {digest} does not match its bytes")
+        self.cache.put_bytes(data, what=f"{self.describe()}@{digest}")
+
+    def _blob_item(self, digest: str, size: int | None, what: str) -> FetchItem | None:
+        client, repo = self.registry, self.ref.repository
+
+        def open_from(start: int, d: str = digest) -> requests.Response:
+            return client.open_blob(repo, d, start)
+
+        return FetchItem(url=f"{client.base}/v2/{repo}/blobs/{digest}", sha256=hex_of(digest), size=size,
+                         what=f"{what}@{digest[:19]}", opener=open_from)
+
+
+def origin_for(clients: Clients, ref: ImageRef, source: dict[str, Any] | ImageSource | None,
+               cache: BlobCache) -> Origin:
+    """The origin of an image by the form of its source: none (the registry its name says), an
+    OCI layout, a local Docker engine; any other form (an HTTP chart's) is all in the cache."""
+    from gapsync.bundler.sources.oci_local import DockerOrigin, LayoutOrigin
+
+    src = dict(source.__dict__) if isinstance(source, ImageSource) else source
+    if src is None:
+        return RegistryOrigin(clients, ref, cache)
+    local: dict[str, type[Origin]] = {"oci_layout": LayoutOrigin, "docker": DockerOrigin}
+    return local.get(src["kind"], Origin)(ref, src, cache)
 
 
 def _config_platform(origin: Origin, manifest: dict) -> Platform:
@@ -174,10 +208,12 @@ def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
     ref = origin.ref
     top = origin.top()
     doc = _json(top.data, origin.describe())
-    common = {"ref": raw, "name": ref.name, "tag": ref.tag, "digest": top.digest, "media_type": top.media_type,
-              "size": len(top.data), "rewrite_index": spec.rewrite_index, "source": origin.source}
+    common = LockedImage(ref=raw, name=ref.name, tag=ref.tag, digest=top.digest, media_type=top.media_type,
+                         size=len(top.data), platforms=[], missing_platforms=[], manifests=[],
+                         rewrite_index=spec.rewrite_index, source=origin.source)
     if top.media_type in INDEX_TYPES or "manifests" in doc:
-        chosen, found = [], []
+        chosen: list[dict[str, Any]] = []
+        found: list[str] = []
         manifests = _descriptors(doc, "manifests", origin.describe())
         for want in spec.platforms:
             for d in manifests:
@@ -191,16 +227,16 @@ def resolve_image(origin: Origin, spec: ImagesSpec, raw: str) -> LockedImage:
         if not chosen:
             have = sorted({str(Platform.from_descriptor(d.get("platform") or {})) for d in manifests})
             raise InputError(f"{origin.describe()}: none of the platforms {[str(p) for p in spec.platforms]} is in the index (it has {have})")
-        return LockedImage(**common, platforms=[c["platform"] for c in chosen], missing_platforms=missing, manifests=chosen)
+        return replace(common, platforms=[c["platform"] for c in chosen], missing_platforms=missing, manifests=chosen)
     if top.media_type not in MANIFEST_TYPES and "layers" not in doc:
         raise FetchError(f"{origin.describe()}: unsupported manifest type {top.media_type!r}")
     kind = artifact_type(doc, origin.describe())
     if kind is not None:  # a chart, a signature, an SBOM: carried as it is, every blob by digest
-        return LockedImage(**common, platforms=[], missing_platforms=[], manifests=[], artifact_type=kind)
+        return replace(common, artifact_type=kind)
     platform = _config_platform(origin, doc)
     if not any(w.matches(platform) for w in spec.platforms):
         raise InputError(f"{origin.describe()}: a single-platform image for {platform}, not one of {[str(p) for p in spec.platforms]}")
-    return LockedImage(**common, platforms=[str(platform)], missing_platforms=[], manifests=[])
+    return replace(common, platforms=[str(platform)])
 
 
 def artifact_type(doc: dict, what: str) -> str | None:
@@ -258,8 +294,8 @@ def attached(origin: Origin, image: LockedImage) -> list[LockedImage]:
             continue
         m = client.get_manifest(repo, d["digest"])
         doc = _json(m.data, f"{image.name}@{d['digest']}")
-        subject = doc.get("subject") if isinstance(doc.get("subject"), dict) else {}
-        if subject.get("digest") != image.digest:
+        subject = doc.get("subject")
+        if not isinstance(subject, dict) or subject.get("digest") != image.digest:
             raise UpstreamError(f"{image.name}: referrer {d['digest']} does not name {image.digest} as its subject")
         found[m.digest] = LockedImage(ref=f"{image.name}@{m.digest}", name=image.name, tag=None, digest=m.digest,
                                       media_type=m.media_type, size=len(m.data), platforms=[], missing_platforms=[],
@@ -277,7 +313,7 @@ def resolve(spec: ImagesSpec, raw_refs: list[str], cache: BlobCache, jobs: int =
         except BadName as e:
             raise InputError(f"image {raw!r}: {e}; the air side would refuse it") from None
     clients = Clients(spec.insecure)
-    origins = [Origin(clients, r, spec.source_of(i), cache) for i, r in enumerate(spec.refs)]
+    origins = [origin_for(clients, r, spec.source_of(i), cache) for i, r in enumerate(spec.refs)]
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(origins)))) as pool:
         images = list(pool.map(lambda o, raw: resolve_image(o, spec, raw), origins, raw_refs))
         extra = pool.map(lambda o, i: attached(o, i) if i.subject is None else [], origins, images)
@@ -302,7 +338,7 @@ class ImagePlan:
 def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> tuple[ImagePlan, Origin]:
     """The manifests of a locked image (from the cache when there), verified by digest, and the
     blobs they name."""
-    origin = Origin(clients, ImageRef.parse(image.name + "@" + image.digest), image.source, cache)
+    origin = origin_for(clients, ImageRef.parse(image.name + "@" + image.digest), image.source, cache)
     top = origin.manifest(image.digest)
     manifests: dict[str, tuple[bytes, str, str]] = {}
     image_docs: list[tuple[str, dict]] = []
@@ -327,3 +363,30 @@ def plan_image(clients: Clients, image: LockedImage, cache: BlobCache) -> tuple[
             hex_of(d)
             blobs[d] = {"size": int(desc.get("size", -1)), "media_type": desc.get("mediaType", "")}
     return ImagePlan(image, top, top_digest, manifests, blobs), origin
+
+
+def raw_refs(spec: ImagesSpec) -> list[str]:
+    """How each image was written, for the lock: the reference, or ``KIND:LOCATION[:REF] as NAME``."""
+    out = []
+    for i, r in enumerate(spec.refs):
+        src = spec.source_of(i)
+        out.append(str(r) if src is None else f"{src.kind}:{src.location}{':' + src.ref if src.ref else ''} as {r}")
+    return out
+
+
+class OciSource:
+    """The ``images:`` section is one entry: its references resolve in parallel, then the
+    signatures attached to them, so the lock lists each once. Where an image's bytes are read
+    (a registry, an OCI layout, a local Docker engine) is its :class:`Origin`."""
+
+    name: ClassVar[str] = "oci"
+
+    def resolve(self, entry: ImagesSpec, ctx: ResolveContext) -> Lock:
+        return Lock(ctx.lock.spec_digest, images=resolve(entry, raw_refs(entry), ctx.cache, ctx.jobs))
+
+    def fetch(self, record: LockedImage, ctx: FetchContext) -> list[FetchItem]:
+        """The image's manifests (from the cache when there) and the blobs they name; its plan is
+        kept in ``ctx.plans`` for the bundle's targets."""
+        plan, origin = plan_image(ctx.oci_clients(), record, ctx.cache)
+        ctx.plans.append(plan)
+        return origin.blob_items(plan.blobs, record.name)

@@ -15,11 +15,15 @@ import re
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 from gapsync.bundler.cache import BlobCache
+from gapsync.bundler.fetch import FetchItem
+from gapsync.bundler.sources.oci import Origin
 from gapsync.errors import DigestMismatchError, FetchError, InputError
 from gapsync.hashing import read_chunks
-from gapsync.oci import OCI_MANIFEST, REF_NAME, hex_of
+from gapsync.oci import OCI_MANIFEST, REF_NAME, ImageRef, hex_of
+from gapsync.oci_client import Manifest
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -59,6 +63,44 @@ class LayoutSource:
             return
         with self.blob(digest).open("rb") as f:
             cache.put(read_chunks(f), what=f"{self.path}/blobs/{digest}", sha256=hex_of(digest), size=size)
+
+
+class LayoutOrigin(Origin):
+    """An image in an OCI layout: its blobs are copied into the cache, digest checked, never downloaded."""
+
+    def __init__(self, ref: ImageRef, source: dict[str, Any], cache: BlobCache):
+        super().__init__(ref, source, cache)
+        self.layout = LayoutSource(Path(source["location"]), source["ref"])
+
+    def top(self) -> Manifest:
+        digest, media_type = self.layout.top()
+        return Manifest(self.layout.manifest_bytes(digest), media_type, digest)
+
+    def _manifest(self, digest: str) -> bytes:
+        return self.layout.manifest_bytes(digest)
+
+    def _small_blob_into_cache(self, digest: str, size: int, limit: int) -> None:
+        self.layout.copy_into(self.cache, digest, size)
+
+    def _blob_item(self, digest: str, size: int | None, what: str) -> FetchItem | None:
+        self.layout.copy_into(self.cache, digest, size)
+        return None
+
+
+class DockerOrigin(Origin):
+    """An image in the local Docker engine: resolve saves it into the cache as an OCI image
+    (``docker_save_into_cache``); after that every byte is in the cache, as for the base origin."""
+
+    def __init__(self, ref: ImageRef, source: dict[str, Any], cache: BlobCache):
+        super().__init__(ref, source, cache)
+        self.image: str = source["location"]  # the engine's name of the image
+        self._saved: tuple[str, bytes] | None = None
+
+    def top(self) -> Manifest:
+        if self._saved is None:
+            self._saved = docker_save_into_cache(self.image, self.cache)
+        digest, data = self._saved
+        return Manifest(data, OCI_MANIFEST, digest)
 
 
 def docker_save_into_cache(image: str, cache: BlobCache) -> tuple[str, bytes]:
@@ -102,7 +144,8 @@ def archive_into_cache(fileobj, what: str, cache: BlobCache) -> tuple[str, bytes
                 raise InputError(f"{what}: archive member {name!r} is missing or unexpected")
             f = tf.extractfile(members[name])
             assert f is not None
-            hexd, size = cache.put(read_chunks(f), what=f"{what}:{name}", sha256=None, size=members[name].size)
+            # a regular member's reader is a BufferedReader (a BinaryIO); typeshed says IO[bytes]
+            hexd, size = cache.put(read_chunks(cast(BinaryIO, f)), what=f"{what}:{name}", sha256=None, size=members[name].size)
             return "sha256:" + hexd, size
 
         config_digest, config_size = store(entry["Config"])

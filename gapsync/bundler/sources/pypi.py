@@ -15,6 +15,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -34,9 +35,10 @@ from gapsync.bundler.http import remember_credentials
 from gapsync.bundler.lock import Lock, LockedFile
 from gapsync.bundler.per_target import resolve_targets
 from gapsync.bundler.platforms import PythonTarget
+from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.bundler.sources.index_proxy import IndexProxy
 from gapsync.bundler.sources.simple_index import IndexFile, project_files
-from gapsync.bundler.spec import Spec
+from gapsync.bundler.spec import PythonSpec, Spec
 from gapsync.errors import FetchError, GapsyncError, InputError, UpstreamError
 from gapsync.names import BadName, check_python_filename, check_python_project
 from gapsync.redact import redact_text, redact_url
@@ -216,3 +218,17 @@ def _check_names(index_url: str, project: str, f: IndexFile) -> None:
     except BadName as e:
         raise UpstreamError(f"{index_url}{project}/: {e}; the air side would refuse it, so it is not locked "
                             "(pin another version, or ask the index owner)") from None
+
+
+class PypiSource:
+    """The ``python:`` section is one entry: uv resolves all its requirements together, once per
+    target, and the files are chosen per target from the same index pages."""
+
+    name: ClassVar[str] = "pypi"
+
+    def resolve(self, entry: PythonSpec, ctx: ResolveContext) -> Lock:
+        assert entry is ctx.spec.python  # uv reads the requirement files beside the spec
+        return resolve(ctx.spec, ctx.cache, ctx.jobs)
+
+    def fetch(self, record: LockedFile, ctx: FetchContext) -> list[FetchItem]:
+        return [FetchItem(record.url, record.sha256, record.size, record.filename)]
