@@ -23,7 +23,7 @@ from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import fetch_all
 from gapsync.bundler.lock import Lock, LockedFile, LockedImage, LockedModel, read_lock
 from gapsync.bundler.resolve import plan_fetch, resolve_spec
-from gapsync.bundler.sources import charts, conda, huggingface, model_local, oci, pypi
+from gapsync.bundler.sources import charts, conda, huggingface, model_local, model_url, oci, pypi
 from gapsync.bundler.sources.base import (
     SOURCES,
     FetchContext,
@@ -245,7 +245,7 @@ def _old_dispatch(spec, cache: BlobCache, jobs: int = 4) -> Lock:
     if spec.charts:
         have = {(i.name, i.digest) for i in lock.images}
         lock.images += [i for i in charts.resolve(spec, cache, jobs) if (i.name, i.digest) not in have]
-    by_source = {"hf": lambda m: huggingface.resolve(m, cache, jobs), "url": model_local.resolve_url,
+    by_source = {"hf": lambda m: huggingface.resolve(m, cache, jobs), "url": model_url.resolve_url,
                  "path": model_local.resolve_path, "mlflow": lambda m: mlflow_models.resolve(m, cache)}
     lock.models = [by_source[m.source](m) for m in spec.models]
     lock.datasets = [huggingface.resolve(d, cache, jobs) for d in spec.datasets]

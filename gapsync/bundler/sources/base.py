@@ -56,7 +56,7 @@ SOURCES: dict[str, str] = {
     "hf": "huggingface:HubModelSource",
     "hf-dataset": "datasets:HubDatasetSource",
     "mlflow": "mlflow_models:MlflowSource",
-    "url": "model_local:UrlSource",
+    "url": "model_url:UrlSource",
     "path": "model_local:PathSource",
 }
 MODEL_SOURCES = ("hf", "mlflow", "url", "path")  # what a model's ``source`` may say, in the spec and the lock
