@@ -97,7 +97,7 @@ class NamespaceLayout(MirrorLayout):
     def __init__(self, base: MirrorLayout, name: str):
         if not NAMESPACE_RE.match(name):
             raise InputError(f"bad namespace {name!r} (lower-case letters, digits, ._-)")
-        super().__init__(base.root / "ns" / name)
+        super().__init__(base.namespace_root(name))
         self.base = base
         self.namespace = name
 

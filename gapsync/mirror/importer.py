@@ -229,7 +229,7 @@ def _check_part_member(member, parts: dict[str, list[SignedPart]], bundle: Path,
 
 def _clear_done_parts(layout: MirrorLayout) -> None:
     """Staged parts of blobs the store has now (a run killed between publish and clean-up)."""
-    store = PartStore(layout.meta / "parts")
+    store = PartStore(layout.parts_dir)
     for digest in list(store.digests()):
         if layout.blob_path(digest).is_file():
             store.remove(digest)
@@ -285,7 +285,7 @@ def _scan(release: VerifiedRelease, candidates: list[Target], path_of, options: 
 
 def _clear_stale_staging(layout: MirrorLayout) -> None:
     """Scratch space left by a run that was killed: we hold the mirror's lock, so no live run owns it."""
-    staging = layout.meta / "staging"
+    staging = layout.staging_dir
     for d in staging.iterdir() if staging.is_dir() else []:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -361,7 +361,7 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
                              f"importing {bundle.name}")
         seen: set[str] = set()
         staging = fsutil.Dir(scratch, create=False)  # opened once; each blob created O_EXCL|O_NOFOLLOW in it
-        store = PartStore(layout.meta / "parts")
+        store = PartStore(layout.parts_dir)
         staged_parts = 0
         assembled: list[str] = []
         for member in reader.iter_blobs():

@@ -135,6 +135,20 @@ class MirrorLayout:
         return self.oci_root / "index.json"
 
     @property
+    def oci_layout_file(self) -> Path:
+        """The ``oci-layout`` marker file of the image layout spec."""
+        return self.oci_root / "oci-layout"
+
+    @property
+    def oci_blobs_dir(self) -> Path:
+        """The OCI layout's blobs/sha256/ (hard links into the blob store)."""
+        return self.oci_root / "blobs" / "sha256"
+
+    @property
+    def charts_index(self) -> Path:
+        return self.charts_root / "index.yaml"
+
+    @property
     def charts_root(self) -> Path:
         return self.root / "charts"
 

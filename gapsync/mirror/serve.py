@@ -426,9 +426,12 @@ class MirrorApp:
         self.layout = MirrorLayout(self.mirror)
         self.root = MirrorRoot(self.mirror)
         self.access_log = access_log
-        self._oci = _Cached(self.root, ("oci", "index.json"), self._parse_oci_index)
-        self._models = _Cached(self.root, (".gapsync", "models", "index.json"), _parse_models_index)
-        self._datasets = _Cached(self.root, (".gapsync", "models", "index.json"), _parse_datasets_index)
+        rel = self.layout.relative  # the layout's paths as components, opened relative to the mirror's fd
+        self._oci = _Cached(self.root, rel(self.layout.oci_index), self._parse_oci_index)
+        self._models = _Cached(self.root, rel(self.layout.models_index), _parse_models_index)
+        self._datasets = _Cached(self.root, rel(self.layout.models_index), _parse_datasets_index)
+        self._oci_blobs, self._charts = rel(self.layout.oci_blobs_dir), rel(self.layout.charts_root)
+        self._pypi, self._pypi_files, self._pypi_views = rel(self.layout.pypi), rel(self.layout.pypi_files), rel(self.layout.pypi_views)
         self._docs: OrderedDict[str, dict] = OrderedDict()
         self._docs_lock = threading.Lock()
 
@@ -493,7 +496,7 @@ class MirrorApp:
             m = _TARGET_VIEW.fullmatch(path)
             if not m:
                 return text(404, "not a target view (/targets/<channel>/<target-id>/simple/)")
-            return self.simple(environ, m["rest"], ("pypi", "targets", m["channel"], m["target"]),
+            return self.simple(environ, m["rest"], (*self._pypi_views, m["channel"], m["target"]),
                                f"/targets/{m['channel']}/{m['target']}")
         if path == "/v2" or path.startswith("/v2/"):
             return self.v2(environ, method, path)
@@ -529,14 +532,15 @@ class MirrorApp:
     def charts(self, environ: dict, name: str) -> Response:
         """``/charts/index.yaml`` and ``/charts/<name>-<version>.tgz``; nothing else."""
         if name == "index.yaml":
-            return self._file(environ, ("charts", name), "application/x-yaml")
+            return self._file(environ, (*self._charts, name), "application/x-yaml")
         if re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}-[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}\.tgz", name):
-            return self._file(environ, ("charts", name), "application/gzip")
+            return self._file(environ, (*self._charts, name), "application/gzip")
         return text(404, "no such chart file")
 
     # -- Python: PEP 503/691 index and files ----------------------------------------------------
-    def simple(self, environ: dict, path: str, base: tuple[str, ...] = ("pypi",), url: str = "") -> Response:
+    def simple(self, environ: dict, path: str, base: tuple[str, ...] | None = None, url: str = "") -> Response:
         """The union index (``/simple/``), or a target view (``base`` its tree, ``url`` its route)."""
+        base = self._pypi if base is None else base
         prefix = self._prefix(environ) + url
         if path == "/simple":
             return redirect(301, f"{prefix}/simple/")
@@ -559,7 +563,7 @@ class MirrorApp:
         if not SAFE_FILENAME.match(name) or ".." in name:
             return text(404, "not a file name of the index")
         ctype = "text/plain; charset=utf-8" if name.endswith(".metadata") else "application/octet-stream"
-        return self._file(environ, ("pypi", "files", name), ctype)
+        return self._file(environ, (*self._pypi_files, name), ctype)
 
     # -- conda: static channels ----------------------------------------------------------------
     def conda(self, environ: dict, rest: str) -> Response:
@@ -623,7 +627,7 @@ class MirrorApp:
         return OciRecords(images, manifests)
 
     def _index_children(self, digest: str, size: int) -> list[tuple[str, str, int]]:
-        f, reason = self.root.open(("oci", "blobs", "sha256", digest.split(":", 1)[1]))
+        f, reason = self.root.open((*self._oci_blobs, digest.split(":", 1)[1]))
         if f is None:
             log.warning("image index %s: %s", digest, reason)
             return []
@@ -670,7 +674,7 @@ class MirrorApp:
         dm = DIGEST_RE.fullmatch(ref)
         if not dm:
             return oci_error(404, "BLOB_UNKNOWN", "blob unknown to registry")
-        return self._file(environ, ("oci", "blobs", "sha256", dm.group(1)), "application/octet-stream",
+        return self._file(environ, (*self._oci_blobs, dm.group(1)), "application/octet-stream",
                           [("Docker-Content-Digest", ref), ("Docker-Distribution-API-Version", "registry/2.0")],
                           missing=lambda _r: oci_error(404, "BLOB_UNKNOWN", "blob unknown to registry"))
 
@@ -687,7 +691,7 @@ class MirrorApp:
         if known is None:
             return oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
         mtype, size = known
-        f, reason = self.root.open(("oci", "blobs", "sha256", digest.split(":", 1)[1]))
+        f, reason = self.root.open((*self._oci_blobs, digest.split(":", 1)[1]))
         if f is None:
             return oci_error(404, "MANIFEST_UNKNOWN", f"manifest unknown ({reason})")
         headers = [("Content-Type", mtype), ("Docker-Content-Digest", digest),

@@ -35,10 +35,11 @@ def export(mirror: Path, target: str, channel: str | None, fmt: str, index_url: 
         render_pylock,
         render_requirements,
     )
+    from gapsync.mirror.layout import MirrorLayout
 
     e = export_target(mirror, target, channel)
     if fmt == "pylock":
-        files_url = files_url_for(index_url) if index_url else (mirror.resolve() / "pypi" / "files").as_uri() + "/"
+        files_url = files_url_for(index_url) if index_url else MirrorLayout(mirror.resolve()).pypi_files.as_uri() + "/"
         text = render_pylock(e, files_url)
     else:
         text = render_requirements(e, index_url)

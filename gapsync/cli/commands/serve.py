@@ -35,13 +35,15 @@ def serve(mirror: Path, listen: str, threads: int, connections: int, backlog: in
     import sys
 
     from gapsync.errors import InputError
+    from gapsync.mirror.layout import MirrorLayout
     from gapsync.mirror.serve import log, make_server
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"--listen {listen!r}: expected HOST:PORT")
-    if not any(p.exists() for p in (mirror / "pypi/simple", mirror / "oci/index.json", mirror / ".gapsync/models/index.json",
-                                    mirror / "conda", mirror / "charts")):
+    layout = MirrorLayout(mirror)
+    if not any(p.exists() for p in (layout.pypi_simple, layout.oci_index, layout.models_index, layout.conda_root,
+                                    layout.charts_root)):
         raise InputError(f"{mirror}: no index to serve yet (import a bundle first)")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))

@@ -46,7 +46,8 @@ def archive_name(chart: ChartInfo) -> str:
 
 class ChartRepo:
     def __init__(self, layout: MirrorLayout):
-        self.root = layout.root / "charts"
+        self.root = layout.charts_root
+        self.index_path = layout.charts_index
 
     def check(self, targets: list[Target]) -> None:
         seen: dict[str, str] = {}
@@ -63,7 +64,7 @@ class ChartRepo:
                                         "another archive (a chart version is immutable)")
 
     def _index(self) -> dict:
-        p = self.root / "index.yaml"
+        p = self.index_path
         if not p.is_file() or p.is_symlink():
             return {"apiVersion": "v1", "entries": {}}
         if p.stat().st_size > MAX_INDEX:
@@ -107,5 +108,5 @@ class ChartRepo:
             index["entries"][name] = sorted([*versions, entry], key=lambda e: str(e.get("version")), reverse=True)
             published.append(f"chart {name}-{version}")
         # the archives before the index that names them
-        fs.write_atomic(self.root / "index.yaml", yaml.safe_dump(index, sort_keys=True).encode())
+        fs.write_atomic(self.index_path, yaml.safe_dump(index, sort_keys=True).encode())
         return published

@@ -55,8 +55,8 @@ class CondaChannel:
 
     def __init__(self, layout: MirrorLayout):
         self.layout = layout
-        self.root = layout.root / "conda"
-        self.inventory_dir = layout.meta / "conda"
+        self.root = layout.conda_root
+        self.inventory_dir = layout.conda_inventory_dir
         self._inventories: dict[tuple[str, str], dict] = {}
 
     # -- naming (the only place where names from a bundle become paths) ------------------

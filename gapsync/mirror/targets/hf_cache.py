@@ -56,8 +56,8 @@ class HfCache:
 
     def __init__(self, layout: MirrorLayout):
         self.layout = layout
-        self.root = layout.root / "models" / "hf"
-        self.index_path = layout.meta / "models" / "index.json"
+        self.root = layout.hf_root
+        self.index_path = layout.models_index
 
     def read_index(self) -> dict:
         # a link or FIFO planted at the index is refused, never followed (a FIFO would hang the

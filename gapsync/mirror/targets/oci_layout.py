@@ -37,14 +37,17 @@ class OciLayout:
     kinds: ClassVar[frozenset[str]] = frozenset({"oci-image", "oci-manifest", "oci-blob"})
 
     def __init__(self, layout: MirrorLayout):
-        self.root = layout.root / "oci"
+        self.root = layout.oci_root
+        self.index_path = layout.oci_index
+        self.blobs_dir = layout.oci_blobs_dir
+        self.layout_file = layout.oci_layout_file
         self.charts = ChartRepo(layout)  # Helm charts are also published as a static chart repository
 
     def blob_file(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / hex_of(digest)
+        return self.blobs_dir / hex_of(digest)
 
     def read_index(self) -> dict:
-        return fsutil.read_json(self.root / "index.json", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        return fsutil.read_json(self.index_path, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
 
     def check(self, targets: list[Target]) -> None:
         for t in targets:
@@ -81,12 +84,12 @@ class OciLayout:
         self.check(targets)
         if not targets:
             return []
-        fs.mkdirs(self.root / "blobs" / "sha256")
-        if not (self.root / "oci-layout").exists():
-            fs.write_atomic(self.root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
+        fs.mkdirs(self.blobs_dir)
+        if not self.layout_file.exists():
+            fs.write_atomic(self.layout_file, json.dumps(LAYOUT_VERSION).encode())
         # every blob and manifest before the index entry that makes an image visible
         for t in sorted(targets, key=lambda t: t.kind == "oci-image"):
-            dst = self.root / "blobs" / "sha256" / t.blob.digest
+            dst = self.blobs_dir / t.blob.digest
             if not (dst.exists() and dst.stat().st_size == t.blob.size):
                 fs.link_or_copy(blob_path(t.blob.digest), dst)
                 faults.point("publish.oci.blob")
@@ -111,5 +114,5 @@ class OciLayout:
             index["manifests"].append({"mediaType": OCI_INDEX, "digest": f"sha256:{hexd}", "size": len(data),
                                        "annotations": {REF_NAME: tag}})
         index["manifests"].sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
-        fs.write_atomic(self.root / "index.json", json.dumps(index, indent=1).encode())
+        fs.write_atomic(self.index_path, json.dumps(index, indent=1).encode())
         return sorted(published) + self.charts.publish(targets, blob_path, fs)

@@ -51,13 +51,13 @@ class Pep503Index:
 
     def __init__(self, layout: MirrorLayout):
         self.layout = layout
-        self.simple = layout.pypi / "simple"
-        self.files = layout.pypi / "files"
-        self.inventory_dir = layout.meta / "pypi"
+        self.simple = layout.pypi_simple
+        self.files = layout.pypi_files
+        self.inventory_dir = layout.pypi_inventory_dir
         self._inventories: dict[str, dict] = {}
         self._fs: DirectWriter = DIRECT  # publish's writer (the import's journal), for the render steps
         self.channel: str | None = None  # the channel whose release is being published (set by the importer)
-        self.views = layout.pypi / "targets"
+        self.views = layout.pypi_views
 
     # -- naming (the only place where names from a bundle become paths) ------------------
     @staticmethod
@@ -176,7 +176,7 @@ class Pep503Index:
                 self._fs.remove_tree(old)
         doc = {"channel": channel, "targets": {tid: {p: sorted(n) for p, n in sorted(ps.items())}
                                                for tid, ps in sorted(wanted.items())}}
-        self._write(self.layout.meta / "pypi-views" / f"{channel}.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+        self._write(self.layout.pypi_views_record(channel), json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def _write(self, path: Path, data: bytes) -> None:
         """Write through the journal, unless the file already holds these bytes (a re-import
