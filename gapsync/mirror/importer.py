@@ -23,7 +23,13 @@ from gapsync import faults, fsutil
 from gapsync.assess import advisory_file, load_advisories, scan_subjects
 from gapsync.audit import AuditLog
 from gapsync.bundle.archive import BundleReader, SignedPart, bundle_format, parse_parts
-from gapsync.bundle.records import BUNDLE_LEVEL_KINDS, BundleInfoTarget, ModelTarget, check_targets
+from gapsync.bundle.records import (
+    BUNDLE_LEVEL_KINDS,
+    BundleInfo,
+    BundleInfoTarget,
+    ModelTarget,
+    check_targets,
+)
 from gapsync.errors import (
     BundleFormatError,
     DigestMismatchError,
@@ -171,26 +177,25 @@ def _quick_id(bundle: Path) -> str | None:
         return None
 
 
-def _bundle_info(release: VerifiedRelease, path_of, available) -> dict:
-    """The signed bundle.json of this release (kind, base, volumes), when it is at hand."""
+def _bundle_info(release: VerifiedRelease, path_of, available) -> BundleInfo:
+    """The signed bundle.json of this release (kind, base, volumes), when it is at hand. Signed,
+    but only these fields are acted on here: one of the wrong type is ignored (the bundle is then
+    judged by what it carries), the rest of the document is not read."""
     t = next((t for t in release.targets if t.kind == "bundle-info"), None)
     if t is None or not available(t.blob.digest):
-        return {}
+        return BundleInfo()
     try:
         info = json.loads(path_of(t.blob.digest).read_bytes())
     except (ValueError, RecursionError):
-        return {}
+        return BundleInfo()
     if not isinstance(info, dict):
-        return {}
-    # signed, but read by fields that int() and .get() would crash on: keep only well-typed ones
-    if not isinstance(info.get("volumes"), int) or isinstance(info.get("volumes"), bool):
-        info.pop("volumes", None)
-    base = info.get("base")
-    if not isinstance(base, dict):
-        info.pop("base", None)
-    elif not isinstance(base.get("version"), int) or isinstance(base.get("version"), bool):
-        base.pop("version", None)
-    return info
+        return BundleInfo()
+    kind, volumes, base = info.get("kind"), info.get("volumes"), info.get("base")
+    if isinstance(base, dict) and (not isinstance(base.get("version"), int) or isinstance(base.get("version"), bool)):
+        base = {k: v for k, v in base.items() if k != "version"}
+    return BundleInfo(kind=kind if isinstance(kind, str) else None,
+                      volumes=volumes if isinstance(volumes, int) and not isinstance(volumes, bool) else None,
+                      base=base if isinstance(base, dict) else None)
 
 
 def _signed_parts(release: VerifiedRelease, members: dict[str, bytes], bundle: Path) -> dict[str, list[SignedPart]]:
@@ -419,8 +424,8 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
 
         info = _bundle_info(release, path_of, available)
         _check_model_manifests(release, path_of, available, bundle)
-        base = info.get("base") or {}
-        if info.get("kind") == "delta" and base.get("version") is not None and state.version < int(base["version"]):
+        base = info.base or {}
+        if info.kind == "delta" and base.get("version") is not None and state.version < int(base["version"]):
             # refused before anything is published, volume or not: a half-imported delta would
             # move the channel past the versions that carry what it leaves out
             raise BundleFormatError(
@@ -428,10 +433,9 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
                 f"({base.get('source')}); this mirror has version {state.version}: import the bundles in between, "
                 "or ask for a full bundle")
         missing = sorted(needed - seen)
-        if missing and int(info.get("volumes") or 1) <= 1:
+        if missing and (info.volumes or 1) <= 1:
             sample = ", ".join(by_digest[d].path for d in missing[:3]) + (", …" if len(missing) > 3 else "")
-            if info.get("kind") == "delta":
-                base = info.get("base") or {}
+            if info.kind == "delta":
                 raise BundleFormatError(
                     f"{bundle}: a delta made for a mirror that has version {base.get('version')} of channel {channel} "
                     f"({base.get('source')}); this mirror has version {state.version} and lacks {len(missing)} blob(s) "
