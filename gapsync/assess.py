@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gapsync.model import Action, Decision, Finding
+from gapsync.model import Action, Decision, Finding, artifact_key
 from gapsync.policies.evaluate import evaluate
 from gapsync.policies.schema import Policy
 from gapsync.scanner.artifacts.distributions import Distribution, read_distribution, read_requirements
@@ -163,7 +163,7 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
             meta_path = scratch / f"{i}.metadata"
             fsutil.write_new(meta_path, d.metadata)
         sha, size = sha256_file(d.path)
-        s = subjects.setdefault(f"python:{d.name}@{d.version}",
+        s = subjects.setdefault(artifact_key("python", d.name, d.version),
                                 ScanSubject("python", d.name, d.version, [], {"metadata": None}))
         s.files.append(SubjectFile(d.path.name, sha, size, d.path))
         if s.meta["metadata"] is None:
@@ -171,7 +171,7 @@ def scan_distributions(paths: list[Path | Distribution], policy: Policy, advisor
         origin.setdefault(s.key, []).append((d, d.source))
         if d.disagrees:  # the release the file name claims is checked too (no files: vulnerabilities only)
             fn_name, fn_version = d.file_name  # type: ignore[misc]
-            k = f"python:{fn_name}@{fn_version}"
+            k = artifact_key("python", fn_name, fn_version)
             subjects.setdefault(k, ScanSubject("python", fn_name, fn_version, [], {"metadata": None}))
             origin.setdefault(k, []).append((d, "file name"))
     outcome = scan_subjects(list(subjects.values()), dataclasses.replace(policy, scan_pickles_in_packages=True),
@@ -208,7 +208,7 @@ def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> 
     subjects: dict[str, ScanSubject] = {}
     for r in lines:
         if r.version is not None and r.name:
-            subjects.setdefault(f"python:{r.name}@{r.version}", ScanSubject("python", r.name, r.version, [],
+            subjects.setdefault(artifact_key("python", r.name, r.version), ScanSubject("python", r.name, r.version, [],
                                                                             {"metadata": None}))
     outcome = scan_subjects(list(subjects.values()), policy, advisories, now)
     entries = []
@@ -216,9 +216,9 @@ def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> 
         entry: dict[str, Any] = {"line": r.where, "requirement": r.text, "name": r.name, "version": r.version,
                                  "marker": r.marker}
         if r.version is not None and r.name:
-            entry.update(_verdict(outcome, f"python:{r.name}@{r.version}"))
+            entry.update(_verdict(outcome, artifact_key("python", r.name, r.version)))
         else:
-            key = f"python:{r.name or r.text}@{r.where}"
+            key = artifact_key("python", r.name or r.text, r.where)
             subject = ScanSubject("python", r.name or r.text, r.where, [], {"metadata": None})
             finding = Finding("vulns", "vulns.not-checked", Severity.UNKNOWN, f"{r.where}: {r.text}: {r.why}",
                               file=r.where, evidence={"package": r.name, "version": None, "reason": r.why})
