@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from gapsync.log import set_unattended
 
     set_unattended(False)  # only `sync` turns it on, for its own run
+    code: int
     try:
         rv = cli.main(args=argv, prog_name="gapsync", standalone_mode=False)
     except GapsyncError as e:

@@ -53,8 +53,8 @@ def repair(paths: tuple[Path, ...], out_dir: Path | None, mirror: Path | None, a
     if as_json:
         emit_json({**scan.to_dict(), "rebuilt": [str(p) for p in rebuilt]})
         return
-    for p in rebuilt:
-        click.echo(f"rebuilt {p} ({human_size(p.stat().st_size)})")
+    for path in rebuilt:
+        click.echo(f"rebuilt {path} ({human_size(path.stat().st_size)})")
 
 
 def _tuf_check(mirror: Path):

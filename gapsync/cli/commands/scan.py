@@ -212,7 +212,7 @@ def _scan_files(path: Path, fail_on: str, as_json: bool, jobs: int) -> int:
         emit_json(data)
     else:
         for f in report.findings:
-            where = f.file + (f"!{f.location}" if f.location else "")
+            where = (f.file or str(path)) + (f"!{f.location}" if f.location else "")  # file: None means the path scanned
             at = f" @{f.offset}" if f.offset is not None else ""
             click.echo(f"{where}{at}: {f.severity.value} {f.rule}: {f.message}")
         worst = report.worst()
