@@ -44,6 +44,7 @@ import zfec
 
 from gapsync import fsutil
 from gapsync.bundle.archive import SUFFIX, BlobMember, BundleReader, SignedPart, bundle_format, parse_parts
+from gapsync.bundle.records import BundleInfoTarget
 from gapsync.bundle.volumes import VOLUME_RE
 from gapsync.canonical import canonical_json
 from gapsync.errors import BundleFormatError, GapsyncError, InputError, VerificationError
@@ -704,7 +705,7 @@ def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int
     """sha256 -> length of every target in the (signed) targets metadata, the digests of the
     targets every volume carries (``bundle-info``: bundle.json), and (format 2) the parts of the
     blobs that span volumes, validated as the importer validates them."""
-    info_custom: dict[str, Any] = {}
+    info = BundleInfoTarget()
     try:
         signed = json.loads(members["targets.json"])["signed"]
         fmt = bundle_format(signed, str(where))
@@ -718,11 +719,11 @@ def _signed_blobs(members: dict[str, bytes], where: Path) -> tuple[dict[str, int
             out[digest] = length
             if isinstance(t.get("custom"), dict) and t["custom"].get("kind") == "bundle-info":
                 shared.add(digest)
-                info_custom = t["custom"]
+                info = BundleInfoTarget.from_dict(t["custom"], f"{where}: bundle.json")
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
         raise VerificationError(f"{where}: its metadata/targets.json does not list targets with length and "
                                 f"sha256 ({type(e).__name__}); nothing was rebuilt") from e
-    parts = parse_parts(info_custom.get("parts"), out, info_custom.get("volumes"), str(where)) if fmt >= 2 else {}
+    parts = parse_parts(info.parts, out, info.volumes, str(where)) if fmt >= 2 else {}
     return out, shared, parts
 
 
