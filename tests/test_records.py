@@ -298,3 +298,32 @@ def test_a_field_set_after_it_was_read_as_left_out_is_written():
     assert replace(read, volumes=2, parts=parts).to_dict() == {"kind": "bundle-info", "volumes": 2, "parts": parts}
     py = PythonFile.from_dict({"kind": "python", "name": "x", "version": "1", "filename": "x-1.whl"}, "python/x/x-1.whl")
     assert replace(py, yanked="broken", tags=("cp312-linux_x86_64",)).to_dict()["tags"] == ["cp312-linux_x86_64"]
+
+
+@pytest.mark.parametrize("bad,field", [
+    ({"artifacts": [{"kind": "python", "name": 5, "version": "1"}]}, "name"),
+    ({"artifacts": {"python": []}}, "artifacts"),
+    ({"volumes": "two"}, "volumes"),
+    ({"decisions": [["allow"]]}, "decisions"),
+])
+def test_inspect_of_a_bundle_json_with_an_ill_typed_field_is_one_line_naming_it(world, tmp_path, bad, field):
+    import hashlib
+
+    from tests.support.cli import cli
+    from tests.support.hostile_bundles import read_members, write_members
+
+    members = read_members(world.b1)
+    meta = next(m for m in members if m.name == "metadata/targets.json")
+    doc = json.loads(meta.data)
+    entry = doc["signed"]["targets"]["gapsync/bundle.json"]
+    old = entry["hashes"]["sha256"]
+    blob = next(m for m in members if m.name == f"blobs/sha256/{old}")
+    info = {**json.loads(blob.data), **bad}
+    blob.data = json.dumps(info).encode()
+    new = hashlib.sha256(blob.data).hexdigest()
+    blob.name, entry["hashes"]["sha256"], entry["length"] = f"blobs/sha256/{new}", new, len(blob.data)
+    meta.data = json.dumps(doc).encode()  # inspect trusts nothing: unsigned is enough to reach bundle.json
+    bad_bundle = write_members(members, tmp_path / "ill-typed-info.gapsync")
+    r = cli("bundle", "inspect", bad_bundle)
+    assert r.code == 3 and "\n" not in r.err.strip() and "internal error" not in r.err, r.err
+    assert str(bad_bundle) in r.err and "gapsync/bundle.json" in r.err and repr(field) in r.err, r.err
