@@ -13,7 +13,7 @@ from gapsync.bundler.lock import Lock, LockedModel
 from gapsync.bundler.sources.base import FetchContext, ResolveContext
 from gapsync.bundler.spec import ModelSpec
 from gapsync.errors import DigestMismatchError, InputError
-from gapsync.hashing import read_chunks, sha256_file
+from gapsync.hashing import sha256_file
 from gapsync.names import safe_model_path
 
 
@@ -62,21 +62,6 @@ def use_path_files(model: LockedModel, cache: BlobCache) -> None:
         if f.get("size") is not None and st.st_size != f["size"]:
             raise DigestMismatchError(f"{p}: changed since gapsync resolve ({st.st_size} bytes, {f['size']} resolved)")
         cache.add_external(f["sha256"], p, st.st_size, st.st_mtime_ns)
-
-
-def copy_path_files(model: LockedModel, cache: BlobCache) -> None:
-    """Copy local files into the cache, checking they are what ``resolve`` saw."""
-    for f in model.files:
-        if cache.has(f["sha256"]):
-            continue
-        p = Path(f["local"])
-        try:
-            with p.open("rb") as fh:
-                cache.put(read_chunks(fh), what=str(p), sha256=f["sha256"], size=f["size"])
-        except DigestMismatchError as e:
-            raise DigestMismatchError(f"{p}: changed since gapsync resolve ({e})") from e
-        except OSError as e:
-            raise InputError(f"{p}: cannot read ({e.strerror})") from e
 
 
 class PathSource:
