@@ -82,7 +82,7 @@ class FetchContext:
     spec: Spec
     cache: BlobCache
     plans: list[ImagePlan] = field(default_factory=list)  # one per locked image, in the lock's order
-    _clients: Clients | None = field(default=None, repr=False)
+    _clients: Clients | None = field(default=None, init=False, repr=False)
 
     def oci_clients(self) -> Clients:
         """One registry client per registry for the whole run (tokens are per registry and scope)."""
