@@ -65,3 +65,14 @@ def test_the_sites_use_it():
     entry = {"b": "é", "a": 1}
     assert audit._canonical(entry) == canonical_json(entry, ensure_ascii=False)
     assert receipt._canonical(entry) == canonical_json(entry)
+
+
+def test_a_helm_config_keeps_its_bytes():
+    """An HTTP chart's OCI config (its digest is in locks and bundles) through the helper: the
+    same bytes as the call it replaced, YAML dates written with str()."""
+    from gapsync.bundler.sources.charts import helm_manifest
+
+    chart = {"apiVersion": "v2", "name": "démo", "version": "1.0.0", "created": datetime.date(2024, 1, 2)}
+    _, config = helm_manifest(b"archive", chart)
+    assert config == json.dumps(chart, sort_keys=True, separators=(",", ":"), default=str).encode()
+    assert b'"created":"2024-01-02"' in config and b"d\\u00e9mo" in config

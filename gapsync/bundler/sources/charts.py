@@ -33,6 +33,7 @@ from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.fetch import FetchItem
 from gapsync.bundler.lock import Lock, LockedImage
 from gapsync.bundler.sources.base import FetchContext, ResolveContext
+from gapsync.canonical import canonical_json
 from gapsync.errors import DigestMismatchError, FetchError, InputError, UpstreamError
 from gapsync.model import SHA256_RE
 from gapsync.oci import OCI_MANIFEST, ImageRef, Platform
@@ -298,7 +299,7 @@ def images_named(facts: ChartFacts, what: str = "chart") -> tuple[list[str], lis
 # -- OCI form of an HTTP chart ----------------------------------------------------------------
 def helm_manifest(archive: bytes, chart: dict[str, Any]) -> tuple[bytes, bytes]:
     """(manifest, config) as ``helm push`` writes them: the config is Chart.yaml as JSON."""
-    config = json.dumps(chart, sort_keys=True, separators=(",", ":"), default=str).encode()
+    config = canonical_json(chart, default=str)  # its digest is in locks and bundles: bytes fixed
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": HELM_CONFIG, "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
                            "size": len(config)},
