@@ -70,7 +70,7 @@ def test_a_stored_entry_is_sealed_and_copied_without_a_second_sha256(tmp_path, c
 def test_the_seal_is_the_digest_s_own(tmp_path):
     """An entry that carries another entry's seal (``cp -p`` of a sealed file over it) is not sealed."""
     cache = BlobCache(tmp_path / "cache")
-    (a, pa), (b, pb) = _cached(cache, b"a" * 1000), _cached(cache, b"b" * 1000)
+    (a, pa), (b, _pb) = _cached(cache, b"a" * 1000), _cached(cache, b"b" * 1000)
     assert hashing.seal_mtime_ns(a.digest) != hashing.seal_mtime_ns(b.digest)
     assert not hashing.is_sealed(pa.stat(), b.digest, b.size)
 
@@ -184,7 +184,7 @@ def test_a_download_written_behind_is_byte_for_byte_and_sealed(tmp_path, monkeyp
         hashing.copy_verified((data[i:i + 65536] for i in range(0, len(data), 65536)), fetch._WriteBehind(f, 0),
                               what="x", sha256=digest, size=len(data))
     assert part.read_bytes() == data
-    assert advised and advised[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:]))
+    assert advised and advised[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:], strict=False))
     cache = BlobCache(tmp_path / "cache")
     entry = cache.adopt(part, digest)
     assert hashing.is_sealed(entry.stat(), digest, len(data))

@@ -283,7 +283,7 @@ def create_bundle(spec_path: Path, lock_path: Path | None, state: Path, keys: li
         audit.append("bundle.create", "nothing-new", spec=str(spec_path), channel=spec.channel)
         return result
     audit.append("bundle.create", "ok", spec=str(spec_path), channel=spec.channel, version=result.version,
-                 bundle=result.bundle.name, bundle_size=result.bundle_size, targets=len(result.targets),
+                 bundle=result.bundle.name if result.bundle else None, bundle_size=result.bundle_size, targets=len(result.targets),
                  kind=result.kind, blobs_carried=result.carried, blocked=result.blocked,
                  signer=keys[0].public.tuf_key().keyid,
                  digests={t.path: t.blob.digest for t in result.targets if t.kind == "python"})

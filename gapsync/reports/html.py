@@ -364,7 +364,7 @@ def _findings(findings: list[dict], by_artifact: dict[str, dict]) -> str:
         if not group:
             continue
         group.sort(key=lambda f: (str(f.get("artifact")), str(f.get("rule")), str(f.get("file"))))
-        rows = []
+        rows: list[str] = []
         if sev not in FOLD_NEVER:
             rows, group = _folded_findings(group, by_artifact)
         for f in group:

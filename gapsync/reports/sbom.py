@@ -113,7 +113,8 @@ def build_sbom(bundle_info: dict) -> bytes:
     if not isinstance(bundle_info, dict) or not isinstance(bundle_info.get("artifacts", []), list):
         raise InputError("bundle.json: not a bundle description (no artifacts list)")
     created = _created(bundle_info)
-    decisions = {d.get("artifact"): d for d in bundle_info.get("decisions") or [] if isinstance(d, dict)}
+    decisions: dict[str, dict] = {str(d.get("artifact")): d for d in bundle_info.get("decisions") or []
+                                  if isinstance(d, dict)}
 
     root = _bundle_component(bundle_info)
     bom = Bom(serial_number=serial_number(bundle_info), version=1,
@@ -128,8 +129,8 @@ def build_sbom(bundle_info: dict) -> bytes:
         if not isinstance(art, dict):
             continue
         comp = _artifact_component(art, decisions.get(_key(art)))
-        if comp is not None and comp.bom_ref.value not in components:
-            components[comp.bom_ref.value] = comp
+        if comp is not None and _ref(comp) not in components:
+            components[_ref(comp)] = comp
             bom.components.add(comp)
 
     for vuln in _vulnerabilities(bundle_info, components, decisions, created, bom):
@@ -169,12 +170,12 @@ def _bundle_properties(info: dict) -> list[Property]:
     props = {"gapsync:channel": info.get("channel"), "gapsync:kind": info.get("kind"),
              "gapsync:format": info.get("format"), "gapsync:producer": info.get("producer"),
              "gapsync:host": info.get("host"), "gapsync:created": info.get("created")}
-    adv = info.get("advisories") if isinstance(info.get("advisories"), dict) else {}
+    adv: dict = info["advisories"] if isinstance(info.get("advisories"), dict) else {}
     for k in ("source", "modified", "advisories", "sha256", "age_days", "stale"):  # source: its attribution
         props[f"gapsync:advisories:{k}"] = adv.get(k)
     if not adv:
         props["gapsync:advisories:none"] = "no advisory database: vulnerabilities were not checked"
-    pol = info.get("policy") if isinstance(info.get("policy"), dict) else {}
+    pol: dict = info["policy"] if isinstance(info.get("policy"), dict) else {}
     for k in ("name", "sha256"):
         props[f"gapsync:policy:{k}"] = pol.get(k)
     return _props(props)
@@ -196,6 +197,11 @@ def _props(values: dict[str, Any]) -> list[Property]:
 # --- artifacts --------------------------------------------------------------------------------
 
 
+def _ref(comp: Component) -> str:
+    """A component's bom-ref as text: every component built here is given one."""
+    return comp.bom_ref.value or ""
+
+
 def _key(art: dict) -> str:
     return artifact_key(str(art.get("kind")), str(art.get("name")), str(art.get("version")))
 
@@ -209,8 +215,7 @@ def _artifact_component(art: dict, decision: dict | None) -> Component | None:
     props: dict[str, Any] = {"gapsync:decision": action or None,
                              "gapsync:shipped": action != "block"}
     files = [f for f in art.get("files") or [] if isinstance(f, dict)]
-    refs = [_file_reference(f, action == "block") for f in files]
-    refs = [r for r in refs if r is not None]
+    refs = [r for r in (_file_reference(f, action == "block") for f in files) if r is not None]
     hashes = _hashes(files[0].get("sha256")) if len(files) == 1 else []
     license_ = None
     if kind == "python":
@@ -343,12 +348,12 @@ def _vulnerabilities(info: dict, components: dict[str, Component], decisions: di
         if not isinstance(f, dict) or f.get("scanner") != VULNS_SCANNER:
             continue
         artifact = str(f.get("artifact") or "")
-        ev = f.get("evidence") if isinstance(f.get("evidence"), dict) else {}
+        ev: dict = f["evidence"] if isinstance(f.get("evidence"), dict) else {}
         vid = str(ev.get("id") or f.get("rule") or "")
         if not vid:
             continue
         target = _target_component(artifact, ev, f, components, bom)
-        ref = target.bom_ref.value
+        ref = _ref(target)
         if (vid, ref) in seen:
             continue
         seen.add((vid, ref))
@@ -376,7 +381,7 @@ def _target_component(artifact: str, ev: dict, finding: dict, components: dict[s
         comp = _artifact_component({"kind": kind, "name": name or rest, "version": version, "files": []}, None)
         if comp is None:
             comp = Component(type=ComponentType.DATA, name=artifact or "unknown", bom_ref=artifact or "unknown")
-        components[comp.bom_ref.value] = comp
+        components[_ref(comp)] = comp
         bom.components.add(comp)
     if artifact.startswith("oci:") and ev.get("package"):
         # a Python package inside the image: a nested component the vulnerability points at
