@@ -6,6 +6,7 @@ The files are made here by saving real objects (writing is fine); nothing is eve
 from __future__ import annotations
 
 import pickle
+import sys
 import warnings
 
 import pytest
@@ -14,6 +15,21 @@ from gapsync.model import Severity
 from tests.support.samples import scan
 
 np = pytest.importorskip("numpy")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stock_pickler():
+    """The standard library's pickler as the libraries' users have it, not as dill left it.
+
+    ``import dill`` (the datasets client imports it, and the datasets tests run earlier in the
+    session) adds dill's reducers to the pure-Python ``pickle._Pickler`` dispatch table
+    (``dill.extend``), which ``joblib.dump`` uses: a joblib file written then names
+    ``dill._dill`` globals, which the scanner rightly denies. These tests check what scikit-learn,
+    pandas and the boosters write themselves, so the extension is undone here, as torch undoes it
+    (``torch/utils/_import_utils.py``); it is set up before the module's generated set."""
+    dill = sys.modules.get("dill")
+    if dill is not None:
+        dill.extend(False)
 
 
 def noisy(findings):
