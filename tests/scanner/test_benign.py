@@ -23,13 +23,30 @@ def stock_pickler():
 
     ``import dill`` (the datasets client imports it, and the datasets tests run earlier in the
     session) adds dill's reducers to the pure-Python ``pickle._Pickler`` dispatch table
-    (``dill.extend``), which ``joblib.dump`` uses: a joblib file written then names
-    ``dill._dill`` globals, which the scanner rightly denies. These tests check what scikit-learn,
-    pandas and the boosters write themselves, so the extension is undone here, as torch undoes it
-    (``torch/utils/_import_utils.py``); it is set up before the module's generated set."""
+    (``dill.extend``), and joblib, imported after that, copies the table into its
+    ``NumpyPickler``: a joblib file then names ``dill._dill`` globals (``_load_type('slice')``
+    for a ColumnTransformer's slices), which the scanner rightly denies. These tests check what
+    scikit-learn, pandas and the boosters write themselves, so the extension is undone here, as
+    torch undoes it (``torch/utils/_import_utils.py``), in the stdlib's table and in the copies
+    its subclasses outside dill took; it is set up before the module's generated set."""
     dill = sys.modules.get("dill")
-    if dill is not None:
-        dill.extend(False)
+    if dill is None:
+        return
+    dill.extend(False)
+    stock = pickle._Pickler.dispatch
+    subclasses = list(pickle._Pickler.__subclasses__())
+    while subclasses:
+        cls = subclasses.pop()
+        subclasses.extend(cls.__subclasses__())
+        table = cls.__dict__.get("dispatch")
+        if not isinstance(table, dict) or any(c.__module__.startswith("dill") for c in cls.__mro__):
+            continue
+        for kind, save in list(table.items()):
+            if getattr(save, "__module__", "").startswith("dill"):
+                if kind in stock:
+                    table[kind] = stock[kind]
+                else:
+                    del table[kind]
 
 
 def noisy(findings):
