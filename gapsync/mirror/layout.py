@@ -199,6 +199,12 @@ class MirrorLayout:
             return False
 
     # -- conda channels --------------------------------------------------------------------
+    def conda_channeldata(self, channel: str) -> Path:
+        """MIRROR/conda/<channel>/channeldata.json (ValueError unless ``channel`` is one safe name)."""
+        if not CONDA_CHANNEL_RE.fullmatch(channel):
+            raise ValueError(f"not a conda channel name: {channel!r}")
+        return self.conda_root / channel / "channeldata.json"
+
     def conda_file(self, channel: str, subdir: str, name: str) -> Path:
         """MIRROR/conda/<channel>/<subdir>/<name>, the static channel file that ``gapsync serve``
         answers at /conda/<channel>/<subdir>/<name>. Each part must be one safe path component

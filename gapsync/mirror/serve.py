@@ -569,7 +569,7 @@ class MirrorApp:
     def conda(self, environ: dict, rest: str) -> Response:
         parts = rest.split("/")
         if len(parts) == 2 and parts[1] == "channeldata.json" and CONDA_CHANNEL_RE.fullmatch(parts[0]):
-            return self._file(environ, ("conda", parts[0], "channeldata.json"), "application/json")
+            return self._file(environ, self.layout.relative(self.layout.conda_channeldata(parts[0])), "application/json")
         if len(parts) != 3:
             return text(404, "not /conda/<channel>/<subdir>/<file>")
         try:

@@ -83,7 +83,7 @@ def channel_targets(layout: MirrorLayout) -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {}
     for ch in layout.channels():
-        p = published_layout(layout, ch).meta / "pypi-views" / f"{ch}.json"  # a namespaced channel's own trees
+        p = published_layout(layout, ch).pypi_views_record(ch)  # a namespaced channel's own trees
         if p.is_file() or p.is_symlink():
             out[ch] = sorted(fsutil.read_json(p).get("targets", {}))
     return out

@@ -72,7 +72,7 @@ def _register(layout: MirrorLayout, uri: str, models: list[tuple[str, str]], *, 
                 if meta.get(key):
                     tags[f"gapsync.{key}"] = str(meta[key])
             run = c.create_run(exp_id, tags={"gapsync.model": name, "gapsync.commit": commit}, run_name=f"{rname}-{commit[:12]}")
-            snapshot = layout.root / "models" / "hf" / repo_folder(name) / "snapshots" / commit
+            snapshot = layout.hf_root / repo_folder(name) / "snapshots" / commit
             c.log_artifacts(run.info.run_id, str(snapshot), artifact_path="model")
             c.set_terminated(run.info.run_id)
             if not _exists(c, rname):

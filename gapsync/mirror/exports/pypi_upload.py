@@ -282,14 +282,14 @@ def mirror_files(layout: MirrorLayout, only: set[str] | None = None, channels: s
     same file in two namespaces is uploaded once (a different one under one name is a conflict)."""
     out: dict[tuple[str, str], MirrorFile] = {}
     for view in _published_layouts(layout, channels):
-        for inv_path in sorted((view.meta / "pypi").glob("*.json")):
+        for inv_path in sorted(view.pypi_inventory_dir.glob("*.json")):
             inv = fsutil.read_json(inv_path)
             project = str(inv.get("name", inv_path.stem))
             if canonicalize_name(project) != project:
                 continue
             for fn, rec in sorted(inv.get("files", {}).items()):
                 if only is None or fn in only:
-                    f = MirrorFile(project, fn, str(rec.get("version")), rec["sha256"], int(rec["size"]), view.pypi / "files")
+                    f = MirrorFile(project, fn, str(rec.get("version")), rec["sha256"], int(rec["size"]), view.pypi_files)
                     out.setdefault((fn, f.sha256), f)
     by_name: dict[str, MirrorFile] = {}
     for f in out.values():
@@ -305,7 +305,7 @@ def channel_files(mirror: Path, channels: set[str]) -> set[str]:
 
     out: set[str] = set()
     for ch in channels:
-        p = published_layout(MirrorLayout(mirror), ch).meta / "pypi-views" / f"{ch}.json"
+        p = published_layout(MirrorLayout(mirror), ch).pypi_views_record(ch)
         if p.is_file() or p.is_symlink():
             for projects in fsutil.read_json(p).get("targets", {}).values():
                 for names in projects.values():

@@ -187,7 +187,7 @@ class CondaChannel:
                         entry["license"] = rec["license"]
                     entry["version"] = max(entry["version"], rec["version"], key=_version_key)
         doc = {"channeldata_version": 1, "packages": dict(sorted(packages.items())), "subdirs": subdirs}
-        fs.write_atomic(self.root / channel / "channeldata.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+        fs.write_atomic(self.layout.conda_channeldata(channel), json.dumps(doc, indent=1, sort_keys=True).encode())
 
 
 def _version_key(v: str) -> tuple:
