@@ -88,7 +88,6 @@ def vuln_index(tmp_path_factory):
     srv.stop()
 
 
-@pytest.mark.skipif(not ADVISORIES.exists(), reason="shared/advisories not beside the checkout")
 def test_advisories_travel_in_the_bundle_and_the_air_side_is_stricter(vuln_index, tmp_path):
     store = tmp_path / "adv"
     r = cli("advisories", "import", ADVISORIES, "--store", store)

@@ -21,8 +21,6 @@ from gapsync.cli.main import main
 from gapsync.errors import FetchError, InputError, VerificationError
 from tests.support.data import ADVISORIES as SNAPSHOT  # noqa: E402
 
-needs_snapshot = pytest.mark.skipif(not SNAPSHOT.exists(), reason="shared/advisories snapshot not present")
-
 
 def rec(adv_id: str, name: str = "demo", modified: str = "2024-01-01T00:00:00Z", ecosystem: str = "PyPI",
         **extra) -> dict:
@@ -40,7 +38,6 @@ def records_in(store: Path) -> list[dict]:
     return [json.loads(line) for line in gzip.decompress((store / DB_FILE).read_bytes()).splitlines()]
 
 
-@needs_snapshot
 def test_import_the_snapshot(tmp_path):
     store = tmp_path / "store"
     info = import_db(SNAPSHOT, store)
@@ -58,7 +55,6 @@ def test_import_the_snapshot(tmp_path):
     assert again.sha256 == info.sha256 and again.imported_at is not None
 
 
-@needs_snapshot
 def test_load_the_full_snapshot_quickly(tmp_path):
     import_db(SNAPSHOT, tmp_path)
     t0 = time.perf_counter()

@@ -46,7 +46,6 @@ def test_parallel_report_equals_sequential(tmp_path, monkeypatch):
     assert sum(f["rule"] == "pickle.global.denied" for f in one["findings"]) >= 9
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 def test_parallel_report_equals_sequential_on_the_corpus(monkeypatch):
     one = json.dumps(scan_path(CORPUS).to_dict(), default=str, sort_keys=True)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})

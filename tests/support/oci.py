@@ -415,7 +415,7 @@ class _Service(Server):
             try:
                 requests.get(url, timeout=2)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, reset or slow: a cold start, try again
                 time.sleep(0.05)
         raise RuntimeError(f"{url}: server did not start in {seconds} s\n{self.log_tail()}")
 
