@@ -34,8 +34,10 @@ REQUIREMENTS = ["requests==2.32.*", "pyyaml"]
 # The PyPA advisory database snapshot kept in the repository (data/README.md): CC BY 4.0, so its
 # attribution travels with it, recorded as the database's source (report header, SBOM).
 ADVISORY_SNAPSHOT = Path(__file__).parent / "data" / "pypa-advisory-db.osv.jsonl.gz"
-ADVISORY_ATTRIBUTION = ("Advisory data from the Python Packaging Advisory Database (pypa/advisory-database, "
-                        "commit 3ccb612), CC BY 4.0. Converted from YAML to JSON Lines, content unchanged.")
+ADVISORY_ATTRIBUTION = ("Advisory data from the Python Packaging Advisory Database "
+                        "(https://github.com/pypa/advisory-database, commit 3ccb612), licensed under CC BY 4.0 "
+                        "(https://creativecommons.org/licenses/by/4.0/). Converted from YAML to JSON Lines, "
+                        "content unchanged.")
 LOAD_MODEL = """
 import json, os, struct
 from huggingface_hub import snapshot_download
