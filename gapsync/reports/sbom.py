@@ -93,7 +93,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from gapsync.errors import InputError
-from gapsync.model import artifact_key
+from gapsync.model import ArtifactKey, artifact_key
 from gapsync.scanner.artifacts import licenses
 
 SERIAL_NAMESPACE = uuid.UUID("5b1f0a3e-7a43-5d2c-9f0e-6761707379e1")  # fixed: serials are reproducible
@@ -376,9 +376,13 @@ def _target_component(artifact: str, ev: dict, finding: dict, components: dict[s
                       bom: Bom) -> Component:
     comp = components.get(artifact)
     if comp is None:  # a finding about an artifact bundle.json does not list: keep it, visibly
-        kind, _, rest = artifact.partition(":")
-        name, _, version = rest.rpartition("@")
-        comp = _artifact_component({"kind": kind, "name": name or rest, "version": version, "files": []}, None)
+        try:
+            key = ArtifactKey.parse(artifact)
+            kind, name, version = key.kind, key.name, key.version
+        except ValueError:  # not kind:name@version: the whole text after the kind is the name
+            kind, _, name = artifact.partition(":")
+            version = ""
+        comp = _artifact_component({"kind": kind, "name": name, "version": version, "files": []}, None)
         if comp is None:
             comp = Component(type=ComponentType.DATA, name=artifact or "unknown", bom_ref=artifact or "unknown")
         components[_ref(comp)] = comp
