@@ -365,7 +365,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                                 lock=lock)
     known, base = _known_digests(repo, delta)
     if base:
-        info = replace(bundle_info, kind="delta", base=base).to_dict()
+        bundle_info = replace(bundle_info, kind="delta", base=base)
+        info = bundle_info.to_dict()
     extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), BundleInfoTarget().to_dict())]
     try:
         from gapsync.reports.sbom import build_sbom
@@ -384,7 +385,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
             order.append(t.blob)
     plan = None
     if scan.max_volume_size:
-        plan = _plan_volumes(repo, targets, order, keys, expires, now, scan.max_volume_size, info, cache)
+        plan = _plan_volumes(repo, targets, order, keys, expires, now, scan.max_volume_size, bundle_info, cache)
         order[0] = targets[0].blob  # bundle.json now says how many volumes there are; every volume carries it
         for p in plan:
             p.insert(0, targets[0].blob.digest)
@@ -416,8 +417,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                         blocked=sorted(blocked), volumes=volumes, parity=parity, version_differences=diffs, lock=lock)
 
 
-def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int, info: dict,
-                  cache: BlobCache) -> list[list[str | Part]]:
+def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int,
+                  info: BundleInfo, cache: BlobCache) -> list[list[str | Part]]:
     """Split the carried blobs into volumes. Every volume carries all the metadata and bundle.json
     (so any volume, imported first, says it is one of N), which must state N before it is
     signed: the plan reserves room for the metadata (measured by signing once) and for
@@ -433,15 +434,16 @@ def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expir
     others = [(b.digest, b.size) for b in order if b.digest != info_blob.digest]
     plan = plan_volumes(reserve, others, max_size, split=True)
     info_target = BundleInfoTarget.from_target(targets[0])
-    custom = info_target.to_dict()
+    split = False
     for _ in range(8):
         table = parts_table(plan)
-        if not table:
-            custom = info_target.to_dict()
+        split = bool(table)
+        if not split:
             break
-        custom = replace(info_target, volumes=len(plan),
-                         parts={d: [[v, o, n, "0" * 64] for v, o, n, _h in rows] for d, rows in table.items()}).to_dict()
-        probe = repo.sign_release([Target(targets[0].path, info_blob, custom), *targets[1:]], keys, expires, now, fmt=2)
+        trial = replace(info_target, volumes=len(plan),
+                        parts={d: [[v, o, n, "0" * 64] for v, o, n, _h in rows] for d, rows in table.items()})
+        probe = repo.sign_release([Target(targets[0].path, info_blob, trial.to_dict()), *targets[1:]], keys, expires, now,
+                                  fmt=2)
         need = (metadata_tar_size(probe.members) + blob_tar_size(info_blob.size + 64) + 4096
                 + 32 * sum(len(rows) for rows in table.values()))  # digits of the final count and offsets
         if need <= reserve:
@@ -450,13 +452,13 @@ def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expir
         plan = plan_volumes(reserve, others, max_size, split=True)
     else:
         raise GapsyncError(f"volumes of {max_size} bytes: the plan of parts does not settle; choose larger volumes")
-    info["volumes"] = len(plan)
-    if "parts" in custom:
+    if split:
         plan = hash_parts(plan, cache.path)
-        custom["parts"] = parts_table(plan)
-        info["format"] = 2
-    digest, size = cache.put_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
-    targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), custom)
+        info_target = replace(info_target, volumes=len(plan), parts=parts_table(plan))
+        info = replace(info, format=2)
+    info = replace(info, volumes=len(plan))
+    digest, size = cache.put_bytes(json.dumps(info.to_dict(), indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
+    targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), info_target.to_dict())
     return plan
 
 
