@@ -228,3 +228,55 @@ def scan_requirements(path: Path, policy: Policy, advisories, now: datetime) -> 
             entry.update({"not_pinned": r.why, **_verdict(outcome, key)})
         entries.append(entry)
     return DistScan(outcome, entries)
+
+
+@dataclass
+class PackageScan:
+    """``gapsync scan`` of distributions or requirements files (and the other files beside them):
+    the document ``--json`` prints, the merged outcome, and whether it fails the scan."""
+
+    doc: dict[str, Any]
+    outcome: ScanOutcome
+    entries: list[dict[str, Any]]
+    file_findings: list[Finding]
+    blocked: bool  # the policy blocks a package, or another file has a finding at ``fail_on`` or worse
+
+
+def scan_packages(dists: list[Path | Distribution] | None, requirements: list[Path], others: list[Path],
+                  fail_on: str, policy: str | None, advisories: Path | None,
+                  links: list[str] | None = None) -> PackageScan:
+    """Wheels and sdists (``dists``) or requirements files, through the scan ``bundle create``
+    runs, under ``policy`` and the advisory store ``advisories``; the other files of a directory
+    (``others``) through the model scanner. ``links``: what the directory walk did not read
+    (symbolic links, FIFOs, devices), reported as such."""
+    from datetime import UTC
+
+    from gapsync import fsutil
+    from gapsync.model import Severity
+    from gapsync.policies.schema import load_policy
+    from gapsync.scanner.base import scan_path
+
+    pol = load_policy(policy)
+    db = load_advisories(advisory_file(advisories))
+    now = datetime.now(UTC)
+    results = []
+    if dists:
+        with fsutil.temp_dir("gapsync-scan-") as scratch:
+            results.append(scan_distributions(dists, pol, db, now, scratch))
+    results += [scan_requirements(r, pol, db, now) for r in requirements]
+    outcome = results[0].outcome
+    for extra in results[1:]:
+        outcome.findings.update(extra.outcome.findings)
+        outcome.licenses.update(extra.outcome.licenses)
+        outcome.decisions.update(extra.outcome.decisions)
+    entries = [e for r in results for e in r.entries]
+    file_findings = [f for p in others for f in scan_path(p).findings]
+    file_blocking = [f for f in file_findings if f.severity.rank >= Severity(fail_on).rank]
+    what = ", ".join(str(getattr(x, "path", x)) for x in (dists or requirements))
+    doc = {"scanned": what, "distributions": entries, "decisions": outcome.decision_dicts(),
+           "findings": outcome.finding_dicts(), "licenses": outcome.licenses, "advisories": outcome.advisories,
+           "policy": outcome.policy, "counts": outcome.counts(), "blocked": outcome.blocked(),
+           "other_files": {"scanned": len(others), "findings": [f.to_dict() for f in file_findings],
+                           "fail_on": fail_on, "blocked": bool(file_blocking),
+                           "not_read": links or []}}  # symbolic links (not followed), FIFOs, devices
+    return PackageScan(doc, outcome, entries, file_findings, bool(doc["blocked"] or file_blocking))

@@ -122,38 +122,11 @@ def _scan_artifacts(bundle, spec_path, lock_path, policy, advisories, report, ca
 def _scan_dists(dists: list | None, requirements: list[Path], others: list[Path], fail_on: str,
                 policy: str | None, advisories: Path | None, report: Path | None, as_json: bool,
                 links: list[str] | None = None) -> int:
-    """Wheels and sdists (``dists``) or requirements files, through the scan ``bundle create``
-    runs; the other files of a directory (``others``) through the model scanner, as before."""
-    from datetime import UTC, datetime
+    """``gapsync scan`` of wheels, sdists or requirements files (assess.scan_packages); prints it."""
+    from gapsync.assess import scan_packages
 
-    from gapsync.assess import advisory_file, load_advisories, scan_distributions, scan_requirements
-    from gapsync.model import Severity
-    from gapsync.policies.schema import load_policy
-    from gapsync.scanner.base import scan_path
-
-    pol = load_policy(policy)
-    db = load_advisories(advisory_file(advisories))
-    now = datetime.now(UTC)
-    results = []
-    if dists:
-        with fsutil.temp_dir("gapsync-scan-") as scratch:
-            results.append(scan_distributions(dists, pol, db, now, scratch))
-    results += [scan_requirements(r, pol, db, now) for r in requirements]
-    outcome = results[0].outcome
-    for extra in results[1:]:
-        outcome.findings.update(extra.outcome.findings)
-        outcome.licenses.update(extra.outcome.licenses)
-        outcome.decisions.update(extra.outcome.decisions)
-    entries = [e for r in results for e in r.entries]
-    file_findings = [f for p in others for f in scan_path(p).findings]
-    file_blocking = [f for f in file_findings if f.severity.rank >= Severity(fail_on).rank]
-    what = ", ".join(str(getattr(x, "path", x)) for x in (dists or requirements))
-    doc = {"scanned": what, "distributions": entries, "decisions": outcome.decision_dicts(),
-           "findings": outcome.finding_dicts(), "licenses": outcome.licenses, "advisories": outcome.advisories,
-           "policy": outcome.policy, "counts": outcome.counts(), "blocked": outcome.blocked(),
-           "other_files": {"scanned": len(others), "findings": [f.to_dict() for f in file_findings],
-                           "fail_on": fail_on, "blocked": bool(file_blocking),
-                           "not_read": links or []}}  # symbolic links (not followed), FIFOs, devices
+    r = scan_packages(dists, requirements, others, fail_on, policy, advisories, links)
+    doc, what = r.doc, r.doc["scanned"]
     if report:
         from gapsync.reports.html import render_html
 
@@ -162,8 +135,8 @@ def _scan_dists(dists: list | None, requirements: list[Path], others: list[Path]
     if as_json:
         emit_json(doc)
     else:
-        _print_dists(doc, entries, file_findings)
-    return int(ExitCode.BLOCKED_BY_POLICY if doc["blocked"] or file_blocking else ExitCode.OK)
+        _print_dists(doc, r.entries, r.file_findings)
+    return int(ExitCode.BLOCKED_BY_POLICY if r.blocked else ExitCode.OK)
 
 
 def _print_dists(doc: dict, entries: list[dict], file_findings: list) -> None:
