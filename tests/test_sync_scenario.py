@@ -478,6 +478,39 @@ def test_sync_sees_a_release_published_right_after_the_last_one(tmp_path):
                                                           "python/beta/beta-1.1-py3-none-any.whl.metadata"]
 
 
+def test_sync_sees_a_page_rewritten_in_the_second_it_was_read(tmp_path):
+    """``Last-Modified`` has one-second resolution: a page rewritten in the second it was read
+    keeps its value, and a server comparing times answers 304 to ``If-Modified-Since``. The
+    index's files here carry a fixed time an hour ahead (so the answer's ``Date`` is never a
+    second past it, as when the page was written in the second it was read), and the rewritten
+    page gets the same time: the next sync must still see the release."""
+    root = tmp_path / "index"
+    ahead = time.time() + 3600
+
+    def same_time() -> None:
+        for p in root.rglob("*"):
+            if p.is_file():
+                os.utime(p, (ahead, ahead))
+
+    make_wheel(root / "files", "beta", "1.0")
+    write_index(root)
+    same_time()
+    srv = static_server(root)
+    try:
+        ch = new_channel(tmp_path, "prod")
+        spec = write_spec(tmp_path / "g.yaml", srv.url, ["beta"], pythons=("3.12",))
+        args = ["sync", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "--cache", tmp_path / "cache", "--json"]
+        assert cli(*args, "-o", tmp_path / "o1").code == 0
+        make_wheel(root / "files", "beta", "1.1")
+        write_index(root)
+        same_time()  # the same Last-Modified as the page the first sync recorded
+        r = cli(*args, "-o", tmp_path / "o2")
+    finally:
+        srv.stop()
+    assert r.code == 0, r.err.strip().splitlines()[-1]
+    assert "python/beta/beta-1.1-py3-none-any.whl" in carried(Path(json.loads(r.out)["bundle"]))
+
+
 def test_a_delta_in_volumes_whose_base_was_never_imported_is_refused(tmp_path):
     root = tmp_path / "index"
     rnd = random.Random(9)

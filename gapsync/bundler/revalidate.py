@@ -4,7 +4,8 @@ resolution depended on, and skip the resolver when none of them changed.
 After a sync resolves, it records, in ``STATE/<channel>/sync-pages.json``, the spec digest, the
 lock it resolved (``STATE/<channel>/sync.lock``) and, for the project page of every locked
 project, the validators the index gave (``ETag``, ``Last-Modified``) and the sha256 of the page.
-The next sync sends each page's conditional GET (``If-None-Match``/``If-Modified-Since``); a
+The next sync sends each page's conditional GET (``If-None-Match``; ``If-Modified-Since`` only when
+the page's ``Last-Modified`` was at least a second older than the answer's ``Date``); a
 304, or a 200 with the same bytes (an index without validators), means that page is unchanged.
 When every page is unchanged and the spec is the same, the resolution would be the same: the
 stored lock is used, the resolver (one uv run per target, tens of seconds for a large
@@ -43,11 +44,28 @@ class Revalidation:
     seen: dict[str, dict] | None = None  # the pages as read now, BEFORE the resolve (for record())
 
 
+def _strong_last_modified(page: dict) -> bool:
+    """Whether a page's ``Last-Modified`` may be sent as ``If-Modified-Since``: only when it is
+    at least one second before the ``Date`` of the answer that gave it (RFC 9110 8.8.2.2).
+    ``Last-Modified`` has one-second resolution: a page rewritten in the second it was read
+    keeps the same value, and a server comparing times would answer 304 to the new page, so
+    the release published then would never be seen. Without a usable ``Date``, it is weak too:
+    the page is fetched in full and compared by its sha256."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        modified = parsedate_to_datetime(str(page["last_modified"]))
+        date = parsedate_to_datetime(str(page["date"]))
+        return (date - modified).total_seconds() >= 1
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False
+
+
 def _page(index_url: str, name: str, old: dict | None) -> dict:
     headers = {"Accept": ACCEPT}
     if old and old.get("etag"):
         headers["If-None-Match"] = old["etag"]
-    if old and old.get("last_modified"):
+    if old and old.get("last_modified") and _strong_last_modified(old):
         headers["If-Modified-Since"] = old["last_modified"]
     r, body = get_document(f"{index_url}{name}/", MAX_INDEX_PAGE, headers=headers, ok=(200, 304))
     if r.status_code == 304 and old:
@@ -55,7 +73,7 @@ def _page(index_url: str, name: str, old: dict | None) -> dict:
     if r.status_code != 200:
         return {"status": r.status_code}
     return {"etag": r.headers.get("ETag"), "last_modified": r.headers.get("Last-Modified"),
-            "sha256": hashlib.sha256(body).hexdigest(), "status": 200}
+            "date": r.headers.get("Date"), "sha256": hashlib.sha256(body).hexdigest(), "status": 200}
 
 
 def _applies(spec) -> bool:
