@@ -10,7 +10,7 @@ the project venv is untouched). Every tool runs as its own CLI in a fresh proces
 Nothing here loads, unpickles or imports a sample: the samples are only written (by hand, as
 opcode bytes) and the three tools only scan statically.
 
-1. **Detection** on the shared corpus (../shared/corpus/models, manifest.json gives each file's
+1. **Detection** on the repository's corpus (tests/data/corpus/models, manifest.json gives each file's
    expected verdict). A file is *flagged* by gapsync when it has a finding of severity high or
    critical (the default ``--fail-on``), by picklescan when it reports dangerous globals
    (``Dangerous globals: N`` > 0; "suspicious" ones do not count), by modelscan when its JSON
@@ -227,7 +227,7 @@ def read_modelscan(r: subprocess.CompletedProcess, report: Path) -> dict:
             "files": scanned, "skipped": not scanned and not issues and not errors}
 
 
-# --- 1. detection on the shared corpus -------------------------------------------------------
+# --- 1. detection on the corpus --------------------------------------------------------------
 
 
 def cell(res: dict | None) -> str:

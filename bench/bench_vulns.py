@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_vulns.py [--pins 5000] [--audit-pins 1000] [--repeat 3] [--no-pip-audit]
 
-1. import the snapshot (shared/advisories) into a store, then time ``AdvisoryDB.load`` (in this
+1. import the snapshot (gapsync/demo/data) into a store, then time ``AdvisoryDB.load`` (in this
    process, and in a fresh Python process including the imports);
 2. draw ``--pins`` pinned (name, version) pairs from the snapshot's own package names, with a mix
    of versions (listed as affected, fix versions, branch starts, pre-releases of fixes, far-future

@@ -1,4 +1,4 @@
-"""Every file of the shared corpus gets the verdict its manifest expects.
+"""Every file of the repository's model corpus (tests/data/corpus/models) gets the verdict its manifest expects.
 
 Verdict: "malicious" when the scanner reports at least one finding of severity high or worse
 (the default of ``gapsync scan --fail-on``), "benign" otherwise.

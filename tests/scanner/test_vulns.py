@@ -23,10 +23,10 @@ from gapsync.scanner.artifacts.vulns import scan_subject
 from gapsync.scanner.subject import ScanSubject, SubjectFile
 
 ROOT = Path(__file__).resolve().parents[2]
-from tests.support.data import ADVISORIES_DIR as SHARED  # noqa: E402
+from tests.support.data import ADVISORIES_DIR  # noqa: E402
 
-SNAPSHOT = SHARED / "pypa-advisory-db.osv.jsonl.gz"
-EXAMPLES = json.loads((SHARED / "examples.json").read_text())
+SNAPSHOT = ADVISORIES_DIR / "pypa-advisory-db.osv.jsonl.gz"
+EXAMPLES = json.loads((ADVISORIES_DIR / "examples.json").read_text())
 WHEEL_CACHE = Path(os.environ.get("GAPSYNC_TEST_CACHE", Path.home() / ".cache" / "gapsync-tests")) / "wheels"
 
 

@@ -1,6 +1,6 @@
 """Exact vulnerability matching against the OSV snapshot, and the ``vulns`` scanner.
 
-Why exact, and why these rules (``shared/advisories/README.md`` explains each with the tools that
+Why exact, and why these rules (``gapsync/demo/data/README.md`` explains each with the tools that
 got it wrong): names are PEP 503 on both sides; versions are ``packaging.version.Version``
 objects compared directly (never ``SpecifierSet.contains`` with its pre-release defaults, which
 changed between packaging 25 and 26); only ECOSYSTEM ranges count (GIT ranges hold commit hashes,
