@@ -3,7 +3,8 @@ resolution depended on, and skip the resolver when none of them changed.
 
 After a sync resolves, it records, in ``STATE/<channel>/sync-pages.json``, the spec digest, the
 lock it resolved (``STATE/<channel>/sync.lock``) and, for the project page of every locked
-project, the validators the index gave (``ETag``, ``Last-Modified``) and the sha256 of the page.
+project, the validators the index gave (``ETag``, ``Last-Modified`` with the answer's ``Date``) and
+the sha256 of the page.
 The next sync sends each page's conditional GET (``If-None-Match``; ``If-Modified-Since`` only when
 the page's ``Last-Modified`` was at least a second older than the answer's ``Date``); a
 304, or a 200 with the same bytes (an index without validators), means that page is unchanged.
