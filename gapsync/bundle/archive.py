@@ -30,6 +30,7 @@ import json
 import os
 import re
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,16 +171,29 @@ class BundleWriter:
     refuse after the trip). Each hash once per byte, each on its own core, overlapping the copy:
     see docs/performance.md ("Create at the disk's pace")."""
 
-    def __init__(self, path: Path, mtime: int):
+    def __init__(self, path: Path, mtime: int, *, body: BundleBody | None = None, head: int = 0):
+        """``body``: the blob members already written while they downloaded (``BundleBody``, for
+        this ``path`` and ``mtime``); ``head`` bytes are inserted in front of them, and what is
+        added here (every metadata member, then the blobs not in the body) must fill exactly
+        those bytes. ``close`` then hashes the body after the head and ends the archive."""
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
         self.mtime = mtime
-        # created O_EXCL|O_NOFOLLOW in the output directory opened once; a planted link at the
-        # .partial or the bundle name is refused, never written through (fsutil)
-        self._out = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
+        self._body_size = 0
+        self._head = 0
+        if body is None:
+            # created O_EXCL|O_NOFOLLOW in the output directory opened once; a planted link at the
+            # .partial or the bundle name is refused, never written through (fsutil)
+            self._out = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
+        else:
+            if (body.path, body.mtime) != (path, mtime):
+                raise ValueError(f"the body of {body.path} is not the body of {path}")
+            self._out, self._body_size = body.insert_head(head), body.size
+            self._head = head
         self._f = self._out.file
+        self._f.seek(0)
+        self._names: set[str] = set(body.names() if body is not None else ())
         self._hash = ReadBackHash(self._f.fileno(), hashlib.blake2b())
-        self._names: set[str] = set()
         self._in_blobs = False
         self.size = 0
 
@@ -288,6 +302,16 @@ class BundleWriter:
 
     def close(self) -> bytes:
         """Finish the archive, make it durable, rename it into place; returns the BLAKE2b-512."""
+        if self._body_size:
+            if self.size != self._head:  # the caller's arithmetic and the members disagree: a bug
+                self.abort()
+                raise ValueError(f"{self.path}: the head is {self.size} bytes, {self._head} were inserted")
+            self._f.flush()
+            self._hash.region(self.size)
+            # the body: each member's bytes were hashed (sha256) by the download that wrote them
+            self.size += self._body_size
+            self._hash.region(self.size)
+            self._f.seek(self.size)
         self._write(b"\0" * (2 * BLOCK))
         rem = self.size % RECORD
         if rem:
@@ -305,6 +329,146 @@ class BundleWriter:
     def abort(self) -> None:
         self._hash.abandon()
         self._out.abort()
+
+
+class BundleBody:
+    """The blob members of a bundle, written while their blobs download (issue 21: a cold
+    ``bundle create`` should take little more than the download).
+
+    Each download reserves its member at the end of the body (``slot``: the header written at
+    once, then the data and the zero padding) and writes its bytes there as they arrive, next
+    to the cache file, while they are in the page cache: the copy into the bundle no longer
+    waits for the last download. When the scan and the policy are done, ``BundleWriter(...,
+    body=...)`` inserts the head in front (``fsutil.insert_range``: the file system moves
+    extents, no byte is copied): every metadata member, then the blobs that did not download in
+    this run (cached, derived, bundle.json), so the head must be a whole number of file-system
+    blocks (``block``; the caller pads bundle.json with JSON whitespace). The file is then what
+    ``BundleWriter`` alone would have written, with the body's blobs in the order their
+    downloads started: the same canonical members, read by the same reader.
+
+    Only on a file system that can insert a range (``fsutil.insert_block``: ext4, XFS); a slot
+    whose download did not finish or whose write failed, or a blob the bundle then does not
+    carry (blocked by the policy), makes the body unusable (``usable``): the caller aborts it
+    and writes the bundle the usual way, from the cache. The file is the bundle's ``.partial``,
+    created like ``BundleWriter``'s (``O_EXCL|O_NOFOLLOW``), removed by ``abort``."""
+
+    def __init__(self, path: Path, mtime: int, block: int):
+        self.path, self.mtime, self.block = path, mtime, block
+        self.partial = path.with_name(path.name + ".partial")
+        self._out: fsutil.AtomicFile | None = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
+        self._fd = self._out.fileno()
+        self._lock = threading.Lock()
+        self._slots: dict[str, BodySlot] = {}
+        self.size = 0
+        self.broken: str | None = None  # why the body cannot be used (a write failed)
+
+    def slot(self, digest: str, size: int) -> BodySlot | None:
+        """Reserve the member of blob ``digest`` (``size`` bytes) at the end of the body; None
+        when the body is broken or closed, or the blob already has a member."""
+        name = f"blobs/sha256/{digest}"
+        if not BLOB_RE.fullmatch(name):
+            raise ValueError(f"bad blob member {name}")
+        header = member_header(name, size, self.mtime)
+        with self._lock:
+            if self._out is None or self.broken or digest in self._slots:
+                return None
+            start = self.size
+            slot = BodySlot(self, digest, size, start + len(header))
+            self._slots[digest] = slot
+            self.size = start + len(header) + size + (-size % BLOCK)
+            try:
+                fsutil.pwrite_all(self._fd, header, start)
+            except OSError as e:
+                self.broken = f"cannot write the bundle beside the download ({e.strerror or e})"
+                return None
+        return slot
+
+    def _write(self, slot: BodySlot, data: bytes, offset: int) -> bool:
+        with self._lock:  # never a write after abort(): the descriptor number may be reused
+            if self._out is None or self.broken:
+                return False
+            try:
+                fsutil.pwrite_all(self._fd, data, offset)
+            except OSError as e:
+                self.broken = f"cannot write the bundle beside the download ({e.strerror or e})"
+                return False
+        return True
+
+    def names(self) -> list[str]:
+        return [f"blobs/sha256/{d}" for d in self._slots]
+
+    def digests(self) -> dict[str, int]:
+        """The blobs in the body, with their sizes, in the body's order."""
+        return {d: s.size for d, s in self._slots.items()}
+
+    def usable(self, carried: dict[str, int]) -> str | None:
+        """None when every member is complete and is a blob the bundle carries, with the size
+        it carries it with (``carried``: digest -> size); else why not."""
+        if self._out is None:
+            return "closed"
+        if self.broken:
+            return self.broken
+        if not self._slots:
+            return "nothing was downloaded"
+        for d, s in self._slots.items():
+            if not s.complete:
+                return f"blob {d} did not finish downloading"
+            if carried.get(d) != s.size:
+                return f"blob {d} is not carried (blocked, or the other side has it)"
+        return None
+
+    def insert_head(self, length: int) -> fsutil.AtomicFile:
+        """End the body (its last padding), insert ``length`` bytes in front of it and hand the
+        file over to the writer that fills them."""
+        with self._lock:
+            out, self._out = self._out, None
+        if out is None:
+            raise ValueError(f"{self.path}: the bundle body is closed")
+        if length <= 0 or length % self.block:
+            out.abort()
+            raise ValueError(f"{self.path}: a head of {length} bytes is not a whole number of {self.block}-byte blocks")
+        try:
+            os.ftruncate(self._fd, self.size)
+            fsutil.insert_range(self._fd, 0, length)
+        except BaseException:
+            out.abort()
+            raise
+        return out
+
+    def abort(self) -> None:
+        """Remove the body (the ``.partial``); no-op once handed to a writer or aborted."""
+        with self._lock:
+            out, self._out = self._out, None
+        if out is not None:
+            out.abort()
+
+
+class BodySlot:
+    """One member of a ``BundleBody``: where a download writes the blob's bytes, in order, as
+    they arrive (``write``), and says when they were all verified (``finish``)."""
+
+    def __init__(self, body: BundleBody, digest: str, size: int, offset: int):
+        self.body, self.digest, self.size, self.offset = body, digest, size, offset
+        self.written = self._advised = 0
+        self.complete = self._failed = False
+
+    def write(self, data: bytes) -> int:
+        """Write the next bytes; a failure marks the body unusable, never the download."""
+        if self._failed or self.written + len(data) > self.size:
+            self._failed = True
+            return len(data)
+        if not self.body._write(self, data, self.offset + self.written):
+            self._failed = True
+            return len(data)
+        self.written += len(data)
+        if self.written - self._advised >= ReadBackHash.WRITEBACK:
+            write_back(self.body._fd, self.offset + self._advised, self.written - self._advised)
+            self._advised = self.written
+        return len(data)
+
+    def finish(self) -> None:
+        """Every byte was written and the download verified them against the blob's sha256."""
+        self.complete = not self._failed and self.written == self.size
 
 
 # -- reader ---------------------------------------------------------------------------------

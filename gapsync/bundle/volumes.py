@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.bundle.archive import BLOCK, RECORD, SUFFIX, BundleWriter, member_header
+from gapsync.bundle.archive import BLOCK, RECORD, SUFFIX, BundleBody, BundleWriter, member_header
 from gapsync.errors import GapsyncError, InputError
 from gapsync.model import BlobRef
 
@@ -172,6 +172,11 @@ def metadata_tar_size(metadata: Mapping[str, bytes]) -> int:
     return sum(member_tar_size(f"metadata/{name}", len(data)) for name, data in metadata.items())
 
 
+def head_size(metadata: Mapping[str, bytes], blob_sizes: list[int]) -> int:
+    """The bytes the metadata members and these blobs occupy in front of a ``BundleBody``."""
+    return metadata_tar_size(metadata) + sum(blob_tar_size(s) for s in blob_sizes)
+
+
 def archive_size(metadata_size: int, blob_sizes: list[int], parts: Sequence[Part] = ()) -> int:
     """The exact size of a bundle file with these members (end blocks, record padding)."""
     body = metadata_size + sum(blob_tar_size(s) for s in blob_sizes) + sum(part_tar_size(p.index, p.length) for p in parts) + _END
@@ -253,7 +258,7 @@ def plan_volumes(metadata_size: int, blobs: list[tuple[str, int]], max_volume_si
 def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: list[list[str | Part]],
                   blob_path: Callable[[str], Path], sizes: dict[str, int], mtime: int,
                   sign: Callable[[Path, bytes], None], max_volume_size: int | None = None,
-                  shared: frozenset[str] = frozenset()) -> list[Path]:
+                  shared: frozenset[str] = frozenset(), body: BundleBody | None = None) -> list[Path]:
     """Write the planned volumes into ``out_dir`` and call ``sign(path, blake2b_512)`` for each
     (the caller writes the ``.minisig``; the hash is of the whole file, computed while writing).
 
@@ -264,6 +269,10 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
     this call already wrote (and their ``.minisig``) are removed, so a failed run leaves no set
     that looks complete but is not. With ``max_volume_size`` the planned sizes are checked before
     writing a byte.
+
+    ``body``: one volume whose blobs the downloads already wrote (``BundleBody``, usable for
+    these blobs); the metadata and the other blobs are inserted in front of them, and must fill
+    a whole number of the body's blocks (the caller pads bundle.json: ``head_size``).
     """
     n = len(plan)
     if n == 0:
@@ -292,14 +301,25 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
         for p, size in zip(paths, expected, strict=True):
             if size > max_volume_size:
                 raise InputError(f"{p.name}: would be {size} bytes, over the volume size of {max_volume_size}")
+    in_body: dict[str, int] = {}
+    if body is not None:
+        in_body = body.digests()
+        if n != 1 or not set(in_body) <= set(plan[0]) or any(isinstance(e, Part) for e in plan[0]):
+            raise ValueError("a bundle body is one volume of whole blobs, each in the plan")
     done: list[Path] = []
     try:
         for path, digests, size in zip(paths, plan, expected, strict=True):
-            writer = BundleWriter(path, mtime=mtime)
+            if body is None:
+                writer = BundleWriter(path, mtime=mtime)
+            else:
+                writer = BundleWriter(path, mtime=mtime, body=body,
+                                      head=head_size(metadata, [sizes[d] for d in digests if d not in in_body]))  # type: ignore[index]
             try:
                 for name, data in metadata.items():
                     writer.add_metadata(name, data)
                 for entry in digests:
+                    if entry in in_body:
+                        continue  # already written, while it downloaded
                     if isinstance(entry, Part):
                         writer.add_part(entry.digest, entry.index, blob_path(entry.digest), entry.offset, entry.length, entry.sha256)
                     else:

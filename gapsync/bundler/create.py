@@ -8,6 +8,7 @@ the re-run reuses every blob already in the cache.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from gapsync import __version__, fsutil
 from gapsync.assess import advisory_file, load_advisories, scan_subjects
 from gapsync.audit import AuditLog
 from gapsync.bundle import minisign
-from gapsync.bundle.archive import bundle_file_name
+from gapsync.bundle.archive import BundleBody, bundle_file_name
 from gapsync.bundle.keys import SigningKey
 from gapsync.bundle.parity import check_parity_names, write_parity
 from gapsync.bundle.receipt import read_receipt
@@ -49,6 +50,7 @@ from gapsync.bundle.volumes import (
     Part,
     blob_tar_size,
     hash_parts,
+    head_size,
     metadata_tar_size,
     parts_table,
     plan_volumes,
@@ -56,7 +58,7 @@ from gapsync.bundle.volumes import (
 )
 from gapsync.bundler import history
 from gapsync.bundler.cache import BlobCache
-from gapsync.bundler.fetch import fetch_all, tty_progress
+from gapsync.bundler.fetch import FetchItem, fetch_all, tty_progress
 from gapsync.bundler.http import remember_spec_credentials
 from gapsync.bundler.lock import read_lock
 from gapsync.bundler.per_target import differences
@@ -92,6 +94,7 @@ class CreateResult:
     parity: list[Path] = field(default_factory=list)
     version_differences: dict[str, dict[str, str]] = field(default_factory=dict)  # project -> {target: version}
     lock: object = field(default=None, repr=False)  # the Lock this bundle was made from (sync keeps it)
+    streamed: int = 0  # blobs written into the bundle while they downloaded (BundleBody)
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle) if self.bundle else None, "signature": str(self.signature) if self.signature else None,
@@ -99,7 +102,7 @@ class CreateResult:
                 "downloaded_bytes": self.downloaded, "kind": self.kind, "blobs_carried": self.carried,
                 "nothing_new": self.nothing_new, "blocked": self.blocked, "volumes": [str(v) for v in self.volumes],
                 "parity": [str(p) for p in self.parity], "artifacts": self.artifacts,
-                "version_differences": self.version_differences}
+                "version_differences": self.version_differences, "blobs_written_while_downloading": self.streamed}
 
 
 @dataclass
@@ -238,9 +241,10 @@ class ScanOptions:
     parity: int = 0  # parity volumes (any this many lost or damaged volumes can be rebuilt)
 
 
-def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
+def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int, tee=None):
     """Resolve (or read the lock) and fetch every blob into the cache: what create and
-    ``scan --spec`` share. Returns (lock, image plans, fetch results)."""
+    ``scan --spec`` share. Returns (lock, image plans, fetch results). ``tee``: see
+    ``fetch.fetch_one`` (create writes each download into the bundle as it arrives)."""
     remember_spec_credentials(spec)  # the lock's URLs carry no user info: it goes to its origin from here
     if lock_path is not None:
         lock = read_lock(lock_path)
@@ -249,7 +253,7 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int):
     else:
         lock = resolve_spec(spec, cache, jobs)
     items, plans = plan_fetch(spec, lock, cache)  # each record through its source (bundler/sources/base.py)
-    fetched = fetch_all(cache, items, jobs, progress=tty_progress)
+    fetched = fetch_all(cache, items, jobs, progress=tty_progress, tee=tee)
     return lock, plans, fetched
 
 
@@ -305,10 +309,58 @@ def _known_digests(repo: ChannelRepo, delta: DeltaOptions) -> tuple[set[str], di
     return set(), {}
 
 
+# Write each download into the bundle as it arrives (BundleBody), where the output directory's
+# file system can insert the metadata in front afterwards. GAPSYNC_WRITE_WHILE_DOWNLOADING=0
+# turns it off (the bundle is then written from the cache after the scan, as before).
+WRITE_WHILE_DOWNLOADING_ENV = "GAPSYNC_WRITE_WHILE_DOWNLOADING"
+
+
+def _open_body(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions) -> BundleBody | None:
+    """The bundle's body, to be written while the blobs download, or None: volumes are planned
+    from the finished blob set, and a file system that cannot insert a range at the front of a
+    file (tmpfs, NFS...) gets the bundle written after the scan, from the cache."""
+    if scan.max_volume_size or os.environ.get(WRITE_WHILE_DOWNLOADING_ENV, "1") == "0":
+        return None
+    try:
+        with fsutil.Dir(out_dir) as d:
+            block = fsutil.insert_block(d)
+            if block is None:
+                return None
+        return BundleBody(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), block)
+    except OSError:
+        return None  # the usual writer meets the same directory later and says what is wrong
+
+
 def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now,
             scan: ScanOptions, delta: DeltaOptions) -> CreateResult:
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    lock, plans, fetched = prepare(spec, lock_path, cache, jobs)
+    known, base = _known_digests(repo, delta)
+    body = _open_body(spec, repo.next_version(), now, out_dir, scan)
+    try:
+        return _create_into(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan, delta, known, base,
+                            body)
+    finally:
+        if body is not None:
+            body.abort()  # nothing when the writer took it over; else the .partial goes
+
+
+def _tee_into(body: BundleBody | None, known: set[str]):
+    """What ``fetch_all`` asks where a download also goes: a member of the bundle's body, for a
+    blob the bundle will carry (the other side does not have it)."""
+    if body is None:
+        return None
+
+    def tee(item: FetchItem):
+        if item.sha256 is None or item.sha256 in known or item.size is None:
+            return None
+        return body.slot(item.sha256, item.size)
+    return tee
+
+
+def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires,
+                 now: datetime, scan: ScanOptions, delta: DeltaOptions, known: set[str], base: dict,
+                 body: BundleBody | None) -> CreateResult:
+    lock, plans, fetched = prepare(spec, lock_path, cache, jobs, tee=_tee_into(body, known))
     # scan every artifact, let the policy decide, and carry only what it allows
     policy = load_policy(scan.policy)
     advisories_file = advisory_file(scan.advisories)
@@ -363,11 +415,11 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
             return CreateResult(None, None, spec.channel, version - 1, targets, 0, sum(r.downloaded for r in fetched),
                                 info["artifacts"], nothing_new=True, blocked=sorted(blocked), version_differences=diffs,
                                 lock=lock)
-    known, base = _known_digests(repo, delta)
     if base:
         bundle_info = replace(bundle_info, kind="delta", base=base)
         info = bundle_info.to_dict()
-    extra = [(BUNDLE_INFO_PATH, json.dumps(info, indent=1, sort_keys=True).encode(), BundleInfoTarget().to_dict())]
+    info_bytes = json.dumps(info, indent=1, sort_keys=True).encode()
+    extra = [(BUNDLE_INFO_PATH, info_bytes, BundleInfoTarget().to_dict())]
     try:
         from gapsync.reports.sbom import build_sbom
 
@@ -390,10 +442,27 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         for p in plan:
             p.insert(0, targets[0].blob.digest)
     # format 2 when a blob spans volumes in parts (their table is in bundle.json's target)
-    release = repo.sign_release(targets, keys, expires, now, fmt=2 if BundleInfoTarget.from_target(targets[0]).parts is not None else 1)
+    fmt = 2 if BundleInfoTarget.from_target(targets[0]).parts is not None else 1
+    release = None
+    if body is not None:
+        why = body.usable({b.digest: b.size for b in order}) if plan is None else "volumes"
+        if why is None:
+            release = _pad_for_body(repo, targets, order, keys, expires, now, fmt, cache, body, info_bytes)
+            why = None if release is not None else "the head does not settle on whole blocks"
+        if release is None:
+            from gapsync.log import event, progress_logs
+
+            if progress_logs():
+                event("bundle.written-after-download", reason=why)
+            body.abort()
+            body = None
+    if release is None:
+        release = repo.sign_release(targets, keys, expires, now, fmt=fmt)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
-    check_free_space(out_dir, sum(b.size for b in order) * (1 + scan.parity // max(1, len(plan or [1]))), "the bundle")
+    in_body = body.digests() if body is not None else {}  # on disk already
+    check_free_space(out_dir, sum(b.size for b in order if b.digest not in in_body)
+                     * (1 + scan.parity // max(1, len(plan or [1]))), "the bundle")
     comment = f"gapsync bundle channel:{spec.channel} version:{version} timestamp:{int(now.timestamp())}"
 
     def sign(p: Path, file_hash: bytes) -> None:
@@ -404,7 +473,8 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
         check_parity_names(out_dir, stem, scan.parity)
     volumes = write_volumes(out_dir, stem, release.members, plan or [[b.digest for b in order]], cache.path,
                             {b.digest: b.size for b in order}, int(now.timestamp()), sign, scan.max_volume_size,
-                            shared=frozenset({targets[0].blob.digest}))
+                            shared=frozenset({targets[0].blob.digest}), body=body)
+    streamed = len(body.digests()) if body is not None else 0
     parity = write_parity(volumes, scan.parity, out_dir) if scan.parity and len(volumes) > 0 else []
     size = sum(v.stat().st_size for v in volumes)
     carried = {b.digest for b in order}
@@ -414,7 +484,31 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     history.record(repo.dir, version, targets, carried)
     return CreateResult(volumes[0], volumes[0].with_name(volumes[0].name + ".minisig"), spec.channel, version, targets,
                         size, sum(r.downloaded for r in fetched), info["artifacts"], kind=info["kind"], carried=len(carried),
-                        blocked=sorted(blocked), volumes=volumes, parity=parity, version_differences=diffs, lock=lock)
+                        blocked=sorted(blocked), volumes=volumes, parity=parity, version_differences=diffs, lock=lock,
+                        streamed=streamed)
+
+
+def _pad_for_body(repo: ChannelRepo, targets: list[Target], order: list[BlobRef], keys, expires, now, fmt: int,
+                  cache: BlobCache, body: BundleBody, info_bytes: bytes):
+    """Sign the release so that the head inserted in front of the body (every metadata member,
+    then the carried blobs that are not in the body) is a whole number of the body's blocks
+    (``fsutil.insert_range`` moves whole blocks): bundle.json (``targets[0]``) gets trailing
+    JSON whitespace, which changes its digest and length in targets.json and so the metadata's
+    size a little, so sign and measure again until it settles (two or three rounds). Returns the
+    release, or None if it does not settle (the caller writes the usual way)."""
+    in_body = body.digests()
+    for _ in range(8):
+        release = repo.sign_release(targets, keys, expires, now, fmt=fmt)
+        head = head_size(release.members, [b.size for b in order if b.digest not in in_body])
+        pad = -head % body.block
+        if not pad:
+            return release
+        old = targets[0].blob.digest
+        info_bytes += b" " * pad  # a whole number of tar blocks: the member grows by exactly pad
+        digest, size = cache.put_bytes(info_bytes, what=BUNDLE_INFO_PATH)
+        targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), targets[0].custom)
+        order[:] = [targets[0].blob if b.digest == old else b for b in order]
+    return None
 
 
 def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import requests
 
@@ -55,6 +55,14 @@ def _chunks(resp: requests.Response, on_bytes: Callable[[int], None] | None = No
         raise FetchError(f"{resp.url}: connection lost ({e}); run again to resume") from e
 
 
+class Tee(Protocol):
+    """Where a download also writes its bytes (``fetch_all(tee=...)``): a ``BundleBody``'s slot.
+    ``write`` must not fail the download; ``finish`` is called once the bytes are verified."""
+
+    def write(self, data: bytes, /) -> object: ...
+    def finish(self) -> None: ...
+
+
 class _WriteBehind:
     """The download's file, asking the kernel to write each ``EVERY`` bytes to disk as soon as
     they are written (``hashing.write_back``): the disk works while the download goes on, instead
@@ -63,21 +71,35 @@ class _WriteBehind:
 
     EVERY = 64 << 20
 
-    def __init__(self, f: BinaryIO, at: int) -> None:
+    def __init__(self, f: BinaryIO, at: int, tee: Tee | None = None) -> None:
         self._f = f
         self._advised = self._pos = at
+        self._tee = tee
+        self._dropped = at
 
     def write(self, data: bytes) -> int:
         n = self._f.write(data)
+        if self._tee is not None:
+            self._tee.write(data)
         self._pos += len(data)
         if self._pos - self._advised >= self.EVERY:
             self._f.flush()
+            if self._tee is not None:
+                # the bundle has its own copy of these bytes, hot for its signature: the cache
+                # file's pages, asked out a step ago, are dropped now (clean ones only), so that
+                # a model larger than half the memory does not push the bundle's pages out
+                write_back(self._f.fileno(), self._dropped, self._advised - self._dropped)
+                self._dropped = self._advised
             write_back(self._f.fileno(), self._advised, self._pos - self._advised)
             self._advised = self._pos
         return n
 
 
-def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None = None) -> FetchResult:
+def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None = None,
+              tee: Callable[[FetchItem], Tee | None] | None = None) -> FetchResult:
+    """Fetch one item into the cache (resuming a partial download). ``tee``: asked, for a blob
+    downloaded from its first byte, for a second place to write the bytes to as they arrive
+    (the bundle being made: ``BundleBody.slot``); told ``finish`` once they are verified."""
     if item.sha256 and cache.has(item.sha256):
         size = cache.path(item.sha256).stat().st_size
         return FetchResult(item, item.sha256, size, 0)
@@ -108,25 +130,30 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
             mode = "ab" if have else "wb"
         elif resp.status_code == 416 and have:
             part.unlink(missing_ok=True)
-            return fetch_one(cache, item, on_bytes)
+            return fetch_one(cache, item, on_bytes, tee)
         else:
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
+        second = tee(item) if tee is not None and not have and item.sha256 and item.size is not None else None
         try:
             with fsutil.open_partial(part, resume=mode == "ab") as f:
-                digest, size = copy_verified(_chunks(resp, on_bytes), _WriteBehind(f, have), what=item.what,
+                digest, size = copy_verified(_chunks(resp, on_bytes), _WriteBehind(f, have, second), what=item.what,
                                              sha256=item.sha256, size=item.size, hasher=hasher, already=have)
         except DigestMismatchError:
             part.unlink(missing_ok=True)  # never keep bytes that failed their check
             raise
+        if second is not None:
+            second.finish()
     cache.adopt(part, digest)
     return FetchResult(item, digest, size, size - have)
 
 
 def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS,
-              progress: Callable[[FetchResult, int, int], None] | None = None) -> list[FetchResult]:
+              progress: Callable[[FetchResult, int, int], None] | None = None,
+              tee: Callable[[FetchItem], Tee | None] | None = None) -> list[FetchResult]:
     """Fetch every item (each blob once: by digest when known, else by URL); the first failure
-    is raised after the others finish. ``progress=tty_progress`` shows byte progress (see
-    ``ByteMeter``); any other callable is called once per finished file."""
+    is raised after the others finish (no download is running when this returns or raises).
+    ``progress=tty_progress`` shows byte progress (see ``ByteMeter``); any other callable is
+    called once per finished file. ``tee``: see ``fetch_one``."""
     unique = list({i.sha256 or i.url: i for i in items}.values())
     results: list[FetchResult] = []
     errors: list[GapsyncError] = []
@@ -134,7 +161,7 @@ def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS
     on_bytes = meter.add if meter else None
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(fetch_one, cache, i, on_bytes): i for i in unique}
+            futures = {pool.submit(fetch_one, cache, i, on_bytes, tee): i for i in unique}
             for fut in as_completed(futures):
                 try:
                     r = fut.result()
