@@ -19,7 +19,9 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   stand-in (``tests.support.models.FakeHub``, no added latency) against ``gapsync resolve`` +
   ``bundle create`` into an empty cache (cold), ``sync`` included on both sides (the download
   alone is read from ``bundle create``'s ``fetch.done`` log event); then ``bundle create`` again
-  from the filled (sealed) cache (warm), against the manual workflow.
+  from the filled (sealed) cache (warm), against the manual workflow. The cold create runs twice:
+  as it is (each download written into the bundle as it arrives, ``BundleBody``) and with
+  ``GAPSYNC_WRITE_WHILE_DOWNLOADING=0`` (the bundle written from the cache after the download).
 
 Each figure is one run (``--repeat``: the median of N; every run's wall, CPU seconds and the
 1-minute load average before it are in the JSON) after ``sync``, on a machine waited to be
@@ -195,6 +197,11 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
                   sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json {' '.join(repr(a) for a in hc)} >/dev/null; "
                      f"sync '{out}'/*; "
                      f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
+            # the same, with the bundle written after the download, from the cache (as before issue 21's body)
+            timed("  the same, written after the download (=0)",
+                  sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json GAPSYNC_WRITE_WHILE_DOWNLOADING=0 "
+                     f"{' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*; "
+                     f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
             # the cache now holds the model, sealed: a new version of the same release
             timed("gapsync bundle create from the Hub, warm (+ sync)",
                   sh(f"{' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*"), reset=fresh(out))
@@ -213,6 +220,8 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
         ratios["cold create from the Hub / snapshot_download"] = cold["wall_s"] / snap
         if "download_s" in cold:
             ratios["  of which gapsync's download alone / snapshot_download"] = cold["download_s"] / snap
+        ratios["  written after the download (=0) / snapshot_download"] = (
+            f["  the same, written after the download (=0)"]["wall_s"] / snap)
         ratios["warm create from the Hub (sealed cache) / manual"] = (
             f["gapsync bundle create from the Hub, warm (+ sync)"]["wall_s"] / man)
     return {"size_gb": size_gb, "bytes": total, "shards": shards, "figures": figures,
