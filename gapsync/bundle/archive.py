@@ -376,14 +376,9 @@ class BundleBody:
             slot = BodySlot(self, digest, size, start + len(header))
             self._slots[digest] = slot
             self.size = start + len(header) + size + (-size % BLOCK)
-            try:
-                fsutil.pwrite_all(self._fd, header, start)
-            except OSError as e:
-                self.broken = f"cannot write the bundle beside the download ({e.strerror or e})"
-                return None
-        return slot
+        return slot if self._write(header, start) else None
 
-    def _write(self, slot: BodySlot, data: bytes, offset: int) -> bool:
+    def _write(self, data: bytes, offset: int) -> bool:
         with self._lock:  # never a write after abort(): the descriptor number may be reused
             if self._out is None or self.broken:
                 return False
@@ -457,7 +452,7 @@ class BodySlot:
         if self._failed or self.written + len(data) > self.size:
             self._failed = True
             return len(data)
-        if not self.body._write(self, data, self.offset + self.written):
+        if not self.body._write(data, self.offset + self.written):
             self._failed = True
             return len(data)
         self.written += len(data)
