@@ -68,7 +68,7 @@ from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
-from gapsync.hashing import check_free_space, read_chunks
+from gapsync.hashing import check_free_space, dirty_budget, read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
@@ -253,6 +253,8 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int, tee=None)
     else:
         lock = resolve_spec(spec, cache, jobs)
     items, plans = plan_fetch(spec, lock, cache)  # each record through its source (bundler/sources/base.py)
+    if tee is not None and not tee.wanted(items, cache):
+        tee = None
     fetched = fetch_all(cache, items, jobs, progress=tty_progress, tee=tee)
     return lock, plans, fetched
 
@@ -310,16 +312,27 @@ def _known_digests(repo: ChannelRepo, delta: DeltaOptions) -> tuple[set[str], di
 
 
 # Write each download into the bundle as it arrives (BundleBody), where the output directory's
-# file system can insert the metadata in front afterwards. GAPSYNC_WRITE_WHILE_DOWNLOADING=0
-# turns it off (the bundle is then written from the cache after the scan, as before).
+# file system can insert the metadata in front afterwards, and (unset: "auto") when both copies
+# of what downloads, the cache's and the bundle's, fit in what the kernel holds unflushed
+# (``hashing.dirty_budget``). Beyond that the disk sets the pace either way, and writing the
+# bundle after the download measured faster: its disk writes then overlap the signature's hash
+# instead of slowing the download (docs/performance.md). "1": always, "0": never.
 WRITE_WHILE_DOWNLOADING_ENV = "GAPSYNC_WRITE_WHILE_DOWNLOADING"
+
+
+def _write_while_downloading(pending: int) -> bool:
+    """Whether to write ``pending`` downloaded bytes into the bundle as they arrive (see above)."""
+    mode = os.environ.get(WRITE_WHILE_DOWNLOADING_ENV, "auto")
+    if mode in ("0", "1"):
+        return mode == "1"
+    return 0 < 2 * pending <= dirty_budget()
 
 
 def _open_body(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions) -> BundleBody | None:
     """The bundle's body, to be written while the blobs download, or None: volumes are planned
     from the finished blob set, and a file system that cannot insert a range at the front of a
     file (tmpfs, NFS...) gets the bundle written after the scan, from the cache."""
-    if scan.max_volume_size or os.environ.get(WRITE_WHILE_DOWNLOADING_ENV, "1") == "0":
+    if scan.max_volume_size or os.environ.get(WRITE_WHILE_DOWNLOADING_ENV) == "0":
         return None
     try:
         with fsutil.Dir(out_dir) as d:
@@ -350,17 +363,28 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
                     break
 
 
-def _tee_into(body: BundleBody | None, known: set[str]):
+class _BodyTee:
     """What ``fetch_all`` asks where a download also goes: a member of the bundle's body, for a
     blob the bundle will carry (the other side does not have it)."""
-    if body is None:
-        return None
 
-    def tee(item: FetchItem):
-        if item.sha256 is None or item.sha256 in known or item.size is None:
-            return None
-        return body.slot(item.sha256, item.size)
-    return tee
+    def __init__(self, body: BundleBody, known: set[str]):
+        self.body, self.known = body, known
+
+    def _takes(self, item: FetchItem) -> bool:
+        return item.sha256 is not None and item.sha256 not in self.known and item.size is not None
+
+    def wanted(self, items: list[FetchItem], cache: BlobCache) -> bool:
+        """Whether these downloads are worth writing into the bundle as they arrive."""
+        pending = sum(i.size or 0 for i in {i.sha256: i for i in items if self._takes(i)}.values()
+                      if not cache.has(i.sha256 or ""))
+        return _write_while_downloading(pending)
+
+    def __call__(self, item: FetchItem):
+        return self.body.slot(item.sha256, item.size) if self._takes(item) else None  # type: ignore[arg-type]
+
+
+def _tee_into(body: BundleBody | None, known: set[str]) -> _BodyTee | None:
+    return None if body is None else _BodyTee(body, known)
 
 
 def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires,
