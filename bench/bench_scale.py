@@ -19,9 +19,10 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   stand-in (``tests.support.models.FakeHub``, no added latency) against ``gapsync resolve`` +
   ``bundle create`` into an empty cache (cold), ``sync`` included on both sides (the download
   alone is read from ``bundle create``'s ``fetch.done`` log event); then ``bundle create`` again
-  from the filled (sealed) cache (warm), against the manual workflow. The cold create runs twice:
-  as it is (each download written into the bundle as it arrives, ``BundleBody``) and with
-  ``GAPSYNC_WRITE_WHILE_DOWNLOADING=0`` (the bundle written from the cache after the download).
+  from the filled (sealed) cache (warm), against the manual workflow. The cold create runs three times:
+  as it is (gapsync picks by size), with ``GAPSYNC_WRITE_WHILE_DOWNLOADING=1`` (each download
+  written into the bundle as it arrives, ``BundleBody``) and with ``=0`` (the bundle written from
+  the cache after the download).
 
 Each figure is one run (``--repeat``: the median of N; every run's wall, CPU seconds and the
 1-minute load average before it are in the JSON) after ``sync``, on a machine waited to be
@@ -197,11 +198,13 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
                   sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json {' '.join(repr(a) for a in hc)} >/dev/null; "
                      f"sync '{out}'/*; "
                      f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
-            # the same, with the bundle written after the download, from the cache (as before issue 21's body)
-            timed("  the same, written after the download (=0)",
-                  sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json GAPSYNC_WRITE_WHILE_DOWNLOADING=0 "
-                     f"{' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*; "
-                     f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
+            # the same, the bundle always written while downloading (=1: BundleBody) and always
+            # after the download, from the cache (=0: as before); unset, gapsync picks by size
+            for mode, label in (("1", "  the same, written while downloading (=1)"),
+                                ("0", "  the same, written after the download (=0)")):
+                timed(label, sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json "
+                                f"GAPSYNC_WRITE_WHILE_DOWNLOADING={mode} {' '.join(repr(a) for a in hc)} >/dev/null; "
+                                f"sync '{out}'/*; find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
             # the cache now holds the model, sealed: a new version of the same release
             timed("gapsync bundle create from the Hub, warm (+ sync)",
                   sh(f"{' '.join(repr(a) for a in hc)} >/dev/null; sync '{out}'/*"), reset=fresh(out))
@@ -220,8 +223,8 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
         ratios["cold create from the Hub / snapshot_download"] = cold["wall_s"] / snap
         if "download_s" in cold:
             ratios["  of which gapsync's download alone / snapshot_download"] = cold["download_s"] / snap
-        ratios["  written after the download (=0) / snapshot_download"] = (
-            f["  the same, written after the download (=0)"]["wall_s"] / snap)
+        for mode in ("written while downloading (=1)", "written after the download (=0)"):
+            ratios[f"  {mode} / snapshot_download"] = f[f"  the same, {mode}"]["wall_s"] / snap
         ratios["warm create from the Hub (sealed cache) / manual"] = (
             f["gapsync bundle create from the Hub, warm (+ sync)"]["wall_s"] / man)
     return {"size_gb": size_gb, "bytes": total, "shards": shards, "figures": figures,
