@@ -348,7 +348,7 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
             scan: ScanOptions, delta: DeltaOptions) -> CreateResult:
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     known, base = _known_digests(repo, delta)
-    absent = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # what the body's directory creates
+    absent = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # what this run creates
     body = _open_body(spec, repo.next_version(), now, out_dir, scan)
     try:
         return _create_into(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan, delta, known, base,
@@ -356,11 +356,11 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     finally:
         if body is not None:
             body.abort()  # nothing when the writer took it over; else the .partial goes
-            for d in absent:  # no bundle (nothing new, a failure): no directory left either
-                try:
-                    d.rmdir()  # only if empty; never follows a link
-                except OSError:
-                    break
+        for d in absent:  # no bundle (nothing new, a failure, Ctrl-C): no directory left either
+            try:
+                d.rmdir()  # only if empty; never follows a link
+            except OSError:
+                break
 
 
 class _BodyTee:
