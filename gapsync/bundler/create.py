@@ -328,20 +328,20 @@ def _write_while_downloading(pending: int) -> bool:
     return 0 < 2 * pending <= dirty_budget()
 
 
-def _open_body(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions) -> BundleBody | None:
-    """The bundle's body, to be written while the blobs download, or None: volumes are planned
-    from the finished blob set, and a file system that cannot insert a range at the front of a
-    file (tmpfs, NFS...) gets the bundle written after the scan, from the cache."""
+def _body_tee(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions, known: set[str]) -> _BodyTee | None:
+    """Where the downloads would also go, or None: volumes are planned from the finished blob
+    set, and a file system that cannot insert a range at the front of a file (tmpfs, NFS...)
+    gets the bundle written after the scan, from the cache."""
     if scan.max_volume_size or os.environ.get(WRITE_WHILE_DOWNLOADING_ENV) == "0":
         return None
     try:
         with fsutil.Dir(out_dir) as d:
             block = fsutil.insert_block(d)
-            if block is None:
-                return None
-        return BundleBody(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), block)
     except OSError:
         return None  # the usual writer meets the same directory later and says what is wrong
+    if block is None:
+        return None
+    return _BodyTee(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), block, known)
 
 
 def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now,
@@ -349,13 +349,13 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     known, base = _known_digests(repo, delta)
     absent = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # what this run creates
-    body = _open_body(spec, repo.next_version(), now, out_dir, scan)
+    tee = _body_tee(spec, repo.next_version(), now, out_dir, scan, known)
     try:
         return _create_into(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan, delta, known, base,
-                            body)
+                            tee)
     finally:
-        if body is not None:
-            body.abort()  # nothing when the writer took it over; else the .partial goes
+        if tee is not None and tee.body is not None:
+            tee.body.abort()  # nothing when the writer took it over; else the .partial goes
         for d in absent:  # no bundle (nothing new, a failure, Ctrl-C): no directory left either
             try:
                 d.rmdir()  # only if empty; never follows a link
@@ -365,32 +365,37 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
 
 class _BodyTee:
     """What ``fetch_all`` asks where a download also goes: a member of the bundle's body, for a
-    blob the bundle will carry (the other side does not have it)."""
+    blob the bundle will carry (the other side does not have it). The body (the bundle's
+    ``.partial``) is created only once ``wanted`` says the downloads are worth it."""
 
-    def __init__(self, body: BundleBody, known: set[str]):
-        self.body, self.known = body, known
+    def __init__(self, path: Path, mtime: int, block: int, known: set[str]):
+        self.path, self.mtime, self.block, self.known = path, mtime, block, known
+        self.body: BundleBody | None = None
 
     def _takes(self, item: FetchItem) -> bool:
         return item.sha256 is not None and item.sha256 not in self.known and item.size is not None
 
     def wanted(self, items: list[FetchItem], cache: BlobCache) -> bool:
-        """Whether these downloads are worth writing into the bundle as they arrive."""
+        """Whether these downloads are worth writing into the bundle as they arrive; if so,
+        the body is opened here."""
         pending = sum(i.size or 0 for i in {i.sha256: i for i in items if self._takes(i)}.values()
                       if not cache.has(i.sha256 or ""))
-        return _write_while_downloading(pending)
+        if not _write_while_downloading(pending):
+            return False
+        self.body = BundleBody(self.path, self.mtime, self.block)
+        return True
 
     def __call__(self, item: FetchItem):
-        return self.body.slot(item.sha256, item.size) if self._takes(item) else None  # type: ignore[arg-type]
-
-
-def _tee_into(body: BundleBody | None, known: set[str]) -> _BodyTee | None:
-    return None if body is None else _BodyTee(body, known)
+        if self.body is None or not self._takes(item):
+            return None
+        return self.body.slot(item.sha256, item.size)  # type: ignore[arg-type]
 
 
 def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires,
                  now: datetime, scan: ScanOptions, delta: DeltaOptions, known: set[str], base: dict,
-                 body: BundleBody | None) -> CreateResult:
-    lock, plans, fetched = prepare(spec, lock_path, cache, jobs, tee=_tee_into(body, known))
+                 tee: _BodyTee | None) -> CreateResult:
+    lock, plans, fetched = prepare(spec, lock_path, cache, jobs, tee=tee)
+    body = tee.body if tee is not None else None
     # scan every artifact, let the policy decide, and carry only what it allows
     policy = load_policy(scan.policy)
     advisories_file = advisory_file(scan.advisories)
