@@ -212,6 +212,40 @@ def write_back(fd: int, offset: int, length: int) -> None:
         pass
 
 
+class WriteBehind:
+    """A file being written (a download into the cache, a blob the importer stages), asking the
+    kernel to write each ``EVERY`` bytes to disk as soon as they are written (``write_back``): the
+    disk works while the bytes still arrive, instead of the whole blob waiting in dirty pages for
+    the final ``fsync`` (or a ``sync``). ``tee``: a second place each chunk is written to (the
+    bundle's body during a download, ``BundleBody``); the file's own pages are then dropped a step
+    behind, the tee's copy being the one read next."""
+
+    EVERY = 64 << 20
+
+    def __init__(self, f: BinaryIO, at: int, tee: Sink | None = None) -> None:
+        self._f = f
+        self._advised = self._pos = at
+        self._tee = tee
+        self._dropped = at
+
+    def write(self, data: bytes) -> int:
+        n = self._f.write(data)
+        if self._tee is not None:
+            self._tee.write(data)
+        self._pos += len(data)
+        if self._pos - self._advised >= self.EVERY:
+            self._f.flush()
+            if self._tee is not None:
+                # the bundle has its own copy of these bytes, hot for its signature: the cache
+                # file's pages, asked out a step ago, are dropped now (clean ones only), so that
+                # a model larger than half the memory does not push the bundle's pages out
+                write_back(self._f.fileno(), self._dropped, self._advised - self._dropped)
+                self._dropped = self._advised
+            write_back(self._f.fileno(), self._advised, self._pos - self._advised)
+            self._advised = self._pos
+        return n
+
+
 def dirty_budget() -> int:
     """How many bytes of written, not yet flushed file data the kernel lets a writer build up
     before it makes it wait for the disk (``vm.dirty_bytes``, else ``vm.dirty_ratio`` percent of

@@ -169,19 +169,17 @@ def test_an_external_file_is_always_hashed(tmp_path, checked):
 
 
 def test_a_download_written_behind_is_byte_for_byte_and_sealed(tmp_path, monkeypatch):
-    """The downloader asks the kernel to write each step to disk as it goes (``_WriteBehind``):
+    """The downloader asks the kernel to write each step to disk as it goes (``hashing.WriteBehind``):
     the cached bytes are the downloaded ones, and the entry is sealed."""
-    from gapsync.bundler import fetch
-
-    monkeypatch.setattr(fetch._WriteBehind, "EVERY", 100_000)
+    monkeypatch.setattr(hashing.WriteBehind, "EVERY", 100_000)
     advised: list[tuple[int, int]] = []
-    real = fetch.write_back
-    monkeypatch.setattr(fetch, "write_back", lambda fd, off, n: (advised.append((off, n)), real(fd, off, n)))
+    real = hashing.write_back
+    monkeypatch.setattr(hashing, "write_back", lambda fd, off, n: (advised.append((off, n)), real(fd, off, n)))
     data = os.urandom(1_000_003)
     digest = hashlib.sha256(data).hexdigest()
     part = tmp_path / "p"
     with fsutil.open_partial(part, resume=False) as f:
-        hashing.copy_verified((data[i:i + 65536] for i in range(0, len(data), 65536)), fetch._WriteBehind(f, 0),
+        hashing.copy_verified((data[i:i + 65536] for i in range(0, len(data), 65536)), hashing.WriteBehind(f, 0),
                               what="x", sha256=digest, size=len(data))
     assert part.read_bytes() == data
     assert advised and advised[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:], strict=False))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import requests
 
@@ -20,7 +20,7 @@ from gapsync import faults, fsutil
 from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.http import TIMEOUT, session
 from gapsync.errors import DigestMismatchError, FetchError, GapsyncError
-from gapsync.hashing import CHUNK, copy_verified, write_back
+from gapsync.hashing import CHUNK, WriteBehind, copy_verified
 
 DEFAULT_JOBS = 8
 
@@ -61,38 +61,6 @@ class Tee(Protocol):
 
     def write(self, data: bytes, /) -> object: ...
     def finish(self) -> None: ...
-
-
-class _WriteBehind:
-    """The download's file, asking the kernel to write each ``EVERY`` bytes to disk as soon as
-    they are written (``hashing.write_back``): the disk works while the download goes on, instead
-    of the whole blob waiting in dirty pages for the bundle's (or a ``sync``'s) flush. The pages
-    stay cached for the scan and the bundle copy that follow."""
-
-    EVERY = 64 << 20
-
-    def __init__(self, f: BinaryIO, at: int, tee: Tee | None = None) -> None:
-        self._f = f
-        self._advised = self._pos = at
-        self._tee = tee
-        self._dropped = at
-
-    def write(self, data: bytes) -> int:
-        n = self._f.write(data)
-        if self._tee is not None:
-            self._tee.write(data)
-        self._pos += len(data)
-        if self._pos - self._advised >= self.EVERY:
-            self._f.flush()
-            if self._tee is not None:
-                # the bundle has its own copy of these bytes, hot for its signature: the cache
-                # file's pages, asked out a step ago, are dropped now (clean ones only), so that
-                # a model larger than half the memory does not push the bundle's pages out
-                write_back(self._f.fileno(), self._dropped, self._advised - self._dropped)
-                self._dropped = self._advised
-            write_back(self._f.fileno(), self._advised, self._pos - self._advised)
-            self._advised = self._pos
-        return n
 
 
 def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None = None,
@@ -136,7 +104,7 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
         second = tee(item) if tee is not None and not have and item.sha256 and item.size is not None else None
         try:
             with fsutil.open_partial(part, resume=mode == "ab") as f:
-                digest, size = copy_verified(_chunks(resp, on_bytes), _WriteBehind(f, have, second), what=item.what,
+                digest, size = copy_verified(_chunks(resp, on_bytes), WriteBehind(f, have, second), what=item.what,
                                              sha256=item.sha256, size=item.size, hasher=hasher, already=have)
         except DigestMismatchError:
             part.unlink(missing_ok=True)  # never keep bytes that failed their check
