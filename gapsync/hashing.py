@@ -212,6 +212,17 @@ def write_back(fd: int, offset: int, length: int) -> None:
         pass
 
 
+def read_ahead(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start reading ``length`` bytes at ``offset`` into the page cache now
+    (``POSIX_FADV_WILLNEED``), without waiting: a reader that hashes and writes each chunk in
+    turn then finds the next ones read while it worked, as ``cat`` or ``cp`` do with their
+    larger reads. Advice only: errors are ignored."""
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+    except (OSError, AttributeError):
+        pass
+
+
 class WriteBehind:
     """A file being written (a download into the cache, a blob the importer stages), asking the
     kernel to write each ``EVERY`` bytes to disk as soon as they are written (``write_back``): the

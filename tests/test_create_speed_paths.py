@@ -229,3 +229,66 @@ def test_abandon_stops_the_read_back_without_raising(tmp_path):
         assert not h._thread.is_alive()
     finally:
         os.close(fd)
+
+
+def test_reader_asks_the_disk_ahead_of_its_reads(tmp_path, monkeypatch):
+    """The importer's read of a blob (``BundleReader.chunks``) asks the kernel for each window
+    before it reads it (``hashing.read_ahead``), so that an uncached bundle is read while the
+    previous chunk is hashed and staged: the windows tile the member exactly, each is asked before
+    any read in it, and the bytes are the member's, nothing past its end."""
+    from gapsync.bundle import archive
+
+    monkeypatch.setattr(BundleReader, "READ_AHEAD", 1 << 20)
+    data = os.urandom(5 * (1 << 20) + 3)
+    out = tmp_path / "b.gapsync"
+    _write(out, [_blob(tmp_path, data)])
+    events: list[tuple[str, int, int]] = []
+    real_pread = os.pread
+    with BundleReader(out) as r:
+        m = next(r.iter_blobs())
+        start = m._info.offset_data
+        monkeypatch.setattr(archive, "read_ahead", lambda fd, off, n: events.append(("ahead", off, n)))
+        monkeypatch.setattr(archive.os, "pread", lambda fd, n, off: (events.append(("read", off, n)), real_pread(fd, n, off))[1])
+        assert b"".join(r.chunks(m)) == data
+    windows = [(o, n) for e, o, n in events if e == "ahead"]
+    assert windows[0][0] == start and sum(n for _, n in windows) == len(data)
+    assert all(a + n == b for (a, n), (b, _) in zip(windows, windows[1:], strict=False))
+    asked = 0
+    for e, o, n in events:
+        if e == "ahead":
+            asked = o + n
+        else:
+            assert start <= o and o + n <= asked, "a read before its window was asked"
+            assert o + n <= start + len(data)
+
+
+def test_import_stages_each_blob_written_behind(tmp_path, monkeypatch):
+    """The importer writes each staged blob to disk while it still reads the bundle
+    (``hashing.WriteBehind``): the steps asked of the kernel are contiguous from the blob's first
+    byte, and what is published is the bundle's blob, byte for byte."""
+    from gapsync import hashing
+    from tests.support.cli import cli
+
+    src, create = _path_model(tmp_path)
+    assert create().code == 0
+    bundle = next((tmp_path / "out").glob("*.gapsync"))
+    mirror = tmp_path / "mirror"
+    assert cli("trust", "pin", tmp_path / "dmz" / "state" / "prod" / "1.root.json", "--mirror", mirror).code == 0
+    monkeypatch.setattr(hashing.WriteBehind, "EVERY", 64 << 10)
+    advised: dict[str, list[tuple[int, int]]] = {}
+    real = hashing.write_back
+
+    def record(fd, off, n):
+        advised.setdefault(os.readlink(f"/proc/self/fd/{fd}"), []).append((off, n))
+        real(fd, off, n)
+
+    monkeypatch.setattr(hashing, "write_back", record)
+    r = cli("import", bundle, "--mirror", mirror)
+    assert r.code == 0, r.err
+    weights = (src / "weights.bin").read_bytes()
+    digest = hashlib.sha256(weights).hexdigest()
+    steps = next(v for k, v in advised.items() if Path(k.removesuffix(" (deleted)")).name == digest)
+    assert steps[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(steps, steps[1:], strict=False))
+    assert sum(n for _, n in steps) >= len(weights) - hashing.WriteBehind.EVERY
+    published = [p for p in mirror.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_size == len(weights)]
+    assert published and all(p.read_bytes() == weights for p in published)

@@ -38,7 +38,7 @@ from typing import BinaryIO, Self
 
 from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, DigestMismatchError
-from gapsync.hashing import CHUNK, ReadBackHash, is_sealed, write_back
+from gapsync.hashing import CHUNK, ReadBackHash, is_sealed, read_ahead, write_back
 from gapsync.model import BlobRef
 
 FORMAT_VERSION = 2  # the newest format this gapsync writes and reads
@@ -766,6 +766,8 @@ class BundleReader:
                 p = PART_RE.fullmatch(ti.name)
                 yield BlobMember(p.group(1), ti.size, ti, int(p.group(2)))  # type: ignore[union-attr]
 
+    READ_AHEAD = 32 << 20  # bytes of a member asked of the disk ahead of the reads (``hashing.read_ahead``)
+
     def chunks(self, member: BlobMember) -> Iterator[bytes]:
         """The member's bytes, never more than its size; truncation is an error, not a short read.
 
@@ -775,9 +777,13 @@ class BundleReader:
         the hash of one chunk (ThreadedHash) overlaps the read of the next."""
         fd = self._f.fileno()
         start = member._info.offset_data
-        got = 0
+        got = ahead = 0
         try:
             while got < member.size:
+                while ahead - got < self.READ_AHEAD and ahead < member.size:  # the disk reads on while this is hashed
+                    step = min(self.READ_AHEAD // 2, member.size - ahead)
+                    read_ahead(fd, start + ahead, step)
+                    ahead += step
                 chunk = os.pread(fd, min(CHUNK, member.size - got), start + got)
                 if not chunk:
                     break

@@ -38,7 +38,7 @@ from gapsync.errors import (
     PolicyBlockedError,
     PublishError,
 )
-from gapsync.hashing import check_free_space, copy_verified
+from gapsync.hashing import WriteBehind, check_free_space, copy_verified
 from gapsync.locking import exclusive
 from gapsync.mirror import claims
 from gapsync.mirror.journal import PublishJournal
@@ -398,8 +398,9 @@ def _run_in(bundle: Path, layout: MirrorLayout, verify_only: bool, now: datetime
                 copy_verified(reader.chunks(member), _Discard(), what=what, sha256=member.digest, size=target.blob.size,
                               overlap=False)
             else:
-                with staging.create(member.digest) as f:
-                    copy_verified(reader.chunks(member), f, what=what, sha256=member.digest, size=target.blob.size)
+                with staging.create(member.digest) as f:  # written to disk while the bundle is still read
+                    copy_verified(reader.chunks(member), WriteBehind(f, 0), what=what, sha256=member.digest,
+                                  size=target.blob.size)
                     f.flush()
                     os.fsync(f.fileno())
                 faults.point("import.staged-blob")
