@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml
 # docker-registry (the CNCF distribution server), skopeo and umoci (OCI clients), htpasswd.
 DEB_TOOLS := minisign:minisign docker-registry:docker-registry skopeo:skopeo umoci:umoci htpasswd:apache2-utils podman:podman
 
+# compileall: the bytecode of gapsync's own modules, as a non-editable install has it (with
+# PYTHONDONTWRITEBYTECODE set, an editable install would compile them again in every process)
 setup: $(STAMP)
+	@$(BIN)/python -m compileall -q gapsync >/dev/null
 	@need=""; for t in $(DEB_TOOLS); do command -v $${t%%:*} >/dev/null || need="$$need $${t##*:}"; done; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
