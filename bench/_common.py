@@ -228,13 +228,51 @@ def wait_quiet(timeout: float = QUIET_TIMEOUT) -> bool:
             said = True
 
 
+def disk_busy_ms() -> int:
+    """Milliseconds the block devices have spent doing I/O since boot (``/proc/diskstats``,
+    ``io_ticks``, whole disks only), discards included."""
+    disks = {p.name for p in Path("/sys/block").iterdir() if not p.name.startswith(("loop", "ram", "zram"))} \
+        if Path("/sys/block").is_dir() else set()
+    total = 0
+    try:
+        for line in Path("/proc/diskstats").read_text().splitlines():
+            f = line.split()
+            if len(f) > 12 and f[2] in disks:
+                total += int(f[12])
+    except OSError:
+        return 0
+    return total
+
+
+def wait_disk_quiet(timeout: float = 120.0) -> bool:
+    """Wait until the disks have been busy less than 5% of a second. Why: the runs before (and
+    their ``reset``, which removes gigabytes) leave the disk writing back and, on a file system
+    mounted with ``discard`` (this VM's ext4), trimming the freed blocks for seconds after
+    ``sync`` returns; a run started then shares the disk with its predecessor's clean-up. The
+    CPU-quiet wait (``wait_quiet``) does not see it: that work runs in the kernel's own threads
+    and in the device. Returns whether it was quiet."""
+    end = time.monotonic() + timeout
+    said = False
+    while True:
+        b0 = disk_busy_ms()
+        time.sleep(1.0)
+        if disk_busy_ms() - b0 < 50:
+            return True
+        if time.monotonic() > end:
+            print("  (the disk is still busy; measuring anyway)", flush=True)
+            return False
+        if not said:
+            print("  (the disk is still busy with earlier writes or trims; waiting ...)", flush=True)
+            said = True
+
+
 def measure(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
             check: bool = True, ok_codes: tuple[int, ...] = (0,), reset=None, prepare=None,
             attempts: int = 3, ours=None) -> tuple[Run, subprocess.CompletedProcess]:
     """Run ``argv`` as a fresh child and return its wall time, peak RSS and CPU time.
 
     Before each attempt: ``reset()`` (put the state back, e.g. an empty cache), wait for a quiet
-    machine, then ``prepare()``; none of that is timed. An attempt during which other processes
+    machine, then ``prepare()``, then for a quiet disk (``wait_disk_quiet``); none of that is timed. An attempt during which other processes
     used the CPU is run again (at most ``attempts`` in all) and the least disturbed one is kept,
     so ``reset`` must make the command repeatable. ``ours()`` returns the CPU seconds used so
     far by helpers of the bench (the index server), which do not count as other processes."""
@@ -245,6 +283,7 @@ def measure(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | N
         wait_quiet()
         if prepare:
             prepare()
+        wait_disk_quiet()
         got = measure_once(argv, cwd=cwd, env=env, check=check, ok_codes=ok_codes, ours=ours)
         if best is None or got[0].other_cpu < best[0].other_cpu:
             best = got

@@ -153,15 +153,15 @@ def test_bundle_json_is_padded_until_the_head_is_whole_blocks(hub, tmp_path, min
 
 
 def test_auto_writes_while_downloading_only_what_fits_unflushed(hub, tmp_path, monkeypatch):
-    """Unset, the bundle is written while downloading only when both copies (cache and bundle)
-    fit in what the kernel holds unflushed; beyond that, after the download (measured faster
-    when the disk sets the pace). "1" always, "0" never."""
+    """Unset, the bundle is written while downloading only when what downloads fits in what the
+    kernel holds unflushed; beyond that, after the download (measured faster when the disk sets
+    the pace). "1" always, "0" never."""
     import gapsync.bundler.create as create_mod
 
     spec = spec_for(tmp_path / "g.yaml", hub.url)
     total = sum(SHARDS.values())
     assert hashing.dirty_budget() > 0  # this Linux's vm.dirty_bytes or vm.dirty_ratio of the memory
-    monkeypatch.setattr(create_mod, "dirty_budget", lambda: 2 * total - 1)  # both copies do not quite fit
+    monkeypatch.setattr(create_mod, "dirty_budget", lambda: total - 1)  # the downloads do not quite fit
     _, doc, bundle = create(tmp_path / "small", spec)
     assert doc["blobs_written_while_downloading"] == 0
     assert sorted(p.name for p in (tmp_path / "small" / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
@@ -169,7 +169,7 @@ def test_auto_writes_while_downloading_only_what_fits_unflushed(hub, tmp_path, m
     _, doc, _ = create(tmp_path / "forced", spec)
     assert doc["blobs_written_while_downloading"] == len(SHARDS)
     monkeypatch.delenv("GAPSYNC_WRITE_WHILE_DOWNLOADING")
-    monkeypatch.setattr(create_mod, "dirty_budget", lambda: 2 * total + (64 << 20))
+    monkeypatch.setattr(create_mod, "dirty_budget", lambda: total + (64 << 20))  # the shards and the small files
     _, doc, _ = create(tmp_path / "fits", spec)
     assert doc["blobs_written_while_downloading"] == len(SHARDS)
 
