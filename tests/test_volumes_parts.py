@@ -480,3 +480,25 @@ def test_a_staged_part_damaged_on_the_mirrors_disk_is_dropped_and_asked_for_agai
     import_all(m, [part_vols[0], part_vols[-1]])
     assert published(m) == published(sets.ref)
     assert parts_dir_empty(m)
+
+
+def test_a_staged_part_is_written_behind_from_its_offset(tmp_path, monkeypatch):
+    """A part is staged at its offset in the blob's file and written to disk while the volume is
+    still read (``hashing.WriteBehind``): the steps asked of the kernel are contiguous from the
+    part's offset, and the staged bytes are the part's."""
+    from gapsync import hashing
+    from gapsync.bundle.archive import SignedPart
+    from gapsync.mirror.parts import PartStore
+
+    monkeypatch.setattr(hashing.WriteBehind, "EVERY", 64 << 10)
+    advised: list[tuple[int, int]] = []
+    real = hashing.write_back
+    monkeypatch.setattr(hashing, "write_back", lambda fd, off, n: (advised.append((off, n)), real(fd, off, n)))
+    data = os.urandom(300_007)
+    blob = os.urandom(1000) + data
+    part = SignedPart(hashlib.sha256(blob).hexdigest(), 2, 2, 1000, len(data), hashlib.sha256(data).hexdigest())
+    store = PartStore(tmp_path / "parts")
+    store.put(part, [data[i:i + 65536] for i in range(0, len(data), 65536)], "part 2")
+    assert store.has(part)
+    assert advised[0][0] == 1000 and all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:], strict=False))
+    assert (tmp_path / "parts" / part.digest / "data").read_bytes()[1000:] == data

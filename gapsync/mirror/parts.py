@@ -32,7 +32,7 @@ from pathlib import Path
 from gapsync import faults, fsutil
 from gapsync.bundle.archive import SignedPart
 from gapsync.errors import DigestMismatchError
-from gapsync.hashing import CHUNK, ThreadedHash, copy_verified, read_chunks
+from gapsync.hashing import CHUNK, ThreadedHash, WriteBehind, copy_verified, read_chunks
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 DATA = "data"
@@ -74,8 +74,9 @@ class PartStore:
         assert d is not None
         with d:
             with d.open_rw(DATA) as f:
-                f.seek(part.offset)
-                copy_verified(_killable(chunks), f, what=what, sha256=part.sha256, size=part.length)
+                f.seek(part.offset)  # written to disk while the volume is still read (hashing.WriteBehind)
+                copy_verified(_killable(chunks), WriteBehind(f, part.offset), what=what, sha256=part.sha256,
+                              size=part.length)
                 f.flush()
                 os.fsync(f.fileno())
             d.write_atomic(f"{part.index}.ok", _marker(part))
