@@ -13,7 +13,6 @@ import errno
 import hashlib
 import json
 import os
-import struct
 import subprocess
 from pathlib import Path
 
@@ -24,21 +23,8 @@ from gapsync.bundle.archive import BLOCK, BundleBody, BundleReader, BundleWriter
 from gapsync.fsutil import UnsafeFileError
 from tests.support.channels import new_channel
 from tests.support.cli import cli, killed
+from tests.support.model_shards import REPO, SHARDS, members, shard, shard_digests, spec_for
 from tests.support.models import GITATTRIBUTES, WRONG_SHA, FakeHub, config_json, write_repo
-
-REPO = "team/sharded"
-# sizes around a tar block, and one over the 64 MiB write-back step of a slot
-SHARDS = {"model-00001-of-00003.safetensors": (1 << 20) + 7, "model-00002-of-00003.safetensors": 3 * BLOCK + 1,
-          "model-00003-of-00003.safetensors": (66 << 20) + 5}
-
-
-def shard(n: int, seed: int) -> bytes:
-    """A valid safetensors file of about ``n`` bytes of random U8 data (nothing compresses)."""
-    data = os.urandom(n) if seed else b"\0" * n
-    head = json.dumps({"__metadata__": {"format": "pt"},
-                       "w": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    return struct.pack("<Q", len(head)) + head + data
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +37,6 @@ def hub(tmp_path_factory):
         yield h
 
 
-def spec_for(path: Path, hub_url: str, name: str = "shards", repo: str = REPO) -> Path:
-    path.write_text(f"name: {name}\nchannel: prod\nmodels:\n  - hf: {repo}\n    revision: main\n    endpoint: {hub_url}\n")
-    return path
-
-
 def create(base: Path, spec: Path, *extra: str, ch=None, out: str = "out") -> tuple[object, dict, Path]:
     ch = ch or new_channel(base, "prod")
     r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", base / out,
@@ -65,28 +46,10 @@ def create(base: Path, spec: Path, *extra: str, ch=None, out: str = "out") -> tu
     return ch, doc, Path(doc["bundle"])
 
 
-def members(bundle: Path) -> dict[str, str]:
-    """Every member name -> sha256 of its bytes, read by the strict reader."""
-    out = {}
-    with BundleReader(bundle) as r:
-        for name, data in r.read_metadata().items():
-            out[f"metadata/{name}"] = hashlib.sha256(data).hexdigest()
-        for m in r.iter_blobs():
-            out[m.name] = hashlib.sha256(b"".join(r.chunks(m))).hexdigest()
-            assert out[m.name] == m.digest
-    return out
-
-
 def blob_offsets(bundle: Path) -> dict[str, int]:
     """Where each blob member's header starts in the file."""
     with BundleReader(bundle) as r:
         return {m.digest: m._info.offset for m in r.iter_blobs()}
-
-
-def shard_digests(hub) -> set[str]:
-    base = hub.root / REPO / "revisions"
-    [rev] = [p for p in base.iterdir() if p.is_dir()]
-    return {hashlib.sha256((rev / name).read_bytes()).hexdigest() for name in SHARDS}
 
 
 def test_a_cold_create_writes_the_shards_while_they_download(hub, tmp_path, minisign_bin, monkeypatch):
