@@ -85,7 +85,7 @@ def _fetch_done(stderr: str) -> float | None:
     return None
 
 
-def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
+def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool, hub_only: bool = False) -> dict:
     rmtree(w)
     w.mkdir(parents=True)
     shards = max(1, int(-(-size_gb * 1e9 // SHARD)))
@@ -149,6 +149,8 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     rmtree(manual)
 
     # path model
+    if hub_only:
+        return _hub_case(size_gb, total, shards, w, g, key, cache, out, env, timed, fresh, figures, True)
     spec, lock = g / "spec.yaml", g / "lock.json"
     spec.write_text(f"name: bench\nchannel: bench\nmodels:\n  - path: {src}\n    name: bench/scale\n")
     gapsync("resolve", "-f", str(spec), "-o", str(lock), "--cache", str(cache))
@@ -174,7 +176,10 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     rmtree(manual)
     rmtree(out)
     rmtree(cache)
+    return _hub_case(size_gb, total, shards, w, g, key, cache, out, env, timed, fresh, figures, hub_case)
 
+
+def _hub_case(size_gb, total, shards, w, g, key, cache, out, env, timed, fresh, figures, hub_case) -> dict:
     if hub_case:
         hub = FakeHub(w / "hub", delay_ms=0)
         try:
@@ -198,6 +203,11 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
                   sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json {' '.join(repr(a) for a in hc)} >/dev/null; "
                      f"sync '{out}'/*; "
                      f"find '{cache}' -type f -exec sync {{}} +"), reset=fresh(out, cache, hlock))
+            # the same with --no-cache: the model files written once, into the bundle only
+            timed("  the same, --no-cache", sh(f"{resolve}; env -u GAPSYNC_QUIET GAPSYNC_LOG_FORMAT=json "
+                                             f"{' '.join(repr(a) for a in hc)} --no-cache >/dev/null; "
+                                             f"sync '{out}'/*; find '{cache}' -type f -exec sync {{}} +"),
+                  reset=fresh(out, cache, hlock))
             # the same, the bundle always written while downloading (=1: BundleBody) and always
             # after the download, from the cache (=0: as before); unset, gapsync picks by size
             for mode, label in (("1", "  the same, written while downloading (=1)"),
@@ -213,16 +223,18 @@ def run_size(size_gb: float, w: Path, repeat: int, hub_case: bool) -> dict:
     rmtree(w)
     f = figures
     man = f["manual: openssl dgst -sha256 + tar cf + sync"]["wall_s"]
-    ratios = {"warm create / manual": f["gapsync bundle create, path, warm (+ sync)"]["wall_s"] / man,
-              "cold create (path) / manual": f["gapsync bundle create, path, cold (+ sync)"]["wall_s"] / man,
-              "import / sha256sum+cp": f["gapsync import (+ sync)"]["wall_s"]
-              / f["manual: sha256sum + cp + sync of the bundle"]["wall_s"]}
+    ratios = {} if "gapsync import (+ sync)" not in f else {
+        "warm create / manual": f["gapsync bundle create, path, warm (+ sync)"]["wall_s"] / man,
+        "cold create (path) / manual": f["gapsync bundle create, path, cold (+ sync)"]["wall_s"] / man,
+        "import / sha256sum+cp": f["gapsync import (+ sync)"]["wall_s"]
+        / f["manual: sha256sum + cp + sync of the bundle"]["wall_s"]}
     if hub_case:
         cold = f["gapsync resolve + bundle create from the Hub, cold (+ sync)"]
         snap = f["snapshot_download, cold (+ sync)"]["wall_s"]
         ratios["cold create from the Hub / snapshot_download"] = cold["wall_s"] / snap
         if "download_s" in cold:
             ratios["  of which gapsync's download alone / snapshot_download"] = cold["download_s"] / snap
+        ratios["  --no-cache / snapshot_download"] = f["  the same, --no-cache"]["wall_s"] / snap
         for mode in ("written while downloading (=1)", "written after the download (=0)"):
             ratios[f"  {mode} / snapshot_download"] = f[f"  the same, {mode}"]["wall_s"] / snap
         ratios["warm create from the Hub (sealed cache) / manual"] = (
@@ -236,6 +248,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sizes", default="1,4,16", help="GB, comma-separated")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step; the median is kept")
     ap.add_argument("--no-hub", action="store_true")
+    ap.add_argument("--hub-only", action="store_true", help="only the manual workflow and the Hub case")
     ap.add_argument("--workdir", type=Path, default=OUT / "work-scale")
     a = ap.parse_args(argv)
     results = []
@@ -250,7 +263,7 @@ def main(argv: list[str]) -> int:
             print(f"{s:g} GB: skipped, {need / 1e9:.0f} GB of disk needed and {free / 1e9:.0f} GB free", flush=True)
             results.append({"size_gb": s, "skipped": f"{free / 1e9:.0f} GB free, {need / 1e9:.0f} GB needed"})
             continue
-        results.append(run_size(s, a.workdir, a.repeat, not a.no_hub))
+        results.append(run_size(s, a.workdir, a.repeat, not a.no_hub, a.hub_only))
     rows = []
     for r in results:
         if "skipped" in r:

@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import os
 import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gapsync.errors import VerificationError
+from gapsync.errors import GapsyncError, VerificationError
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
@@ -125,6 +126,79 @@ def read_regular(path: Path | str, limit: int) -> bytes:
     if len(data) > limit:  # grew while being read
         raise VerificationError(f"{path}: is more than the {limit} bytes gapsync reads for it")
     return data
+
+
+class HeldPath(type(Path())):  # type: ignore[misc]
+    """A blob that is not a file of its own but a range of a file gapsync is writing: a model
+    file that ``bundle create --no-cache`` downloaded straight into the bundle's body
+    (``bundle.archive.BundleBody``), never into the cache. It names the blob in messages, but
+    it cannot be opened, stat'ed or passed to any function that takes a path: ``__fspath__``
+    raises. A reader that was not written for it therefore fails closed, loudly, instead of
+    reading some other file's bytes; the readers that were (the model scanner) go through
+    ``open_blob``, which reads exactly the range and nothing beside it."""
+
+    _pread: Callable[[int, int], bytes]
+    offset: int
+    size: int
+
+    def __fspath__(self) -> str:
+        raise HeldBlobError(f"{self}: is held in the bundle being written (--no-cache), not in a file; "
+                            "it is read through fsutil.open_blob only")
+
+
+class HeldBlobError(GapsyncError):
+    """A held blob (``HeldPath``) was handed to a reader that takes a file path: a gapsync bug,
+    refused rather than read from the wrong place."""
+
+
+def held_path(name: str, pread: Callable[[int, int], bytes], offset: int, size: int) -> HeldPath:
+    """The ``HeldPath`` of ``size`` bytes at ``offset`` of a file read with ``pread(n, offset)``."""
+    p = HeldPath(name)
+    p._pread, p.offset, p.size = pread, offset, size
+    return p
+
+
+class _RangeReader(io.RawIOBase):
+    """A read-only, seekable window of ``size`` bytes at ``offset`` of a file read by ``pread``:
+    reads end at the window's end, seeks are relative to its start."""
+
+    def __init__(self, held: HeldPath) -> None:
+        self._pread, self._offset, self._size = held._pread, held.offset, held.size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._pread(n, self._offset + self._pos)
+        b[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + pos < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        self._pos = base + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def open_blob(path: Path | str) -> BinaryIO:
+    """``open(path, "rb")`` for a blob's verified bytes: a cache entry, a staged or an operator's
+    file as before, or a ``HeldPath`` (a range of the bundle being written) through a reader
+    that cannot see past the range."""
+    if isinstance(path, HeldPath):
+        return io.BufferedReader(_RangeReader(path), 1 << 20)
+    return open(path, "rb")
 
 
 STATE_LIMIT = 256 << 20  # a mirror state file (inventory, index.json, views) is read whole: refuse a planted giant

@@ -361,6 +361,7 @@ class BundleBody:
         self._slots: dict[str, BodySlot] = {}
         self.size = 0
         self.broken: str | None = None  # why the body cannot be used (a write failed)
+        self._rfd: int | None = None  # read-only, for held blobs (``pread``)
 
     def slot(self, digest: str, size: int) -> BodySlot | None:
         """Reserve the member of blob ``digest`` (``size`` bytes) at the end of the body; None
@@ -388,6 +389,22 @@ class BundleBody:
                 self.broken = f"cannot write the bundle beside the download ({e.strerror or e})"
                 return False
         return True
+
+    def pread(self, n: int, offset: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` of the body: how a held blob (``BodySlot.held_path``)
+        is read back by the scanners before the head goes in front. Refused once the body is
+        closed (its descriptor number may belong to another file by then)."""
+        with self._lock:
+            if self._out is None:
+                raise BundleFormatError(f"{self.partial}: the bundle body is closed; its blobs can no longer be read")
+            if self._rfd is None:  # the body is open write-only
+                self._rfd = fsutil.reopen_readonly(self._fd)
+            return os.pread(self._rfd, n, offset)
+
+    def _close_reader(self) -> None:
+        if self._rfd is not None:
+            os.close(self._rfd)
+            self._rfd = None
 
     def names(self) -> list[str]:
         return [f"blobs/sha256/{d}" for d in self._slots]
@@ -417,6 +434,7 @@ class BundleBody:
         file over to the writer that fills them."""
         with self._lock:
             out, self._out = self._out, None
+            self._close_reader()
         if out is None:
             raise ValueError(f"{self.path}: the bundle body is closed")
         if length <= 0 or length % self.block:
@@ -434,6 +452,7 @@ class BundleBody:
         """Remove the body (the ``.partial``); no-op once handed to a writer or aborted."""
         with self._lock:
             out, self._out = self._out, None
+            self._close_reader()
         if out is not None:
             out.abort()
 
@@ -446,6 +465,16 @@ class BodySlot:
         self.body, self.digest, self.size, self.offset = body, digest, size, offset
         self.written = self._advised = 0
         self.complete = self._failed = False
+        # the only copy (``bundle create --no-cache``): the download writes here and nowhere
+        # else, and a failed write fails it (``fetch.fetch_one``)
+        self.held = False
+
+    def held_path(self) -> fsutil.HeldPath:
+        """Where the scanners read this blob's verified bytes (``fsutil.open_blob``), once complete."""
+        if not self.complete:
+            raise ValueError(f"blob {self.digest} is not complete in the bundle body")
+        return fsutil.held_path(f"{self.body.partial.name}#blobs/sha256/{self.digest}", self.body.pread, self.offset,
+                                self.size)
 
     def write(self, data: bytes) -> int:
         """Write the next bytes; a failure marks the body unusable, never the download."""

@@ -40,17 +40,39 @@ class BlobCache:
         (root / "sha256").mkdir(parents=True, exist_ok=True)
         (root / "partial").mkdir(parents=True, exist_ok=True)
         self._external: dict[str, ExternalPath] = {}
+        self._held: dict[str, fsutil.HeldPath] = {}
 
     def path(self, digest: str) -> Path:
         if not SHA256_RE.match(digest):
             raise ValueError(f"not a sha256 digest: {digest!r}")
-        ext = self._external.get(digest)
+        ext = self._external.get(digest) or self._held.get(digest)
         if ext is not None:
             return ext
         return self.root / "sha256" / digest[:2] / digest
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return digest in self._held or self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        """The blob's size in bytes (a held blob is not a file: see ``hold``)."""
+        held = self._held.get(digest)
+        return held.size if held is not None else self.path(digest).stat().st_size
+
+    def hold(self, digest: str, where: fsutil.HeldPath) -> None:
+        """For this run only, the blob ``digest`` is a range of the bundle being written and is
+        not stored here (``bundle create --no-cache``): ``path(digest)`` names it, and only
+        ``fsutil.open_blob`` reads it (any other reader fails: ``fsutil.HeldPath``)."""
+        self._held[digest] = where
+
+    def held(self) -> list[str]:
+        return list(self._held)
+
+    def keep(self, digest: str) -> None:
+        """Store a held blob after all (the bundle cannot be written around its body: a blocked
+        artifact, say): its bytes are read from the body and hashed again on their way in."""
+        held = self._held.pop(digest)  # before put: its path is the cache's again
+        with fsutil.open_blob(held) as f:
+            self.put(iter(lambda: f.read(1 << 20), b""), what=str(held), sha256=digest, size=held.size)
 
     def add_external(self, digest: str, path: Path, size: int, mtime_ns: int) -> None:
         """For this run only, the blob ``digest`` is the operator's file ``path`` (no second

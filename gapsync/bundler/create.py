@@ -67,7 +67,7 @@ from gapsync.bundler.sources import oci
 from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
-from gapsync.errors import GapsyncError, InputError, PolicyBlockedError
+from gapsync.errors import FetchError, GapsyncError, InputError, PolicyBlockedError
 from gapsync.hashing import check_free_space, dirty_budget, read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
@@ -95,6 +95,7 @@ class CreateResult:
     version_differences: dict[str, dict[str, str]] = field(default_factory=dict)  # project -> {target: version}
     lock: object = field(default=None, repr=False)  # the Lock this bundle was made from (sync keeps it)
     streamed: int = 0  # blobs written into the bundle while they downloaded (BundleBody)
+    not_cached: int = 0  # of those, blobs written into the bundle only (--no-cache)
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle) if self.bundle else None, "signature": str(self.signature) if self.signature else None,
@@ -102,7 +103,8 @@ class CreateResult:
                 "downloaded_bytes": self.downloaded, "kind": self.kind, "blobs_carried": self.carried,
                 "nothing_new": self.nothing_new, "blocked": self.blocked, "volumes": [str(v) for v in self.volumes],
                 "parity": [str(p) for p in self.parity], "artifacts": self.artifacts,
-                "version_differences": self.version_differences, "blobs_written_while_downloading": self.streamed}
+                "version_differences": self.version_differences, "blobs_written_while_downloading": self.streamed,
+                "blobs_not_cached": self.not_cached}
 
 
 @dataclass
@@ -122,7 +124,7 @@ def python_targets(files: list, cache: BlobCache) -> tuple[list[Target], list[Ar
     targets: list[Target] = []
     artifacts: dict[tuple[str, str], list[ArtifactFile]] = {}
     for f in sorted(files, key=lambda f: (f.name, f.filename)):
-        blob = BlobRef(f.sha256, cache.path(f.sha256).stat().st_size)
+        blob = BlobRef(f.sha256, cache.size(f.sha256))
         path = f"python/{f.name}/{f.filename}"
         rec = PythonFile(name=f.name, version=f.version, filename=f.filename, requires_python=f.requires_python,
                          yanked=f.yanked, tags=tuple(f.targets), upstream=redact_url(f.url))
@@ -155,7 +157,7 @@ def image_targets(plans: list[oci.ImagePlan], cache: BlobCache) -> tuple[list[Ta
                 OciManifest(media_type=media_type, platform=plat).to_dict()))
             unique[d] = len(data)
         for d, info in p.blobs.items():
-            size = cache.path(hex_of(d)).stat().st_size
+            size = cache.size(hex_of(d))
             targets.setdefault(f"oci/blob/sha256/{hex_of(d)}", Target(
                 f"oci/blob/sha256/{hex_of(d)}", BlobRef(hex_of(d), size), OciBlob(media_type=info["media_type"]).to_dict()))
             unique[d] = size
@@ -185,7 +187,7 @@ def model_targets(models: list, cache: BlobCache) -> tuple[list[Target], list[Ar
         for f in m.files:
             if not cache.has(f["sha256"]):
                 raise GapsyncError(f"{m.name}: {f['path']} ({f['sha256'][:16]}…) is not in the cache; run gapsync resolve again")
-            f["size"] = cache.path(f["sha256"]).stat().st_size
+            f["size"] = cache.size(f["sha256"])
             path = f"model/blob/sha256/{f['sha256']}"
             targets.setdefault(path, Target(path, BlobRef(f["sha256"], f["size"]), ModelBlob().to_dict()))
         data = manifest(m)
@@ -213,7 +215,7 @@ def conda_targets(section: dict | None, cache: BlobCache) -> tuple[list[Target],
     targets: list[Target] = []
     artifacts: dict[str, Artifact] = {}
     for p in (section or {}).get("packages", []):
-        blob = BlobRef(p["sha256"], cache.path(p["sha256"]).stat().st_size)
+        blob = BlobRef(p["sha256"], cache.size(p["sha256"]))
         rec = p.get("record") or {}
         path = target_path(p)
         targets.append(Target(path, blob, CondaPackage(
@@ -239,6 +241,7 @@ class ScanOptions:
     report: Path | None = None
     max_volume_size: int | None = None  # split into volumes of at most this many bytes
     parity: int = 0  # parity volumes (any this many lost or damaged volumes can be rebuilt)
+    no_cache: bool = False  # model and dataset files go into the bundle only, never into the cache
 
 
 def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int, tee=None):
@@ -253,7 +256,7 @@ def prepare(spec, lock_path: Path | None, cache: BlobCache, jobs: int, tee=None)
     else:
         lock = resolve_spec(spec, cache, jobs)
     items, plans = plan_fetch(spec, lock, cache)  # each record through its source (bundler/sources/base.py)
-    if tee is not None and not tee.wanted(items, cache):
+    if tee is not None and not tee.wanted(items, cache, lock, plans):
         tee = None
     fetched = fetch_all(cache, items, jobs, progress=tty_progress, tee=tee)
     return lock, plans, fetched
@@ -333,17 +336,29 @@ def _write_while_downloading(pending: int) -> bool:
 def _body_tee(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions, known: set[str]) -> _BodyTee | None:
     """Where the downloads would also go, or None: volumes are planned from the finished blob
     set, and a file system that cannot insert a range at the front of a file (tmpfs, NFS...)
-    gets the bundle written after the scan, from the cache."""
-    if scan.max_volume_size or os.environ.get(WRITE_WHILE_DOWNLOADING_ENV) == "0":
+    gets the bundle written after the scan, from the cache. ``--no-cache`` needs the body (the
+    files it downloads have no other place to go): where there can be none it is refused, before
+    anything downloads, saying why."""
+    why = ("--max-volume-size (volumes are planned once every blob is there)" if scan.max_volume_size
+           else f"{WRITE_WHILE_DOWNLOADING_ENV}=0" if os.environ.get(WRITE_WHILE_DOWNLOADING_ENV) == "0" else None)
+    block = None
+    if why is None:
+        try:
+            with fsutil.Dir(out_dir) as d:
+                block = fsutil.insert_block(d)
+        except OSError as e:
+            if not scan.no_cache:
+                return None  # the usual writer meets the same directory later and says what is wrong
+            raise InputError(f"{out_dir}: cannot write the bundle there ({e.strerror or e})") from e
+        if block is None:
+            why = f"an output directory whose file system cannot insert a range in front of a file (tmpfs, NFS...): {out_dir}"
+    if why is not None or block is None:
+        if scan.no_cache:
+            raise InputError(f"--no-cache writes each download straight into the bundle, which cannot be done with {why}; "
+                             "leave out --no-cache")
         return None
-    try:
-        with fsutil.Dir(out_dir) as d:
-            block = fsutil.insert_block(d)
-    except OSError:
-        return None  # the usual writer meets the same directory later and says what is wrong
-    if block is None:
-        return None
-    return _BodyTee(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), block, known)
+    return _BodyTee(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), block, known,
+                    no_cache=scan.no_cache)
 
 
 def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires, now,
@@ -351,8 +366,9 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     known, base = _known_digests(repo, delta)
     absent = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # what this run creates
-    tee = _body_tee(spec, repo.next_version(), now, out_dir, scan, known)
+    tee = None
     try:
+        tee = _body_tee(spec, repo.next_version(), now, out_dir, scan, known)
         return _create_into(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan, delta, known, base,
                             tee)
     finally:
@@ -370,19 +386,24 @@ class _BodyTee:
     blob the bundle will carry (the other side does not have it). The body (the bundle's
     ``.partial``) is created only once ``wanted`` says the downloads are worth it."""
 
-    def __init__(self, path: Path, mtime: int, block: int, known: set[str]):
+    def __init__(self, path: Path, mtime: int, block: int, known: set[str], no_cache: bool = False):
         self.path, self.mtime, self.block, self.known = path, mtime, block, known
         self.body: BundleBody | None = None
+        self.no_cache = no_cache
+        self.hold: frozenset[str] = frozenset()  # blobs written into the body only (--no-cache)
 
     def _takes(self, item: FetchItem) -> bool:
         return item.sha256 is not None and item.sha256 not in self.known and item.size is not None
 
-    def wanted(self, items: list[FetchItem], cache: BlobCache) -> bool:
+    def wanted(self, items: list[FetchItem], cache: BlobCache, lock, plans: list[oci.ImagePlan]) -> bool:
         """Whether these downloads are worth writing into the bundle as they arrive; if so,
-        the body is opened here."""
-        pending = sum(i.size or 0 for i in {i.sha256: i for i in items if self._takes(i)}.values()
-                      if not cache.has(i.sha256 or ""))
-        if not _write_while_downloading(pending):
+        the body is opened here. With ``--no-cache`` they always are, when a model or dataset
+        file is among them (``_held_digests``)."""
+        pending_items = [i for i in {i.sha256: i for i in items if self._takes(i)}.values() if not cache.has(i.sha256 or "")]
+        pending = sum(i.size or 0 for i in pending_items)
+        if self.no_cache:
+            self.hold = frozenset(_held_digests(lock, plans) & {i.sha256 or "" for i in pending_items})
+        if not self.hold and not _write_while_downloading(pending):
             return False
         self.body = BundleBody(self.path, self.mtime, self.block)
         return True
@@ -390,7 +411,27 @@ class _BodyTee:
     def __call__(self, item: FetchItem):
         if self.body is None or not self._takes(item):
             return None
-        return self.body.slot(item.sha256, item.size)  # type: ignore[arg-type]
+        slot = self.body.slot(item.sha256, item.size)  # type: ignore[arg-type]
+        if item.sha256 in self.hold:
+            if slot is None:  # --no-cache: no other place for it (a write into the body failed before)
+                raise FetchError(f"{item.what}: could not be written into the bundle "
+                                 f"({self.body.broken or 'it is closed'}); nothing was kept")
+            slot.held = True
+        return slot
+
+
+def _held_digests(lock, plans: list[oci.ImagePlan]) -> set[str]:
+    """The blobs ``--no-cache`` keeps out of the cache: the files of models and datasets (where
+    the bytes are), and only those no other artifact shares. The model scanner reads them from
+    the bundle's body (``fsutil.open_blob``); the readers of wheels, layers and conda packages
+    take a path, and a held blob refuses to be one (``fsutil.HeldPath``), so those stay cached."""
+    from gapsync.oci import hex_of
+
+    model_files = {f["sha256"] for m in lock.models + lock.datasets for f in m.files}
+    others = {f.sha256 for f in lock.files} | {p["sha256"] for p in (lock.conda or {}).get("packages", [])}
+    for p in plans:
+        others |= {hex_of(d) for d in (*p.blobs, *p.manifests)}
+    return model_files - others
 
 
 def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: BlobCache, jobs, expires,
@@ -491,6 +532,10 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
 
             if progress_logs():
                 event("bundle.written-after-download", reason=why)
+            carried = {b.digest for b in order}
+            for d in cache.held():  # --no-cache: the writer copies from the cache, so they go there after all
+                if d in carried:
+                    cache.keep(d)
             body.abort()
             body = None
     if release is None:
@@ -512,6 +557,7 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
                             {b.digest: b.size for b in order}, int(now.timestamp()), sign, scan.max_volume_size,
                             shared=frozenset({targets[0].blob.digest}), body=body)
     streamed = len(body.digests()) if body is not None else 0
+    not_cached = len(set(cache.held()) & set(in_body))
     parity = write_parity(volumes, scan.parity, out_dir) if scan.parity and len(volumes) > 0 else []
     size = sum(v.stat().st_size for v in volumes)
     carried = {b.digest for b in order}
@@ -522,7 +568,7 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
     return CreateResult(volumes[0], volumes[0].with_name(volumes[0].name + ".minisig"), spec.channel, version, targets,
                         size, sum(r.downloaded for r in fetched), info["artifacts"], kind=info["kind"], carried=len(carried),
                         blocked=sorted(blocked), volumes=volumes, parity=parity, version_differences=diffs, lock=lock,
-                        streamed=streamed)
+                        streamed=streamed, not_cached=not_cached)
 
 
 def _pad_for_body(repo: ChannelRepo, targets: list[Target], order: list[BlobRef], keys, expires, now, fmt: int,

@@ -69,7 +69,7 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
     downloaded from its first byte, for a second place to write the bytes to as they arrive
     (the bundle being made: ``BundleBody.slot``); told ``finish`` once they are verified."""
     if item.sha256 and cache.has(item.sha256):
-        size = cache.path(item.sha256).stat().st_size
+        size = cache.size(item.sha256)
         return FetchResult(item, item.sha256, size, 0)
     key = item.sha256 or hashlib.sha256(item.url.encode()).hexdigest() + ".unverified"
     part = cache.partial_path(key)
@@ -102,6 +102,8 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
         else:
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
         second = tee(item) if tee is not None and not have and item.sha256 and item.size is not None else None
+        if second is not None and getattr(second, "held", False):
+            return _fetch_held(cache, item, resp, second, on_bytes)
         try:
             with fsutil.open_partial(part, resume=mode == "ab") as f:
                 digest, size = copy_verified(_chunks(resp, on_bytes), WriteBehind(f, have, second), what=item.what,
@@ -113,6 +115,22 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
             second.finish()
     cache.adopt(part, digest)
     return FetchResult(item, digest, size, size - have)
+
+
+def _fetch_held(cache: BlobCache, item: FetchItem, resp: requests.Response, slot,
+                on_bytes: Callable[[int], None] | None) -> FetchResult:
+    """``bundle create --no-cache``: the bundle's body is the only place the bytes go (no
+    partial file, no cache entry). They are hashed as they pass, as any download's; the blob is
+    then held (``BlobCache.hold``: read back from the body by the scanners). A write that fails
+    fails the download, since there is no other copy; a download cut short is not resumed (as
+    ``pip --no-cache-dir``): the re-run downloads it again."""
+    copy_verified(_chunks(resp, on_bytes), slot, what=item.what, sha256=item.sha256, size=item.size)
+    slot.finish()
+    if not slot.complete:
+        raise FetchError(f"{item.what}: could not be written into the bundle "
+                         f"({slot.body.broken or 'the write failed'}); nothing was kept")
+    cache.hold(item.sha256, slot.held_path())  # type: ignore[arg-type]
+    return FetchResult(item, item.sha256, item.size, item.size)  # type: ignore[arg-type]
 
 
 def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS,

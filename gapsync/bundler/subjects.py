@@ -29,17 +29,17 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
     for f in sorted(lock.files, key=lambda f: (f.name, f.version, f.filename)):
         s = subjects.setdefault(python_key(f), ScanSubject("python", f.name, f.version, [], {"metadata": None}))
         path = cache.path(f.sha256)
-        s.files.append(SubjectFile(f.filename, f.sha256, path.stat().st_size, path))
+        s.files.append(SubjectFile(f.filename, f.sha256, cache.size(f.sha256), path))
         if f.filename.endswith(".whl") and s.meta["metadata"] is None:
             digest, _, _ = core_metadata_blob(cache, f.sha256, f.filename)
             s.meta["metadata"] = cache.path(digest)
     for p in plans:
-        files = [SubjectFile(f"layer {d[:19]}", hex_of(d), cache.path(hex_of(d)).stat().st_size, cache.path(hex_of(d)), info["media_type"])
+        files = [SubjectFile(f"layer {d[:19]}", hex_of(d), cache.size(hex_of(d)), cache.path(hex_of(d)), info["media_type"])
                  for d, info in sorted(p.blobs.items()) if "config" not in info["media_type"]]
         subjects[image_key(p)] = ScanSubject("oci", p.image.name, p.image.tag or p.image.digest, files,
                                              {"platforms": p.image.platforms, **_signature_meta(p, plans, cache)})
     for m in lock.models + lock.datasets:
-        files = [SubjectFile(f["path"], f["sha256"], cache.path(f["sha256"]).stat().st_size, cache.path(f["sha256"]))
+        files = [SubjectFile(f["path"], f["sha256"], cache.size(f["sha256"]), cache.path(f["sha256"]))
                  for f in m.files]
         subjects[model_key(m)] = ScanSubject(m.kind, m.name, m.revision, files,
                                              {"license": m.meta.get("license"), "source": m.source,
@@ -51,7 +51,7 @@ def build_subjects(lock: Lock, plans: list[ImagePlan], cache: BlobCache) -> list
                                                             {"channels": [], "expected": {}}))
         path = cache.path(p["sha256"])
         name = f"{p['subdir']}/{p['filename']}"  # one file name may be in several subdirs
-        s.files.append(SubjectFile(name, p["sha256"], path.stat().st_size, path))
+        s.files.append(SubjectFile(name, p["sha256"], cache.size(p["sha256"]), path))
         s.meta["channels"] = sorted({*s.meta["channels"], p["channel"]})
         s.meta["record_license"] = (p.get("record") or {}).get("license")
         s.meta["expected"][name] = {"name": p["name"], "version": p["version"], "build": p["build"],

@@ -112,6 +112,9 @@ _BUNDLE_OPTIONS = [
     click.option("--unapproved", is_flag=True,
                  help="Sign targets with fewer keys than its threshold; the other key holders approve later (bundle approve)."),
     *volume_options,
+    click.option("--no-cache", is_flag=True,
+                 help="Write the model and dataset files that download into the bundle only, never into the cache "
+                      "(one disk write per byte, no cache copy; the next bundle downloads them again)."),
 ]
 
 
@@ -136,6 +139,7 @@ class BundleArgs:
     max_volume_size: str | None
     media: str | None
     parity: int
+    no_cache: bool
 
     def create(self, lock_path: Path | None, delta: DeltaOptions | None = None) -> CreateResult:
         """``create_bundle`` with these options (``--unapproved``: inside ``unapproved_signing``)."""
@@ -147,7 +151,8 @@ class BundleArgs:
 
         keys = load_keys(self.key_files, self.passphrase_file)
         scan = ScanOptions(self.policy, self.advisories, self.allow_partial, self.report,
-                           volume_size(self.max_volume_size, self.media), self.parity)
+                           volume_size(self.max_volume_size, self.media), self.parity,
+                           no_cache=self.no_cache)
         with unapproved_signing() if self.unapproved else contextlib.nullcontext():
             return create_bundle(self.spec_path, lock_path, self.state, keys, self.out_dir,
                                  BlobCache(self.cache or default_cache_dir()), jobs=self.jobs, expires=self.expires,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, ClassVar, cast
 
+from gapsync.fsutil import open_blob
 from gapsync.model import Finding, Severity
 from gapsync.scanner.base import Where, finding
 from gapsync.scanner.budget import DEFAULT_LIMITS, Budget, BudgetExceeded
@@ -34,7 +35,7 @@ class ModelScanner:
     def scan_file(self, path: Path, display_name: str, budget: Budget | None = None) -> Iterator[Finding]:
         """Findings for one file. ``budget``: the artifact's (shared by its files); by default
         one for this file alone, from the scanner's limits and the file's size."""
-        with open(path, "rb") as f:
+        with open_blob(path) as f:  # a file, or a range of the bundle being written (fsutil.HeldPath)
             size = f.seek(0, io.SEEK_END)
             f.seek(0)
             if budget is None:
