@@ -30,6 +30,18 @@ class Sink(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
+def blake2b_512() -> Hasher:
+    """A BLAKE2b-512 hasher for the minisign signature of a whole bundle (and its check):
+    libsodium's (PyNaCl), which picks the AVX2 code where the CPU has it, else hashlib's. The
+    same digest either way; the hash of a bundle's every byte is the end of a cold create, on
+    one core, so its speed is the create's (docs/performance.md)."""
+    try:
+        from nacl.hashlib import blake2b
+    except ImportError:  # a platform without a PyNaCl wheel
+        return hashlib.blake2b()
+    return blake2b(digest_size=64)
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
@@ -295,6 +307,7 @@ class ReadBackHash:
     """
 
     READ = 4 << 20
+    READ_AHEAD = 32 << 20  # bytes asked of the disk ahead of the hash (``read_ahead``)
     WRITEBACK = 64 << 20  # hashed bytes between two writeback requests (``_write_back``)
 
     def __init__(self, fd: int, h: Hasher | None = None, max_lag: int = 1 << 30) -> None:
@@ -340,8 +353,14 @@ class ReadBackHash:
 
     def _hash(self, start: int, end: int, sha256: str | None, message: str) -> None:
         check = ThreadedHash() if sha256 else None
-        pos = advised = start
+        pos = advised = ahead = start
         while pos < end and not self._stopped:
+            # what the page cache no longer holds (a body larger than the memory left, written
+            # while it downloaded) is asked of the disk ahead of the hash, as the import reads
+            while ahead - pos < self.READ_AHEAD and ahead < end:
+                step = min(self.READ_AHEAD // 2, end - ahead)
+                read_ahead(self._fd, ahead, step)
+                ahead += step
             chunk = os.pread(self._fd, min(self.READ, end - pos), pos)
             if not chunk:
                 raise DigestMismatchError(f"{message}: the bundle file ends at {pos}, {end} expected")

@@ -292,3 +292,62 @@ def test_import_stages_each_blob_written_behind(tmp_path, monkeypatch):
     assert sum(n for _, n in steps) >= len(weights) - hashing.WriteBehind.EVERY
     published = [p for p in mirror.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_size == len(weights)]
     assert published and all(p.read_bytes() == weights for p in published)
+
+
+def test_the_read_back_asks_the_disk_ahead_of_its_hash(tmp_path, monkeypatch):
+    """The writer's read-back (``hashing.ReadBackHash``: the BLAKE2b of the whole file and each
+    unsealed blob's sha256) asks the kernel for each window before it reads it, as the importer
+    does: a body larger than the page cache holds is then read while the hash works. The
+    windows tile each region exactly, no read comes before its window, and the digest is the
+    file's."""
+    from gapsync import hashing
+
+    monkeypatch.setattr(hashing.ReadBackHash, "READ_AHEAD", 1 << 20)
+    monkeypatch.setattr(hashing.ReadBackHash, "READ", 256 << 10)
+    data = os.urandom(5 * (1 << 20) + 3)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    events: list[tuple[str, int, int]] = []
+    real_pread = os.pread
+    monkeypatch.setattr(hashing, "read_ahead", lambda fd, off, n: events.append(("ahead", off, n)))
+    monkeypatch.setattr(hashing.os, "pread", lambda fd, n, off: (events.append(("read", off, n)), real_pread(fd, n, off))[1])
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        h = hashing.ReadBackHash(fd, hashlib.blake2b())
+        h.region(1000)
+        h.region(len(data), sha256=hashlib.sha256(data[1000:]).hexdigest(), message="tail")
+        assert h.digest() == hashlib.blake2b(data).digest()
+    finally:
+        os.close(fd)
+    windows = [(o, n) for e, o, n in events if e == "ahead"]
+    assert windows[0][0] == 0 and sum(n for _, n in windows) == len(data)
+    assert all(a + n == b for (a, n), (b, _) in zip(windows, windows[1:], strict=False))
+    asked = 0
+    for e, o, n in events:
+        if e == "ahead":
+            asked = o + n
+        else:
+            assert o + n <= asked, "a read before its window was asked"
+
+
+def test_the_bundle_hash_is_blake2b_512_with_or_without_libsodium(monkeypatch):
+    """``hashing.blake2b_512``: libsodium's BLAKE2b (PyNaCl) where it imports, hashlib's where it
+    does not; the same digest for every length, across block boundaries and in pieces."""
+    import sys
+
+    from gapsync import hashing
+
+    fast = hashing.blake2b_512()
+    assert type(fast).__module__.startswith("nacl")  # a dependency: the fast one is what runs here
+    for n in (0, 1, 127, 128, 129, 1 << 20, (1 << 20) + 5):
+        data = os.urandom(n)
+        want = hashlib.blake2b(data).digest()
+        h = hashing.blake2b_512()
+        for i in range(0, n, 4099):
+            h.update(data[i:i + 4099])
+        assert h.digest() == want and len(want) == 64
+    monkeypatch.setitem(sys.modules, "nacl.hashlib", None)  # the import fails
+    slow = hashing.blake2b_512()
+    assert not type(slow).__module__.startswith("nacl")
+    slow.update(b"abc")
+    assert slow.digest() == hashlib.blake2b(b"abc").digest()

@@ -38,7 +38,7 @@ from typing import BinaryIO, Self
 
 from gapsync import faults, fsutil
 from gapsync.errors import BundleFormatError, DigestMismatchError
-from gapsync.hashing import CHUNK, ReadBackHash, is_sealed, read_ahead, write_back
+from gapsync.hashing import CHUNK, ReadBackHash, blake2b_512, is_sealed, read_ahead, write_back
 from gapsync.model import BlobRef
 
 FORMAT_VERSION = 2  # the newest format this gapsync writes and reads
@@ -193,7 +193,7 @@ class BundleWriter:
         self._f = self._out.file
         self._f.seek(0)
         self._names: set[str] = set(body.names() if body is not None else ())
-        self._hash = ReadBackHash(self._f.fileno(), hashlib.blake2b())
+        self._hash = ReadBackHash(self._f.fileno(), blake2b_512())
         self._in_blobs = False
         self.size = 0
 
@@ -357,7 +357,10 @@ class BundleBody:
         self.partial = path.with_name(path.name + ".partial")
         self._out: fsutil.AtomicFile | None = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
         self._fd = self._out.fileno()
-        self._lock = threading.Lock()
+        # guards the state below; a write holds it only to enter and to leave (``_busy``), so the
+        # downloads write side by side, and closing waits for the writes under way to end
+        self._lock = threading.Condition()
+        self._busy = 0
         self._slots: dict[str, BodySlot] = {}
         self.size = 0
         self.broken: str | None = None  # why the body cannot be used (a write failed)
@@ -379,16 +382,50 @@ class BundleBody:
             self.size = start + len(header) + size + (-size % BLOCK)
         return slot if self._write(header, start) else None
 
-    def _write(self, data: bytes, offset: int) -> bool:
-        with self._lock:  # never a write after abort(): the descriptor number may be reused
+    def _enter(self) -> bool:
+        """Whether a write or an advice on the descriptor may go ahead (counted in ``_busy``): never
+        after ``abort`` or ``insert_head``, which wait for those under way (the descriptor number
+        may be reused once the file is closed)."""
+        with self._lock:
             if self._out is None or self.broken:
                 return False
-            try:
-                fsutil.pwrite_all(self._fd, data, offset)
-            except OSError as e:
+            self._busy += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            if not self._busy:
+                self._lock.notify_all()
+
+    def _write(self, data: bytes, offset: int) -> bool:
+        if not self._enter():
+            return False
+        try:
+            fsutil.pwrite_all(self._fd, data, offset)
+        except OSError as e:
+            with self._lock:
                 self.broken = f"cannot write the bundle beside the download ({e.strerror or e})"
-                return False
+            return False
+        finally:
+            self._leave()
         return True
+
+    def _write_back(self, offset: int, length: int) -> None:
+        if self._enter():
+            try:
+                write_back(self._fd, offset, length)
+            finally:
+                self._leave()
+
+    def _close(self) -> fsutil.AtomicFile | None:
+        """Take the file away from the writers, once the writes under way have ended."""
+        with self._lock:
+            out, self._out = self._out, None
+            while self._busy:
+                self._lock.wait()
+            self._close_reader()
+        return out
 
     def pread(self, n: int, offset: int) -> bytes:
         """Up to ``n`` bytes at ``offset`` of the body: how a held blob (``BodySlot.held_path``)
@@ -432,9 +469,7 @@ class BundleBody:
     def insert_head(self, length: int) -> fsutil.AtomicFile:
         """End the body (its last padding), insert ``length`` bytes in front of it and hand the
         file over to the writer that fills them."""
-        with self._lock:
-            out, self._out = self._out, None
-            self._close_reader()
+        out = self._close()
         if out is None:
             raise ValueError(f"{self.path}: the bundle body is closed")
         if length <= 0 or length % self.block:
@@ -450,9 +485,7 @@ class BundleBody:
 
     def abort(self) -> None:
         """Remove the body (the ``.partial``); no-op once handed to a writer or aborted."""
-        with self._lock:
-            out, self._out = self._out, None
-            self._close_reader()
+        out = self._close()
         if out is not None:
             out.abort()
 
@@ -486,7 +519,7 @@ class BodySlot:
             return len(data)
         self.written += len(data)
         if self.written - self._advised >= ReadBackHash.WRITEBACK:
-            write_back(self.body._fd, self.offset + self._advised, self.written - self._advised)
+            self.body._write_back(self.offset + self._advised, self.written - self._advised)
             self._advised = self.written
         return len(data)
 

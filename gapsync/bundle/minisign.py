@@ -7,19 +7,19 @@ The caller hashes the file while writing it, so signing a 50 GB bundle reads it 
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
 
 from gapsync import fsutil
 from gapsync.bundle.keys import PublicKey, SigningKey
 from gapsync.errors import VerificationError
+from gapsync.hashing import blake2b_512
 
 CHUNK = 1 << 20
 MAX_SIG_FILE = 4096  # a .minisig is four short lines
 
 
 def blake2b_file(path: Path) -> bytes:
-    h = hashlib.blake2b()
+    h = blake2b_512()
     with fsutil.open_regular(path) as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
