@@ -294,42 +294,6 @@ def test_import_stages_each_blob_written_behind(tmp_path, monkeypatch):
     assert published and all(p.read_bytes() == weights for p in published)
 
 
-def test_the_read_back_asks_the_disk_ahead_of_its_hash(tmp_path, monkeypatch):
-    """The writer's read-back (``hashing.ReadBackHash``: the BLAKE2b of the whole file and each
-    unsealed blob's sha256) asks the kernel for each window before it reads it, as the importer
-    does: a body larger than the page cache holds is then read while the hash works. The
-    windows tile each region exactly, no read comes before its window, and the digest is the
-    file's."""
-    from gapsync import hashing
-
-    monkeypatch.setattr(hashing.ReadBackHash, "READ_AHEAD", 1 << 20)
-    monkeypatch.setattr(hashing.ReadBackHash, "READ", 256 << 10)
-    data = os.urandom(5 * (1 << 20) + 3)
-    f = tmp_path / "f"
-    f.write_bytes(data)
-    events: list[tuple[str, int, int]] = []
-    real_pread = os.pread
-    monkeypatch.setattr(hashing, "read_ahead", lambda fd, off, n: events.append(("ahead", off, n)))
-    monkeypatch.setattr(hashing.os, "pread", lambda fd, n, off: (events.append(("read", off, n)), real_pread(fd, n, off))[1])
-    fd = os.open(f, os.O_RDONLY)
-    try:
-        h = hashing.ReadBackHash(fd, hashlib.blake2b())
-        h.region(1000)
-        h.region(len(data), sha256=hashlib.sha256(data[1000:]).hexdigest(), message="tail")
-        assert h.digest() == hashlib.blake2b(data).digest()
-    finally:
-        os.close(fd)
-    windows = [(o, n) for e, o, n in events if e == "ahead"]
-    assert windows[0][0] == 0 and sum(n for _, n in windows) == len(data)
-    assert all(a + n == b for (a, n), (b, _) in zip(windows, windows[1:], strict=False))
-    asked = 0
-    for e, o, n in events:
-        if e == "ahead":
-            asked = o + n
-        else:
-            assert o + n <= asked, "a read before its window was asked"
-
-
 def test_the_bundle_hash_is_blake2b_512_with_or_without_libsodium(monkeypatch):
     """``hashing.blake2b_512``: libsodium's BLAKE2b (PyNaCl) where it imports, hashlib's where it
     does not; the same digest for every length, across block boundaries and in pieces."""
