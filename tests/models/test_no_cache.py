@@ -20,8 +20,17 @@ import pytest
 from gapsync import fsutil
 from gapsync.errors import GapsyncError
 from tests.support.channels import new_channel
-from tests.support.cli import cli, killed
-from tests.support.model_shards import REPO, SHARDS, members, shard, shard_digests, spec_for
+from tests.support.cli import cli
+from tests.support.model_shards import (
+    REPO,
+    SHARDS,
+    disk_full_after,
+    kill_then_rerun,
+    members,
+    shard,
+    shard_digests,
+    spec_for,
+)
 from tests.support.models import GITATTRIBUTES, WRONG_SHA, FakeHub, config_json, write_repo
 
 EVIL = b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94."
@@ -161,20 +170,8 @@ def test_bad_bytes_with_no_cache_leave_nothing(tmp_path):
 
 
 def test_killed_while_downloading_with_no_cache_then_the_rerun_finishes(hub, tmp_path, minisign_bin):
-    spec = spec_for(tmp_path / "g.yaml", hub.url)
-    ch = new_channel(tmp_path, "prod")
-    args = ["bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "out",
-            "--cache", tmp_path / "cache", "--json", "--no-cache"]
-    k = killed(*args, at="fetch.chunk")
-    assert k.returncode != 0
-    assert not list((tmp_path / "out").glob("*.gapsync"))
-    r = cli(*args)
-    assert r.code == 0, r.err
-    bundle = Path(json.loads(r.out)["bundle"])
-    v = subprocess.run([minisign_bin, "-Vm", str(bundle), "-p", str(ch.pub[0])], capture_output=True, text=True)
-    assert v.returncode == 0, v.stderr
-    assert {f"blobs/sha256/{d}" for d in shard_digests(hub)} <= set(members(bundle))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
+    """No partial download to resume: the re-run downloads the shards again, into the bundle only."""
+    kill_then_rerun(hub, tmp_path, minisign_bin, "--no-cache")
     assert not shard_digests(hub) & cached_digests(tmp_path / "cache")
 
 
@@ -187,16 +184,7 @@ def test_a_failed_write_into_the_body_fails_the_download(hub, tmp_path, monkeypa
 
     spec = spec_for(tmp_path / "g.yaml", hub.url)
     ch = new_channel(tmp_path, "prod")
-    real = fsutil.pwrite_all
-    seen = []
-
-    def full(fd, buf, offset):
-        seen.append(offset)
-        if len(seen) > 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, buf, offset)
-
-    monkeypatch.setattr(fsutil, "pwrite_all", full)
+    disk_full_after(monkeypatch, 3)
     with pytest.raises(GapsyncError, match="could not be written into the bundle .*No space left"):
         create_bundle(spec, None, Path(ch.state), [load_signing_key(Path(ch.keys[0]), None)], tmp_path / "out",
                       cache_mod.BlobCache(tmp_path / "cache"), jobs=2, scan=ScanOptions(no_cache=True))

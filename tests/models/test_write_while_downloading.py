@@ -22,8 +22,17 @@ from gapsync import fsutil, hashing
 from gapsync.bundle.archive import BLOCK, BundleBody, BundleReader, BundleWriter, member_header
 from gapsync.fsutil import UnsafeFileError
 from tests.support.channels import new_channel
-from tests.support.cli import cli, killed
-from tests.support.model_shards import REPO, SHARDS, members, shard, shard_digests, spec_for
+from tests.support.cli import cli
+from tests.support.model_shards import (
+    REPO,
+    SHARDS,
+    disk_full_after,
+    kill_then_rerun,
+    members,
+    shard,
+    shard_digests,
+    spec_for,
+)
 from tests.support.models import GITATTRIBUTES, WRONG_SHA, FakeHub, config_json, write_repo
 
 
@@ -203,20 +212,7 @@ def test_killed_while_downloading_then_the_rerun_finishes(hub, tmp_path, minisig
     """SIGKILL in the middle of the downloads: the .partial body stays (no process can clean up
     after SIGKILL; no reader takes it for a bundle); the re-run removes it, resumes the partial
     downloads (those go in front, copied from the cache) and makes a bundle that verifies."""
-    spec = spec_for(tmp_path / "g.yaml", hub.url)
-    ch = new_channel(tmp_path, "prod")
-    args = ["bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "out",
-            "--cache", tmp_path / "cache", "--json"]
-    k = killed(*args, at="fetch.chunk")
-    assert k.returncode != 0
-    assert not list((tmp_path / "out").glob("*.gapsync"))
-    r = cli(*args)
-    assert r.code == 0, r.err
-    bundle = Path(json.loads(r.out)["bundle"])
-    v = subprocess.run([minisign_bin, "-Vm", str(bundle), "-p", str(ch.pub[0])], capture_output=True, text=True)
-    assert v.returncode == 0, v.stderr
-    assert {f"blobs/sha256/{d}" for d in shard_digests(hub)} <= set(members(bundle))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
+    kill_then_rerun(hub, tmp_path, minisign_bin)
 
 
 # -- the body itself ------------------------------------------------------------------------------
@@ -245,16 +241,7 @@ def test_a_planted_link_at_the_partial_is_refused_before_a_byte_is_written(tmp_p
 
 def test_a_failed_write_makes_the_body_unusable_not_the_download(tmp_path, monkeypatch):
     data = os.urandom(5000)
-    real = fsutil.pwrite_all
-    calls = []
-
-    def full(fd, buf, offset):
-        calls.append(offset)
-        if len(calls) > 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, buf, offset)
-
-    monkeypatch.setattr(fsutil, "pwrite_all", full)
+    disk_full_after(monkeypatch, 2)
     body = _body(tmp_path, [data])
     assert body.usable({hashlib.sha256(data).hexdigest(): len(data)}) == \
         "cannot write the bundle beside the download (No space left on device)"
