@@ -158,13 +158,15 @@ def held_path(name: str, pread: Callable[[int, int], bytes], offset: int, size: 
     return p
 
 
-class _RangeReader(io.RawIOBase):
-    """A read-only, seekable window of ``size`` bytes at ``offset`` of a file read by ``pread``:
-    reads end at the window's end, seeks are relative to its start."""
+class Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes at ``start`` of a file read with
+    ``pread(n, offset)``: reads end at the view's end, positions are relative to its start, a
+    negative one is refused. The one window: a held blob here, a stored zip entry in the model
+    scanner (``scanner.formats.streams.Window``)."""
 
-    def __init__(self, held: HeldPath) -> None:
-        self._pread, self._offset, self._size = held._pread, held.offset, held.size
-        self._pos = 0
+    def __init__(self, pread: Callable[[int, int], bytes], start: int, size: int) -> None:
+        super().__init__()
+        self._pread, self._start, self._size, self._pos = pread, start, size, 0
 
     def readable(self) -> bool:
         return True
@@ -172,24 +174,24 @@ class _RangeReader(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence] + offset
+        if pos < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
     def readinto(self, b: Any) -> int:
         n = min(len(b), self._size - self._pos)
         if n <= 0:
             return 0
-        data = self._pread(n, self._offset + self._pos)
+        data = self._pread(n, self._start + self._pos)
         b[:len(data)] = data
         self._pos += len(data)
         return len(data)
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + pos < 0:
-            raise OSError(errno.EINVAL, "negative seek position")
-        self._pos = base + pos
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
 
 def open_blob(path: Path | str) -> BinaryIO:
@@ -197,7 +199,7 @@ def open_blob(path: Path | str) -> BinaryIO:
     file as before, or a ``HeldPath`` (a range of the bundle being written) through a reader
     that cannot see past the range."""
     if isinstance(path, HeldPath):
-        return io.BufferedReader(_RangeReader(path), 1 << 20)
+        return io.BufferedReader(Window(path._pread, path.offset, path.size), 1 << 20)
     return open(path, "rb")
 
 

@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from gapsync import fsutil
+
 if TYPE_CHECKING:
     from gapsync.scanner.budget import Budget
 
@@ -162,36 +164,21 @@ class ByteReader:
                 return b"".join(parts), total > limit
 
 
-class Window(io.RawIOBase):
-    """A read-only, seekable view of ``size`` bytes of ``f`` starting at ``start`` (a stored zip entry)."""
+class Window(fsutil.Window):
+    """A read-only, seekable view of ``size`` bytes of ``f`` starting at ``start`` (a stored zip
+    entry); a seek is clamped to the view rather than refused."""
 
     def __init__(self, f: BinaryIO, start: int, size: int) -> None:
-        super().__init__()
-        self._f, self._start, self._size, self._pos = f, start, size, 0
+        def pread(n: int, offset: int) -> bytes:
+            f.seek(offset)
+            return f.read(n)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
+        super().__init__(pread, start, size)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         self._pos = max(0, min(self._size, base + offset))
         return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, b) -> int:
-        n = min(len(b), self._size - self._pos)
-        if n <= 0:
-            return 0
-        self._f.seek(self._start + self._pos)
-        data = self._f.read(n)
-        b[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
 
 
 class _Decompressing(io.RawIOBase):
