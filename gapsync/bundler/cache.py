@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gapsync import fsutil
-from gapsync.hashing import copy_verified, seal_mtime_ns
+from gapsync.hashing import copy_verified, read_chunks, seal_mtime_ns
 from gapsync.model import SHA256_RE
 
 DEFAULT_CACHE_ENV = "GAPSYNC_CACHE"
@@ -72,7 +72,7 @@ class BlobCache:
         artifact, say): its bytes are read from the body and hashed again on their way in."""
         held = self._held.pop(digest)  # before put: its path is the cache's again
         with fsutil.open_blob(held) as f:
-            self.put(iter(lambda: f.read(1 << 20), b""), what=str(held), sha256=digest, size=held.size)
+            self.put(read_chunks(f), what=str(held), sha256=digest, size=held.size)
 
     def add_external(self, digest: str, path: Path, size: int, mtime_ns: int) -> None:
         """For this run only, the blob ``digest`` is the operator's file ``path`` (no second

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import requests
 
@@ -21,6 +21,9 @@ from gapsync.bundler.cache import BlobCache
 from gapsync.bundler.http import TIMEOUT, session
 from gapsync.errors import DigestMismatchError, FetchError, GapsyncError
 from gapsync.hashing import CHUNK, WriteBehind, copy_verified
+
+if TYPE_CHECKING:
+    from gapsync.bundle.archive import BodySlot
 
 DEFAULT_JOBS = 8
 
@@ -57,7 +60,10 @@ def _chunks(resp: requests.Response, on_bytes: Callable[[int], None] | None = No
 
 class Tee(Protocol):
     """Where a download also writes its bytes (``fetch_all(tee=...)``): a ``BundleBody``'s slot.
-    ``write`` must not fail the download; ``finish`` is called once the bytes are verified."""
+    ``write`` must not fail the download; ``finish`` is called once the bytes are verified.
+    ``held``: the only place they go (``--no-cache``, ``_fetch_held``), not the cache."""
+
+    held: bool
 
     def write(self, data: bytes, /) -> object: ...
     def finish(self) -> None: ...
@@ -102,8 +108,8 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
         else:
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
         second = tee(item) if tee is not None and not have and item.sha256 and item.size is not None else None
-        if second is not None and getattr(second, "held", False):
-            return _fetch_held(cache, item, resp, second, on_bytes)
+        if second is not None and second.held:
+            return _fetch_held(cache, item, resp, second, on_bytes)  # type: ignore[arg-type]
         try:
             with fsutil.open_partial(part, resume=mode == "ab") as f:
                 digest, size = copy_verified(_chunks(resp, on_bytes), WriteBehind(f, have, second), what=item.what,
@@ -117,7 +123,7 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
     return FetchResult(item, digest, size, size - have)
 
 
-def _fetch_held(cache: BlobCache, item: FetchItem, resp: requests.Response, slot,
+def _fetch_held(cache: BlobCache, item: FetchItem, resp: requests.Response, slot: BodySlot,
                 on_bytes: Callable[[int], None] | None) -> FetchResult:
     """``bundle create --no-cache``: the bundle's body is the only place the bytes go (no
     partial file, no cache entry). They are hashed as they pass, as any download's; the blob is

@@ -251,3 +251,50 @@ def test_a_held_blob_cannot_be_read_once_the_body_is_closed(tmp_path):
         with fsutil.open_blob(held) as f:
             f.read()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("lie", ["tampered", "truncated", "oversize"])
+def test_a_held_download_from_a_lying_server_is_refused_and_kept_nowhere(tmp_path, lie):
+    """``--no-cache``'s download (``fetch._fetch_held``) against a real HTTP server whose bytes do
+    not match what was announced: other bytes, fewer, more. Refused, naming the file; the
+    member in the body never gets a byte past its size and does not count as complete; nothing
+    in the cache, no partial download."""
+    from gapsync.bundle.archive import BundleBody
+    from gapsync.bundler.cache import BlobCache
+    from gapsync.bundler.fetch import FetchItem, fetch_all
+    from gapsync.errors import DigestMismatchError
+    from tests.support.servers import static_server
+
+    good = os.urandom(300_000)
+    served = {"tampered": good[:-1] + b"x", "truncated": good[:-1000], "oversize": good + b"extra"}[lie]
+    root = tmp_path / "srv"
+    (root / "files").mkdir(parents=True)
+    (root / "simple").mkdir()
+    (root / "files" / "model.bin").write_bytes(served)
+    out = tmp_path / "out"
+    out.mkdir()
+    body = BundleBody(out / "b.gapsync", 1_700_000_000, fsutil.insert_block(fsutil.Dir(out)))
+    slots = []
+
+    def tee(item):
+        slot = body.slot(item.sha256, item.size)
+        slot.held = True
+        slots.append(slot)
+        return slot
+
+    cache = BlobCache(tmp_path / "cache")
+    digest = hashlib.sha256(good).hexdigest()
+    srv = static_server(root)
+    try:
+        url = srv.url.replace("/simple/", "/files/model.bin")
+        with pytest.raises(DigestMismatchError, match="model.bin"):
+            fetch_all(cache, [FetchItem(url, digest, len(good), "model.bin")], tee=tee)
+    finally:
+        srv.stop()
+    [slot] = slots
+    assert slot.written <= len(good) and not slot.complete
+    assert "did not finish" in body.usable({digest: len(good)})
+    assert not cache.has(digest) and digest not in cache.held()
+    assert list((tmp_path / "cache" / "partial").iterdir()) == []
+    body.abort()
+    assert list(out.iterdir()) == []
