@@ -672,56 +672,6 @@ def reopen_readonly(fd: int) -> int:
     return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | _CLOEXEC)
 
 
-# -- inserting a range at the front of a file -------------------------------------------------------
-
-FALLOC_FL_INSERT_RANGE = 0x20  # linux/falloc.h
-# whether the file system of a directory can insert a range (``insert_block``), per device:
-# one probe per output directory's file system and process
-_INSERT_BLOCK: dict[int, int | None] = {}
-
-
-def insert_range(fd: int, offset: int, length: int) -> None:
-    """Shift the bytes of ``fd`` from ``offset`` on by ``length``, leaving a hole of ``length``
-    bytes at ``offset`` (``fallocate(FALLOC_FL_INSERT_RANGE)``: ext4, XFS; the file system moves
-    extents, no byte is copied). ``offset`` and ``length`` must be multiples of the file
-    system's block size and ``offset`` inside the file. OSError (``EOPNOTSUPP`` on tmpfs, NFS...)
-    when the file system cannot. ``fd`` is a file this module created (an ``AtomicFile``)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    libc.fallocate.restype = ctypes.c_int
-    if libc.fallocate(fd, FALLOC_FL_INSERT_RANGE, offset, length) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def insert_block(d: Dir) -> int | None:
-    """The block size at which files in ``d`` can have a range inserted at the front
-    (``insert_range``), or None when its file system cannot: found by trying it once on a
-    temporary file of our own in ``d`` (removed again), remembered per device."""
-    st = os.fstat(d.fd)
-    if st.st_dev in _INSERT_BLOCK:
-        return _INSERT_BLOCK[st.st_dev]
-    block: int | None = None
-    tmp, f = d.create_temp(".insert-probe", 0o600)
-    try:
-        with f:
-            size = max(os.fstatvfs(f.fileno()).f_bsize, 512)
-            f.write(b"\0" * (2 * size))
-            f.flush()
-            try:
-                insert_range(f.fileno(), 0, size)
-                if os.fstat(f.fileno()).st_size == 3 * size:
-                    block = size
-            except OSError:
-                block = None
-    finally:
-        d.unlink(tmp)
-    _INSERT_BLOCK[st.st_dev] = block
-    return block
-
-
 def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write all of ``data`` at ``offset`` of ``fd`` (a file this module created), however many
     calls it takes."""

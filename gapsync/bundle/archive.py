@@ -1,18 +1,23 @@
-"""THE bundle format (v1, and v2 for volumes with parts): the contract between two gapsync
-versions that may be years apart.
+"""THE bundle format (v1; v2 for volumes with parts; v3 with the metadata last): the contract
+between two gapsync versions that may be years apart.
 
 One POSIX tar (pax), not compressed as a whole. Members, in this order:
 
     metadata/1.root.json ... metadata/N.root.json   the whole root chain
     metadata/timestamp.json, metadata/snapshot.json, metadata/targets.json
     blobs/sha256/<64 lowercase hex>                  one per distinct blob carried
-    blobs/sha256/<64 lowercase hex>.part/<n>        format 2 only: part n (1-based) of a blob
-                                                    that spans volumes (never beside the whole)
+    blobs/sha256/<64 lowercase hex>.part/<n>        format 2 and later: part n (1-based) of a
+                                                    blob that spans volumes (never beside the whole)
+
+Format 3 has the same members with the blobs first and the metadata after them: the bundle a
+cold ``bundle create`` writes while its blobs download (``BundleBody``), so that the BLAKE2b of
+the file (its minisign signature) runs along the download instead of after it. Its targets.json
+says format 3; a bundle whose member order does not match its format is refused.
 
 Anything else is a reason to refuse the whole bundle: a member header that is not byte for byte
 what ``member_header`` writes (format, mode, owner, mtime, pax records: one canonical form), a
 GNU header, another member name (matched whole: ``fullmatch``), a link, a device, a sparse file,
-a duplicate, metadata after a blob, a metadata member over its cap (from its header, before it
+a duplicate, metadata after a blob (or, in format 3, a blob after the metadata), a metadata member over its cap (from its header, before it
 is read), a header that hides bytes after a NUL (in a name
 or in the checksum field), non-zero bytes in the padding after a member's data, a pax header
 larger than a few KiB, more blob members than targets.json lists targets (or more root versions
@@ -41,11 +46,12 @@ from gapsync.errors import BundleFormatError, DigestMismatchError
 from gapsync.hashing import CHUNK, ReadBackHash, blake2b_512, is_sealed, read_ahead, write_back
 from gapsync.model import BlobRef
 
-FORMAT_VERSION = 2  # the newest format this gapsync writes and reads
+FORMAT_VERSION = 3  # the newest format this gapsync writes and reads
 # 1: every blob whole in one member. 2: a blob may span volumes in parts (``PART_RE``), listed
-# in the signed targets metadata. The format a bundle uses is ``x-gapsync.format`` in its
+# in the signed targets metadata. 3: as 2, with the blob members first and the metadata members
+# after them (written while the blobs download: ``BundleBody``). The format a bundle uses is ``x-gapsync.format`` in its
 # targets.json; the reader refuses a newer one, naming it, before it looks at any blob member.
-READ_FORMATS = (1, 2)
+READ_FORMATS = (1, 2, 3)
 SUFFIX = ".gapsync"
 # Member names, matched with ``fullmatch`` only (``re.match`` with ``$`` accepts a trailing newline).
 METADATA_RE = re.compile(r"metadata/((?:[1-9][0-9]{0,8})\.root|timestamp|snapshot|targets)\.json")
@@ -171,31 +177,29 @@ class BundleWriter:
     refuse after the trip). Each hash once per byte, each on its own core, overlapping the copy:
     see docs/performance.md ("Create at the disk's pace")."""
 
-    def __init__(self, path: Path, mtime: int, *, body: BundleBody | None = None, head: int = 0):
+    def __init__(self, path: Path, mtime: int, *, body: BundleBody | None = None):
         """``body``: the blob members already written while they downloaded (``BundleBody``, for
-        this ``path`` and ``mtime``); ``head`` bytes are inserted in front of them, and what is
-        added here (every metadata member, then the blobs not in the body) must fill exactly
-        those bytes. ``close`` then hashes the body after the head and ends the archive."""
+        this ``path`` and ``mtime``; format 3): what is added here follows them, the blobs not
+        in the body first, then every metadata member, and the BLAKE2b goes on from where the
+        body's left off."""
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
         self.mtime = mtime
-        self._body_size = 0
-        self._head = 0
+        self.size = 0
+        self._last = body is not None  # format 3: the metadata after the blobs
+        self._in_blobs = self._in_metadata = False
         if body is None:
             # created O_EXCL|O_NOFOLLOW in the output directory opened once; a planted link at the
             # .partial or the bundle name is refused, never written through (fsutil)
             self._out = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
+            self._hash = ReadBackHash(self._out.fileno(), blake2b_512())
         else:
             if (body.path, body.mtime) != (path, mtime):
                 raise ValueError(f"the body of {body.path} is not the body of {path}")
-            self._out, self._body_size = body.insert_head(head), body.size
-            self._head = head
+            self._out, self._hash, self.size = body.take()
         self._f = self._out.file
-        self._f.seek(0)
+        self._f.seek(self.size)
         self._names: set[str] = set(body.names() if body is not None else ())
-        self._hash = ReadBackHash(self._f.fileno(), blake2b_512())
-        self._in_blobs = False
-        self.size = 0
 
     def _write(self, data: bytes) -> None:
         self._f.write(data)
@@ -214,8 +218,9 @@ class BundleWriter:
 
     def add_metadata(self, name: str, data: bytes) -> None:
         member = f"metadata/{name}"
-        if self._in_blobs or not METADATA_RE.fullmatch(member):
+        if (self._in_blobs and not self._last) or not METADATA_RE.fullmatch(member):
             raise ValueError(f"bad metadata member {member}")
+        self._in_metadata = True
         self._header(member, len(data))
         self._write(data)
         self._pad(len(data))
@@ -231,6 +236,8 @@ class BundleWriter:
         with sha256: the cache hashed it when it stored it, and a write since would have broken
         the seal (docs/threat-model.md). The BLAKE2b of the file covers its bytes all the same."""
         self._hash.check()  # a mismatch found in an earlier member stops the bundle here
+        if self._last and self._in_metadata:
+            raise ValueError(f"blob member {name} after the metadata (format 3)")
         self._in_blobs = True
         # an operator's file standing for the blob (a path model, cache.ExternalPath): its size
         # and modification time must be those the run saw, before and after the copy, and the
@@ -302,16 +309,6 @@ class BundleWriter:
 
     def close(self) -> bytes:
         """Finish the archive, make it durable, rename it into place; returns the BLAKE2b-512."""
-        if self._body_size:
-            if self.size != self._head:  # the caller's arithmetic and the members disagree: a bug
-                self.abort()
-                raise ValueError(f"{self.path}: the head is {self.size} bytes, {self._head} were inserted")
-            self._f.flush()
-            self._hash.region(self.size)
-            # the body: each member's bytes were hashed (sha256) by the download that wrote them
-            self.size += self._body_size
-            self._hash.region(self.size)
-            self._f.seek(self.size)
         self._write(b"\0" * (2 * BLOCK))
         rem = self.size % RECORD
         if rem:
@@ -333,27 +330,31 @@ class BundleWriter:
 
 class BundleBody:
     """The blob members of a bundle, written while their blobs download (issue 21: a cold
-    ``bundle create`` should take little more than the download).
+    ``bundle create`` should take little more than the download): the first part of a format 3
+    bundle, whose metadata comes after its blobs.
 
     Each download reserves its member at the end of the body (``slot``: the header written at
     once, then the data and the zero padding) and writes its bytes there as they arrive, next
-    to the cache file, while they are in the page cache: the copy into the bundle no longer
-    waits for the last download. When the scan and the policy are done, ``BundleWriter(...,
-    body=...)`` inserts the head in front (``fsutil.insert_range``: the file system moves
-    extents, no byte is copied): every metadata member, then the blobs that did not download in
-    this run (cached, derived, bundle.json), so the head must be a whole number of file-system
-    blocks (``block``; the caller pads bundle.json with JSON whitespace). The file is then what
-    ``BundleWriter`` alone would have written, with the body's blobs in the order their
-    downloads started: the same canonical members, read by the same reader.
+    to the cache file (or, with ``--no-cache``, only there), while they are in the page cache.
+    The BLAKE2b-512 of the file (its minisign signature) follows the writes: whenever the
+    members from the start of the file are written further, the bytes up to there are read back
+    and hashed (``ReadBackHash``, on its own thread), so by the time the last download ends,
+    little is left to hash. When the scan and the policy are done, ``BundleWriter(...,
+    body=...)`` takes the file over (``take``) and appends the blobs that did not download in
+    this run (cached, derived, bundle.json), then the metadata and the end of the archive,
+    the hash going on from where the body's left off.
 
-    Only on a file system that can insert a range (``fsutil.insert_block``: ext4, XFS); a slot
-    whose download did not finish or whose write failed, or a blob the bundle then does not
-    carry (blocked by the policy), makes the body unusable (``usable``): the caller aborts it
-    and writes the bundle the usual way, from the cache. The file is the bundle's ``.partial``,
-    created like ``BundleWriter``'s (``O_EXCL|O_NOFOLLOW``), removed by ``abort``."""
+    A slot whose download did not finish or whose write failed, or a blob the bundle then does
+    not carry (blocked by the policy), makes the body unusable (``usable``): the caller aborts
+    it and writes the bundle the usual way (metadata first), from the cache. The file is the
+    bundle's ``.partial``, created like ``BundleWriter``'s (``O_EXCL|O_NOFOLLOW``), removed by
+    ``abort``. The downloads write each member's bytes once, in order, never again at an
+    offset already written (``BodySlot.write``), so what the hash read back is what stays."""
 
-    def __init__(self, path: Path, mtime: int, block: int):
-        self.path, self.mtime, self.block = path, mtime, block
+    HASH_STEP = 8 << 20  # written bytes between two regions handed to the hash
+
+    def __init__(self, path: Path, mtime: int):
+        self.path, self.mtime = path, mtime
         self.partial = path.with_name(path.name + ".partial")
         self._out: fsutil.AtomicFile | None = fsutil.atomic_file(path, 0o644, temp=self.partial.name)
         self._fd = self._out.fileno()
@@ -362,9 +363,19 @@ class BundleBody:
         self._lock = threading.Condition()
         self._busy = 0
         self._slots: dict[str, BodySlot] = {}
+        self._order: list[BodySlot] = []
         self.size = 0
         self.broken: str | None = None  # why the body cannot be used (a write failed)
         self._rfd: int | None = None  # read-only, for held blobs (``pread``)
+        try:
+            self._hash: ReadBackHash | None = ReadBackHash(self._fd, blake2b_512())
+        except BaseException:
+            self._out.abort()
+            raise
+        self._extent = 0  # how far the file has been written (what is beyond reads short)
+        self._ready = 0  # the body is final up to here: the hash may read it
+        self._next = 0  # the first slot in ``_order`` not wholly final
+        self._hashed = 0  # handed to the hash up to here
 
     def slot(self, digest: str, size: int) -> BodySlot | None:
         """Reserve the member of blob ``digest`` (``size`` bytes) at the end of the body; None
@@ -379,36 +390,66 @@ class BundleBody:
             start = self.size
             slot = BodySlot(self, digest, size, start + len(header))
             self._slots[digest] = slot
+            self._order.append(slot)
             self.size = start + len(header) + size + (-size % BLOCK)
-        return slot if self._write(header, start) else None
+        if not self._write(header, start):
+            return None
+        slot.header_written = True
+        self._advance()
+        return slot
+
+    def _advance(self, force: bool = False) -> None:
+        """Hand the hash what is final from the start of the file on: every member whose header
+        and data are written, and the data written so far of the first one that is not, never
+        past the file's end (the last member's padding comes with ``take``). In steps of
+        ``HASH_STEP``, or whatever there is with ``force``."""
+        with self._lock:
+            if self._hash is None or self.broken:
+                return
+            while self._next < len(self._order):
+                s = self._order[self._next]
+                if not s.header_written:
+                    break
+                if s.written < s.size:
+                    self._ready = max(self._ready, s.offset + s.written)
+                    break
+                self._ready = s.offset + s.size + (-s.size % BLOCK)
+                self._next += 1
+            end = min(self._ready, self._extent)
+            if end > self._hashed and (force or end - self._hashed >= self.HASH_STEP):
+                self._hash.region(end)
+                self._hashed = end
 
     def _enter(self) -> bool:
         """Whether a write or an advice on the descriptor may go ahead (counted in ``_busy``): never
-        after ``abort`` or ``insert_head``, which wait for those under way (the descriptor number
-        may be reused once the file is closed)."""
+        after ``abort`` or ``take``, which wait for those under way (the descriptor number may be
+        reused once the file is closed)."""
         with self._lock:
             if self._out is None or self.broken:
                 return False
             self._busy += 1
             return True
 
-    def _leave(self) -> None:
+    def _leave(self, extent: int = 0) -> None:
         with self._lock:
             self._busy -= 1
+            self._extent = max(self._extent, extent)
             if not self._busy:
                 self._lock.notify_all()
 
     def _write(self, data: bytes, offset: int) -> bool:
         if not self._enter():
             return False
+        extent = 0
         try:
             fsutil.pwrite_all(self._fd, data, offset)
+            extent = offset + len(data)
         except OSError as e:
             with self._lock:
                 self.broken = f"cannot write the bundle beside the download ({e.strerror or e})"
             return False
         finally:
-            self._leave()
+            self._leave(extent)
         return True
 
     def _write_back(self, offset: int, length: int) -> None:
@@ -429,8 +470,8 @@ class BundleBody:
 
     def pread(self, n: int, offset: int) -> bytes:
         """Up to ``n`` bytes at ``offset`` of the body: how a held blob (``BodySlot.held_path``)
-        is read back by the scanners before the head goes in front. Refused once the body is
-        closed (its descriptor number may belong to another file by then)."""
+        is read back by the scanners. Refused once the body is closed (its descriptor number may
+        belong to another file by then)."""
         with self._lock:
             if self._out is None:
                 raise BundleFormatError(f"{self.partial}: the bundle body is closed; its blobs can no longer be read")
@@ -466,26 +507,32 @@ class BundleBody:
                 return f"blob {d} is not carried (blocked, or the other side has it)"
         return None
 
-    def insert_head(self, length: int) -> fsutil.AtomicFile:
-        """End the body (its last padding), insert ``length`` bytes in front of it and hand the
-        file over to the writer that fills them."""
+    def take(self) -> tuple[fsutil.AtomicFile, ReadBackHash, int]:
+        """End the body (its last padding) and hand the file over to the writer that appends
+        the rest: the file, the hash (every byte of the body handed to it) and the body's size."""
+        self._advance(force=True)
         out = self._close()
-        if out is None:
+        h, self._hash = self._hash, None
+        if out is None or h is None:
+            if h is not None:
+                h.abandon()
             raise ValueError(f"{self.path}: the bundle body is closed")
-        if length <= 0 or length % self.block:
-            out.abort()
-            raise ValueError(f"{self.path}: a head of {length} bytes is not a whole number of {self.block}-byte blocks")
         try:
             os.ftruncate(self._fd, self.size)
-            fsutil.insert_range(self._fd, 0, length)
+            h.region(self.size)
         except BaseException:
+            h.abandon()
             out.abort()
             raise
-        return out
+        return out, h, self.size
 
     def abort(self) -> None:
         """Remove the body (the ``.partial``); no-op once handed to a writer or aborted."""
         out = self._close()
+        with self._lock:
+            h, self._hash = self._hash, None
+        if h is not None:
+            h.abandon()
         if out is not None:
             out.abort()
 
@@ -498,6 +545,7 @@ class BodySlot:
         self.body, self.digest, self.size, self.offset = body, digest, size, offset
         self.written = self._advised = 0
         self.complete = self._failed = False
+        self.header_written = False  # its tar header is in the file (``BundleBody._advance``)
         # the only copy (``bundle create --no-cache``): the download writes here and nowhere
         # else, and a failed write fails it (``fetch.fetch_one``)
         self.held = False
@@ -521,6 +569,7 @@ class BodySlot:
         if self.written - self._advised >= ReadBackHash.WRITEBACK:
             self.body._write_back(self.offset + self._advised, self.written - self._advised)
             self._advised = self.written
+        self.body._advance()
         return len(data)
 
     def finish(self) -> None:
@@ -650,11 +699,19 @@ class BundleReader:
         return BundleFormatError(f"{self.path}: {reason}")
 
     def _scan(self, max_members: int) -> None:
+        """The header pass. Formats 1 and 2 put the metadata first: the targets count (an upper
+        bound on the blob members, unverified) is known when the first blob comes, so a tar of a
+        million tiny members is refused at the first one too many. Format 3 puts it last (the
+        blobs were written while they downloaded, the metadata once the scan had decided): the
+        members are walked to the end (at most ``max_members``), then the same checks run on
+        what was found. Which layout the first member starts, the format in targets.json must
+        name: one canonical form per format."""
         names: set[str] = set()
         part_digests: set[str] = set()
         count = 0
         roots = root_bytes = 0
         blob_cap: int | None = None  # set when the first blob comes: from the targets count
+        self._last = False  # format 3: the blobs first, the metadata after them
         start = 0  # where the next member's first header block is
         while (ti := self._next()) is not None:
             count += 1
@@ -677,8 +734,10 @@ class BundleReader:
             self._check_header(ti, start)
             start = ti.offset_data + ti.size + (-ti.size % BLOCK)
             self._check_padding(ti)
+            if count == 1:
+                self._last = not is_metadata
             if is_metadata:
-                if self._blobs:
+                if self._blobs and not self._last:
                     raise self._fail(f"metadata member {name!r} after the blobs")
                 role = _metadata_role(name)
                 if ti.size > METADATA_LIMITS[role]:
@@ -690,22 +749,51 @@ class BundleReader:
                         raise self._fail(f"carries more than {MAX_ROOTS} root versions or {MAX_ROOT_CHAIN} bytes of them")
                 self._metadata.append(ti)
             else:
-                if blob_cap is None:
-                    blob_cap = self._blob_cap()
+                if self._metadata:
+                    if self._last:
+                        raise self._fail(f"blob member {name!r} after the metadata (format 3 puts every blob first)")
+                    if blob_cap is None:
+                        blob_cap = self._blob_cap()
                 digest = (part or BLOB_RE.fullmatch(name)).group(1)  # type: ignore[union-attr]
                 if part:
-                    if self.format < 2:
-                        raise self._fail(f"member {name!r} is a part of a blob, which bundle format {self.format} "
-                                         "does not have (its targets.json says format 1)")
+                    if not self._last:
+                        self._check_parts(name)
                     if f"blobs/sha256/{digest}" in names:
                         raise self._fail(f"member {name!r}: the blob is also carried whole in this volume")
                     part_digests.add(digest)
                 elif digest in part_digests:
                     raise self._fail(f"member {name!r}: parts of this blob are carried in this volume too")
-                if len(self._blobs) >= blob_cap:
-                    raise self._fail(f"more blob members than the {blob_cap - BLOB_MARGIN} targets that "
-                                     "metadata/targets.json lists (each blob is the content of a target)")
+                if blob_cap is not None and len(self._blobs) >= blob_cap:
+                    raise self._too_many(blob_cap)
                 self._blobs.append(ti)
+        if self._last:
+            self._check_last()
+        elif self._metadata and "metadata/targets.json" in self._cached and self.format >= 3:
+            raise self._fail(f"its metadata comes before the blobs, but its targets.json says bundle format {self.format}, "
+                             "which puts the blobs first")
+
+    def _too_many(self, blob_cap: int) -> BundleFormatError:
+        return self._fail(f"more blob members than the {blob_cap - BLOB_MARGIN} targets that "
+                          "metadata/targets.json lists (each blob is the content of a target)")
+
+    def _check_parts(self, name: str) -> None:
+        if self.format < 2:
+            raise self._fail(f"member {name!r} is a part of a blob, which bundle format {self.format} "
+                             "does not have (its targets.json says format 1)")
+
+    def _check_last(self) -> None:
+        """Format 3, once every member is known: the metadata after the blobs is what formats 1
+        and 2 require before them (targets.json, which must say format 3), and the blobs are
+        no more than it lists."""
+        blob_cap = self._blob_cap(after=True)
+        if self.format < 3:
+            raise self._fail(f"its blobs come before the metadata, which bundle format {self.format} (its targets.json) "
+                             "does not allow: format 3 does")
+        if len(self._blobs) > blob_cap:
+            raise self._too_many(blob_cap)
+        for ti in self._blobs:
+            if PART_RE.fullmatch(ti.name):
+                self._check_parts(ti.name)
 
     def _check_header(self, ti: tarfile.TarInfo, start: int) -> None:
         """The member's header blocks are byte for byte those ``member_header`` writes: one
@@ -746,14 +834,15 @@ class BundleReader:
             if self._f.read(pad).strip(b"\0"):
                 raise self._fail(f"member {ti.name!r}: non-zero bytes in the padding after its data")
 
-    def _blob_cap(self) -> int:
+    def _blob_cap(self, after: bool = False) -> int:
         """How many blob members may follow: one per target of metadata/targets.json (unverified
         here, only an upper bound), so that a tar of a million tiny members is refused at the
         first one too many instead of after the whole header pass. A bundle whose targets
         metadata is missing or does not parse is refused here: nothing in it could be used."""
         ti = next((t for t in self._metadata if t.name == "metadata/targets.json"), None)
         if ti is None:
-            raise self._fail("blob members without metadata/targets.json before them")
+            raise self._fail("blob members without metadata/targets.json after them" if after
+                             else "blob members without metadata/targets.json before them")
         self._cached[ti.name] = data = self._read_all(ti)  # read_metadata hands out these bytes, not a second copy
         try:
             signed = json.loads(data)["signed"]

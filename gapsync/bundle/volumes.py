@@ -172,11 +172,6 @@ def metadata_tar_size(metadata: Mapping[str, bytes]) -> int:
     return sum(member_tar_size(f"metadata/{name}", len(data)) for name, data in metadata.items())
 
 
-def head_size(metadata: Mapping[str, bytes], blob_sizes: list[int]) -> int:
-    """The bytes the metadata members and these blobs occupy in front of a ``BundleBody``."""
-    return metadata_tar_size(metadata) + sum(blob_tar_size(s) for s in blob_sizes)
-
-
 def archive_size(metadata_size: int, blob_sizes: list[int], parts: Sequence[Part] = ()) -> int:
     """The exact size of a bundle file with these members (end blocks, record padding)."""
     body = metadata_size + sum(blob_tar_size(s) for s in blob_sizes) + sum(part_tar_size(p.index, p.length) for p in parts) + _END
@@ -271,8 +266,7 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
     writing a byte.
 
     ``body``: one volume whose blobs the downloads already wrote (``BundleBody``, usable for
-    these blobs); the metadata and the other blobs are inserted in front of them, and must fill
-    a whole number of the body's blocks (the caller pads bundle.json: ``head_size``).
+    these blobs; format 3): the other blobs follow them, then the metadata.
     """
     n = len(plan)
     if n == 0:
@@ -309,14 +303,11 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
     done: list[Path] = []
     try:
         for path, digests, size in zip(paths, plan, expected, strict=True):
-            if body is None:
-                writer = BundleWriter(path, mtime=mtime)
-            else:
-                writer = BundleWriter(path, mtime=mtime, body=body,
-                                      head=head_size(metadata, [sizes[d] for d in digests if d not in in_body]))  # type: ignore[index]
+            writer = BundleWriter(path, mtime=mtime, body=body)
             try:
-                for name, data in metadata.items():
-                    writer.add_metadata(name, data)
+                if body is None:  # formats 1 and 2: the metadata first
+                    for name, data in metadata.items():
+                        writer.add_metadata(name, data)
                 for entry in digests:
                     if entry in in_body:
                         continue  # already written, while it downloaded
@@ -324,6 +315,9 @@ def write_volumes(out_dir: Path, stem: str, metadata: dict[str, bytes], plan: li
                         writer.add_part(entry.digest, entry.index, blob_path(entry.digest), entry.offset, entry.length, entry.sha256)
                     else:
                         writer.add_blob(BlobRef(entry, sizes[entry]), blob_path(entry))
+                if body is not None:  # format 3: the metadata last
+                    for name, data in metadata.items():
+                        writer.add_metadata(name, data)
                 file_hash = writer.close()
             except OSError as e:
                 writer.abort()

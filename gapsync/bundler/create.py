@@ -50,7 +50,6 @@ from gapsync.bundle.volumes import (
     Part,
     blob_tar_size,
     hash_parts,
-    head_size,
     metadata_tar_size,
     parts_table,
     plan_volumes,
@@ -314,14 +313,13 @@ def _known_digests(repo: ChannelRepo, delta: DeltaOptions) -> tuple[set[str], di
     return set(), {}
 
 
-# Write each download into the bundle as it arrives (BundleBody), where the output directory's
-# file system can insert the metadata in front afterwards, and (unset: "auto") when what
-# downloads fits in what the kernel holds unflushed (``hashing.dirty_budget``), so that its two
-# copies, the cache's and the bundle's, are at most twice that. Far beyond it the disk sets the
-# pace either way, and writing the bundle after the download measured faster (16 GB): its disk
-# writes then overlap the signature's hash instead of slowing the download; up to it, writing
-# while downloading was faster and took a quarter less CPU (4 GB; docs/performance.md).
-# "1": always, "0": never.
+# Write each download into the bundle as it arrives (BundleBody: a format 3 bundle, its
+# metadata after its blobs), when (unset: "auto") what downloads fits in what the kernel holds
+# unflushed (``hashing.dirty_budget``), so that its two copies, the cache's and the bundle's, are
+# at most twice that. Far beyond it the disk sets the pace either way, and writing the bundle after
+# the download measured as fast or faster (16 GB, docs/performance.md); up to it, writing while
+# downloading was faster and took a quarter less CPU (4 GB). "1": always, "0": never (which also
+# keeps every bundle readable by a gapsync older than format 3, unless ``--no-cache``).
 WRITE_WHILE_DOWNLOADING_ENV = "GAPSYNC_WRITE_WHILE_DOWNLOADING"
 
 
@@ -335,29 +333,24 @@ def _write_while_downloading(pending: int) -> bool:
 
 def _body_tee(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions, known: set[str]) -> _BodyTee | None:
     """Where the downloads would also go, or None: volumes are planned from the finished blob
-    set, and a file system that cannot insert a range at the front of a file (tmpfs, NFS...)
-    gets the bundle written after the scan, from the cache. ``--no-cache`` needs the body (the
-    files it downloads have no other place to go): where there can be none it is refused, before
-    anything downloads, saying why."""
+    set. ``--no-cache`` needs the body (the files it downloads have no other place to go): where
+    there can be none it is refused, before anything downloads, saying why."""
     why = ("--max-volume-size (volumes are planned once every blob is there)" if scan.max_volume_size
            else f"{WRITE_WHILE_DOWNLOADING_ENV}=0" if os.environ.get(WRITE_WHILE_DOWNLOADING_ENV) == "0" else None)
-    block = None
-    if why is None:
-        try:
-            with fsutil.Dir(out_dir) as d:
-                block = fsutil.insert_block(d)
-        except OSError as e:
-            if not scan.no_cache:
-                return None  # the usual writer meets the same directory later and says what is wrong
-            raise InputError(f"{out_dir}: cannot write the bundle there ({e.strerror or e})") from e
-        if block is None:
-            why = f"an output directory whose file system cannot insert a range in front of a file (tmpfs, NFS...): {out_dir}"
-    if why is not None or block is None:
+    if why is not None:
         if scan.no_cache:
             raise InputError(f"--no-cache writes each download straight into the bundle, which cannot be done with {why}; "
                              "leave out --no-cache")
         return None
-    return _BodyTee(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), block, known,
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)  # removed again by ``_create`` if nothing is written
+        with fsutil.Dir(out_dir):
+            pass
+    except OSError as e:
+        if not scan.no_cache:
+            return None  # the usual writer meets the same directory later and says what is wrong
+        raise InputError(f"{out_dir}: cannot write the bundle there ({e.strerror or e})") from e
+    return _BodyTee(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), known,
                     no_cache=scan.no_cache)
 
 
@@ -386,8 +379,8 @@ class _BodyTee:
     blob the bundle will carry (the other side does not have it). The body (the bundle's
     ``.partial``) is created only once ``wanted`` says the downloads are worth it."""
 
-    def __init__(self, path: Path, mtime: int, block: int, known: set[str], no_cache: bool = False):
-        self.path, self.mtime, self.block, self.known = path, mtime, block, known
+    def __init__(self, path: Path, mtime: int, known: set[str], no_cache: bool = False):
+        self.path, self.mtime, self.known = path, mtime, known
         self.body: BundleBody | None = None
         self.no_cache = no_cache
         self.hold: frozenset[str] = frozenset()  # blobs written into the body only (--no-cache)
@@ -405,7 +398,7 @@ class _BodyTee:
             self.hold = frozenset(_held_digests(lock, plans) & {i.sha256 or "" for i in pending_items})
         if not self.hold and not _write_while_downloading(pending):
             return False
-        self.body = BundleBody(self.path, self.mtime, self.block)
+        self.body = BundleBody(self.path, self.mtime)
         return True
 
     def __call__(self, item: FetchItem):
@@ -521,13 +514,12 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
             p.insert(0, targets[0].blob.digest)
     # format 2 when a blob spans volumes in parts (their table is in bundle.json's target)
     fmt = 2 if BundleInfoTarget.from_target(targets[0]).parts is not None else 1
-    release = None
     if body is not None:
         why = body.usable({b.digest: b.size for b in order}) if plan is None else "volumes"
         if why is None:
-            release = _pad_for_body(repo, targets, order, keys, expires, now, fmt, cache, body, info_bytes)
-            why = None if release is not None else "the head does not settle on whole blocks"
-        if release is None:
+            fmt = 3  # the blobs that downloaded are the start of the file: the metadata goes after them
+            _set_format(targets, order, cache, bundle_info, fmt)
+        else:
             from gapsync.log import event, progress_logs
 
             if progress_logs():
@@ -538,8 +530,7 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
                     cache.keep(d)
             body.abort()
             body = None
-    if release is None:
-        release = repo.sign_release(targets, keys, expires, now, fmt=fmt)
+    release = repo.sign_release(targets, keys, expires, now, fmt=fmt)
     assert release.version == version
     out_dir.mkdir(parents=True, exist_ok=True)
     in_body = body.digests() if body is not None else {}  # on disk already
@@ -571,27 +562,13 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
                         streamed=streamed, not_cached=not_cached)
 
 
-def _pad_for_body(repo: ChannelRepo, targets: list[Target], order: list[BlobRef], keys, expires, now, fmt: int,
-                  cache: BlobCache, body: BundleBody, info_bytes: bytes):
-    """Sign the release so that the head inserted in front of the body (every metadata member,
-    then the carried blobs that are not in the body) is a whole number of the body's blocks
-    (``fsutil.insert_range`` moves whole blocks): bundle.json (``targets[0]``) gets trailing
-    JSON whitespace, which changes its digest and length in targets.json and so the metadata's
-    size a little, so sign and measure again until it settles (two or three rounds). Returns the
-    release, or None if it does not settle (the caller writes the usual way)."""
-    in_body = body.digests()
-    for _ in range(8):
-        release = repo.sign_release(targets, keys, expires, now, fmt=fmt)
-        head = head_size(release.members, [b.size for b in order if b.digest not in in_body])
-        pad = -head % body.block
-        if not pad:
-            return release
-        old = targets[0].blob.digest
-        info_bytes += b" " * pad  # a whole number of tar blocks: the member grows by exactly pad
-        digest, size = cache.put_bytes(info_bytes, what=BUNDLE_INFO_PATH)
-        targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), targets[0].custom)
-        order[:] = [targets[0].blob if b.digest == old else b for b in order]
-    return None
+def _set_format(targets: list[Target], order: list[BlobRef], cache: BlobCache, info: BundleInfo, fmt: int) -> None:
+    """bundle.json (``targets[0]``) says the bundle's format too: written again with ``fmt``."""
+    old = targets[0].blob.digest
+    digest, size = cache.put_bytes(json.dumps(replace(info, format=fmt).to_dict(), indent=1, sort_keys=True).encode(),
+                                   what=BUNDLE_INFO_PATH)
+    targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), targets[0].custom)
+    order[:] = [targets[0].blob if b.digest == old else b for b in order]
 
 
 def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expires, now, max_size: int,

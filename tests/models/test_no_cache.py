@@ -8,7 +8,6 @@ makes, and every way the body cannot be used must end in that bundle or in none.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -143,17 +142,14 @@ def test_no_cache_is_refused_where_the_bundle_cannot_be_written_while_downloadin
     _, r = run(tmp_path / "w", spec, "--no-cache")
     assert r.code != 0 and "GAPSYNC_WRITE_WHILE_DOWNLOADING=0" in r.err, r.err
     monkeypatch.delenv("GAPSYNC_WRITE_WHILE_DOWNLOADING")
-    # a file system that cannot insert a range (tmpfs, NFS): found by the probe, refused, nothing downloaded
-    monkeypatch.setattr(fsutil, "_INSERT_BLOCK", {})
-
-    def refuse(fd, offset, length):
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(fsutil, "insert_range", refuse)
+    # an output directory that cannot be one (a dangling link stands there): refused, naming it,
+    # nothing downloaded, nothing created where the link points
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "out").symlink_to(tmp_path / "elsewhere")
     _, r = run(tmp_path / "t", spec, "--no-cache")
-    assert r.code == 2 and "cannot insert a range" in r.err and str(tmp_path / "t" / "out") in r.err, r.err
+    assert r.code == 2 and "cannot write the bundle there" in r.err and str(tmp_path / "t" / "out") in r.err, r.err
     assert not cached_digests(tmp_path / "t" / "cache") & shard_digests(hub)
-    assert not (tmp_path / "t" / "out").exists()
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_bad_bytes_with_no_cache_leave_nothing(tmp_path):
@@ -235,8 +231,7 @@ def test_a_held_blob_refuses_every_reader_that_takes_a_path(tmp_path):
 def test_a_held_blob_cannot_be_read_once_the_body_is_closed(tmp_path):
     from gapsync.bundle.archive import BundleBody
 
-    block = fsutil.insert_block(fsutil.Dir(tmp_path))
-    body = BundleBody(tmp_path / "b.gapsync", 1_700_000_000, block)
+    body = BundleBody(tmp_path / "b.gapsync", 1_700_000_000)
     data = os.urandom(5000)
     slot = body.slot(hashlib.sha256(data).hexdigest(), len(data))
     slot.write(data)
@@ -273,7 +268,7 @@ def test_a_held_download_from_a_lying_server_is_refused_and_kept_nowhere(tmp_pat
     (root / "files" / "model.bin").write_bytes(served)
     out = tmp_path / "out"
     out.mkdir()
-    body = BundleBody(out / "b.gapsync", 1_700_000_000, fsutil.insert_block(fsutil.Dir(out)))
+    body = BundleBody(out / "b.gapsync", 1_700_000_000)
     slots = []
 
     def tee(item):

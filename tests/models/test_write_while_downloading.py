@@ -1,15 +1,18 @@
 """A cold ``bundle create`` writes each blob into the bundle while it downloads (issue 21): the
-download also writes the bytes into a member at the end of the bundle's body, the metadata and
-the blobs that did not download are inserted in front afterwards (``fallocate`` INSERT_RANGE),
-and the file is hashed once for its signature. What comes out must be a bundle like any other
-(the stock ``minisign`` and the importer accept it, the same members as the writer that works
-from the cache), and every way the body cannot be used (a blocked artifact, a file system that
-cannot insert, a failed write, a bad download, a kill) must end in the usual bundle or in no
-bundle at all, never in a half-made one."""
+download also writes the bytes into a member of the bundle's body, the start of a format 3
+bundle; the BLAKE2b of the file (its minisign signature) follows those writes, and the blobs
+that did not download and then the metadata are appended after the scan. What comes out must be
+a bundle like any other (the stock ``minisign`` and the importer accept it, the same members as
+the writer that works from the cache), and every way the body cannot be used (a blocked
+artifact, a failed write, a bad download, a kill) must end in the usual bundle or in no bundle
+at all, never in a half-made one.
+
+The reader's side of format 3 (one canonical order per format, whatever a hostile file tries)
+is tested at the end.
+"""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -18,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from gapsync import fsutil, hashing
+from gapsync import hashing
 from gapsync.bundle.archive import BLOCK, BundleBody, BundleReader, BundleWriter, member_header
+from gapsync.errors import BundleFormatError
 from gapsync.fsutil import UnsafeFileError
+from gapsync.model import BlobRef
 from tests.support.channels import new_channel
 from tests.support.cli import cli
 from tests.support.model_shards import (
@@ -55,10 +60,19 @@ def create(base: Path, spec: Path, *extra: str, ch=None, out: str = "out") -> tu
     return ch, doc, Path(doc["bundle"])
 
 
-def blob_offsets(bundle: Path) -> dict[str, int]:
-    """Where each blob member's header starts in the file."""
+def layout(bundle: Path) -> list[str]:
+    """The member names in file order."""
     with BundleReader(bundle) as r:
-        return {m.digest: m._info.offset for m in r.iter_blobs()}
+        return [ti.name for ti in sorted([*r._metadata, *r._blobs], key=lambda ti: ti.offset)]
+
+
+def formats(bundle: Path) -> tuple[int, int]:
+    """The format targets.json says, and the one bundle.json says."""
+    with BundleReader(bundle) as r:
+        targets = json.loads(r.read_metadata()["targets.json"])["signed"]
+        digest = targets["targets"]["gapsync/bundle.json"]["hashes"]["sha256"]
+        info = next(b"".join(r.chunks(m)) for m in r.iter_blobs() if m.digest == digest)
+    return targets["x-gapsync"]["format"], json.loads(info)["format"]
 
 
 def test_a_cold_create_writes_the_shards_while_they_download(hub, tmp_path, minisign_bin, monkeypatch):
@@ -68,60 +82,40 @@ def test_a_cold_create_writes_the_shards_while_they_download(hub, tmp_path, mini
     # the stock minisign accepts the file the signature was computed over
     v = subprocess.run([minisign_bin, "-Vm", str(bundle), "-p", str(ch.pub[0])], capture_output=True, text=True)
     assert v.returncode == 0, v.stderr
-    # the body (the shards, in the order their downloads started) begins on a block boundary,
-    # right after the head, and bundle.json was padded with JSON whitespace to get there
-    offsets = blob_offsets(bundle)
-    shards = shard_digests(hub)
-    head = min(offsets[d] for d in shards)
-    assert head % 4096 == 0
-    assert all(offsets[d] >= head for d in shards) and all(o < head for d, o in offsets.items() if d not in shards)
-    with BundleReader(bundle) as r:
-        first = next(iter(r.iter_blobs()))
-        info = b"".join(r.chunks(first))
-    assert json.loads(info)["channel"] == "prod"
-    # the same bundle, member for member (but bundle.json's padding), as the writer that copies from the cache
+    # format 3: the shards first (in the order their downloads started), then the blobs that did
+    # not download (bundle.json, the SBOM, the policy), then every metadata member
+    names = layout(bundle)
+    shards = {f"blobs/sha256/{d}" for d in shard_digests(hub)}
+    assert set(names[:len(shards)]) == shards
+    first_meta = min(i for i, n in enumerate(names) if n.startswith("metadata/"))
+    assert all(n.startswith("blobs/") for n in names[:first_meta])
+    assert all(n.startswith("metadata/") for n in names[first_meta:])
+    assert formats(bundle) == (3, 3)
+    # the same bundle, member for member, as the writer that copies from the cache (format 1)
     monkeypatch.setenv("GAPSYNC_WRITE_WHILE_DOWNLOADING", "0")
     _, doc2, bundle2 = create(tmp_path / "b", spec)
     assert doc2["blobs_written_while_downloading"] == 0
+    assert layout(bundle2)[0].startswith("metadata/") and formats(bundle2) == (1, 1)
     got, want = members(bundle), members(bundle2)
     blobs = {n for n in got if n.startswith("blobs/")}
     blobs2 = {n for n in want if n.startswith("blobs/")}
-    # bundle.json and the SBOM differ (their time, and the padding); every other blob is the same
+    # bundle.json and the SBOM differ (their time, the format); every other blob is the same
     assert len(blobs) == len(blobs2) and len(blobs ^ blobs2) <= 4
-    assert {f"blobs/sha256/{d}" for d in shards} <= blobs & blobs2
+    assert shards <= blobs & blobs2
     assert sorted(n for n in got if n.startswith("metadata/")) == sorted(n for n in want if n.startswith("metadata/"))
     # and it imports: every file of the model lands in the Hugging Face cache with its bytes
     mirror = tmp_path / "mirror"
     assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
+    # bundle inspect and verify read it as they read any bundle
+    r = cli("bundle", "verify", bundle, "--mirror", mirror)
+    assert r.code == 0, r.err
+    r = cli("bundle", "inspect", bundle, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["version"] == 1
     r = cli("import", bundle, "--mirror", mirror)
     assert r.code == 0, r.err
     landed = {hashlib.sha256(p.read_bytes()).hexdigest() for p in mirror.rglob("*.safetensors") if p.is_file()}
-    assert shards <= landed
-
-
-def test_bundle_json_is_padded_until_the_head_is_whole_blocks(hub, tmp_path, minisign_bin):
-    """The policy travels in the head: policies of other lengths give the head other sizes, and
-    each time it ends on a block boundary, by trailing whitespace in bundle.json where it did not
-    already, and the file still verifies."""
-    import gapsync.policies
-
-    default = (Path(gapsync.policies.__file__).parent / "default.yaml").read_text()
-    padded = 0
-    for i in range(4):
-        policy = tmp_path / f"policy{i}.yaml"
-        policy.write_text(default + f"# {'x' * 700 * i}\n")
-        spec = spec_for(tmp_path / f"g{i}.yaml", hub.url)
-        ch, doc, bundle = create(tmp_path / str(i), spec, "--policy", str(policy))
-        assert doc["blobs_written_while_downloading"] == len(SHARDS)
-        offsets = blob_offsets(bundle)
-        assert min(offsets[d] for d in shard_digests(hub)) % 4096 == 0
-        with BundleReader(bundle) as r:
-            info = b"".join(r.chunks(next(iter(r.iter_blobs()))))
-        assert json.loads(info)["channel"] == "prod"
-        v = subprocess.run([minisign_bin, "-Vm", str(bundle), "-p", str(ch.pub[0])], capture_output=True, text=True)
-        assert v.returncode == 0, v.stderr
-        padded += info.endswith(b" ")
-    assert padded >= 2
+    assert shard_digests(hub) <= landed
 
 
 def test_auto_writes_while_downloading_only_what_fits_unflushed(hub, tmp_path, monkeypatch):
@@ -146,28 +140,16 @@ def test_auto_writes_while_downloading_only_what_fits_unflushed(hub, tmp_path, m
     assert doc["blobs_written_while_downloading"] == len(SHARDS)
 
 
-def test_a_warm_create_and_a_file_system_without_insert_write_after_the_download(hub, tmp_path, monkeypatch):
+def test_a_warm_create_writes_after_the_download_in_the_old_order(hub, tmp_path):
     spec = spec_for(tmp_path / "g.yaml", hub.url)
     _, doc, _ = create(tmp_path, spec)
     assert doc["blobs_written_while_downloading"] == len(SHARDS)
-    # everything cached: nothing downloads, the usual writer copies from the cache
+    # everything cached: nothing downloads, the usual writer copies from the cache, metadata first
     ch2 = new_channel(tmp_path / "ch2", "prod")
     _, doc, bundle = create(tmp_path, spec, ch=ch2, out="out2")
     assert doc["blobs_written_while_downloading"] == 0
     members(bundle)
-    # a file system that cannot insert a range (tmpfs, NFS): found by the probe, the bundle is
-    # written after the download, and the probe leaves no file behind
-    monkeypatch.setattr(fsutil, "_INSERT_BLOCK", {})
-
-    def refuse(fd, offset, length):
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(fsutil, "insert_range", refuse)
-    base = tmp_path / "c"
-    _, doc, bundle = create(base, spec)
-    assert doc["blobs_written_while_downloading"] == 0
-    members(bundle)
-    assert sorted(p.name for p in (base / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
+    assert layout(bundle)[0].startswith("metadata/") and formats(bundle) == (1, 1)
 
 
 def test_a_blocked_artifact_falls_back_to_the_writer_and_is_not_carried(hub, tmp_path):
@@ -217,15 +199,13 @@ def test_killed_while_downloading_then_the_rerun_finishes(hub, tmp_path, minisig
 
 # -- the body itself ------------------------------------------------------------------------------
 
-def _body(tmp_path: Path, blobs: list[bytes]) -> BundleBody:
-    block = fsutil.insert_block(fsutil.Dir(tmp_path))
-    assert block, "the test directory's file system cannot insert a range"
-    body = BundleBody(tmp_path / "b.gapsync", 1_700_000_000, block)
+def _body(tmp_path: Path, blobs: list[bytes], step: int = 1000) -> BundleBody:
+    body = BundleBody(tmp_path / "b.gapsync", 1_700_000_000)
     for data in blobs:
         slot = body.slot(hashlib.sha256(data).hexdigest(), len(data))
         assert slot is not None
-        for i in range(0, len(data), 1000):
-            slot.write(data[i:i + 1000])
+        for i in range(0, len(data), step):
+            slot.write(data[i:i + step])
         slot.finish()
     return body
 
@@ -235,7 +215,7 @@ def test_a_planted_link_at_the_partial_is_refused_before_a_byte_is_written(tmp_p
     victim.write_bytes(b"keep me")
     (tmp_path / "b.gapsync.partial").symlink_to(victim)
     with pytest.raises(UnsafeFileError):
-        BundleBody(tmp_path / "b.gapsync", 1_700_000_000, 4096)
+        BundleBody(tmp_path / "b.gapsync", 1_700_000_000)
     assert victim.read_bytes() == b"keep me"
 
 
@@ -265,36 +245,131 @@ def test_the_body_is_only_usable_for_exactly_the_blobs_carried(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_head_that_is_not_whole_blocks_is_refused_and_leaves_nothing(tmp_path):
-    body = _body(tmp_path, [os.urandom(100)])
-    with pytest.raises(ValueError, match="whole number"):
-        BundleWriter(tmp_path / "b.gapsync", 1_700_000_000, body=body, head=4096 + BLOCK)
-    assert list(tmp_path.iterdir()) == []
+META = {"1.root.json": b'{"signed": {}}',
+        "targets.json": b'{"signed": {"x-gapsync": {"format": 3}, "targets": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}}}'}
 
 
-def test_writer_around_a_body_makes_the_canonical_archive(tmp_path):
-    """The head inserted in front of the body, then the end: the strict reader accepts it, the
-    returned digest is the BLAKE2b of the whole file, and the members are where the writer put them."""
+def test_writer_after_a_body_makes_the_canonical_archive(tmp_path):
+    """The body, then a cached blob, the metadata and the end: the strict reader accepts it, the
+    returned digest is the BLAKE2b of the whole file, and the members are where they were put."""
     blobs = [os.urandom(n) for n in (1, 511, 513, 70_000)]
     body = _body(tmp_path, blobs)
-    meta = {"1.root.json": b'{"signed": {}}', "targets.json": b'{"signed": {"targets": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}}}'}
-    head_blob = os.urandom(8192 - 4 * BLOCK - BLOCK - 3)  # two metadata members of two blocks, a header: 8192
+    tail_blob = os.urandom(9000)
     cached = tmp_path / "cached"
-    cached.write_bytes(head_blob)
-    from gapsync.bundle.volumes import head_size
-    from gapsync.model import BlobRef
-
-    head = head_size(meta, [len(head_blob)])
-    assert head % 4096 == 0, head
-    w = BundleWriter(tmp_path / "b.gapsync", 1_700_000_000, body=body, head=head)
-    for name, data in meta.items():
+    cached.write_bytes(tail_blob)
+    w = BundleWriter(tmp_path / "b.gapsync", 1_700_000_000, body=body)
+    w.add_blob(BlobRef(hashlib.sha256(tail_blob).hexdigest(), len(tail_blob)), cached)
+    for name, data in META.items():
         w.add_metadata(name, data)
-    w.add_blob(BlobRef(hashlib.sha256(head_blob).hexdigest(), len(head_blob)), cached)
+    with pytest.raises(ValueError, match="after the metadata"):  # one order: no blob after the metadata
+        w.add_blob(BlobRef(hashlib.sha256(tail_blob).hexdigest(), len(tail_blob)), cached)
     digest = w.close()
     raw = (tmp_path / "b.gapsync").read_bytes()
     assert digest == hashlib.blake2b(raw).digest()
-    assert raw[head:head + BLOCK] == member_header(f"blobs/sha256/{hashlib.sha256(blobs[0]).hexdigest()}", 1, 1_700_000_000)
+    assert raw[:BLOCK] == member_header(f"blobs/sha256/{hashlib.sha256(blobs[0]).hexdigest()}", 1, 1_700_000_000)
     got = members(tmp_path / "b.gapsync")
     assert {n.rsplit("/", 1)[1] for n in got if n.startswith("blobs/")} == \
-        {hashlib.sha256(b).hexdigest() for b in [*blobs, head_blob]}
+        {hashlib.sha256(b).hexdigest() for b in [*blobs, tail_blob]}
+    assert layout(tmp_path / "b.gapsync")[-2:] == ["metadata/1.root.json", "metadata/targets.json"]
     assert not (tmp_path / "b.gapsync.partial").exists()
+
+
+def test_the_hash_follows_downloads_that_finish_out_of_order(tmp_path, monkeypatch):
+    """Side by side downloads write their members in any interleaving and finish in any order:
+    the hash is handed the bytes from the start of the file on as they become final (before the
+    scan, while later downloads still write), and what it computed is the BLAKE2b of the file."""
+    monkeypatch.setattr(BundleBody, "HASH_STEP", 4096)
+    body = BundleBody(tmp_path / "b.gapsync", 1_700_000_000)
+    blobs = [os.urandom(n) for n in (200_000, 50_001, 123_457, 7)]
+    slots = [body.slot(hashlib.sha256(b).hexdigest(), len(b)) for b in blobs]
+    pos = [0] * len(blobs)
+    order = [1, 3, 2, 0, 2, 1, 0, 0, 2, 1, 2, 0] * 40  # the second blob's download runs ahead
+    for i in order:
+        if pos[i] < len(blobs[i]):
+            n = min(9973, len(blobs[i]) - pos[i])
+            slots[i].write(blobs[i][pos[i]:pos[i] + n])
+            pos[i] += n
+            if pos[i] == len(blobs[i]):
+                slots[i].finish()
+    for i, s in enumerate(slots):  # what the interleaving left
+        if pos[i] < len(blobs[i]):
+            s.write(blobs[i][pos[i]:])
+            s.finish()
+    before = body._hashed
+    assert before >= slots[-1].offset  # all but the last member's tail was handed over already
+    w = BundleWriter(tmp_path / "b.gapsync", 1_700_000_000, body=body)
+    for name, data in META.items():
+        w.add_metadata(name, data)
+    digest = w.close()
+    raw = (tmp_path / "b.gapsync").read_bytes()
+    assert digest == hashlib.blake2b(raw).digest()
+    assert {n for n in members(tmp_path / "b.gapsync") if n.startswith("blobs/")} == \
+        {f"blobs/sha256/{hashlib.sha256(b).hexdigest()}" for b in blobs}
+
+
+def test_an_aborted_body_stops_its_hash_and_leaves_nothing(tmp_path):
+    body = _body(tmp_path, [os.urandom(300_000)])
+    body.abort()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="closed"):
+        BundleWriter(tmp_path / "b.gapsync", 1_700_000_000, body=body)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- the reader and format 3 ----------------------------------------------------------------------
+
+def _tar(path: Path, members_: list[tuple[str, bytes]]) -> Path:
+    """A bundle file with these members in this order, in the canonical form (only the order and
+    the format in targets.json are under test)."""
+    out = bytearray()
+    for name, data in members_:
+        out += member_header(name, len(data), 1_700_000_000) + data + b"\0" * (-len(data) % BLOCK)
+    out += b"\0" * (2 * BLOCK)
+    out += b"\0" * (-len(out) % 10240)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def _targets(fmt: int | None, n: int = 2) -> bytes:
+    ext = {} if fmt is None else {"x-gapsync": {"format": fmt}}
+    return json.dumps({"signed": {**ext, "targets": {str(i): {} for i in range(n)}}}).encode()
+
+
+def _blob(data: bytes) -> tuple[str, bytes]:
+    return f"blobs/sha256/{hashlib.sha256(data).hexdigest()}", data
+
+
+@pytest.mark.parametrize(("order", "fmt", "error"), [
+    ("blobs-first", 3, None),
+    ("metadata-first", 1, None),
+    ("metadata-first", 2, None),
+    ("blobs-first", 1, "format 1 .* does not allow"),
+    ("blobs-first", 2, "format 2 .* does not allow"),
+    ("blobs-first", None, "format 1 .* does not allow"),
+    ("metadata-first", 3, "says bundle format 3, which puts the blobs first"),
+    ("interleaved-blob-last", 3, "blob member .* after the metadata"),
+    ("interleaved-meta-last", 1, "metadata member .* after the blobs"),
+    ("blobs-no-targets", 3, "without metadata/targets.json after them"),
+    ("blobs-first-too-many", 3, "more blob members than the 2 targets"),
+    ("blobs-first", 4, "bundle format 4: this gapsync reads formats 1, 2, 3 only"),
+])
+def test_each_format_has_one_member_order(tmp_path, order, fmt, error):
+    a, b = _blob(b"a" * 700), _blob(b"b" * 3)
+    root, targets = ("metadata/1.root.json", b"{}"), ("metadata/targets.json", _targets(fmt))
+    layouts = {
+        "blobs-first": [a, b, root, targets],
+        "metadata-first": [root, targets, a, b],
+        "interleaved-blob-last": [a, root, targets, b],
+        "interleaved-meta-last": [root, targets, a, ("metadata/timestamp.json", b"{}"), b],
+        "blobs-no-targets": [a, b, root],
+        "blobs-first-too-many": [*[_blob(bytes([i])) for i in range(19)], root, targets],
+    }
+    path = _tar(tmp_path / "b.gapsync", layouts[order])
+    if error is None:
+        with BundleReader(path) as r:
+            assert r.format == (fmt or 1) and r.blob_count == 2
+            assert set(r.read_metadata()) == {"1.root.json", "targets.json"}
+            assert {m.name: b"".join(r.chunks(m)) for m in r.iter_blobs()} == dict([a, b])
+    else:
+        with pytest.raises(BundleFormatError, match=error):
+            BundleReader(path)
