@@ -316,10 +316,11 @@ def _known_digests(repo: ChannelRepo, delta: DeltaOptions) -> tuple[set[str], di
 # Write each download into the bundle as it arrives (BundleBody: a format 3 bundle, its
 # metadata after its blobs), when (unset: "auto") what downloads fits in what the kernel holds
 # unflushed (``hashing.dirty_budget``), so that its two copies, the cache's and the bundle's, are
-# at most twice that. Far beyond it the disk sets the pace either way, and writing the bundle after
-# the download measured as fast or faster (16 GB, docs/performance.md); up to it, writing while
-# downloading was faster and took a quarter less CPU (4 GB). "1": always, "0": never (which also
-# keeps every bundle readable by a gapsync older than format 3, unless ``--no-cache``).
+# at most twice that. Far beyond it the disk sets the pace: two copies written during the download
+# slowed it (16 GB: 53-77 s against 52-110 s written after it, this disk's pace moving as much
+# between runs; docs/performance.md "Session 8"); up to it, writing while downloading was faster
+# (4 GB: 10.1 against 13.2 s). "1": always, "0": never (which also keeps every bundle readable by
+# a gapsync older than format 3; ``--no-cache`` is then refused).
 WRITE_WHILE_DOWNLOADING_ENV = "GAPSYNC_WRITE_WHILE_DOWNLOADING"
 
 
@@ -342,14 +343,6 @@ def _body_tee(spec, version: int, now: datetime, out_dir: Path, scan: ScanOption
             raise InputError(f"--no-cache writes each download straight into the bundle, which cannot be done with {why}; "
                              "leave out --no-cache")
         return None
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)  # removed again by ``_create`` if nothing is written
-        with fsutil.Dir(out_dir):
-            pass
-    except OSError as e:
-        if not scan.no_cache:
-            return None  # the usual writer meets the same directory later and says what is wrong
-        raise InputError(f"{out_dir}: cannot write the bundle there ({e.strerror or e})") from e
     return _BodyTee(out_dir / bundle_file_name(spec.name, spec.channel, version), int(now.timestamp()), known,
                     no_cache=scan.no_cache)
 
@@ -361,6 +354,12 @@ def _create(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache: Blob
     absent = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # what this run creates
     tee = None
     try:
+        try:  # made now (the downloads may write the bundle), removed again below if nothing is written
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with fsutil.Dir(out_dir):
+                pass
+        except OSError as e:  # a file or a dangling link where the directory should be, no permission...
+            raise InputError(f"{out_dir}: cannot write the bundle there ({e.strerror or e})") from e
         tee = _body_tee(spec, repo.next_version(), now, out_dir, scan, known)
         return _create_into(spec, lock_path, repo, keys, out_dir, cache, jobs, expires, now, scan, delta, known, base,
                             tee)
@@ -532,7 +531,6 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
             body = None
     release = repo.sign_release(targets, keys, expires, now, fmt=fmt)
     assert release.version == version
-    out_dir.mkdir(parents=True, exist_ok=True)
     in_body = body.digests() if body is not None else {}  # on disk already
     check_free_space(out_dir, sum(b.size for b in order if b.digest not in in_body)
                      * (1 + scan.parity // max(1, len(plan or [1]))), "the bundle")

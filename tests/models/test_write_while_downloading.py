@@ -152,6 +152,28 @@ def test_a_warm_create_writes_after_the_download_in_the_old_order(hub, tmp_path)
     assert layout(bundle)[0].startswith("metadata/") and formats(bundle) == (1, 1)
 
 
+@pytest.mark.parametrize("planted", ["dangling link", "file"])
+def test_an_output_that_cannot_be_a_directory_is_refused_in_one_line(hub, tmp_path, planted):
+    """-o naming a dangling link or a file (a nested path under it, so the option's own check
+    does not catch it): exit 2, one line naming it, nothing downloaded, nothing created where
+    the link points."""
+    spec = spec_for(tmp_path / "g.yaml", hub.url)
+    ch = new_channel(tmp_path, "prod")
+    if planted == "file":
+        (tmp_path / "o").write_bytes(b"a file")
+        out = tmp_path / "o" / "out"
+    else:
+        (tmp_path / "o").symlink_to(tmp_path / "elsewhere")
+        out = tmp_path / "o"
+    r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", out,
+            "--cache", tmp_path / "cache")
+    assert r.code == 2 and "cannot write the bundle there" in r.err and str(out) in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    cached = {p.name for p in (tmp_path / "cache").rglob("*")} if (tmp_path / "cache").exists() else set()
+    assert not any(d in name for d in shard_digests(hub) for name in cached)  # refused before any download
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_a_blocked_artifact_falls_back_to_the_writer_and_is_not_carried(hub, tmp_path):
     """--allow-partial with a blocked model whose blobs were written into the body while they
     downloaded: the body is given up, the bundle is written from the cache without them."""
