@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -69,14 +70,37 @@ class Tee(Protocol):
     def finish(self) -> None: ...
 
 
+class Tees(Protocol):
+    """What ``fetch_all`` asks where a download also goes (``bundler.create``'s body tee)."""
+
+    def __call__(self, item: FetchItem, /) -> Tee | None: ...
+
+    def lane(self, item: FetchItem, /) -> AbstractContextManager[object]:
+        """Held around the whole download of ``item``, from before its request: a bound on how
+        many downloads write into the bundle side by side."""
+        ...
+
+    def ordered(self, item: FetchItem, /) -> bool:
+        """Whether ``item`` waits for a lane (``fetch_all`` starts those after the others)."""
+        ...
+
+
 def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None = None,
-              tee: Callable[[FetchItem], Tee | None] | None = None) -> FetchResult:
+              tee: Tees | None = None) -> FetchResult:
     """Fetch one item into the cache (resuming a partial download). ``tee``: asked, for a blob
     downloaded from its first byte, for a second place to write the bytes to as they arrive
     (the bundle being made: ``BundleBody.slot``); told ``finish`` once they are verified."""
     if item.sha256 and cache.has(item.sha256):
         size = cache.size(item.sha256)
         return FetchResult(item, item.sha256, size, 0)
+    if tee is None:
+        return _fetch_one(cache, item, on_bytes, None)
+    with tee.lane(item):
+        return _fetch_one(cache, item, on_bytes, tee)
+
+
+def _fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None] | None,
+               tee: Tees | None) -> FetchResult:
     key = item.sha256 or hashlib.sha256(item.url.encode()).hexdigest() + ".unverified"
     part = cache.partial_path(key)
     hasher = hashlib.sha256()
@@ -104,7 +128,7 @@ def fetch_one(cache: BlobCache, item: FetchItem, on_bytes: Callable[[int], None]
             mode = "ab" if have else "wb"
         elif resp.status_code == 416 and have:
             part.unlink(missing_ok=True)
-            return fetch_one(cache, item, on_bytes, tee)
+            return _fetch_one(cache, item, on_bytes, tee)
         else:
             raise FetchError(f"{item.url}: HTTP {resp.status_code}")
         second = tee(item) if tee is not None and not have and item.sha256 and item.size is not None else None
@@ -141,12 +165,16 @@ def _fetch_held(cache: BlobCache, item: FetchItem, resp: requests.Response, slot
 
 def fetch_all(cache: BlobCache, items: list[FetchItem], jobs: int = DEFAULT_JOBS,
               progress: Callable[[FetchResult, int, int], None] | None = None,
-              tee: Callable[[FetchItem], Tee | None] | None = None) -> list[FetchResult]:
+              tee: Tees | None = None) -> list[FetchResult]:
     """Fetch every item (each blob once: by digest when known, else by URL); the first failure
     is raised after the others finish (no download is running when this returns or raises).
     ``progress=tty_progress`` shows byte progress (see ``ByteMeter``); any other callable is
-    called once per finished file. ``tee``: see ``fetch_one``."""
+    called once per finished file. ``tee``: see ``fetch_one``; the downloads that wait for one of
+    its lanes are started after the others, so that a worker waiting for a lane does not hold up
+    a small file queued behind it."""
     unique = list({i.sha256 or i.url: i for i in items}.values())
+    if tee is not None:
+        unique.sort(key=tee.ordered)  # stable: False (the others) first
     results: list[FetchResult] = []
     errors: list[GapsyncError] = []
     meter = ByteMeter([i for i in unique if not (i.sha256 and cache.has(i.sha256))]) if progress is tty_progress else None

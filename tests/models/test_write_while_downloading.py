@@ -174,6 +174,73 @@ def test_an_output_that_cannot_be_a_directory_is_refused_in_one_line(hub, tmp_pa
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_large_downloads_into_the_body_take_turns_in_lanes(hub, tmp_path, monkeypatch, lanes):
+    """The hash follows the body from its first byte, so large downloads into it run at most
+    ``GAPSYNC_BODY_LANES`` at a time (every file counts as large here): never more at once, the
+    bundle the same, and the small files are not held back by them (started first)."""
+    import threading
+    import time
+
+    import gapsync.bundler.create as create_mod
+    import gapsync.bundler.fetch as fetch_mod
+
+    monkeypatch.setattr(create_mod, "LARGE_BLOB", 1)
+    monkeypatch.setenv("GAPSYNC_BODY_LANES", str(lanes))
+    active, peak, lock = [0], [0], threading.Lock()
+    real = fetch_mod._fetch_one
+
+    def counted(cache, item, on_bytes, tee):
+        if tee is None or not tee.ordered(item):  # a file the body does not take (no digest known)
+            return real(cache, item, on_bytes, tee)
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(0.05)  # long enough for the other workers to try
+            return real(cache, item, on_bytes, tee)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(fetch_mod, "_fetch_one", counted)
+    spec = spec_for(tmp_path / "g.yaml", hub.url)
+    ch, doc, bundle = create(tmp_path, spec)
+    assert doc["blobs_written_while_downloading"] == len(SHARDS)
+    assert 1 <= peak[0] <= lanes
+    assert {f"blobs/sha256/{d}" for d in shard_digests(hub)} <= set(members(bundle))
+    assert formats(bundle) == (3, 3)
+
+
+@pytest.mark.parametrize("value", ["0", "x", "65", "-1"])
+def test_a_bad_lane_count_is_refused_in_one_line(hub, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("GAPSYNC_BODY_LANES", value)
+    spec = spec_for(tmp_path / "g.yaml", hub.url)
+    ch = new_channel(tmp_path, "prod")
+    r = cli("bundle", "create", "-f", spec, "--state", ch.state, "--key", ch.keys[0], "-o", tmp_path / "out",
+            "--cache", tmp_path / "cache")
+    assert r.code == 2 and "GAPSYNC_BODY_LANES" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_lanes_order_small_files_first(tmp_path):
+    """``fetch_all`` starts the downloads that wait for a lane after the others."""
+    from gapsync.bundler.create import LARGE_BLOB, _BodyTee
+    from gapsync.bundler.fetch import FetchItem
+
+    tee = _BodyTee(tmp_path / "b.gapsync", 1_700_000_000, set())
+    big, small = FetchItem("u1", "a" * 64, LARGE_BLOB, "big"), FetchItem("u2", "b" * 64, 10, "small")
+    known = FetchItem("u3", "c" * 64, LARGE_BLOB, "known")
+    assert not tee.ordered(big)  # no body (not wanted): nothing waits
+    tee.body = BundleBody(tmp_path / "b.gapsync", 1_700_000_000)
+    tee.known = {"c" * 64}
+    try:
+        assert tee.ordered(big) and not tee.ordered(small) and not tee.ordered(known)
+        assert sorted([big, small, known], key=tee.ordered) == [small, known, big]
+    finally:
+        tee.body.abort()
+
+
 def test_a_blocked_artifact_falls_back_to_the_writer_and_is_not_carried(hub, tmp_path):
     """--allow-partial with a blocked model whose blobs were written into the body while they
     downloaded: the body is given up, the bundle is written from the cache without them."""
