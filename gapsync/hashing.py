@@ -269,26 +269,6 @@ class WriteBehind:
         return n
 
 
-def dirty_budget() -> int:
-    """How many bytes of written, not yet flushed file data the kernel lets a writer build up
-    before it makes it wait for the disk (``vm.dirty_bytes``, else ``vm.dirty_ratio`` percent of
-    the memory): what ``bundle create`` can write ahead of the disk. 0 when unknown."""
-    def number(name: str) -> int:
-        try:
-            with open(f"/proc/sys/vm/{name}", "rb") as f:  # noqa: PTH123 (a kernel setting, read only)
-                return int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    if (limit := number("dirty_bytes")) > 0:
-        return limit
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-    return total * number("dirty_ratio") // 100
-
-
 class ReadBackHash:
     """The BLAKE2b-512 of a file being written (for its minisign signature), computed by reading
     back what was written, from the page cache, in a thread of its own; and on the way the sha256

@@ -69,7 +69,7 @@ from gapsync.bundler.spec import load_spec
 from gapsync.bundler.subjects import build_subjects, image_key, model_key, python_key
 from gapsync.bundler.trust_repo import ChannelRepo
 from gapsync.errors import FetchError, GapsyncError, InputError, PolicyBlockedError
-from gapsync.hashing import check_free_space, dirty_budget, read_chunks
+from gapsync.hashing import check_free_space, read_chunks
 from gapsync.locking import exclusive
 from gapsync.model import BlobRef, Target
 from gapsync.policies.schema import load_policy
@@ -316,22 +316,21 @@ def _known_digests(repo: ChannelRepo, delta: DeltaOptions) -> tuple[set[str], di
 
 
 # Write each download into the bundle as it arrives (BundleBody: a format 3 bundle, its
-# metadata after its blobs), when (unset: "auto") what downloads fits in what the kernel holds
-# unflushed (``hashing.dirty_budget``), so that its two copies, the cache's and the bundle's, are
-# at most twice that. Far beyond it the disk sets the pace: two copies written during the download
-# slowed it (16 GB: 53-77 s against 52-110 s written after it, this disk's pace moving as much
-# between runs; docs/performance.md "Session 8"); up to it, writing while downloading was faster
-# (4 GB: 10.1 against 13.2 s). "1": always, "0": never (which also keeps every bundle readable by
-# a gapsync older than format 3; ``--no-cache`` is then refused).
+# metadata after its blobs), by default whenever something downloads. Until session 8 only what
+# fit in what the kernel holds unflushed (about 4.7 GB here): beyond it, eight downloads writing
+# two copies each side by side slowed the download more than the tail saved. With large downloads
+# taking turns in ``BODY_LANES`` and the hash following the body, writing while downloading was
+# the faster at 16 GB too (29.9 s against 45.2 s written after the download; docs/performance.md
+# "Session 8"). "0": never, which also keeps every bundle readable by a gapsync older than format 3
+# (``--no-cache`` is then refused); "1": the same as unset.
 WRITE_WHILE_DOWNLOADING_ENV = "GAPSYNC_WRITE_WHILE_DOWNLOADING"
 
 
 def _write_while_downloading(pending: int) -> bool:
     """Whether to write ``pending`` downloaded bytes into the bundle as they arrive (see above)."""
-    mode = os.environ.get(WRITE_WHILE_DOWNLOADING_ENV, "auto")
-    if mode in ("0", "1"):
-        return mode == "1"
-    return 0 < pending <= dirty_budget()
+    if os.environ.get(WRITE_WHILE_DOWNLOADING_ENV) == "0":
+        return False
+    return pending > 0
 
 
 def _body_tee(spec, version: int, now: datetime, out_dir: Path, scan: ScanOptions, known: set[str]) -> _BodyTee | None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from gapsync import hashing
 from gapsync.bundle.archive import BLOCK, BundleBody, BundleReader, BundleWriter, member_header
 from gapsync.errors import BundleFormatError
 from gapsync.fsutil import UnsafeFileError
@@ -118,26 +117,20 @@ def test_a_cold_create_writes_the_shards_while_they_download(hub, tmp_path, mini
     assert shard_digests(hub) <= landed
 
 
-def test_auto_writes_while_downloading_only_what_fits_unflushed(hub, tmp_path, monkeypatch):
-    """Unset, the bundle is written while downloading only when what downloads fits in what the
-    kernel holds unflushed; beyond that, after the download (measured faster when the disk sets
-    the pace). "1" always, "0" never."""
-    import gapsync.bundler.create as create_mod
-
+def test_unset_writes_while_downloading_and_zero_never(hub, tmp_path, monkeypatch):
+    """Unset (or "1"), whatever downloads is written into the bundle as it arrives (format 3);
+    "0" never (format 1: readable by a gapsync older than format 3), and it leaves nothing else
+    in the output directory."""
     spec = spec_for(tmp_path / "g.yaml", hub.url)
-    total = sum(SHARDS.values())
-    assert hashing.dirty_budget() > 0  # this Linux's vm.dirty_bytes or vm.dirty_ratio of the memory
-    monkeypatch.setattr(create_mod, "dirty_budget", lambda: total - 1)  # the downloads do not quite fit
-    _, doc, bundle = create(tmp_path / "small", spec)
-    assert doc["blobs_written_while_downloading"] == 0
-    assert sorted(p.name for p in (tmp_path / "small" / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
+    _, doc, bundle = create(tmp_path / "unset", spec)
+    assert doc["blobs_written_while_downloading"] == len(SHARDS) and formats(bundle) == (3, 3)
     monkeypatch.setenv("GAPSYNC_WRITE_WHILE_DOWNLOADING", "1")
-    _, doc, _ = create(tmp_path / "forced", spec)
-    assert doc["blobs_written_while_downloading"] == len(SHARDS)
-    monkeypatch.delenv("GAPSYNC_WRITE_WHILE_DOWNLOADING")
-    monkeypatch.setattr(create_mod, "dirty_budget", lambda: total + (64 << 20))  # the shards and the small files
-    _, doc, _ = create(tmp_path / "fits", spec)
-    assert doc["blobs_written_while_downloading"] == len(SHARDS)
+    _, doc, bundle = create(tmp_path / "one", spec)
+    assert doc["blobs_written_while_downloading"] == len(SHARDS) and formats(bundle) == (3, 3)
+    monkeypatch.setenv("GAPSYNC_WRITE_WHILE_DOWNLOADING", "0")
+    _, doc, bundle = create(tmp_path / "zero", spec)
+    assert doc["blobs_written_while_downloading"] == 0 and formats(bundle) == (1, 1)
+    assert sorted(p.name for p in (tmp_path / "zero" / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
 
 
 def test_a_warm_create_writes_after_the_download_in_the_old_order(hub, tmp_path):
