@@ -20,7 +20,7 @@ stand-in's on-disk format, whose revision directory is also the path model), the
   ``bundle create`` into an empty cache (cold), ``sync`` included on both sides (the download
   alone is read from ``bundle create``'s ``fetch.done`` log event); then ``bundle create`` again
   from the filled (sealed) cache (warm), against the manual workflow. The cold create runs four times:
-  as it is (gapsync picks by size), with ``--no-cache`` (the model files written into the bundle
+  as it is (the default: written while downloading, as ``=1``), with ``--no-cache`` (the model files written into the bundle
   only, once), with ``GAPSYNC_WRITE_WHILE_DOWNLOADING=1`` (each download written into the bundle
   as it arrives, ``BundleBody``, and into the cache) and with ``=0`` (the bundle written from
   the cache after the download). ``--hub-only``: the manual workflow and the Hub case alone.
