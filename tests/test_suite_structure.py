@@ -4,8 +4,9 @@
   or a conftest (``from tests.test_sync import ...``, ``from tests.conda.conftest import ...``,
   a bare ``from scanner_samples import ...`` that works only because pytest put a test
   directory on ``sys.path``, a relative import of a sibling, ``importlib.import_module`` of one);
-- no test reads files outside the repository (``../shared``, ``/work/shared``, a path climbed
-  out of the checkout and joined with ``"shared"``): a fresh clone runs whole;
+- no test reads files outside the repository (the developers' sibling notes directory, by a
+  relative or an absolute path, or a path climbed out of the checkout and joined with its
+  name, ``OUTSIDE_NAME``): a fresh clone runs whole;
 - gapsync itself never imports the tests, and the benchmarks use only ``tests.support``.
 
 Each offence is reported as ``file:line: what``.
@@ -123,8 +124,9 @@ def import_problems(path: Path, root: Path) -> list[str]:
 
 
 def outside_problems(path: Path, root: Path) -> list[str]:
-    """Reads of files outside the repository: ``../shared``, ``/work/shared``, or a path joined
-    with ``"shared"`` after climbing (``.parent``, ``.parents[n]``, ``".."``)."""
+    """Reads of files outside the repository: the sibling notes directory (``OUTSIDE``, relative
+    or under /work), or a path joined with its name after climbing (``.parent``, ``.parents[n]``,
+    ``".."``)."""
     rel = path.relative_to(root)
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     docstrings = _docstring_nodes(tree)
