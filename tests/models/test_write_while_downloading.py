@@ -133,6 +133,56 @@ def test_unset_writes_while_downloading_and_zero_never(hub, tmp_path, monkeypatc
     assert sorted(p.name for p in (tmp_path / "zero" / "out").iterdir()) == sorted([bundle.name, bundle.name + ".minisig"])
 
 
+@pytest.fixture(scope="module")
+def format3(hub, tmp_path_factory):
+    """One cold create (format 3) and its channel, for the hostile imports below."""
+    base = tmp_path_factory.mktemp("format3")
+    ch, doc, bundle = create(base, spec_for(base / "g.yaml", hub.url))
+    assert formats(bundle) == (3, 3)
+    return ch, bundle
+
+
+def _hostile(bundle: Path, how: str, dest: Path) -> Path:
+    raw = bytearray(bundle.read_bytes())
+    with BundleReader(bundle) as r:
+        blobs = list(r.iter_blobs())
+        meta = [(ti.name, r._read_all(ti)) for ti in r._metadata]
+        first = blobs[0]._info
+        if how == "tampered":  # one byte of the first shard's data, as it was written while downloading
+            raw[first.offset_data + first.size // 2] ^= 0x01
+        elif how == "truncated":  # the metadata at the end cut off
+            del raw[-20 * BLOCK:]
+        elif how == "metadata-first":  # the same signed members in the order of formats 1 and 2
+            return _tar(dest, [*meta, *[(m.name, b"".join(r.chunks(m))) for m in blobs]])
+        elif how == "blob-dropped":  # a shard left out (a short copy): the metadata still lists it
+            kept = [m for m in blobs if m.name != blobs[0].name]
+            return _tar(dest, [*[(m.name, b"".join(r.chunks(m))) for m in kept], *meta])
+    dest.write_bytes(bytes(raw))
+    return dest
+
+
+@pytest.mark.parametrize("how", ["tampered", "truncated", "metadata-first", "blob-dropped"])
+def test_a_hostile_format_3_bundle_is_refused_and_publishes_nothing(format3, tmp_path, how):
+    """The bundle written while downloading, damaged or reordered on the way: refused with the
+    verification exit code, naming the file, nothing published; the good one imports after, and
+    imported again it is a replay (nothing new)."""
+    ch, bundle = format3
+    mirror = tmp_path / "mirror"
+    assert cli("trust", "pin", ch.root, "--mirror", mirror).code == 0
+    bad = _hostile(bundle, how, tmp_path / bundle.name)
+    r = cli("import", bad, "--mirror", mirror)
+    assert r.code == 3, (r.code, r.err)
+    reason = {"tampered": "does not match", "truncated": "truncated", "metadata-first": "says bundle format 3",
+              "blob-dropped": "lacks 1 blob"}[how]
+    assert reason in r.err, r.err
+    assert str(bad) in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not [p for p in mirror.rglob("*.safetensors")]
+    r = cli("import", bundle, "--mirror", mirror)
+    assert r.code == 0, r.err
+    assert [p for p in mirror.rglob("*.safetensors")]
+    assert cli("import", bundle, "--mirror", mirror).code == 5  # the same version again: nothing new
+
+
 def test_a_warm_create_writes_after_the_download_in_the_old_order(hub, tmp_path):
     spec = spec_for(tmp_path / "g.yaml", hub.url)
     _, doc, _ = create(tmp_path, spec)
