@@ -518,7 +518,7 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
     if base:
         bundle_info = replace(bundle_info, kind="delta", base=base)
         info = bundle_info.to_dict()
-    info_bytes = json.dumps(info, indent=1, sort_keys=True).encode()
+    info_bytes = _info_bytes(info)
     extra = [(BUNDLE_INFO_PATH, info_bytes, BundleInfoTarget().to_dict())]
     try:
         from gapsync.reports.sbom import build_sbom
@@ -590,11 +590,16 @@ def _create_into(spec, lock_path, repo: ChannelRepo, keys, out_dir: Path, cache:
                         streamed=streamed, not_cached=not_cached)
 
 
+def _info_bytes(info: dict) -> bytes:
+    """bundle.json's bytes: one serialisation wherever it is written (its first form, the volume
+    count, the format)."""
+    return json.dumps(info, indent=1, sort_keys=True).encode()
+
+
 def _set_format(targets: list[Target], order: list[BlobRef], cache: BlobCache, info: BundleInfo, fmt: int) -> None:
     """bundle.json (``targets[0]``) says the bundle's format too: written again with ``fmt``."""
     old = targets[0].blob.digest
-    digest, size = cache.put_bytes(json.dumps(replace(info, format=fmt).to_dict(), indent=1, sort_keys=True).encode(),
-                                   what=BUNDLE_INFO_PATH)
+    digest, size = cache.put_bytes(_info_bytes(replace(info, format=fmt).to_dict()), what=BUNDLE_INFO_PATH)
     targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), targets[0].custom)
     order[:] = [targets[0].blob if b.digest == old else b for b in order]
 
@@ -639,7 +644,7 @@ def _plan_volumes(repo, targets: list[Target], order: list[BlobRef], keys, expir
         info_target = replace(info_target, volumes=len(plan), parts=parts_table(plan))
         info = replace(info, format=2)
     info = replace(info, volumes=len(plan))
-    digest, size = cache.put_bytes(json.dumps(info.to_dict(), indent=1, sort_keys=True).encode(), what=BUNDLE_INFO_PATH)
+    digest, size = cache.put_bytes(_info_bytes(info.to_dict()), what=BUNDLE_INFO_PATH)
     targets[0] = Target(BUNDLE_INFO_PATH, BlobRef(digest, size), info_target.to_dict())
     return plan
 
